@@ -1,0 +1,163 @@
+"""Artifact records and the build folder's manifest.json, written atomically.
+
+A build folder is complete only when its manifest says `"status": "complete"`; a stage that
+fails leaves the manifest at "incomplete" with the failure recorded, never a finished look.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from .versions import tool_versions
+
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _path_digest(path: Path) -> tuple[str, int]:
+    """sha256 and size of a file, or of a folder's files in sorted order."""
+    if path.is_file():
+        return sha256_file(path), path.stat().st_size
+    digest, size = hashlib.sha256(), 0
+    for child in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(child.relative_to(path)).encode())
+        digest.update(sha256_file(child).encode())
+        size += child.stat().st_size
+    return digest.hexdigest(), size
+
+
+@dataclass
+class Artifact:
+    kind: str  # student | onnx | openvino-ir | trt-bundle | trt-engine | bench
+    path: str  # relative to the build folder
+    name: str = ""
+    sha256: str = ""
+    size: int = 0
+    parents: list = field(default_factory=list)  # names of the artifacts it was made from
+    config_hash: str = ""
+    precision: str = ""
+    backend: str = ""
+    device: str = ""
+    status: str = "ready"  # ready | pending (must be finished on the device)
+    tool_versions: dict = field(default_factory=dict)
+    data_config: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def record(cls, root: Path, path: Path, **fields) -> "Artifact":
+        """Describe the file or folder at `path` (inside `root`), hashing its content."""
+        digest, size = _path_digest(path)
+        fields.setdefault("name", path.name)
+        fields.setdefault("tool_versions", tool_versions())
+        return cls(path=str(path.relative_to(root)), sha256=digest, size=size, **fields)
+
+    def abspath(self, root: Path) -> Path:
+        return root / self.path
+
+    def is_intact(self, root: Path) -> bool:
+        """True when the file still exists with the recorded content."""
+        path = self.abspath(root)
+        return path.exists() and _path_digest(path)[0] == self.sha256
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Artifact":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write JSON to a temp file beside `path`, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=2, default=str)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_output(final: Path) -> Iterator[Path]:
+    """Yield a temp path (file or folder) beside `final`; rename it into place only on success."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    try:
+        yield tmp
+    except BaseException:
+        if tmp.exists():
+            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+        raise
+    if final.exists():
+        shutil.rmtree(final) if final.is_dir() and not final.is_symlink() else final.unlink()
+    os.replace(tmp, final)
+
+
+class Manifest:
+    """The build folder's manifest.json: artifacts by name, stage records, overall status."""
+
+    def __init__(self, root: Path, data: dict | None = None):
+        self.root = Path(root)
+        self.data = data or {
+            "schema": "edgedistill.manifest/1",
+            "status": "incomplete",
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "artifacts": {},
+            "stages": {},
+        }
+
+    @classmethod
+    def load(cls, root: Path) -> "Manifest":
+        path = Path(root) / MANIFEST
+        if path.is_file():
+            return cls(root, json.loads(path.read_text()))
+        return cls(root)
+
+    def save(self) -> None:
+        self.data["updated"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        write_json_atomic(self.root / MANIFEST, self.data)
+
+    def artifacts(self) -> dict[str, Artifact]:
+        return {name: Artifact.from_dict(item) for name, item in self.data["artifacts"].items()}
+
+    def get(self, name: str) -> Artifact | None:
+        item = self.data["artifacts"].get(name)
+        return Artifact.from_dict(item) if item else None
+
+    def add(self, artifact: Artifact) -> None:
+        self.data["artifacts"][artifact.name] = artifact.to_dict()
+
+    def record_stage(self, stage: str, key: str, outputs: list[str], status: str = "done", error: str = "") -> None:
+        self.data["stages"][stage] = {"key": key, "outputs": outputs, "status": status, "error": error}
+
+    def stage_is_fresh(self, stage: str, key: str) -> bool:
+        """True when `stage` already ran with the same inputs+config key and its outputs are intact."""
+        record = self.data["stages"].get(stage)
+        if not record or record.get("key") != key or record.get("status") != "done":
+            return False
+        artifacts = self.artifacts()
+        return all(name in artifacts and artifacts[name].is_intact(self.root) for name in record["outputs"])
+
+    def set_status(self, status: str, **info) -> None:
+        self.data["status"] = status
+        self.data.update(info)

@@ -1,0 +1,92 @@
+"""Backend and Runner interfaces (the Polygraphy pattern: public methods check state, `_impl` does the work)."""
+
+from __future__ import annotations
+
+import abc
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EdgedistillError
+
+
+class Runner(abc.ABC):
+    """Runs one compiled model. Use as a context manager; `infer` times each call."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.is_active = False
+        self._last_inference_time: float | None = None
+
+    def __enter__(self) -> "Runner":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
+    def activate(self) -> None:
+        if self.is_active:
+            return
+        self._activate_impl()
+        self.is_active = True
+
+    def deactivate(self) -> None:
+        if not self.is_active:
+            return
+        self._deactivate_impl()
+        self.is_active = False
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.is_active:
+            raise RuntimeError(f"runner {self.name} must be activated before infer()")
+        start = time.perf_counter()
+        outputs = self._infer_impl(feeds)
+        self._last_inference_time = time.perf_counter() - start
+        return outputs
+
+    def last_inference_time(self) -> float | None:
+        """Seconds taken by the last `infer` call (host wall clock, includes copies)."""
+        return self._last_inference_time
+
+    @property
+    def input_names(self) -> list[str]:
+        return self._input_names_impl()
+
+    def runtime_settings(self) -> dict:
+        """Settings the runtime applied (threads, precision hints), recorded in the report."""
+        return {}
+
+    @abc.abstractmethod
+    def _activate_impl(self) -> None: ...
+
+    def _deactivate_impl(self) -> None:
+        return None
+
+    @abc.abstractmethod
+    def _infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    @abc.abstractmethod
+    def _input_names_impl(self) -> list[str]: ...
+
+
+class Backend(abc.ABC):
+    """A runtime that can compile an ONNX model for a device and run the result."""
+
+    name: str = ""
+
+    @abc.abstractmethod
+    def availability(self) -> tuple[bool, str]:
+        """(True, '') when usable here, else (False, reason with the fix)."""
+
+    def is_available(self) -> bool:
+        return self.availability()[0]
+
+    def require(self) -> None:
+        ok, reason = self.availability()
+        if not ok:
+            raise EdgedistillError(f"backend '{self.name}' is unavailable: {reason}")
+
+    @abc.abstractmethod
+    def runner(self, model_path: Path, *, device: str = "CPU", threads: int | None = None, **options) -> Runner: ...

@@ -1,0 +1,63 @@
+"""ONNX Runtime backend: runs .onnx files (fp32 or QDQ int8) on the CPU or a GPU provider."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MissingBackendError
+from .base import Backend, Runner
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise MissingBackendError("onnxruntime", None, "the ONNX Runtime backend") from exc
+    return onnxruntime
+
+
+class OnnxRuntimeRunner(Runner):
+    def __init__(self, model_path: Path, device: str = "CPU", threads: int | None = None):
+        super().__init__(f"onnxruntime:{Path(model_path).name}")
+        self.model_path = Path(model_path)
+        self.device = device
+        self.threads = threads
+        self.session = None
+
+    def _activate_impl(self) -> None:
+        ort = _import_ort()
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device.upper() == "GPU" else ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
+
+    def _deactivate_impl(self) -> None:
+        self.session = None
+
+    def _infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, feeds)))
+
+    def _input_names_impl(self) -> list[str]:
+        return [i.name for i in self.session.get_inputs()]
+
+    def runtime_settings(self) -> dict:
+        return {"providers": self.session.get_providers() if self.session else [], "intra_op_num_threads": self.threads or "default"}
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def availability(self) -> tuple[bool, str]:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return False, "onnxruntime is not installed (pip install onnxruntime)"
+        return True, ""
+
+    def runner(self, model_path: Path, *, device: str = "CPU", threads: int | None = None, **options) -> OnnxRuntimeRunner:
+        return OnnxRuntimeRunner(model_path, device=device, threads=threads)

@@ -1,0 +1,1 @@
+"""Latency harness, fidelity metrics, host description, and the bench stage."""

@@ -1,0 +1,54 @@
+"""A description of the machine a measurement was taken on."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..versions import tool_versions
+
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "asimddp", "sve")
+
+
+def _cpuinfo() -> tuple[str, list[str]]:
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model, flags = platform.processor() or platform.machine(), set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model") and model in ("", platform.machine()):
+            model = value.strip()
+        if key in ("flags", "Features"):
+            flags.update(value.split())
+    return model, [f for f in ISA_FLAGS if f in flags]
+
+
+def _gpu() -> str | None:
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def describe_host() -> dict:
+    import psutil
+
+    model, isa = _cpuinfo()
+    return {
+        "hostname": platform.node(),
+        "os": f"{platform.system()}-{platform.release()}",
+        "arch": platform.machine(),
+        "cpu_model": model,
+        "cores_logical": os.cpu_count(),
+        "cores_physical": psutil.cpu_count(logical=False),
+        "isa": isa,
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "gpu": _gpu(),
+        "versions": tool_versions(),
+    }

@@ -1,0 +1,238 @@
+"""Command line: thin. Parse, load config and target, call one stage or the whole pipeline."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from .errors import EdgedistillError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _common(func):
+    """--target / --config / --set shared by the stage commands."""
+    func = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value, e.g. --set distill.steps=50 (repeatable).")(func)
+    func = click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (sections: teacher, student, data, distill, export, quantize, bench).")(func)
+    func = click.option("--target", default=None, help="Target name (see `edgedistill targets`) or a profile .yaml path. Default: the build's, else x86-cpu.")(func)
+    return func
+
+
+def _pipeline(build_dir: Path, target: str | None, config_path: str | None, overrides: tuple, force: bool = False):
+    from .artifacts import Manifest
+    from .config import load_config
+    from .pipeline import Pipeline
+    from .targets import load_target
+
+    manifest = Manifest.load(build_dir)
+    saved = manifest.data.get("config", {})
+    cfg = load_config(config_path, overrides, base=saved)
+    return Pipeline(cfg, load_target(target or manifest.data.get("target", "x86-cpu")), build_dir, force=force)
+
+
+def _print_written(pipe, produced) -> None:
+    from .progress import console
+
+    for artifact in produced:
+        state = " (pending: finish on the device)" if artifact.status == "pending" else ""
+        console.print(f"wrote [bold]{artifact.name}[/bold] -> {pipe.workdir / artifact.path}{state}")
+
+
+@click.group(context_settings=CONTEXT)
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.version_option(package_name="edgedistill")
+@click.pass_context
+def cli(ctx, debug):
+    """Distil a vision foundation model into a small student and ship it to a device.
+
+    \b
+    edgedistill build --target x86-cpu --out runs/demo     # everything, on the embedded default
+    edgedistill build --target jetson-orin --out runs/orin  # bundle for TensorRT on the Jetson
+    edgedistill targets                                     # the device profiles
+    """
+    ctx.obj = {"debug": debug}
+
+
+@cli.command(context_settings=CONTEXT)
+@_common
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/build"), show_default=True, help="Build folder.")
+@click.option("--force", is_flag=True, help="Re-run every stage even when its inputs are unchanged.")
+def build(target, config_path, overrides, out, force):
+    """Run distill -> export -> quantize -> compile -> bench -> report into one folder.
+
+    \b
+    Examples:
+      edgedistill build --target x86-cpu --out runs/demo
+      edgedistill build --target jetson-orin --set teacher.name=vit_large_patch14_dinov2.lvd142m \\
+          --set student.name=vit_small_patch16_224 --set data.source=/data/imagenet/train --out runs/orin
+      edgedistill build --target my-device.yaml --config recipe.yaml --out runs/mine
+    """
+    from .progress import console
+    from .report import summary_table
+
+    pipe = _pipeline(out, target, config_path, overrides, force)
+    report = pipe.build()
+    console.print(summary_table(report))
+    console.print(f"build folder: [bold]{out}[/bold]  (manifest.json, report/report.md, report/report.html)")
+    for step in report.get("remaining_steps") or []:
+        console.print(f"[yellow]remaining:[/yellow] {step}")
+
+
+def _stage_command(name: str, doc: str):
+    @click.argument("build_dir", type=click.Path(file_okay=False, path_type=Path))
+    @_common
+    @click.option("--force", is_flag=True, help="Re-run even when inputs are unchanged.")
+    def command(build_dir, target, config_path, overrides, force):
+        pipe = _pipeline(build_dir, target, config_path, overrides, force)
+        produced = getattr(pipe, name)()
+        _print_written(pipe, produced)
+
+    command.__doc__ = doc
+    return cli.command(name=name, context_settings=CONTEXT)(command)
+
+
+_stage_command("distill", """Distil the teacher into a student: BUILD_DIR/student/.
+
+\b
+Examples:
+  edgedistill distill runs/exp --set distill.steps=2000 --set data.source=/data/images
+  edgedistill distill runs/exp --config recipe.yaml
+""")
+_stage_command("export", """Export BUILD_DIR/student to model.onnx, checked against torch.
+
+\b
+Example:
+  edgedistill export runs/exp --set export.opset=18
+""")
+_stage_command("quantize", """Quantize model.onnx to INT8 (ONNX Runtime QDQ, OpenVINO/NNCF) with calibration data.
+
+\b
+Examples:
+  edgedistill quantize runs/exp --target x86-cpu
+  edgedistill quantize runs/exp --set quantize.calibration=/data/calib_images --set quantize.method=entropy
+""")
+
+
+@cli.command(name="compile", context_settings=CONTEXT)
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+@_common
+@click.option("--force", is_flag=True, help="Re-run even when inputs are unchanged.")
+def compile_command(path, target, config_path, overrides, force):
+    """Build engines for the target. PATH is a build folder, or a TensorRT bundle on the device.
+
+    \b
+    Examples:
+      edgedistill compile runs/exp --target intel-gpu
+      edgedistill compile runs/orin/trt_bundle          # on the Jetson: builds the TensorRT engines
+    """
+    from .progress import console
+
+    if (path / "bundle.json").is_file():
+        from .backends.trt_bundle import compile_bundle
+
+        for engine in compile_bundle(path):
+            console.print(f"wrote engine {engine}")
+        return
+    pipe = _pipeline(path, target, config_path, overrides, force)
+    _print_written(pipe, pipe.compile())
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("build_dir", type=click.Path(file_okay=False, path_type=Path))
+@_common
+@click.option("--force", is_flag=True, help="Measure again even when nothing changed.")
+def bench(build_dir, target, config_path, overrides, force):
+    """Time every artifact that runs here and measure its fidelity: BUILD_DIR/bench/bench.json.
+
+    \b
+    Examples:
+      edgedistill bench runs/exp --force
+      edgedistill bench runs/exp --set bench.iterations=500 --set bench.threads=4
+    """
+    from .progress import console
+    from .report import summary_table
+
+    pipe = _pipeline(build_dir, target, config_path, overrides, force)
+    pipe.bench()
+    console.print(summary_table(pipe.report()))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write report.{json,md,html} here.")
+@click.option("--max-latency-ms", type=float, help="Gate: fail if the selected artifact's measured p50 is above this.")
+@click.option("--min-cosine", type=float, help="Gate: fail if the selected artifact's cosine vs fp32 is below this.")
+@click.option("--max-size-mb", type=float, help="Gate: fail if the selected artifact is larger than this.")
+def report(paths, out, max_latency_ms, min_cosine, max_size_mb):
+    """Merge builds and bench.json files into one comparison; print Markdown; apply CI gates.
+
+    \b
+    Examples:
+      edgedistill report runs/demo
+      edgedistill report runs/orin jetson/bench.json --out comparison/
+      edgedistill report runs/demo --max-latency-ms 20 --min-cosine 0.98 >> $GITHUB_STEP_SUMMARY
+    """
+    from .errors import GateError
+    from .report import check_gates, load_reports, merge_reports, render_markdown, write_report
+
+    reports = load_reports(list(paths))
+    doc = reports[0] if len(reports) == 1 else merge_reports(reports)
+    if out:
+        write_report(doc, out)
+    click.echo(render_markdown(doc))
+    violations = check_gates(doc, max_latency_ms=max_latency_ms, min_cosine=min_cosine, max_size_mb=max_size_mb)
+    if violations:
+        raise GateError("gate failed: " + "; ".join(violations))
+
+
+@cli.command(context_settings=CONTEXT)
+def targets():
+    """List the bundled target profiles and whether each can run on this host.
+
+    \b
+    Example:
+      edgedistill targets
+    """
+    from rich.table import Table
+
+    from .progress import console
+    from .targets import list_targets
+
+    table = Table(title="targets", header_style="bold")
+    for column in ("name", "backends", "precisions", "device", "runs here"):
+        table.add_column(column)
+    for profile in list_targets():
+        ok, why = profile.runs_on_this_host()
+        table.add_row(profile.name, ", ".join(profile.backends), ", ".join(profile.precisions), profile.device, "yes" if ok else f"no: {why}")
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except EdgedistillError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {exc.one_line()}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def entry_point() -> None:
+    sys.exit(main())

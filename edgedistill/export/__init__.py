@@ -1,0 +1,1 @@
+"""ONNX export of the deployable student and parity checks against torch."""

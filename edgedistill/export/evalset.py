@@ -1,0 +1,37 @@
+"""The evaluation set written beside the model: inputs plus teacher outputs as .npy files.
+
+Bench reads these, so it can measure fidelity on a device from a copied build folder with no
+torch and no teacher weights there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..artifacts import Artifact, atomic_output
+from ..config import BuildConfig
+from ..data.eval_set import evaluation_views
+from ..models.preprocess import preprocess_images
+from ..models.teacher import create_teacher
+
+
+def write_evalset(cfg: BuildConfig, data_config: dict, workdir: Path, parent: str) -> Artifact:
+    views = evaluation_views(cfg.data.source, cfg.bench.eval_images)
+    teacher = create_teacher(cfg.teacher)
+    inputs = preprocess_images(views, data_config)
+    teacher_inputs = torch.from_numpy(preprocess_images(views, teacher.data_config))
+    with torch.no_grad():
+        targets = teacher.targets(teacher_inputs)
+        logits = teacher.classifier(targets.token) if teacher.classifier is not None else None
+    final = workdir / "eval"
+    with atomic_output(final) as tmp:
+        tmp.mkdir()
+        np.save(tmp / "inputs.npy", inputs)
+        np.save(tmp / "teacher_embedding.npy", targets.token.numpy())
+        if logits is not None:
+            np.save(tmp / "teacher_logits.npy", logits.numpy())
+    return Artifact.record(workdir, final, kind="evalset", name="evalset", parents=[parent], data_config=data_config,
+                           extra={"images": len(views), "source": cfg.data.source, "teacher_has_classifier": logits is not None})

@@ -1,0 +1,54 @@
+"""torch -> ONNX: static spatial size, dynamic batch, onnxslim simplification, metadata_props."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+INPUT_NAME = "input"
+
+
+def export_onnx(model: nn.Module, input_size: list[int], path: Path, output_names: list[str], opset: int = 17) -> Path:
+    """Export with the TorchScript-based exporter (mature for timm models, fast); the batch axis is dynamic."""
+    sample = torch.randn(2, *input_size)
+    dynamic_axes = {name: {0: "batch"} for name in [INPUT_NAME, *output_names]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval(), (sample,), str(path), input_names=[INPUT_NAME], output_names=output_names,
+            opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False,
+        )
+    return path
+
+
+def simplify(path: Path) -> Path:
+    """Fold constants and fuse patterns with onnxslim, in place."""
+    import onnxslim
+
+    slimmed = onnxslim.slim(onnx.load(str(path)))
+    onnx.save(slimmed, str(path))
+    return path
+
+
+def set_metadata(path: Path, metadata: dict) -> None:
+    """Store key facts in the ONNX file's metadata_props (values JSON-encoded when not strings)."""
+    model = onnx.load(str(path))
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in metadata.items():
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        if key in existing:
+            existing[key].value = text
+        else:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, text
+    onnx.save(model, str(path))
+
+
+def read_metadata(path: Path) -> dict:
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}

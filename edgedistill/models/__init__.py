@@ -1,0 +1,1 @@
+"""Teacher and student factories, feature taps, distillation heads and the deployable model."""

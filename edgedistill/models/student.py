@@ -1,0 +1,90 @@
+"""Students: any timm model built headless; saved as student.safetensors + student.json.
+
+student.safetensors holds only the timm backbone, so
+`timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=dict(file=...), **model_args)`
+loads it with no edgedistill code. The distillation heads and the teacher's classifier (used
+for top-1 agreement) sit beside it in heads.safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import timm
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..config import StudentConfig
+from ..errors import EdgedistillError
+from .heads import ProteusHeads, build_classifier, describe_classifier
+from .preprocess import resolve_data_config
+
+STUDENT_WEIGHTS = "student.safetensors"
+STUDENT_SPEC = "student.json"
+HEADS_WEIGHTS = "heads.safetensors"
+
+
+def create_backbone(name: str, img_size: int | None, model_args: dict, pretrained: bool = False, **extra) -> nn.Module:
+    """A headless timm model (num_classes=0); img_size is passed where the family accepts it."""
+    kwargs = {"num_classes": 0, **model_args, **extra}
+    try:
+        return timm.create_model(name, pretrained=pretrained, img_size=img_size, **kwargs) if img_size else timm.create_model(name, pretrained=pretrained, **kwargs)
+    except TypeError:  # families without an img_size argument (most CNNs)
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            raise EdgedistillError(f"unknown student '{name}'", "use a timm model name, e.g. vit_tiny_patch16_224") from exc
+        raise
+
+
+def create_student(cfg: StudentConfig) -> tuple[nn.Module, dict]:
+    model = create_backbone(cfg.name, cfg.img_size, dict(cfg.model_args))
+    return model, resolve_data_config(model, cfg.img_size)
+
+
+def student_dim(model: nn.Module) -> int:
+    return int(getattr(model, "num_features", getattr(model, "embed_dim", 0)))
+
+
+def save_student(out_dir: Path, backbone: nn.Module, heads: ProteusHeads, classifier: nn.Sequential | None, spec: dict) -> None:
+    """Write the three student files into `out_dir` (which the caller moves into place atomically)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(out_dir / STUDENT_WEIGHTS), metadata={"format": "pt"})
+    head_state = {f"heads.{k}": v for k, v in heads.state_dict().items()}
+    if classifier is not None:
+        head_state.update({f"classifier.{k}": v for k, v in classifier.state_dict().items()})
+        spec = {**spec, "classifier": describe_classifier(classifier)}
+    save_file({k: v.contiguous() for k, v in head_state.items()}, str(out_dir / HEADS_WEIGHTS))
+    (out_dir / STUDENT_SPEC).write_text(json.dumps(spec, indent=2) + "\n")
+
+
+def read_spec(student_dir: Path) -> dict:
+    path = Path(student_dir) / STUDENT_SPEC
+    if not path.is_file():
+        raise EdgedistillError(f"'{student_dir}' holds no {STUDENT_SPEC}", "point at a folder written by `edgedistill distill`")
+    return json.loads(path.read_text())
+
+
+def load_student(student_dir: Path) -> tuple[nn.Module, ProteusHeads, nn.Sequential | None, dict]:
+    """Backbone, heads, classifier (or None) and spec, as written by save_student."""
+    student_dir = Path(student_dir)
+    spec = read_spec(student_dir)
+    backbone = create_backbone(
+        spec["architecture"], spec.get("img_size"), spec.get("model_args", {}),
+        pretrained=True, pretrained_cfg_overlay={"file": str(student_dir / STUDENT_WEIGHTS)},
+    )
+    heads = ProteusHeads(spec["student_dim"], spec["teacher"]["dim"], spec["teacher"]["patch_dim"])
+    state = load_file(str(student_dir / HEADS_WEIGHTS))
+    heads.load_state_dict({k[len("heads."):]: v for k, v in state.items() if k.startswith("heads.")})
+    classifier = None
+    if spec.get("classifier"):
+        classifier = build_classifier(spec["classifier"])
+        classifier.load_state_dict({k[len("classifier."):]: v for k, v in state.items() if k.startswith("classifier.")})
+    return backbone.eval(), heads.eval(), classifier, spec
+
+
+def summary_token(backbone: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """The student's pooled summary (CLS or average), exactly as timm's head would pool it."""
+    return backbone.forward_head(tokens, pre_logits=True)

@@ -1,0 +1,53 @@
+"""Student feature taps: the full token map (optionally with masked patches) and its patch grid."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import EdgedistillError
+
+
+def infer_grid(model: nn.Module, n_patches: int) -> tuple[int, int]:
+    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
+    if grid is not None and grid[0] * grid[1] == n_patches:
+        return int(grid[0]), int(grid[1])
+    side = int(round(n_patches**0.5))
+    if side * side != n_patches:
+        raise EdgedistillError(f"cannot infer a square token grid from {n_patches} patch tokens", "use a square input size")
+    return side, side
+
+
+def num_prefix_tokens(model: nn.Module) -> int:
+    return int(getattr(model, "num_prefix_tokens", 0))
+
+
+def token_map(backbone: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None, mask_token: torch.Tensor | None = None) -> torch.Tensor:
+    """forward_features, with patch embeddings at `mask` (bool [B, N]) replaced by `mask_token`.
+
+    Masking follows timm's VisionTransformer.forward_features step by step, inserting the mask
+    token after patch embedding and before position embedding, as Proteus/iBOT do.
+    """
+    if mask is None:
+        return backbone.forward_features(x)
+    needed = ("patch_embed", "_pos_embed", "blocks", "norm")
+    if not all(hasattr(backbone, name) for name in needed):
+        raise EdgedistillError(f"masked patch distillation needs a ViT-style student, got {type(backbone).__name__}", "set distill.patch_weight=0 for this student")
+    tokens = backbone.patch_embed(x)
+    if tokens.ndim == 4:  # dynamic_img_size ViTs keep NHWC here
+        tokens = tokens.flatten(1, 2)
+    tokens = torch.where(mask.unsqueeze(-1), mask_token.to(tokens.dtype), tokens)
+    tokens = backbone._pos_embed(tokens)
+    tokens = backbone.patch_drop(tokens)
+    tokens = backbone.norm_pre(tokens)
+    tokens = backbone.blocks(tokens)
+    return backbone.norm(tokens)
+
+
+def patch_tokens(backbone: nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Spatial tokens [B, N, D] and their (H, W) grid from a token map or a CNN feature map."""
+    if tokens.ndim == 4:
+        b, c, h, w = tokens.shape
+        return tokens.flatten(2).transpose(1, 2), (h, w)
+    patches = tokens[:, num_prefix_tokens(backbone):]
+    return patches, infer_grid(backbone, patches.shape[1])

@@ -1,0 +1,133 @@
+"""Runs the stages in order over one build folder; skips a stage whose inputs+config are unchanged.
+
+Stages talk only through files in the build folder and its manifest.json, so any stage can be
+re-run alone (`edgedistill export`, `bench`, ...) or on another machine from a copied folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from .artifacts import Artifact, Manifest
+from .config import BuildConfig
+from .errors import EdgedistillError
+from .progress import console
+from .targets import TargetProfile
+
+STAGES = ("distill", "export", "quantize", "compile", "bench", "report")
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Pipeline:
+    def __init__(self, cfg: BuildConfig, target: TargetProfile, workdir: Path, force: bool = False):
+        self.cfg, self.target, self.workdir, self.force = cfg, target, Path(workdir), force
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.manifest = Manifest.load(self.workdir)
+        self.manifest.data["target"] = target.name
+        self.manifest.data["config"] = cfg.to_dict()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def artifacts(self) -> dict[str, Artifact]:
+        return self.manifest.artifacts()
+
+    def need(self, *names: str) -> dict[str, Artifact]:
+        found = self.artifacts()
+        missing = [n for n in names if n not in found or not found[n].is_intact(self.workdir)]
+        if missing:
+            raise EdgedistillError(f"build folder '{self.workdir}' lacks {', '.join(missing)} (or it changed on disk)", "run the earlier stages first, e.g. edgedistill build")
+        return found
+
+    def _run_stage(self, stage: str, key: str, work: Callable[[], list[Artifact]]) -> list[Artifact]:
+        if not self.force and self.manifest.stage_is_fresh(stage, key):
+            console.print(f"[dim]{stage}: unchanged, reusing {', '.join(self.manifest.data['stages'][stage]['outputs']) or 'nothing'}[/dim]")
+            return [self.artifacts()[n] for n in self.manifest.data["stages"][stage]["outputs"]]
+        self.manifest.set_status("incomplete")
+        try:
+            produced = work()
+        except BaseException as exc:
+            self.manifest.record_stage(stage, key, [], status="failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            self.manifest.set_status("failed", failed_stage=stage)
+            self.manifest.save()
+            if not isinstance(exc, (EdgedistillError, KeyboardInterrupt)):
+                self.manifest.data["traceback"] = traceback.format_exc()
+            raise
+        for artifact in produced:
+            self.manifest.add(artifact)
+        self.manifest.record_stage(stage, key, [a.name for a in produced])
+        self.manifest.save()
+        return produced
+
+    # -- stages ----------------------------------------------------------------------------
+    def distill(self) -> list[Artifact]:
+        from .distill import stage
+
+        key = _key(self.cfg.section_hash("teacher", "student", "data", "distill"))
+        return self._run_stage("distill", key, lambda: [stage.run(self.cfg, {}, self.workdir)])
+
+    def export(self) -> list[Artifact]:
+        from .export import stage
+        from .export.evalset import write_evalset
+
+        student = self.need("student")["student"]
+        key = _key(self.cfg.section_hash("export", "teacher", "data"), self.cfg.bench.eval_images, student.sha256)
+
+        def work():
+            onnx = stage.run(self.cfg, {"student": student}, self.workdir)
+            return [onnx, write_evalset(self.cfg, onnx.data_config, self.workdir, onnx.name)]
+
+        return self._run_stage("export", key, work)
+
+    def quantize(self) -> list[Artifact]:
+        from .quantize import stage
+
+        onnx = self.need("onnx-fp32")["onnx-fp32"]
+        key = _key(self.cfg.section_hash("quantize"), self.target.name, self.target.calibration, self.target.backends, self.target.precisions, onnx.sha256)
+        return self._run_stage("quantize", key, lambda: stage.run(self.cfg, {"onnx": onnx}, self.workdir, self.target))
+
+    def compile(self) -> list[Artifact]:
+        from .backends import compile_stage
+
+        found = self.need("onnx-fp32")
+        inputs = {"onnx": found["onnx-fp32"], **{k: v for k, v in found.items() if k == "onnxruntime-int8"}}
+        key = _key(self.target, sorted(a.sha256 for a in inputs.values()))
+        return self._run_stage("compile", key, lambda: compile_stage.run(self.cfg, inputs, self.workdir, self.target))
+
+    def bench(self) -> list[Artifact]:
+        from .bench import stage
+
+        found = self.need("student", "onnx-fp32", "evalset")
+        key = _key(self.cfg.section_hash("bench"), self.target, sorted(a.sha256 for a in found.values()))
+        return self._run_stage("bench", key, lambda: [stage.run(self.cfg, self.artifacts(), self.workdir, self.target)])
+
+    def report(self) -> dict:
+        from .report_stage import write_build_report
+
+        bench = self.need("bench")["bench"]
+        report = write_build_report(self.workdir, bench.abspath(self.workdir), self.remaining_steps())
+        self.manifest.data["selected"] = report.get("selected")
+        self.manifest.set_status("complete")
+        self.manifest.save()
+        return report
+
+    def remaining_steps(self) -> list[str]:
+        bundle = self.artifacts().get("tensorrt-bundle")
+        if bundle is None or bundle.status != "pending":
+            return []
+        return [
+            f"copy the build folder '{self.workdir}' to the {self.target.name} device",
+            "there: pip install 'edgedistill[tensorrt]'",
+            f"there: edgedistill compile {self.workdir / bundle.path}   (or run {bundle.path}/build_engines.sh with trtexec)",
+            f"there: edgedistill bench {self.workdir} --target {self.target.name}",
+        ]
+
+    def build(self) -> dict:
+        for stage in STAGES[:-1]:
+            getattr(self, stage)()
+        return self.report()

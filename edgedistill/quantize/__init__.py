@@ -1,0 +1,1 @@
+"""Calibration sources and INT8 quantizers (ONNX Runtime static QDQ, OpenVINO/NNCF)."""

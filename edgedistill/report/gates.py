@@ -1,0 +1,85 @@
+"""CI gates: latency, fidelity and size limits on the artifact a build would ship.
+
+Each violation is one line naming the target, artifact and build. A gate that cannot be
+checked is a violation too: an estimated latency is never allowed to pass (or fail) a
+latency gate, and a missing cosine or size never passes quietly.
+"""
+
+from __future__ import annotations
+
+from .content import effective_selections
+from .merge import host_label, to_comparison
+from .schema import fidelity_of, p50_of
+
+
+def _who(row: dict) -> str:
+    return f"{row.get('target')}/{row.get('artifact')} (build {row.get('build')}, host {host_label(row.get('host'))})"
+
+
+def _gated_rows(doc: dict, artifact: str | None) -> tuple[list[dict], list[str]]:
+    """The rows to gate and violations found while choosing them."""
+    rows = doc.get("rows") or []
+    if artifact is not None:
+        hits = [r for r in rows if r.get("artifact") == artifact]
+        if hits:
+            return hits, []
+        have = ", ".join(dict.fromkeys(str(r.get("artifact")) for r in rows)) or "none"
+        return [], [f"artifact {artifact!r} is not in the report (artifacts: {have})"]
+    picked, problems = [], []
+    for sel in effective_selections(doc):
+        name, build, target = sel.get("artifact"), sel.get("build"), sel.get("target")
+        if name is None:
+            problems.append(f"{target} (build {build}): no artifact selected: {sel.get('reason', '')}")
+            continue
+        # A selected row may now be a measured row that replaced its estimate (merge.py).
+        match = [r for r in rows if r.get("target") == target and r.get("artifact") == name
+                 and (r.get("build") == build or any(p.get("build") == build for p in r.get("replaces") or []))]
+        if not match:
+            problems.append(f"{target}/{name} (build {build}): selected but missing from the rows")
+        picked.extend(r for r in match if r not in picked)
+    return picked, problems
+
+
+def _latency(row: dict, limit: float) -> str | None:
+    p50 = p50_of(row)
+    status = row.get("status")
+    if status == "estimated":
+        shown = f"{p50:.2f} ms" if p50 is not None else "none"
+        return (f"{_who(row)}: latency gate (p50 <= {limit:g} ms) not checked: only an estimated p50 ({shown}) "
+                f"exists; run `edgedistill bench` on the device to measure it")
+    if status != "measured" or p50 is None:
+        return f"{_who(row)}: latency gate (p50 <= {limit:g} ms) not checked: no measured latency (status {status})"
+    if p50 > limit:
+        return f"{_who(row)}: measured p50 latency {p50:.2f} ms > {limit:g} ms"
+    return None
+
+
+def _cosine(row: dict, limit: float) -> str | None:
+    cos = fidelity_of(row, "cosine_vs_fp32")
+    if cos is None:
+        return f"{_who(row)}: cosine gate (>= {limit:g}) not checked: no cosine vs fp32 (status {row.get('status')})"
+    if cos < limit:
+        return f"{_who(row)}: cosine vs fp32 {cos:.4f} < {limit:g}"
+    return None
+
+
+def _size(row: dict, limit: float) -> str | None:
+    size = row.get("size_mb")
+    if not isinstance(size, (int, float)):
+        return f"{_who(row)}: size gate (<= {limit:g} MB) not checked: size unknown (status {row.get('status')})"
+    if size > limit:
+        return f"{_who(row)}: size {size:.1f} MB > {limit:g} MB"
+    return None
+
+
+def check_gates(report_or_comparison: dict, *, max_latency_ms: float | None, min_cosine: float | None,
+                max_size_mb: float | None, artifact: str | None = None) -> list[str]:
+    """One line per violation; an empty list means every requested gate passed."""
+    gates = [(fn, limit) for fn, limit in ((_latency, max_latency_ms), (_cosine, min_cosine), (_size, max_size_mb))
+             if limit is not None]
+    if not gates:
+        return []
+    rows, violations = _gated_rows(to_comparison(report_or_comparison), artifact)
+    for row in rows:
+        violations.extend(v for fn, limit in gates if (v := fn(row, float(limit))) is not None)
+    return violations

@@ -1,0 +1,172 @@
+"""Read bench/report documents from disk and merge them into one comparison across builds and devices.
+
+A host build can only estimate a device it does not have. When a bench.json measured on that
+device (e.g. a Jetson) is merged in, its measured row takes the estimate's place and keeps the
+estimate's error, so people see how far the estimator was off. Statuses are never blended.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import EdgedistillError
+from .build_report import default_remaining_steps
+from .schema import COMPARISON, artifacts_of, kind_of, p50_of
+from .select import select_artifact
+
+# Where a build folder keeps its documents, best first (a report already holds the selection).
+_IN_FOLDER = ("report/report.json", "bench/bench.json", "report.json", "bench.json")
+# Statuses that a measured row from another input replaces.
+_REPLACEABLE = ("estimated", "pending")
+
+
+def _resolve(path: Path) -> Path:
+    if path.is_dir():
+        for rel in _IN_FOLDER:
+            if (path / rel).is_file():
+                return path / rel
+        raise EdgedistillError(
+            f"{path} has no report/report.json or bench/bench.json",
+            f"run `edgedistill bench` for that build, or pass the json file itself",
+        )
+    if not path.is_file():
+        raise EdgedistillError(f"{path} does not exist", "pass a build folder or a bench.json/report.json file")
+    return path
+
+
+def load_reports(paths: list[Path]) -> list[dict]:
+    """Bench/report documents for build folders or json files; each remembers its path in `_source`."""
+    docs = []
+    for raw in paths:
+        file = _resolve(Path(raw))
+        try:
+            doc = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise EdgedistillError(f"cannot read {file}: {exc}", "re-run `edgedistill bench` to rewrite it") from exc
+        if kind_of(doc, str(file)) == "comparison":
+            raise EdgedistillError(f"{file} is already a comparison", "pass the build folders it was made from")
+        doc["_source"] = str(file)
+        docs.append(doc)
+    return docs
+
+
+def host_label(host: dict | None) -> str:
+    host = host or {}
+    return str(host.get("hostname") or host.get("cpu_model") or "unknown host")
+
+
+def _labels(docs: list[dict]) -> list[str]:
+    """A unique build label per input: the build dir, made unique with the host (a copied folder
+    benched on the device keeps the host build's dir name)."""
+    base = [str((d.get("build") or {}).get("dir") or d.get("_source") or f"input-{i + 1}") for i, d in enumerate(docs)]
+    labels = [b if base.count(b) == 1 else f"{b}@{host_label(d.get('host'))}" for b, d in zip(base, docs)]
+    return [lab if labels.count(lab) == 1 else f"{lab}#{i + 1}" for i, lab in enumerate(labels)]
+
+
+def _source(doc: dict, label: str) -> dict:
+    kind = kind_of(doc)
+    selected = doc.get("selected") if kind == "report" and isinstance(doc.get("selected"), dict) else None
+    steps = doc.get("remaining_steps") if kind == "report" else None
+    build = doc.get("build") or {}
+    return {
+        "build": label,
+        "path": doc.get("_source"),
+        "schema": doc.get("schema"),
+        "created": doc.get("created"),
+        "target": (doc.get("target") or {}).get("name") or "unknown target",
+        "host": copy.deepcopy(doc.get("host") or {}),
+        "student": build.get("student"),
+        "teacher": build.get("teacher"),
+        "eval": copy.deepcopy(doc.get("eval") or {}),
+        "selected": copy.deepcopy(selected or select_artifact(doc)),
+        "remaining_steps": list(steps if steps is not None else default_remaining_steps(doc)),
+    }
+
+
+def _row(art: dict, src: dict, index: int) -> dict:
+    keep = ("backend", "precision", "device", "status", "size_mb", "batch", "threads", "latency_ms",
+            "throughput_ips", "fidelity", "notes", "path")
+    row = {"build": src["build"], "target": src["target"], "host": src["host"], "artifact": art.get("name")}
+    row.update({k: copy.deepcopy(art.get(k)) for k in keep})
+    row.update(selected=art.get("name") == src["selected"].get("artifact"),
+               estimate_error_pct=None, replaces=[], _input=index)
+    return row
+
+
+def _error_pct(estimated: dict, measured: dict) -> float | None:
+    est, meas = p50_of(estimated), p50_of(measured)
+    if estimated.get("status") != "estimated" or est is None or not meas:
+        return None
+    return round((est - meas) / meas * 100.0, 2)
+
+
+def _replace_estimates(rows: list[dict]) -> list[dict]:
+    """Put a measured row from another input in place of each estimated/pending row it covers."""
+    measured: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        if row["status"] == "measured":
+            measured.setdefault((row["target"], row["artifact"]), []).append(i)
+    out, placed = [], set()
+    for i, row in enumerate(rows):
+        if i in placed:
+            continue
+        cands = [m for m in measured.get((row["target"], row["artifact"]), []) if rows[m]["_input"] != row["_input"]]
+        if row["status"] in _REPLACEABLE and cands:
+            meas = rows[cands[0]]
+            err = _error_pct(row, meas)
+            meas["replaces"].append({"build": row["build"], "host": host_label(row["host"]), "status": row["status"],
+                                     "latency_ms": row["latency_ms"], "estimate_error_pct": err})
+            if meas["estimate_error_pct"] is None:
+                meas["estimate_error_pct"] = err
+            meas["selected"] = meas["selected"] or row["selected"]
+            if cands[0] in placed:
+                continue
+            row, i = meas, cands[0]
+        out.append(row)
+        placed.add(i)
+    return out
+
+
+def _done(step: str, build: str, rows: list[dict]) -> bool:
+    """A derived step ("<artifact>: ...") is done once another input measured that artifact."""
+    return any(step.startswith(f"{row['artifact']}:") and any(rep["build"] == build for rep in row["replaces"])
+               for row in rows)
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """A comparison document (schema edgedistill.comparison/1): one row per (build, target, artifact)."""
+    if not reports:
+        raise EdgedistillError("nothing to report", "pass at least one build folder or bench.json")
+    if len(reports) == 1 and kind_of(reports[0]) == "comparison":
+        return copy.deepcopy(reports[0])
+    sources, rows, targets = [], [], {}
+    for index, (doc, label) in enumerate(zip(reports, _labels(reports))):
+        if kind_of(doc, f"input {index + 1}") == "comparison":
+            raise EdgedistillError("a comparison cannot be merged again", "pass the build folders it was made from")
+        src = _source(doc, label)
+        sources.append(src)
+        targets.setdefault(src["target"], copy.deepcopy(doc.get("target") or {"name": src["target"]}))
+        rows.extend(_row(art, src, index) for art in artifacts_of(doc))
+    rows = _replace_estimates(rows)
+    for row in rows:
+        del row["_input"]
+    steps: list[str] = []
+    for src in sources:
+        steps.extend(s for s in src["remaining_steps"] if s not in steps and not _done(s, src["build"], rows))
+    return {
+        "schema": COMPARISON,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "sources": sources,
+        "targets": targets,
+        "rows": rows,
+        "selected": [{"build": s["build"], "target": s["target"], **s["selected"]} for s in sources],
+        "remaining_steps": steps,
+    }
+
+
+def to_comparison(doc: dict) -> dict:
+    """Any bench, report or comparison document as a comparison, so renderers handle one shape."""
+    return doc if kind_of(doc) == "comparison" else merge_reports([doc])

@@ -1,0 +1,40 @@
+"""Schema names of the JSON documents the report stage reads and writes (docs/report-schema.md)."""
+
+from __future__ import annotations
+
+from ..errors import EdgedistillError
+
+BENCH = "edgedistill.bench/1"
+REPORT = "edgedistill.report/1"
+COMPARISON = "edgedistill.comparison/1"
+
+STATUSES = ("measured", "estimated", "pending", "failed")
+
+
+def kind_of(doc: dict, where: str = "document") -> str:
+    """'bench', 'report' or 'comparison'; a clear user error for anything else."""
+    schema = doc.get("schema") if isinstance(doc, dict) else None
+    kinds = {BENCH: "bench", REPORT: "report", COMPARISON: "comparison"}
+    if schema not in kinds:
+        raise EdgedistillError(
+            f"{where} has schema {schema!r}, expected one of {', '.join(kinds)}",
+            "pass a bench/bench.json, a report/report.json or a build folder",
+        )
+    return kinds[schema]
+
+
+def artifacts_of(doc: dict) -> list[dict]:
+    """The artifact records of a bench or report document (an empty list when absent)."""
+    arts = doc.get("artifacts") or []
+    return [a for a in arts if isinstance(a, dict)]
+
+
+def p50_of(art: dict) -> float | None:
+    """The median latency in ms, or None when there is none (pending, failed, missing)."""
+    value = (art.get("latency_ms") or {}).get("p50")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def fidelity_of(art: dict, key: str) -> float | None:
+    value = (art.get("fidelity") or {}).get(key)
+    return float(value) if isinstance(value, (int, float)) else None

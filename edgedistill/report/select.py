@@ -1,0 +1,82 @@
+"""Pick the artifact a target should ship: the fastest measured one inside the fidelity budget.
+
+The rule is fixed by docs/report-schema.md. Estimated figures never win: only a measured
+latency says how fast an artifact really is. A null fidelity value does not disqualify
+(e.g. no classifier means no top-1 agreement), but the reason says it was not checked.
+"""
+
+from __future__ import annotations
+
+from .schema import artifacts_of, fidelity_of, p50_of
+
+# (fidelity key, target budget key, words used in reasons)
+_BUDGETS = (
+    ("cosine_vs_fp32", "min_cosine", "cosine"),
+    ("top1_agreement_vs_fp32", "min_top1_agreement", "top-1 agreement"),
+)
+
+
+def _budget(report: dict) -> list[tuple[str, float, str]]:
+    target = report.get("target") or {}
+    out = []
+    for key, budget_key, words in _BUDGETS:
+        limit = target.get(budget_key)
+        if isinstance(limit, (int, float)):
+            out.append((key, float(limit), words))
+    return out
+
+
+def _failures(art: dict, budget: list[tuple[str, float, str]]) -> list[str]:
+    """Budget lines this artifact misses, e.g. 'cosine 0.972 < 0.98'."""
+    misses = []
+    for key, limit, words in budget:
+        value = fidelity_of(art, key)
+        if value is not None and value < limit:
+            misses.append(f"{words} {value:.4g} < {limit:g}")
+    return misses
+
+
+def _unchecked(art: dict, budget: list[tuple[str, float, str]]) -> list[str]:
+    return [words for key, _, words in budget if fidelity_of(art, key) is None]
+
+
+def reference_artifact(report: dict) -> dict | None:
+    """The fidelity reference: ONNX Runtime fp32 (measured first if there are several)."""
+    refs = [a for a in artifacts_of(report) if a.get("backend") == "onnxruntime" and a.get("precision") == "fp32"]
+    refs.sort(key=lambda a: a.get("status") != "measured")
+    return refs[0] if refs else None
+
+
+def select_artifact(report: dict) -> dict:
+    """{"artifact": name or None, "reason": one sentence} for a bench or report document."""
+    budget = _budget(report)
+    budget_text = ", ".join(f"{words} >= {limit:g}" for _, limit, words in budget) or "no fidelity budget set"
+    arts = artifacts_of(report)
+    measured = [a for a in arts if a.get("status") == "measured" and p50_of(a) is not None]
+    within = [a for a in measured if not _failures(a, budget)]
+    if within:
+        # Ties on p50 go to the smaller file, then the name, so the choice is reproducible.
+        best = min(within, key=lambda a: (p50_of(a), a.get("size_mb") or float("inf"), str(a.get("name"))))
+        reason = f"fastest measured artifact within the budget ({budget_text})"
+        unchecked = _unchecked(best, budget)
+        if unchecked:
+            reason += f"; {' and '.join(unchecked)} not computed for it, so not checked"
+        return {"artifact": best.get("name"), "reason": reason}
+
+    why = _no_candidate_reason(arts, measured, budget)
+    ref = reference_artifact(report)
+    if ref is None:
+        return {"artifact": None, "reason": f"{why}; no fp32 ONNX Runtime reference to fall back to"}
+    return {"artifact": ref.get("name"), "reason": f"{why}; fell back to the fp32 reference"}
+
+
+def _no_candidate_reason(arts: list[dict], measured: list[dict], budget) -> str:
+    if not measured:
+        counts: dict[str, int] = {}
+        for a in arts:
+            status = str(a.get("status") or "unknown")
+            counts[status] = counts.get(status, 0) + 1
+        seen = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no artifacts"
+        return f"no measured artifact to choose from ({seen})"
+    misses = "; ".join(f"{a.get('name')}: {', '.join(_failures(a, budget))}" for a in measured)
+    return f"no measured artifact within the budget ({misses})"

@@ -1,0 +1,14 @@
+"""Glue for the `report` stage of one build: bench.json -> report/report.{json,md,html}."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .report import make_report, write_report
+
+
+def write_build_report(workdir: Path, bench_json: Path, remaining_steps: list[str]) -> dict:
+    report = make_report(json.loads(Path(bench_json).read_text()), remaining_steps)
+    write_report(report, Path(workdir) / "report")
+    return report

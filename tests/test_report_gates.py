@@ -1,0 +1,100 @@
+"""CI gates: each violated and passing; estimated latencies never pass or fail silently."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgedistill.report import check_gates, make_report, merge_reports
+
+DATA = Path(__file__).parent / "data"
+NO_GATES = dict(max_latency_ms=None, min_cosine=None, max_size_mb=None)
+
+
+def load(name: str) -> dict:
+    return json.loads((DATA / f"report_{name}_bench.json").read_text())
+
+
+@pytest.fixture
+def report():
+    return make_report(load("sample"))  # selects onnxruntime-int8: 5.12 ms, cosine 0.9913, 6.2 MB
+
+
+def gates(**kw):
+    return {**NO_GATES, **kw}
+
+
+def test_no_gates_no_violations(report):
+    assert check_gates(report, **NO_GATES) == []
+
+
+def test_all_gates_pass(report):
+    assert check_gates(report, max_latency_ms=20, min_cosine=0.98, max_size_mb=50) == []
+
+
+@pytest.mark.parametrize("kw,expect", [
+    (dict(max_latency_ms=5.0), "measured p50 latency 5.12 ms > 5 ms"),
+    (dict(min_cosine=0.995), "cosine vs fp32 0.9913 < 0.995"),
+    (dict(max_size_mb=5.0), "size 6.2 MB > 5 MB"),
+])
+def test_each_gate_violated(report, kw, expect):
+    [violation] = check_gates(report, **gates(**kw))
+    assert expect in violation
+    assert "x86-cpu/onnxruntime-int8" in violation and "\n" not in violation
+
+
+@pytest.mark.parametrize("kw", [dict(max_latency_ms=5.12), dict(min_cosine=0.9913), dict(max_size_mb=6.2)])
+def test_each_gate_passes_at_its_limit(report, kw):
+    assert check_gates(report, **gates(**kw)) == []
+
+
+def test_all_violations_are_listed(report):
+    assert len(check_gates(report, max_latency_ms=1, min_cosine=0.999, max_size_mb=1)) == 3
+
+
+def test_named_artifact(report):
+    assert check_gates(report, **gates(min_cosine=0.98), artifact="onnxruntime-fp32") == []
+    [v] = check_gates(report, **gates(min_cosine=0.98), artifact="openvino-int8")
+    assert "openvino-int8" in v and "0.9724 < 0.98" in v
+
+
+def test_unknown_artifact_names_the_known_ones(report):
+    [v] = check_gates(report, **gates(max_size_mb=50), artifact="tflite-int8")
+    assert "'tflite-int8' is not in the report" in v and "onnxruntime-int8" in v
+
+
+@pytest.mark.parametrize("limit", [100.0, 0.5])
+def test_estimated_latency_never_passes_or_fails_a_latency_gate(limit):
+    # 1.2 ms estimated: under 100 ms and over 0.5 ms; neither may count.
+    [v] = check_gates(load("estimated"), **gates(max_latency_ms=limit), artifact="tensorrt-int8")
+    assert "not checked" in v and "only an estimated p50 (1.20 ms)" in v
+    assert "edgedistill bench" in v
+
+
+def test_pending_artifact_cannot_pass_gates(report):
+    out = check_gates(report, max_latency_ms=20, min_cosine=0.9, max_size_mb=50, artifact="tensorrt-fp16")
+    assert len(out) == 3
+    assert "no measured latency (status pending)" in out[0]
+    assert "no cosine vs fp32" in out[1] and "size unknown" in out[2]
+
+
+def test_nothing_selected_is_a_violation_when_gating():
+    [v] = check_gates(load("estimated"), **gates(max_latency_ms=10))
+    assert "no artifact selected" in v and "jetson-orin" in v
+
+
+def test_comparison_gates_each_selected_artifact_including_device_measurements():
+    comp = merge_reports([load("sample"), load("estimated"), load("jetson")])
+    # The host build of jetson-orin selected nothing (estimates only); the Jetson's bench did.
+    assert check_gates(comp, max_latency_ms=6, min_cosine=0.98, max_size_mb=50) == []
+    [v] = check_gates(comp, **gates(max_latency_ms=2))
+    assert "x86-cpu/onnxruntime-int8" in v and "5.12 ms > 2 ms" in v
+    host_v, device_v = check_gates(comp, **gates(max_latency_ms=1))
+    assert "x86-cpu/onnxruntime-int8" in host_v
+    assert "jetson-orin/tensorrt-int8" in device_v and "host orin-agx-01" in device_v and "1.50 ms > 1 ms" in device_v
+
+
+def test_comparison_with_estimate_only_device_build_reports_it():
+    comp = merge_reports([load("sample"), load("estimated")])
+    out = check_gates(comp, **gates(max_latency_ms=20))
+    assert len(out) == 1 and "jetson-orin" in out[0] and "no artifact selected" in out[0]

@@ -1,0 +1,93 @@
+"""report.md / $GITHUB_STEP_SUMMARY structure."""
+
+import json
+import re
+from pathlib import Path
+
+from edgedistill.report import make_report, merge_reports, render_markdown
+
+DATA = Path(__file__).parent / "data"
+COLUMNS = ["artifact", "backend", "precision", "status", "p50 ms", "p90 ms", "p99 ms", "img/s", "size MB",
+           "cosine vs fp32", "top-1 vs fp32", "top-1 vs teacher"]
+
+
+def load(name: str) -> dict:
+    return json.loads((DATA / f"report_{name}_bench.json").read_text())
+
+
+def cells(line: str) -> list[str]:
+    """Cells of a markdown table row, split on unescaped pipes."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+
+def tables(md: str) -> list[list[list[str]]]:
+    out, current = [], None
+    for line in md.splitlines():
+        if line.startswith("|"):
+            if current is None:
+                current = []
+                out.append(current)
+            current.append(cells(line))
+        else:
+            current = None
+    return out
+
+
+def test_structure_of_a_single_report():
+    md = render_markdown(make_report(load("sample")))
+    lines = md.splitlines()
+    assert lines[0] == r"# edgedistill report: vit\_tiny\_patch16\_224 on x86-cpu"
+    assert "## Target x86-cpu (CPU)" in lines
+    assert "## Remaining steps" in lines
+    # Host line: CPU, cores and versions.
+    host = next(line for line in lines if line.startswith("- ci-runner-7"))
+    assert "Platinum 8488C" in host and "2 logical / 1 physical cores" in host and "onnxruntime 1.22.0" in host
+    [table] = tables(md)
+    header, sep, *rows = table
+    assert header[1:] == COLUMNS
+    assert all(set(c) <= set(":-") for c in sep) and len(sep) == len(header)
+    assert len(rows) == 5 and all(len(r) == len(header) for r in rows)
+    selected = [r for r in rows if r[0] == "★"]
+    assert len(selected) == 1 and selected[0][1] == "**onnxruntime-int8**"
+    assert "- Selected: **onnxruntime-int8**: fastest measured artifact" in md
+    pending = next(r for r in rows if "tensorrt" in r[1])
+    assert pending[4] == "pending" and pending[5] == "—"
+    assert "- [ ] tensorrt-fp16: TensorRT is not installed" in md
+    assert "Notes:" in md  # long notes live under the table, not in it
+
+
+def test_estimated_rows_are_marked_clearly():
+    md = render_markdown(make_report(load("estimated")))
+    [table] = tables(md)
+    rows = table[2:]
+    assert [r[4] for r in rows] == ["estimated", "estimated"]
+    assert rows[0][5] == "≈1.90" and rows[0][8] == "≈526.3"
+    assert "Estimated rows are not measurements" in md
+    assert "- Selected: **none**" in md
+    assert "- [ ] tensorrt-fp16: latency is estimated; run `edgedistill bench` on the device" in md
+
+
+def test_comparison_has_one_table_per_target_with_build_and_host():
+    md = render_markdown(merge_reports([load("sample"), load("estimated"), load("jetson")]))
+    x86, jetson = tables(md)
+    assert x86[0][1:4] == ["artifact", "build", "host"]
+    assert jetson[0][-1] == "estimate (error)"
+    assert jetson[2][3] == "orin-agx-01" and jetson[2][5] == "measured"
+    assert "Selected for runs/jetson@orin-agx-01: **tensorrt-int8**" in md
+    assert "runs/jetson@ci-runner-7: **none**" not in md  # the device's measurement covers that target
+
+
+def test_strings_are_escaped_so_tables_keep_their_shape():
+    bench = load("sample")
+    bench["artifacts"][0]["name"] = "evil|name<script>x</script>"
+    bench["artifacts"][0]["notes"] = "a | b <img src=x>"
+    md = render_markdown(make_report(bench))
+    assert "<script>" not in md and "<img" not in md
+    [table] = tables(md)
+    assert all(len(r) == len(table[0]) for r in table)
+    assert r"evil\|name\<script\>x\</script\>" in md
+
+
+def test_no_remaining_steps_says_so():
+    md = render_markdown(make_report(load("jetson")))
+    assert "None: every artifact was built and measured here." in md

@@ -1,0 +1,139 @@
+"""Loading bench/report documents and merging them, with device measurements replacing estimates."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgedistill.errors import EdgedistillError
+from edgedistill.report import load_reports, make_report, merge_reports, render_html, render_markdown
+
+DATA = Path(__file__).parent / "data"
+
+
+def load(name: str) -> dict:
+    return json.loads((DATA / f"report_{name}_bench.json").read_text())
+
+
+def rows_for(doc: dict, target: str) -> list[dict]:
+    return [r for r in doc["rows"] if r["target"] == target]
+
+
+def test_load_build_folder_prefers_report_then_bench(tmp_path):
+    build = tmp_path / "build"
+    (build / "bench").mkdir(parents=True)
+    shutil.copy(DATA / "report_sample_bench.json", build / "bench" / "bench.json")
+    [doc] = load_reports([build])
+    assert doc["schema"] == "edgedistill.bench/1"
+    assert doc["_source"].endswith("bench/bench.json")
+    (build / "report").mkdir()
+    (build / "report" / "report.json").write_text(json.dumps(make_report(load("sample"))))
+    [doc] = load_reports([build])
+    assert doc["schema"] == "edgedistill.report/1"
+
+
+def test_load_json_files_directly():
+    docs = load_reports([DATA / "report_sample_bench.json", DATA / "report_jetson_bench.json"])
+    assert [d["target"]["name"] for d in docs] == ["x86-cpu", "jetson-orin"]
+
+
+@pytest.mark.parametrize("content,match", [
+    (None, "has no report/report.json"),
+    ("{not json", "cannot read"),
+    (json.dumps({"schema": "edgedistill.comparison/1", "rows": []}), "already a comparison"),
+    (json.dumps({"schema": "other/1"}), "schema"),
+])
+def test_load_errors_are_user_errors(tmp_path, content, match):
+    target = tmp_path
+    if content is not None:
+        target = tmp_path / "x.json"
+        target.write_text(content)
+    with pytest.raises(EdgedistillError, match=match):
+        load_reports([target])
+
+
+def test_missing_path_is_a_user_error(tmp_path):
+    with pytest.raises(EdgedistillError, match="does not exist"):
+        load_reports([tmp_path / "nope"])
+
+
+def test_single_report_becomes_one_row_per_artifact_with_status_host_and_target():
+    comp = merge_reports([make_report(load("sample"))])
+    assert comp["schema"] == "edgedistill.comparison/1"
+    assert [r["artifact"] for r in comp["rows"]] == [a["name"] for a in load("sample")["artifacts"]]
+    assert {r["status"] for r in comp["rows"]} == {"measured", "pending"}
+    assert all(r["host"]["hostname"] == "ci-runner-7" and r["target"] == "x86-cpu" for r in comp["rows"])
+    assert [r["artifact"] for r in comp["rows"] if r["selected"]] == ["onnxruntime-int8"]
+
+
+def test_estimates_stay_estimates_without_a_device_bench():
+    comp = merge_reports([load("sample"), load("estimated")])
+    jetson = rows_for(comp, "jetson-orin")
+    assert [r["status"] for r in jetson] == ["estimated", "estimated"]
+    assert all(r["estimate_error_pct"] is None and r["replaces"] == [] for r in jetson)
+    assert len(comp["rows"]) == 7
+
+
+def test_device_measurement_replaces_estimate_and_records_the_error():
+    comp = merge_reports(load_reports([DATA / "report_sample_bench.json", DATA / "report_estimated_bench.json",
+                                       DATA / "report_jetson_bench.json"]))
+    jetson = rows_for(comp, "jetson-orin")
+    # One row per artifact: the measurement took the estimate's place; nothing estimated is left.
+    assert [r["artifact"] for r in jetson] == ["tensorrt-fp16", "tensorrt-int8"]
+    assert all(r["status"] == "measured" and r["host"]["hostname"] == "orin-agx-01" for r in jetson)
+    fp16, int8 = jetson
+    assert fp16["estimate_error_pct"] == pytest.approx((1.9 - 2.4) / 2.4 * 100, abs=0.01)
+    assert int8["estimate_error_pct"] == pytest.approx((1.2 - 1.5) / 1.5 * 100, abs=0.01)
+    assert fp16["latency_ms"]["p50"] == 2.4  # the measured figure, not the estimate
+    [rep] = fp16["replaces"]
+    assert rep["status"] == "estimated" and rep["host"] == "ci-runner-7" and rep["latency_ms"]["p50"] == 1.9
+    # The x86 rows, including the pending TensorRT one of another target, are untouched.
+    x86 = rows_for(comp, "x86-cpu")
+    assert len(x86) == 5 and x86[-1]["status"] == "pending"
+    # Both inputs share the build dir "runs/jetson": labels keep them apart.
+    assert [s["build"] for s in comp["sources"]] == ["runs/demo", "runs/jetson@ci-runner-7", "runs/jetson@orin-agx-01"]
+    assert int8["selected"] and not fp16["selected"]
+
+
+def test_order_of_inputs_does_not_matter_for_replacement():
+    comp = merge_reports([load("jetson"), load("estimated")])
+    assert [r["status"] for r in comp["rows"]] == ["measured", "measured"]
+    assert comp["rows"][0]["estimate_error_pct"] == pytest.approx(-20.83, abs=0.01)
+
+
+def test_measurement_replaces_pending_without_an_error_figure():
+    est = load("estimated")
+    est["artifacts"][1].update(status="pending", latency_ms={"p50": None})
+    comp = merge_reports([est, load("jetson")])
+    int8 = next(r for r in comp["rows"] if r["artifact"] == "tensorrt-int8")
+    assert int8["status"] == "measured" and int8["estimate_error_pct"] is None
+    assert int8["replaces"][0]["status"] == "pending"
+
+
+def test_remaining_steps_drop_what_the_device_measured():
+    comp = merge_reports([load("sample"), load("estimated"), load("jetson")])
+    assert len(comp["remaining_steps"]) == 1 and comp["remaining_steps"][0].startswith("tensorrt-fp16: TensorRT")
+    only_host = merge_reports([load("estimated")])
+    assert len(only_host["remaining_steps"]) == 2
+
+
+def test_estimate_error_is_printed_in_markdown_and_html():
+    comp = merge_reports([load("sample"), load("estimated"), load("jetson")])
+    md = render_markdown(comp)
+    assert "estimate (error)" in md
+    assert "≈1.90 ms (-20.8%)" in md and "≈1.20 ms (-20.0%)" in md
+    html = render_html(comp)
+    assert "≈1.90 ms (-20.8%)" in html
+
+
+def test_merging_nothing_is_a_user_error():
+    with pytest.raises(EdgedistillError):
+        merge_reports([])
+
+
+def test_comparison_passes_through_alone_but_cannot_be_merged_again():
+    comp = merge_reports([load("sample")])
+    assert merge_reports([comp]) == comp
+    with pytest.raises(EdgedistillError, match="comparison"):
+        merge_reports([comp, load("sample")])
