@@ -72,7 +72,7 @@ def test_comparison_has_one_table_per_target_with_build_and_host():
     x86, jetson = tables(md)
     assert x86[0][1:4] == ["artifact", "build", "host"]
     assert jetson[0][-1] == "estimate (error)"
-    assert jetson[2][3] == "orin-agx-01" and jetson[2][5] == "measured"
+    assert jetson[2][3] == "orin-agx-01" and jetson[2][6] == "measured"
     assert "Selected for runs/jetson@orin-agx-01: **tensorrt-int8**" in md
     assert "runs/jetson@ci-runner-7: **none**" not in md  # the device's measurement covers that target
 
@@ -85,7 +85,7 @@ def test_strings_are_escaped_so_tables_keep_their_shape():
     assert "<script>" not in md and "<img" not in md
     [table] = tables(md)
     assert all(len(r) == len(table[0]) for r in table)
-    assert r"evil\|name\<script\>x\</script\>" in md
+    assert r"evil\|name&lt;script>x&lt;/script>" in md
 
 
 def test_no_remaining_steps_says_so():

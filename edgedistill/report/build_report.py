@@ -20,7 +20,8 @@ def default_remaining_steps(bench: dict) -> list[str]:
         if status == "pending":
             steps.append(f"{art.get('name')}: {note or 'build and bench it on the target device'}")
         else:
-            steps.append(f"{art.get('name')}: latency is estimated; run `edgedistill bench` on the device to measure it")
+            steps.append(f"{art.get('name')}: latency is estimated; "
+                         "run `edgedistill bench` on the device to measure it")
     return steps
 
 

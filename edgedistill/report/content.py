@@ -81,7 +81,8 @@ def columns_for(rows: list[dict], origin: bool = False) -> list[Column]:
     replaced when there is one. Notes are long: renderers list them under the table."""
     cols = list(BASE_COLUMNS)
     if origin:
-        cols[1:1] = [Column("build", lambda r: str(r.get("build"))), Column("host", lambda r: host_label(r.get("host")))]
+        cols[1:1] = [Column("build", lambda r: str(r.get("build"))),
+                     Column("host", lambda r: host_label(r.get("host")))]
     if any(r.get("replaces") for r in rows):
         cols.append(Column("estimate (error)", estimate_error, True))
     return cols
@@ -100,7 +101,8 @@ def origin_text(row: dict) -> str:
 
 def notes(rows: list[dict]) -> list[tuple[str, str]]:
     """(artifact, note) for rows that carry a note (pending causes, failures, estimator inputs)."""
-    return [(str(r.get("artifact")), " ".join(str(r["notes"]).split())) for r in rows if str(r.get("notes") or "").strip()]
+    return [(str(r.get("artifact")), " ".join(str(r["notes"]).split()))
+            for r in rows if str(r.get("notes") or "").strip()]
 
 
 def by_target(comparison: dict) -> list[tuple[str, dict, list[dict]]]:
@@ -168,11 +170,6 @@ def budget_text(target: dict) -> str:
     if isinstance(target.get("min_top1_agreement"), (int, float)):
         parts.append(f"top-1 agreement ≥ {target['min_top1_agreement']:g}")
     return ", ".join(parts) or "none"
-
-
-def is_comparison(doc: dict) -> bool:
-    """More than one input: rows then name the build and host they came from."""
-    return len(doc.get("sources") or []) > 1
 
 
 def effective_selections(doc: dict) -> list[dict]:

@@ -30,7 +30,7 @@ def _resolve(path: Path) -> Path:
                 return path / rel
         raise EdgedistillError(
             f"{path} has no report/report.json or bench/bench.json",
-            f"run `edgedistill bench` for that build, or pass the json file itself",
+            "run `edgedistill bench` for that build, or pass the json file itself",
         )
     if not path.is_file():
         raise EdgedistillError(f"{path} does not exist", "pass a build folder or a bench.json/report.json file")

@@ -73,11 +73,6 @@ def latency_fidelity_png(rows: list[dict], min_cosine: float | None = None,
                    facecolors="white" if estimated else color, marker="o")
         if row.get("selected"):
             ax.scatter([x], [y], s=260, zorder=2, facecolors="none", edgecolors="#bf8700", linewidths=2)
-        text = _label(row, with_origin) + (" (estimated)" if estimated else "")
-        # Labels of the right-most points go to their left so they stay inside the axes.
-        right = x > mid and len(xs) > 1
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=(-7 if right else 7, 6),
-                    ha="right" if right else "left", fontsize=8)
     measured = [i for i, r in enumerate(placed) if r.get("status") == "measured"]
     front = [measured[i] for i in pareto_front([(xs[i], ys[i]) for i in measured])]
     if front:
@@ -89,10 +84,39 @@ def latency_fidelity_png(rows: list[dict], min_cosine: float | None = None,
     if log:
         ax.set_xscale("log")
     ax.margins(x=0.25, y=0.15)
+    if not log:
+        ax.set_xlim(left=max(0.0, ax.get_xlim()[0]))
+    labels = [_label(r, with_origin) + ("" if r.get("status") == "measured" else " (estimated)") for r in placed]
+    _place_labels(fig, ax, xs, ys, labels, mid)
     ax.set_xlabel("p50 latency (ms, lower is better)")
     ax.set_ylabel("cosine vs fp32 (higher is better)")
     ax.grid(True, alpha=0.3)
     return _png(fig), left_out
+
+
+def _place_labels(fig, ax, xs, ys, labels, mid) -> None:
+    """Put each label at the first offset where it stays inside the axes and overlaps no marker,
+    legend or earlier label (measured with the renderer); right-half points try the left first."""
+    from matplotlib.transforms import Bbox
+
+    fig.canvas.draw()  # run the layout first so pixel positions are the final ones
+    renderer = fig.canvas.get_renderer()
+    taken = [Bbox.from_bounds(px - 7, py - 7, 14, 14) for px, py in ax.transData.transform(list(zip(xs, ys)))]
+    if ax.get_legend() is not None:
+        taken.append(ax.get_legend().get_window_extent(renderer))
+    inside = ax.get_window_extent(renderer)
+    for x, y, text in zip(xs, ys, labels):
+        right = x > mid and len(xs) > 1
+        sides = [(-7, "right"), (7, "left")] if right else [(7, "left"), (-7, "right")]
+        tries = [(dx, dy, ha) for dy in (6, -14, 16, -24) for dx, ha in sides]
+        for n, (dx, dy, ha) in enumerate(tries):
+            ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, fontsize=8)
+            box = ann.get_window_extent(renderer)
+            fits = inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+            if n == len(tries) - 1 or (fits and not any(box.overlaps(t) for t in taken)):
+                taken.append(box)
+                break
+            ann.remove()
 
 
 def _legend_markers(ax, has_estimates: bool) -> None:

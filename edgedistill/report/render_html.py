@@ -42,7 +42,8 @@ def _table(rows: list[dict], origin: bool) -> str:
     head = '<th title="selected">★</th>' + "".join(f"<th>{e(c.header)}</th>" for c in cols)
     body = []
     for row in rows:
-        classes = [c for c, on in (("row-selected", row.get("selected")), ("row-estimated", row.get("status") == "estimated")) if on]
+        classes = [c for c, on in (("row-selected", row.get("selected")),
+                                   ("row-estimated", row.get("status") == "estimated")) if on]
         cells = ['<td class="star" title="selected">★</td>' if row.get("selected") else "<td></td>"]
         for col in cols:
             if col.header == "status":
@@ -74,7 +75,8 @@ def _target_section(doc: dict, name: str, target: dict, rows: list[dict]) -> str
     for sel in selected_for(doc, name):
         chosen = f"<code>{e(sel['artifact'])}</code>" if sel.get("artifact") else "<strong>none</strong>"
         who = f" for {e(sel.get('build'))}" if len(doc.get("sources") or []) > 1 else ""
-        parts.append(f'<div class="selected"><strong>Selected{who}:</strong> {chosen} &mdash; {e_code(sel.get("reason", ""))}</div>')
+        reason = e_code(sel.get("reason", ""))
+        parts.append(f'<div class="selected"><strong>Selected{who}:</strong> {chosen} &mdash; {reason}</div>')
     parts.append(_table(rows, origin))
     parts.append(_notes(rows))
     # Name hosts in the plot only where the target's rows come from more than one.
@@ -92,30 +94,41 @@ def _target_section(doc: dict, name: str, target: dict, rows: list[dict]) -> str
     return "".join(parts)
 
 
+def _header(doc: dict, original: dict) -> list[str]:
+    # created/schema come from the input itself: a single report is shown through a comparison view.
+    return ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{e(title(doc))}</title><style>{CSS}</style></head><body><main>",
+            f'<header><h1>{e(title(doc))}</h1><p class="meta">created {e(original.get("created", ""))}</p></header>',
+            '<section><h2>Hosts</h2><ul class="facts">', *[f"<li>{e(host_line(h))}</li>" for h in hosts(doc)],
+            '</ul><h2>Builds</h2><ul class="facts">',
+            *[f"<li>{e(source_line(s))}</li>" for s in doc.get("sources") or []], "</ul></section>"]
+
+
+def _bars(rows: list[dict]) -> str:
+    png = latency_bars_png(rows, len({host_label(r.get("host")) for r in rows}) > 1)
+    if not png:
+        return ""
+    return ("<section><h2>p50 latency per device and artifact</h2>"
+            + _img(png, "p50 latency per device and artifact",
+                   "Bars: p50; whisker: p99; hatched bars are estimates, not measurements.") + "</section>")
+
+
+def _steps(steps: list[str]) -> str:
+    body = ('<ol class="steps">' + "".join(f"<li>{e_code(s)}</li>" for s in steps) + "</ol>" if steps
+            else "<p>None: every artifact was built and measured here.</p>")
+    return f"<section><h2>Remaining steps</h2>{body}</section>"
+
+
 def render_html(report_or_comparison: dict) -> str:
     doc = to_comparison(report_or_comparison)
     groups = by_target(doc)
     rows = [r for _, _, rs in groups for r in rs]
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{e(title(doc))}</title><style>{CSS}</style></head><body><main>",
-           f"<header><h1>{e(title(doc))}</h1><p class=\"meta\">created {e(doc.get('created', ''))}</p></header>",
-           "<section><h2>Hosts</h2><ul class=\"facts\">",
-           *[f"<li>{e(host_line(h))}</li>" for h in hosts(doc)],
-           "</ul><h2>Builds</h2><ul class=\"facts\">",
-           *[f"<li>{e(source_line(s))}</li>" for s in doc.get("sources") or []], "</ul></section>"]
+    out = _header(doc, report_or_comparison)
     out += [_target_section(doc, name, target, rs) for name, target, rs in groups]
     if any(r.get("status") == "estimated" for r in rows):
         out.append(f'<p class="note"><strong>Estimated rows are not measurements.</strong> {e_code(ESTIMATE_NOTE)}</p>')
-    bars = latency_bars_png(rows, len({host_label(r.get('host')) for r in rows}) > 1)
-    if bars:
-        out.append("<section><h2>p50 latency per device and artifact</h2>")
-        out.append(_img(bars, "p50 latency per device and artifact",
-                        "Bars: p50; whisker: p99; hatched bars are estimates, not measurements."))
-        out.append("</section>")
-    steps = doc.get("remaining_steps") or []
-    out.append("<section><h2>Remaining steps</h2>")
-    out.append("<ol class=\"steps\">" + "".join(f"<li>{e_code(s)}</li>" for s in steps) + "</ol>" if steps
-               else "<p>None: every artifact was built and measured here.</p>")
-    out.append(f"</section><footer>edgedistill report &middot; schema {e(doc.get('schema'))}</footer></main></body></html>")
+    out += [_bars(rows), _steps(doc.get("remaining_steps") or [])]
+    out.append(f"<footer>edgedistill report &middot; schema {e(report_or_comparison.get('schema'))}</footer>")
+    out.append("</main></body></html>")
     return "\n".join(out) + "\n"

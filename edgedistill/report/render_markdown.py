@@ -8,12 +8,18 @@ from .content import (ESTIMATE_NOTE, budget_text, by_target, columns_for, host_l
                       notes, selected_for, source_line, title)
 from .merge import to_comparison
 
-_SPECIAL = re.compile(r"([\\`*_\[\]<>|#~])")
+_SPECIAL = re.compile(r"([\\`*_\[\]|#~])")
+
+
+def _esc(text: str) -> str:
+    # "<" becomes an entity so no HTML tag can form (GitHub renders inline HTML); ">" alone is
+    # harmless since md() text never starts a line, and "cosine >= 0.98" stays readable.
+    return _SPECIAL.sub(r"\\\1", text).replace("<", "&lt;")
 
 
 def md(text: object) -> str:
-    """Text safe inside markdown and table cells: specials backslash-escaped, one line."""
-    return _SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+    """Text safe inside markdown and table cells: one line, specials escaped."""
+    return _esc(" ".join(str(text).split()))
 
 
 def md_code(text: object) -> str:
@@ -21,7 +27,7 @@ def md_code(text: object) -> str:
     parts = " ".join(str(text).split()).split("`")
     if len(parts) % 2 == 0:  # unbalanced backticks: escape everything
         return md(text)
-    return "".join(md(p) if i % 2 == 0 else f"`{p}`" for i, p in enumerate(parts))
+    return "".join(_esc(p) if i % 2 == 0 else f"`{p}`" for i, p in enumerate(parts))
 
 
 def _table(rows: list[dict], origin: bool) -> list[str]:

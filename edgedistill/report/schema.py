@@ -8,8 +8,6 @@ BENCH = "edgedistill.bench/1"
 REPORT = "edgedistill.report/1"
 COMPARISON = "edgedistill.comparison/1"
 
-STATUSES = ("measured", "estimated", "pending", "failed")
-
 
 def kind_of(doc: dict, where: str = "document") -> str:
     """'bench', 'report' or 'comparison'; a clear user error for anything else."""

@@ -1,0 +1,176 @@
+"""trt_bundle/: layout, bundle.json, scripts, atomic writes, and compile_bundle's checks before TensorRT."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from edgedistill.backends import trt_bundle
+from edgedistill.backends.trt_bundle import compile_bundle, trtexec_command, write_bundle
+from edgedistill.backends.trt_io import sha256_file
+from edgedistill.errors import EdgedistillError
+from edgedistill.targets import load_target
+
+try:
+    from test_tensorrt_models import IMG, export_tiny, quantize_qdq
+except ImportError:  # tests/ imported as a package
+    from tests.test_tensorrt_models import IMG, export_tiny, quantize_qdq
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    fp = export_tiny(root / "model.onnx")
+    return {"fp16": fp, "int8": quantize_qdq(fp, root / "model.int8.qdq.onnx")}
+
+
+@pytest.fixture
+def calib(tmp_path):
+    path = tmp_path / "calibration.npy"
+    np.save(path, np.zeros((2, 3, IMG, IMG), dtype=np.float32))
+    return path
+
+
+def leftovers(out):
+    return sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+
+
+def test_layout_and_manifest(tmp_path, onnx_files, calib):
+    target = load_target("jetson-orin")
+    bundle = write_bundle(tmp_path / "out", onnx_files, target, calibration_npy=calib)
+    assert bundle == tmp_path / "out" / "trt_bundle"
+    files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file())
+    assert files == ["README.md", "build_engines.sh", "bundle.json", "calibration/calibration.npy",
+                     "onnx/fp16/model.onnx", "onnx/int8/model.int8.qdq.onnx"]
+    assert (bundle / "engines").is_dir() and leftovers(tmp_path / "out") == []
+
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["format"] == "edgedistill-tensorrt-bundle" and manifest["compiled"] is None
+    assert manifest["expected"] == {"tensorrt": "10.3", "jetpack": "6.1"}
+    assert manifest["precisions"] == ["fp16", "int8"]
+    assert manifest["target"]["name"] == "jetson-orin" and "source" not in manifest["target"]
+    assert manifest["target"]["backends"] == ["tensorrt"] and manifest["target"]["workspace_mb"] == 2048
+    assert manifest["calibration"] == {"file": "calibration/calibration.npy", "sha256": sha256_file(calib)}
+    fp16, int8 = manifest["models"]
+    assert fp16["onnx"] == "onnx/fp16/model.onnx" and fp16["engine"] == "engines/fp16.engine"
+    assert fp16["files"] == {"onnx/fp16/model.onnx": sha256_file(onnx_files["fp16"])}
+    assert fp16["input"] == {"name": "input", "shape": [None, 3, IMG, IMG]}
+    assert fp16["fp32_layers"] == ["/norm/LayerNormalization", "/Softmax"]
+    assert fp16["findings"] == [] and int8["findings"] == []
+    assert fp16["trtexec"] == trtexec_command("onnx/fp16/model.onnx", "engines/fp16.engine", "fp16", target, "input",
+                                              [None, 3, IMG, IMG], fp32_layers=fp16["fp32_layers"], timing_cache="engines/timing.cache")
+    assert int8["trtexec"][3:5] == ["--int8", "--fp16"]
+
+
+def test_build_script_runs_the_recorded_commands(tmp_path, onnx_files):
+    bundle = write_bundle(tmp_path, onnx_files, load_target("jetson-orin"))
+    script = bundle / "build_engines.sh"
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash") and script.stat().st_mode & 0o111
+    subprocess.run(["bash", "-n", str(script)], check=True)  # valid shell
+    for model in json.loads((bundle / "bundle.json").read_text())["models"]:
+        assert '"$TRTEXEC" ' + shlex.join(model["trtexec"][1:]) in text.splitlines()
+    assert "python3 -m edgedistill.backends.trt_tag engines/fp16.engine engines/int8.engine" in text
+    assert "--verbose" not in text
+
+
+def test_readme_says_what_remains(tmp_path, onnx_files):
+    readme = (write_bundle(tmp_path, onnx_files, load_target("jetson-orin")) / "README.md").read_text()
+    for needed in ("pip install 'edgedistill[tensorrt]'", "edgedistill compile trt_bundle/", "build_engines.sh",
+                   "TensorRT 10.3", "JetPack 6.1", "No problems found"):
+        assert needed in readme
+
+
+def test_blocking_findings_are_recorded_and_the_script_skips_them(tmp_path, onnx_files):
+    bundle = write_bundle(tmp_path, {"int8": onnx_files["fp16"]}, load_target("jetson-orin"))
+    (model,) = json.loads((bundle / "bundle.json").read_text())["models"]
+    assert [f["code"] for f in model["findings"]] == ["int8-without-qdq"]
+    script = (bundle / "build_engines.sh").read_text()
+    assert "# skipped engines/int8.engine: int8 needs an explicitly quantized" in script
+    assert not any(line.startswith('"$TRTEXEC"') for line in script.splitlines())
+    assert "Errors block the build" in (bundle / "README.md").read_text()
+
+
+def test_one_source_for_two_precisions_is_copied_once(tmp_path, onnx_files):
+    bundle = write_bundle(tmp_path, {"fp16": onnx_files["fp16"], "best": onnx_files["fp16"]}, load_target("jetson-orin"))
+    fp16, best = json.loads((bundle / "bundle.json").read_text())["models"]
+    assert fp16["onnx"] == best["onnx"] == "onnx/fp16/model.onnx" and not (bundle / "onnx" / "best").exists()
+    assert best["engine"] == "engines/best.engine"
+
+
+def test_external_weights_travel_with_the_model(tmp_path, onnx_files):
+    model = onnx.load(str(onnx_files["fp16"]))
+    src = tmp_path / "src"
+    src.mkdir()
+    onnx.save(model, str(src / "ext.onnx"), save_as_external_data=True, location="ext.onnx.data", size_threshold=0)
+    bundle = write_bundle(tmp_path / "out", {"fp16": src / "ext.onnx"}, load_target("jetson-orin"))
+    (entry,) = json.loads((bundle / "bundle.json").read_text())["models"]
+    assert set(entry["files"]) == {"onnx/fp16/ext.onnx", "onnx/fp16/ext.onnx.data"}
+    onnx.checker.check_model(str(bundle / "onnx" / "fp16" / "ext.onnx"))  # loads the copied weights
+
+
+def test_failed_write_leaves_no_half_bundle(tmp_path, onnx_files):
+    out = tmp_path / "out"
+    with pytest.raises(EdgedistillError, match="does not exist"):
+        write_bundle(out, {"fp16": onnx_files["fp16"], "int8": tmp_path / "missing.onnx"}, load_target("jetson-orin"))
+    assert not (out / "trt_bundle").exists() and leftovers(out) == []
+
+
+def test_failed_rewrite_keeps_the_previous_bundle(tmp_path, onnx_files, monkeypatch):
+    out = tmp_path / "out"
+    bundle = write_bundle(out, {"fp16": onnx_files["fp16"]}, load_target("jetson-orin"))
+    before = (bundle / "bundle.json").read_text()
+
+    def broken_copy(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(trt_bundle.shutil, "copy2", broken_copy)
+    with pytest.raises(OSError, match="disk full"):
+        write_bundle(out, onnx_files, load_target("jetson-orin"))
+    assert (bundle / "bundle.json").read_text() == before and leftovers(out) == []
+
+
+def test_bad_arguments(tmp_path, onnx_files):
+    with pytest.raises(EdgedistillError, match="no ONNX files"):
+        write_bundle(tmp_path, {}, load_target("jetson-orin"))
+    with pytest.raises(EdgedistillError, match="unknown precision 'int4'"):
+        write_bundle(tmp_path, {"int4": onnx_files["fp16"]}, load_target("jetson-orin"))
+    with pytest.raises(EdgedistillError, match="calibration file"):
+        write_bundle(tmp_path, onnx_files, load_target("jetson-orin"), calibration_npy=tmp_path / "none.npy")
+
+
+def test_compile_without_tensorrt_names_the_extra(tmp_path, onnx_files, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # make `import tensorrt` fail even where it is installed
+    bundle = write_bundle(tmp_path, onnx_files, load_target("jetson-orin"))
+    with pytest.raises(EdgedistillError) as caught:
+        compile_bundle(bundle)
+    assert "edgedistill[tensorrt]" in caught.value.one_line() and "tensorrt" in caught.value.cause
+    assert json.loads((bundle / "bundle.json").read_text())["compiled"] is None
+    assert list((bundle / "engines").iterdir()) == []
+
+
+def test_compile_stops_on_preflight_errors_before_tensorrt(tmp_path, onnx_files, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    bundle = write_bundle(tmp_path, {"int8": onnx_files["fp16"]}, load_target("jetson-orin"))
+    with pytest.raises(EdgedistillError, match="int8 model: int8 needs an explicitly quantized"):
+        compile_bundle(bundle)
+
+
+def test_compile_rejects_a_changed_or_foreign_folder(tmp_path, onnx_files):
+    bundle = write_bundle(tmp_path, onnx_files, load_target("jetson-orin"))
+    with open(bundle / "onnx" / "fp16" / "model.onnx", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(EdgedistillError, match="changed since the bundle was written"):
+        compile_bundle(bundle)
+    shutil.rmtree(bundle / "onnx")
+    with pytest.raises(EdgedistillError, match="is missing"):
+        compile_bundle(bundle)
+    with pytest.raises(EdgedistillError, match="not a TensorRT bundle"):
+        compile_bundle(tmp_path / "elsewhere")
