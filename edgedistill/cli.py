@@ -176,13 +176,18 @@ def report(paths, out, max_latency_ms, min_cosine, max_size_mb):
       edgedistill report runs/demo --max-latency-ms 20 --min-cosine 0.98 >> $GITHUB_STEP_SUMMARY
     """
     from .errors import GateError
-    from .report import check_gates, load_reports, merge_reports, render_markdown, write_report
+    from .progress import console
+    from .report import check_gates, load_reports, make_report, merge_reports, render_markdown, summary_table, write_report
 
-    reports = load_reports(list(paths))
-    doc = reports[0] if len(reports) == 1 else merge_reports(reports)
+    docs = load_reports(list(paths))
+    if len(docs) == 1:
+        doc = docs[0] if str(docs[0].get("schema", "")).startswith("edgedistill.report") else make_report(docs[0])
+    else:
+        doc = merge_reports(docs)
     if out:
         write_report(doc, out)
-    click.echo(render_markdown(doc))
+    click.echo(render_markdown(doc))  # stdout only, so `>> $GITHUB_STEP_SUMMARY` gets clean Markdown
+    console.print(summary_table(doc))
     violations = check_gates(doc, max_latency_ms=max_latency_ms, min_cosine=min_cosine, max_size_mb=max_size_mb)
     if violations:
         raise GateError("gate failed: " + "; ".join(violations))

@@ -29,6 +29,11 @@ class TeacherConfig:
     checkpoint: str | None = None  # local .safetensors / .pth to load instead of hub weights
     pretrained: bool = True
     img_size: int | None = None  # None: the teacher's own default input size
+    model_args: dict = field(default_factory=dict)  # extra timm.create_model kwargs (depth, ...)
+    weight: float = 1.0  # this teacher's share of the loss when several teachers are distilled
+    # Further teachers distilled at once (RADIO/UNIC style), each a mapping with the keys above
+    # except `extra`; every teacher gets its own token/patch/feature heads on the student.
+    extra: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,11 @@ class StudentConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "bundled"  # "bundled" (photos shipped in scikit-image/sklearn/matplotlib), a folder, or a .txt file list
+    source: str = "bundled"  # "bundled" (photos shipped in scikit-image/sklearn/matplotlib), a folder, a .txt file list, or .tar shards
     max_images: int | None = None
+    view_size: int | None = None  # side of the augmented views; None: the largest model input
+    auto_augment: str = "rand-m9-mstd0.5"  # timm auto-augment policy; "" disables it
+    scale_min: float = 0.25  # smallest random-resized-crop area
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,14 @@ class DistillConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 0
+    checkpoint_every: int = 100  # steps between atomic checkpoints in BUILD/distill_state (0: none)
+    resume: bool = True  # continue from BUILD/distill_state when its config matches
+    standardize: str = "none"  # none | running: per-channel running mean/std of teacher targets
+    amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
+    compile: bool = False  # torch.compile the student forward
+    channels_last: bool = False  # channels_last memory format for CNN-like students
+    cache: str | None = None  # a teacher cache folder (edgedistill cache-teacher): train without the teacher
+    tensorboard: bool = True  # also log to TensorBoard when the tensorboard package is installed
 
 
 @dataclass(frozen=True)

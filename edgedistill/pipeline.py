@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -76,11 +77,14 @@ class Pipeline:
         from .export.evalset import write_evalset
 
         student = self.need("student")["student"]
-        key = _key(self.cfg.section_hash("export", "teacher", "data"), self.cfg.bench.eval_images, student.sha256)
+        key = _key(self.cfg.section_hash("export", "teacher", "data"), self.target.opset, self.cfg.bench.eval_images, student.sha256)
+
+        # A device's toolchain may parse only older opsets (JetPack 5's TensorRT 8.5: 16).
+        cfg = replace(self.cfg, export=replace(self.cfg.export, opset=min(self.cfg.export.opset, self.target.opset)))
 
         def work():
-            onnx = stage.run(self.cfg, {"student": student}, self.workdir)
-            return [onnx, write_evalset(self.cfg, onnx.data_config, self.workdir, onnx.name)]
+            onnx = stage.run(cfg, {"student": student}, self.workdir)
+            return [onnx, write_evalset(cfg, onnx.data_config, self.workdir, onnx.name)]
 
         return self._run_stage("export", key, work)
 

@@ -69,6 +69,11 @@ def test_layout_and_manifest(tmp_path, onnx_files, calib):
     assert int8["trtexec"][3:5] == ["--int8", "--fp16"]
 
 
+def test_a_folder_named_trt_bundle_is_not_nested(tmp_path, onnx_files):
+    assert write_bundle(tmp_path / "trt_bundle", onnx_files, load_target("jetson-orin")) == tmp_path / "trt_bundle"
+    assert (tmp_path / "trt_bundle" / "bundle.json").is_file() and not (tmp_path / "trt_bundle" / "trt_bundle").exists()
+
+
 def test_build_script_runs_the_recorded_commands(tmp_path, onnx_files):
     bundle = write_bundle(tmp_path, onnx_files, load_target("jetson-orin"))
     script = bundle / "build_engines.sh"

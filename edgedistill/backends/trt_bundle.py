@@ -46,6 +46,7 @@ def write_bundle(
 ) -> Path:
     """Write `<out_dir>/trt_bundle/` atomically and return its path.
 
+    An `out_dir` that is itself named `trt_bundle` is used as the bundle folder (no nesting).
     `onnx_files` maps precision -> ONNX file, e.g. {"fp16": model.onnx, "int8": model.int8.qdq.onnx}.
     Preflight findings are recorded, not raised: the README tells the user what to fix.
     """
@@ -56,7 +57,7 @@ def write_bundle(
         raise EdgedistillError(f"unknown precision '{unknown[0]}' for the TensorRT bundle", f"use {', '.join(PRECISIONS)}")
     if calibration_npy is not None and not Path(calibration_npy).is_file():
         raise EdgedistillError(f"calibration file '{calibration_npy}' does not exist", "pass the .npy the quantize stage wrote, or none")
-    final = Path(out_dir) / BUNDLE_DIR
+    final = Path(out_dir) if Path(out_dir).name == BUNDLE_DIR else Path(out_dir) / BUNDLE_DIR
     with atomic_dir(final) as tmp:
         copied: dict[Path, tuple[str, dict]] = {}
         models = []
@@ -125,8 +126,7 @@ def load_bundle(bundle_dir: Path) -> dict:
 
 def compile_bundle(bundle_dir: Path) -> list[Path]:
     """On the device: re-check, build every engine, tag it, and record the results in bundle.json."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
+    from ..progress import progress_bar
     from .trt_build import build_engine
 
     bundle_dir = Path(bundle_dir)
@@ -146,10 +146,10 @@ def compile_bundle(bundle_dir: Path) -> list[Path]:
 
     built: list[Path] = []
     records = []
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as progress:
-        task = progress.add_task("building TensorRT engines", total=len(manifest["models"]))
+    with progress_bar() as progress:
+        task = progress.add_task("TensorRT engines", total=len(manifest["models"]), info="")
         for model in manifest["models"]:
-            progress.update(task, description=f"building {model['engine']} ({model['precision']})")
+            progress.update(task, info=f"building {model['engine']} ({model['precision']})")
             engine = build_engine(
                 bundle_dir / model["onnx"],
                 bundle_dir / model["engine"],

@@ -1,0 +1,47 @@
+"""An indexable image source over files or tar shards, decoding robustly (bad images are counted)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import EdgedistillError
+from .shards import TarShardImages, shard_paths
+from .sources import resolve_image_paths
+
+log = logging.getLogger(__name__)
+DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
+
+
+class ImageSource:
+    """`load(i)` gives an RGB image or None (unreadable); `describe()` says where images come from."""
+
+    def __init__(self, source: str, max_images: int | None = None):
+        self.source = source
+        shards = shard_paths(source) if source != "bundled" else None
+        self.tars = TarShardImages(shards) if shards else None
+        self.paths = None if self.tars else [str(p) for p in resolve_image_paths(source, max_images)]
+        self.limit = max_images if self.tars else None
+        if self.tars is not None and len(self.tars) == 0:
+            raise EdgedistillError(f"tar shards of '{source}' hold no images", "put .jpg/.png members in the shards")
+
+    def __len__(self) -> int:
+        if self.tars is not None:
+            return min(len(self.tars), self.limit) if self.limit else len(self.tars)
+        return len(self.paths)
+
+    def name(self, index: int) -> str:
+        return self.tars.name(index) if self.tars is not None else self.paths[index]
+
+    def load(self, index: int) -> Image.Image | None:
+        try:
+            if self.tars is not None:
+                with self.tars.open(index) as img:
+                    return img.convert("RGB")
+            with Image.open(Path(self.paths[index])) as img:
+                return img.convert("RGB")
+        except DECODE_ERRORS as exc:
+            log.warning("skipping unreadable image %s (%s)", self.name(index), type(exc).__name__)
+            return None

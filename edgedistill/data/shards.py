@@ -1,0 +1,85 @@
+"""webdataset-style .tar shards read as a map-style source (random access, exact resume).
+
+Each image member is located once (name, data offset, size); reading seeks into the tar, so
+no webdataset install is needed and any sample can be fetched by index.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import re
+import tarfile
+from pathlib import Path
+
+from PIL import Image
+
+from ..errors import EdgedistillError
+
+SHARD_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".ppm", ".pgm", ".tif", ".tiff"}
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """'train-{000..002}.tar' -> ['train-000.tar', 'train-001.tar', 'train-002.tar'] (webdataset syntax)."""
+    match = re.search(r"\{(\d+)\.\.(\d+)\}", pattern)
+    if not match:
+        return [pattern]
+    lo, hi = match.group(1), match.group(2)
+    width = len(lo)
+    out = []
+    for i in range(int(lo), int(hi) + 1):
+        out += expand_braces(pattern[: match.start()] + str(i).zfill(width) + pattern[match.end():])
+    return out
+
+
+def shard_paths(source: str) -> list[Path] | None:
+    """The .tar shards a source names (a .tar, a brace pattern, a glob, or a folder of .tar files), else None."""
+    root = Path(source).expanduser()
+    if root.is_dir():
+        tars = sorted(root.glob("*.tar"))
+        has_images = any(p.suffix.lower() in SHARD_IMAGE_SUFFIXES for p in root.rglob("*"))
+        return tars if tars and not has_images else None
+    if not source.endswith(".tar"):
+        return None
+    paths = []
+    for part in expand_braces(source):
+        paths += sorted(Path(p) for p in glob.glob(str(Path(part).expanduser()))) if any(c in part for c in "*?[") else [Path(part).expanduser()]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise EdgedistillError(f"tar shard '{missing[0]}' does not exist", "check data.source (e.g. /data/train-{000000..000099}.tar)")
+    return paths
+
+
+class TarShardImages:
+    """Images inside tar shards, by index; a bad member is skipped and counted by the caller."""
+
+    def __init__(self, shards: list[Path]):
+        self.shards = [str(p) for p in shards]
+        self.members: list[tuple[int, int, int, str]] = []  # (shard, offset, size, name)
+        for s, path in enumerate(self.shards):
+            try:
+                with tarfile.open(path) as tar:
+                    for info in tar:
+                        if info.isfile() and Path(info.name).suffix.lower() in SHARD_IMAGE_SUFFIXES:
+                            self.members.append((s, info.offset_data, info.size, info.name))
+            except (tarfile.TarError, OSError) as exc:
+                raise EdgedistillError(f"cannot read tar shard '{path}': {exc}", "re-create the shard or drop it from data.source") from exc
+        self._handles: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def name(self, index: int) -> str:
+        s, _, _, name = self.members[index]
+        return f"{self.shards[s]}:{name}"
+
+    def open(self, index: int) -> Image.Image:
+        s, offset, size, _ = self.members[index]
+        handle = self._handles.get(s)
+        if handle is None:  # opened lazily, so each DataLoader worker has its own handles
+            handle = self._handles[s] = open(self.shards[s], "rb")
+        handle.seek(offset)
+        return Image.open(io.BytesIO(handle.read(size)))
+
+    def __getstate__(self):
+        return {**self.__dict__, "_handles": {}}

@@ -1,0 +1,28 @@
+import pytest
+
+from edgedistill.artifacts import Artifact, Manifest, atomic_output
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path):
+    final = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_output(final) as tmp:
+            tmp.mkdir()
+            (tmp / "half.bin").write_bytes(b"x")
+            raise RuntimeError("stage crashed")
+    assert not final.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_manifest_freshness_follows_content(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"abc")
+    manifest = Manifest(tmp_path)
+    manifest.add(Artifact.record(tmp_path, path, kind="onnx", name="onnx-fp32"))
+    manifest.record_stage("export", "key1", ["onnx-fp32"])
+    manifest.save()
+    loaded = Manifest.load(tmp_path)
+    assert loaded.stage_is_fresh("export", "key1")
+    assert not loaded.stage_is_fresh("export", "key2")
+    path.write_bytes(b"changed")
+    assert not loaded.stage_is_fresh("export", "key1")

@@ -1,0 +1,43 @@
+import pytest
+
+from edgedistill.cli import cli, main
+
+
+def test_targets_lists_profiles(capsys):
+    assert main(["targets"]) == 0
+    out = capsys.readouterr().err
+    assert "x86-cpu" in out and "jetson-orin" in out
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["build", "--target", "no-such-device"], "unknown target 'no-such-device'"),
+    (["build", "--config", "/nonexistent.yaml"], "does not exist"),
+    (["build", "--set", "distill.nope=1"], "unknown config key"),
+    (["export", "/nonexistent-build"], "lacks student"),
+])
+def test_user_errors_exit_2_with_one_line(args, fragment, capsys, tmp_path):
+    assert main(args + (["--out", str(tmp_path / "o")] if args[0] == "build" else [])) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert fragment in err[0] and "fix:" in err[0]
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_every_command_has_help_with_an_example(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([command, "--help"], standalone_mode=True)
+    assert info.value.code == 0
+    assert "Example" in capsys.readouterr().out
+
+
+def test_report_gates_fail_with_one_line_reason(tiny_build, capsys):
+    assert main(["report", str(tiny_build), "--max-latency-ms", "0.0001"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.lstrip().startswith("#")  # Markdown for $GITHUB_STEP_SUMMARY on stdout
+    last = captured.err.strip().splitlines()[-1]
+    assert last.startswith("error: gate failed") and "latency" in last
+
+
+def test_report_gates_pass(tiny_build, tmp_path, capsys):
+    assert main(["report", str(tiny_build), "--min-cosine", "0.5", "--max-size-mb", "500", "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "report.html").is_file()

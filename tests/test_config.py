@@ -1,0 +1,41 @@
+import pytest
+
+from edgedistill.config import BuildConfig, load_config
+from edgedistill.errors import EdgedistillError
+
+
+def test_defaults_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("distill:\n  steps: 7\nstudent:\n  model_args: {depth: 3}\n")
+    cfg = load_config(path, ["distill.lr=0.01", "quantize.op_types=[MatMul]"])
+    assert cfg.distill.steps == 7 and cfg.distill.lr == 0.01
+    assert cfg.student.model_args == {"depth": 3}
+    assert cfg.quantize.op_types == ("MatMul",)
+    assert cfg.teacher == BuildConfig().teacher
+
+
+@pytest.mark.parametrize("override,fragment", [
+    ("distill.stepz=3", "unknown config key 'distill.stepz'"),
+    ("distill.steps=abc", "must be a number"),
+    ("distill.steps", "key=value"),
+    ("export.simplify=3", "true or false"),
+])
+def test_bad_overrides_are_clear(override, fragment):
+    with pytest.raises(EdgedistillError) as info:
+        load_config(None, [override])
+    assert fragment in info.value.one_line()
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(EdgedistillError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("distill: [unclosed")
+    with pytest.raises(EdgedistillError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_section_hash_tracks_only_named_sections():
+    a, b = load_config(), load_config(None, ["bench.batch=4"])
+    assert a.section_hash("distill") == b.section_hash("distill")
+    assert a.section_hash("bench") != b.section_hash("bench")

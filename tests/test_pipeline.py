@@ -1,0 +1,83 @@
+"""The whole pipeline on a tiny student, through the CLI, with real ONNX Runtime and OpenVINO runs."""
+
+import json
+
+import timm
+import torch
+
+from edgedistill.artifacts import Manifest
+from edgedistill.cli import main
+from edgedistill.export.onnx_export import read_metadata
+from edgedistill.models.student import load_student
+
+EXPECTED = {"student", "onnx-fp32", "evalset", "onnxruntime-int8", "openvino-int8", "openvino-fp32", "bench"}
+
+
+def test_build_folder_is_complete(tiny_build):
+    manifest = Manifest.load(tiny_build)
+    assert manifest.data["status"] == "complete"
+    assert EXPECTED <= set(manifest.artifacts())
+    for artifact in manifest.artifacts().values():
+        assert artifact.is_intact(tiny_build), artifact.name
+    for name in ("report.json", "report.md", "report.html"):
+        assert (tiny_build / "report" / name).stat().st_size > 200
+
+
+def test_report_times_and_scores_every_artifact(tiny_build):
+    report = json.loads((tiny_build / "report" / "report.json").read_text())
+    rows = {row["name"]: row for row in report["artifacts"]}
+    assert set(rows) == {"onnx-fp32", "onnxruntime-int8", "openvino-int8", "openvino-fp32"}
+    for row in rows.values():
+        assert row["status"] == "measured", row.get("notes")
+        lat = row["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+        assert row["fidelity"]["samples"] == 16
+    assert abs(rows["onnx-fp32"]["fidelity"]["cosine_vs_fp32"] - 1.0) < 1e-6
+    assert abs(rows["openvino-fp32"]["fidelity"]["cosine_vs_fp32"] - 1.0) < 1e-4
+    assert rows["openvino-fp32"]["runtime_settings"]["INFERENCE_PRECISION_HINT"] == "f32"
+    assert report["selected"]["artifact"] in rows
+    assert report["host"]["cores_logical"] >= 1
+
+
+def test_student_loads_with_plain_timm(tiny_build):
+    backbone, _, _, spec = load_student(tiny_build / "student")
+    plain = timm.create_model(
+        spec["architecture"], pretrained=True, num_classes=0, img_size=spec["img_size"],
+        pretrained_cfg_overlay={"file": str(tiny_build / "student" / "student.safetensors")}, **spec["model_args"],
+    ).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(plain(x), backbone(x), atol=1e-6)
+    assert spec["data_config"]["input_size"] == [3, 64, 64]
+
+
+def test_onnx_carries_metadata(tiny_build):
+    meta = read_metadata(tiny_build / "model.onnx")
+    assert meta["edgedistill.architecture"] == "vit_tiny_patch16_224"
+    assert json.loads(meta["edgedistill.data_config"])["input_size"] == [3, 64, 64]
+    assert json.loads(meta["edgedistill.outputs"]) == ["embedding", "logits"]
+
+
+def test_rerun_skips_unchanged_stages(tiny_build, capsys):
+    before = (tiny_build / "student" / "train_log.csv").stat().st_mtime_ns
+    onnx_sha = Manifest.load(tiny_build).get("onnx-fp32").sha256
+    from tests.conftest import TINY_OVERRIDES
+
+    args = ["build", "--target", "x86-cpu", "--out", str(tiny_build)]
+    for override in TINY_OVERRIDES:
+        args += ["--set", override]
+    assert main(args) == 0
+    assert (tiny_build / "student" / "train_log.csv").stat().st_mtime_ns == before
+    assert Manifest.load(tiny_build).get("onnx-fp32").sha256 == onnx_sha
+    assert "distill: unchanged" in capsys.readouterr().err
+
+
+def test_failed_stage_never_looks_finished(tmp_path, capsys):
+    out = tmp_path / "b"
+    code = main(["build", "--out", str(out), "--set", f"data.source={tmp_path / 'missing'}"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: image source")
+    manifest = Manifest.load(out)
+    assert manifest.data["status"] == "failed" and manifest.data["failed_stage"] == "distill"
+    assert not (out / "report").exists() and not (out / "student").exists()

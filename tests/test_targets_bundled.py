@@ -1,0 +1,51 @@
+"""Every bundled target profile loads by name and is self-consistent."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgedistill.backends.registry import _MODULES
+from edgedistill.backends.trt_support import max_opset, parse_version
+from edgedistill.profiles import bundled_names
+from edgedistill.targets import load_target
+
+EXPECTED = {"jetson-orin", "jetson-orin-dla", "jetson-orin-jp5", "jetson-orin-nx", "jetson-orin-nano",
+            "intel-gpu", "intel-npu", "arm64-cpu", "nvidia-gpu", "x86-cpu"}
+
+
+def test_the_new_targets_are_bundled():
+    assert EXPECTED <= set(bundled_names("targets"))
+
+
+@pytest.mark.parametrize("name", sorted(bundled_names("targets")))
+def test_target_loads_and_is_consistent(name):
+    target = load_target(name)
+    assert target.name == name and target.description
+    assert target.arch in ("x86_64", "aarch64")
+    assert target.backends and set(target.backends) <= set(_MODULES)
+    assert set(target.precisions) <= {"fp32", "fp16", "int8", "best"}
+    assert target.device in ("CPU", "GPU", "NPU", "DLA", "AUTO")
+    assert 1 <= target.batch_min <= target.batch_opt <= target.batch_max
+    for figure in (target.peak_tflops_fp32, target.peak_tflops_fp16, target.peak_tops_int8, target.bandwidth_gbs):
+        assert figure is None or figure > 0
+    if name != "x86-cpu":  # x86-cpu detects its ISA at run time; the others name published figures
+        assert target.bandwidth_gbs and target.peak_tops_int8
+    if "tensorrt" in target.backends:
+        version = parse_version(target.tensorrt_version)
+        assert version is not None and max_opset(version) >= target.opset
+    else:
+        assert target.dla_core is None and target.tensorrt_version is None
+    if target.dla_core is not None:
+        assert target.device == "DLA" and target.batch_min == target.batch_max
+        assert "fp32" not in target.precisions  # DLA runs FP16/INT8 only
+
+
+def test_published_figures():
+    orin, nx, nano = load_target("jetson-orin"), load_target("jetson-orin-nx"), load_target("jetson-orin-nano")
+    assert orin.bandwidth_gbs == 204.8 and nx.bandwidth_gbs == 102.4 and nano.bandwidth_gbs == 68.0
+    assert orin.peak_tops_int8 > nx.peak_tops_int8 > nano.peak_tops_int8
+    assert {t.jetpack for t in (orin, nx, nano)} == {"6.1"} and {t.tensorrt_version for t in (orin, nx, nano)} == {"10.3"}
+    assert load_target("jetson-orin-jp5").tensorrt_version == "8.5" and load_target("jetson-orin-jp5").opset == 16
+    assert load_target("intel-npu").device == "NPU" and load_target("intel-gpu").device == "GPU"
+    assert load_target("arm64-cpu").arch == "aarch64" and load_target("arm64-cpu").backends == ("onnxruntime",)
+    assert load_target("nvidia-gpu").backends == ("tensorrt", "onnxruntime")
