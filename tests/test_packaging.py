@@ -1,5 +1,6 @@
 """A wheel built with `pip wheel .` (not an editable install) finds the bundled profiles."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -9,7 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_ships_targets_and_calibration(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)], check=True)
+    # Build from a copy so setuptools' build/ folder never lands in (or goes stale in) the checkout.
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info", "__pycache__", ".cache"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)], check=True)
     wheel = next(tmp_path.glob("edgedistill-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "edgedistill/profiles/targets/x86-cpu.yaml" in names

@@ -1,24 +1,21 @@
 """Bundled YAML profiles: target devices (targets/) and calibration recipes (calibration/).
 
-In a wheel they are the subpackages edgedistill.profiles.targets / .calibration; in a source
-checkout they are the top-level folders, which setup.py maps onto those names.
+In a wheel they sit beside this file as edgedistill/profiles/{targets,calibration}/; in a
+source checkout (or an editable install) they are the repository's top-level folders, which
+setup.py maps onto those package names.
 """
 
 from __future__ import annotations
 
-import importlib.resources
 from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
 
 
 def bundled_dir(kind: str) -> Path:
     """Folder holding the bundled '*.yaml' files of `kind` ('targets' or 'calibration')."""
-    try:
-        found = Path(str(importlib.resources.files(f"edgedistill.profiles.{kind}")))
-        if found.is_dir() and any(found.glob("*.yaml")):
-            return found
-    except ModuleNotFoundError:
-        pass
-    return Path(__file__).resolve().parents[2] / kind
+    installed = _HERE / kind
+    return installed if installed.is_dir() else _HERE.parents[1] / kind
 
 
 def bundled_names(kind: str) -> list[str]:
