@@ -79,6 +79,7 @@ class DistillConfig:
     channels_last: bool = False  # channels_last memory format for CNN-like students
     cache: str | None = None  # a teacher cache folder (edgedistill cache-teacher): train without the teacher
     tensorboard: bool = True  # also log to TensorBoard when the tensorboard package is installed
+    log_every: int = 10  # steps between log rows (reading the loss syncs with the GPU)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class ExportConfig:
     simplify: bool = True
     parity_min_cosine: float = 0.9999
     parity_max_abs: float = 1e-3  # relative to the output's max magnitude
+    reparameterize: bool = True  # fuse fastvit/repvit/mobileone branches (timm.utils.reparameterize_model) before export
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,18 @@ class QuantizeConfig:
     per_channel: bool = True
     symmetric_activations: bool = False  # True gives a TensorRT-compatible QDQ graph
     op_types: tuple = ("MatMul", "Gemm", "Conv")  # LayerNorm, Softmax and GELU stay in float
+    # Accuracy-aware fallback (ONNX Runtime): keep the most sensitive layers in float until the
+    # held-out fidelity meets the target's min_top1_agreement / min_cosine.
+    fallback: bool = True
+    fallback_max_trials: int = 8  # quantize-and-verify rounds (each reuses the calibration ranges)
+    fallback_max_float_share: float = 0.5  # never keep more than this share of quantizable layers in float
+    sensitivity_samples: int = 16  # calibration samples used to rank the layers
+    holdout_images: int = 48  # held-out views (not the calibration views) that verify fidelity
+    # OpenVINO / NNCF
+    nncf_model_type: str = "auto"  # auto (transformer when the graph has LayerNorm/Softmax) | transformer | cnn
+    nncf_smooth_quant: bool = True  # SmoothQuant (alpha 0.95 on MatMul) for transformers, as NNCF does by default; false disables it
+    nncf_accuracy_control: bool = False  # nncf.quantize_with_accuracy_control on teacher-labelled held-out views
+    nncf_max_drop: float = 0.01  # the largest fidelity drop accuracy control accepts
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,16 @@ class BenchConfig:
     batch: int = 1
     threads: int | None = None
     eval_images: int = 48  # deterministic crops of the evaluation photos for fidelity
+    # Throughput sweep; empty: bench.batch plus the target's batch_opt and batch_max.
+    batch_sizes: tuple = ()
+    # CPU ids (or "0-3,6") every thread of the process is pinned to while timing; empty: no pinning.
+    pin_cpus: tuple = ()
+    # A labelled folder (one subfolder per class) for kNN / linear-probe accuracy of each artifact.
+    eval_dir: str | None = None
+    eval_max_images: int = 1000
+    knn_k: int = 5
+    # Measured bench.json files to learn the estimator's efficiency factor from (e.g. a Jetson's).
+    efficiency_from: tuple = ()
 
 
 @dataclass(frozen=True)

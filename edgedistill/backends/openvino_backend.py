@@ -1,7 +1,9 @@
-"""OpenVINO backend: converts ONNX to IR (FP32/FP16) and runs IR with explicit precision hints.
+"""OpenVINO backend: converts ONNX to IR (FP32/FP16) and runs IR on CPU, GPU, NPU or AUTO with
+an explicit precision hint.
 
-OpenVINO's CPU plugin silently runs bf16 on CPUs with AVX512-BF16/AMX unless told otherwise;
-we always set INFERENCE_PRECISION_HINT ourselves and record it.
+OpenVINO's CPU plugin silently runs bf16 on CPUs with AVX512-BF16/AMX (this host reports
+INFERENCE_PRECISION_HINT=bfloat16 by default); we always set INFERENCE_PRECISION_HINT ourselves
+and record what the compiled model reports.
 """
 
 from __future__ import annotations
@@ -11,8 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingBackendError
+from ..errors import EdgedistillError, MissingBackendError
 from .base import Backend, Runner
+
+DEVICES = ("CPU", "GPU", "NPU", "AUTO")
+# "auto": f32 where the device can compute it (fidelity first); the NPU computes f16 natively and
+# takes no hint. "default" leaves the runtime's own choice (bf16 on such CPUs), for comparisons.
+AUTO_HINTS = {"CPU": "f32", "GPU": "f32", "NPU": None, "AUTO": "f32"}
 
 
 def _import_ov():
@@ -32,23 +39,58 @@ def convert_to_ir(onnx_path: Path, xml_path: Path, fp16_weights: bool = False) -
     return xml_path
 
 
+def check_device(core, device: str) -> None:
+    """Raise a clear error when `device` (CPU, GPU, GPU.1, NPU, AUTO, AUTO:GPU,CPU) is not here."""
+    family = device.split(":")[0].split(".")[0].upper()
+    if family not in DEVICES:
+        raise EdgedistillError(f"unknown OpenVINO device '{device}'", f"use one of: {', '.join(DEVICES)}")
+    available = list(core.available_devices)
+    wanted = [d.strip() for d in device.split(":", 1)[1].split(",")] if family == "AUTO" and ":" in device else ([] if family == "AUTO" else [device])
+    missing = [d for d in wanted if not any(a == d or a.startswith(d + ".") or d.startswith(a) for a in available)]
+    if missing:
+        raise EdgedistillError(
+            f"OpenVINO device {', '.join(missing)} is not available on this host (found: {', '.join(available) or 'none'})",
+            "install the device's driver (Intel GPU: intel-opencl-icd; NPU: intel-npu-driver), or pick another target / device=AUTO",
+        )
+
+
+def compile_config(device: str, precision_hint: str | None, threads: int | None) -> dict:
+    family = device.split(":")[0].split(".")[0].upper()
+    hint = AUTO_HINTS.get(family) if precision_hint in (None, "auto") else (None if precision_hint == "default" else precision_hint)
+    config: dict = {"PERFORMANCE_HINT": "LATENCY"}
+    cpu = {}
+    if hint is not None:
+        cpu["INFERENCE_PRECISION_HINT"] = hint
+    if threads:
+        cpu["INFERENCE_NUM_THREADS"] = threads
+    if family == "AUTO":
+        # AUTO forwards per-device settings; only the CPU knows these two.
+        if cpu:
+            config["DEVICE_PROPERTIES"] = {"CPU": cpu}
+    elif family == "CPU":
+        config.update(cpu)
+    elif hint is not None:
+        config["INFERENCE_PRECISION_HINT"] = hint
+    return config
+
+
 class OpenVinoRunner(Runner):
-    def __init__(self, model_path: Path, device: str = "CPU", threads: int | None = None, precision_hint: str = "f32"):
+    def __init__(self, model_path: Path, device: str = "CPU", threads: int | None = None, precision_hint: str | None = "auto"):
         super().__init__(f"openvino:{Path(model_path).name}")
         self.model_path = Path(model_path)
         self.device = device
         self.threads = threads
         self.precision_hint = precision_hint
+        self.config: dict = {}
         self.compiled = None
         self.request = None
 
     def _activate_impl(self) -> None:
         ov = _import_ov()
         core = ov.Core()
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": self.precision_hint}
-        if self.threads:
-            config["INFERENCE_NUM_THREADS"] = self.threads
-        self.compiled = core.compile_model(str(self.model_path), self.device, config)
+        check_device(core, self.device)
+        self.config = compile_config(self.device, self.precision_hint, self.threads)
+        self.compiled = core.compile_model(str(self.model_path), self.device, self.config)
         self.request = self.compiled.create_infer_request()
 
     def _deactivate_impl(self) -> None:
@@ -62,14 +104,25 @@ class OpenVinoRunner(Runner):
     def _input_names_impl(self) -> list[str]:
         return [i.get_any_name() for i in self.compiled.inputs]
 
+    def _property(self, name: str):
+        try:
+            return self.compiled.get_property(name)
+        except Exception:  # AUTO and some plugins do not expose every property
+            return None
+
     def runtime_settings(self) -> dict:
         if self.compiled is None:
             return {}
+        precision = self._property("INFERENCE_PRECISION_HINT")
+        threads = self._property("INFERENCE_NUM_THREADS")
         return {
             "device": self.device,
-            "INFERENCE_PRECISION_HINT": str(self.compiled.get_property("INFERENCE_PRECISION_HINT")),
-            "INFERENCE_NUM_THREADS": int(self.compiled.get_property("INFERENCE_NUM_THREADS")),
-            "PERFORMANCE_HINT": str(self.compiled.get_property("PERFORMANCE_HINT")),
+            "execution_devices": [str(d) for d in (self._property("EXECUTION_DEVICES") or [])],
+            "precision_hint_requested": self.precision_hint or "auto",
+            "INFERENCE_PRECISION_HINT": getattr(precision, "get_type_name", lambda: str(precision))() if precision is not None else None,
+            "INFERENCE_NUM_THREADS": int(threads) if threads is not None else None,
+            "PERFORMANCE_HINT": str(self._property("PERFORMANCE_HINT")).split(".")[-1],
+            "config": {k: v for k, v in self.config.items()},  # what we asked for (AUTO reports no hint of its own)
         }
 
 
@@ -81,5 +134,5 @@ class OpenVinoBackend(Backend):
             return False, "openvino is not installed (pip install openvino)"
         return True, ""
 
-    def runner(self, model_path: Path, *, device: str = "CPU", threads: int | None = None, precision_hint: str = "f32", **options) -> OpenVinoRunner:
+    def runner(self, model_path: Path, *, device: str = "CPU", threads: int | None = None, precision_hint: str | None = "auto", **options) -> OpenVinoRunner:
         return OpenVinoRunner(model_path, device=device, threads=threads, precision_hint=precision_hint)

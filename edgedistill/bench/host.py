@@ -10,12 +10,12 @@ from pathlib import Path
 
 from ..versions import tool_versions
 
-ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "asimddp", "sve")
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "asimd", "asimddp", "sve")
 
 
-def _cpuinfo() -> tuple[str, list[str]]:
+def _cpuinfo() -> tuple[str, list[str], str, float | None]:
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags, vendor, mhz = platform.processor() or platform.machine(), set(), "", []
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
@@ -23,7 +23,20 @@ def _cpuinfo() -> tuple[str, list[str]]:
             model = value.strip()
         if key in ("flags", "Features"):
             flags.update(value.split())
-    return model, [f for f in ISA_FLAGS if f in flags]
+        if key in ("vendor_id", "CPU implementer") and not vendor:
+            vendor = value.strip()
+        if key == "cpu MHz":
+            mhz.append(float(value))
+    return model, [f for f in ISA_FLAGS if f in flags], vendor, max(mhz) / 1000 if mhz else None
+
+
+def _max_ghz(fallback: float | None) -> float | None:
+    """The rated maximum clock where the kernel exposes it (not in most VMs), else /proc/cpuinfo's."""
+    path = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    try:
+        return int(path.read_text()) / 1e6 if path.is_file() else fallback
+    except (OSError, ValueError):
+        return fallback
 
 
 def _gpu() -> str | None:
@@ -39,12 +52,15 @@ def _gpu() -> str | None:
 def describe_host() -> dict:
     import psutil
 
-    model, isa = _cpuinfo()
+    model, isa, vendor, ghz = _cpuinfo()
     return {
         "hostname": platform.node(),
         "os": f"{platform.system()}-{platform.release()}",
         "arch": platform.machine(),
         "cpu_model": model,
+        "cpu_vendor": vendor,
+        "cpu_ghz": None if _max_ghz(ghz) is None else round(_max_ghz(ghz), 3),
+        "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cores_logical": os.cpu_count(),
         "cores_physical": psutil.cpu_count(logical=False),
         "isa": isa,

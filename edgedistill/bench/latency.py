@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..backends.base import Runner
+from .affinity import pinned
 
 
 @dataclass
@@ -32,19 +33,29 @@ def summarize(samples_ms: list[float], warmup: int) -> LatencyStats:
     return LatencyStats(float(p50), float(p90), float(p99), float(arr.mean()), float(arr.std()), float(arr.min()), float(arr.max()), len(arr), warmup)
 
 
-def measure_latency(runner: Runner, feeds: dict[str, np.ndarray], warmup: int = 10, iterations: int = 100, time_budget_s: float | None = None) -> LatencyStats:
-    """Time `runner.infer(feeds)`; only calls after the warm-up are recorded.
+def timed_samples(runner: Runner, feeds: dict[str, np.ndarray], warmup: int = 10, iterations: int = 100,
+                  time_budget_s: float | None = None, cpus: set[int] | None = None) -> list[float]:
+    """Milliseconds of each timed `runner.infer(feeds)`; the warm-up calls are run but never recorded.
 
-    With `time_budget_s`, timing stops when the budget is spent (at least 5 runs) or at
-    `iterations`, whichever comes first.
+    Each sample is the runner's own clock around `_infer_impl` (Runner.infer), so the loop's
+    bookkeeping is not in it. With `time_budget_s`, timing stops when the budget is spent (at
+    least 5 runs) or at `iterations`, whichever comes first. With `cpus`, every thread of the
+    process runs on those CPUs during warm-up and timing, and goes back afterwards.
     """
-    for _ in range(warmup):
-        runner.infer(feeds)
-    samples = []
-    started = time.perf_counter()
-    while len(samples) < iterations:
-        runner.infer(feeds)
-        samples.append(runner.last_inference_time() * 1000.0)
-        if time_budget_s is not None and len(samples) >= 5 and time.perf_counter() - started >= time_budget_s:
-            break
-    return summarize(samples, warmup)
+    samples: list[float] = []
+    with pinned(cpus):
+        for _ in range(warmup):
+            runner.infer(feeds)
+        started = time.perf_counter()
+        while len(samples) < iterations:
+            runner.infer(feeds)
+            samples.append(runner.last_inference_time() * 1000.0)
+            if time_budget_s is not None and len(samples) >= 5 and time.perf_counter() - started >= time_budget_s:
+                break
+    return samples
+
+
+def measure_latency(runner: Runner, feeds: dict[str, np.ndarray], warmup: int = 10, iterations: int = 100,
+                    time_budget_s: float | None = None, cpus: set[int] | None = None) -> LatencyStats:
+    """Summary statistics of `timed_samples`."""
+    return summarize(timed_samples(runner, feeds, warmup, iterations, time_budget_s, cpus), warmup)

@@ -1,7 +1,8 @@
 """Stage `bench`: time every artifact that runs here and measure its fidelity -> bench/bench.json.
 
-Artifacts that must be built on the device (a TensorRT bundle on an x86 host) appear as
-`pending`, with fidelity measured here where the same graph runs (the QDQ ONNX under ORT).
+On a target that does not run here (a Jetson seen from an x86 host), each artifact the device
+will run gets an `estimated` row (roofline x learned efficiency) with fidelity measured here
+where the same graph runs (the QDQ ONNX under ORT), or a `pending` row when it cannot be estimated.
 """
 
 from __future__ import annotations
@@ -16,52 +17,83 @@ from ..backends import get_backend
 from ..config import BuildConfig
 from ..progress import progress_bar
 from ..targets import TargetProfile
-from .fidelity import fidelity, run_all
+from .affinity import parse_cpus
+from .device_rows import device_rows
+from .estimate.apply import add_roofline, estimate_row, predict_measured
+from .estimate.efficiency import PRIOR_EFFICIENCY, fit, load_samples, samples_of
+from .estimate.peaks import from_target, host_cpu
+from .fidelity import run_all
 from .host import describe_host
-from .latency import measure_latency
+from .labelled import load_labelled
+from .measure import Plan, measure
+from .throughput import batch_sizes
 
 RUNNABLE_KINDS = ("onnx", "openvino-ir", "trt-engine")
 BENCH_JSON = Path("bench") / "bench.json"
 
 
-def model_file(artifact: Artifact, root: Path) -> Path:
-    path = artifact.abspath(root)
-    return path / "model.xml" if artifact.kind == "openvino-ir" else path
-
-
-def _runner(artifact: Artifact, root: Path, device: str, threads: int | None):
-    return get_backend(artifact.backend).runner(model_file(artifact, root), device=device, threads=threads)
+def _plan(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target: TargetProfile) -> Plan:
+    evalset = artifacts["evalset"].abspath(workdir)
+    inputs = np.load(evalset / "inputs.npy")
+    logits = evalset / "teacher_logits.npy"
+    cpus = parse_cpus(cfg.bench.pin_cpus)
+    # Pinned to n CPUs with no thread count set: n threads, so the runtime does not oversubscribe them.
+    threads = cfg.bench.threads or target.bench_threads or (len(cpus) if cpus else None)
+    ref_path = artifacts["onnx-fp32"].abspath(workdir)
+    with get_backend("onnxruntime").runner(ref_path, threads=threads) as ref_runner:
+        reference = run_all(ref_runner, inputs)
+    labelled = None
+    if cfg.bench.eval_dir:
+        x, y, _ = load_labelled(cfg.bench.eval_dir, artifacts["onnx-fp32"].data_config, cfg.bench.eval_max_images)
+        labelled = (x, y)
+    return Plan(inputs, reference, np.load(logits) if logits.is_file() else None,
+                warmup=cfg.bench.warmup if cfg.bench.warmup is not None else target.bench_warmup,
+                iterations=cfg.bench.iterations if cfg.bench.iterations is not None else target.bench_iterations,
+                time_budget_s=cfg.bench.time_budget_s, batch=cfg.bench.batch,
+                batch_sizes=batch_sizes(cfg.bench.batch_sizes, cfg.bench.batch, target.batch_opt, target.batch_max),
+                threads=threads, cpus=cpus, labelled=labelled, knn_k=cfg.bench.knn_k)
 
 
 def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target: TargetProfile) -> Artifact:
-    evalset = artifacts["evalset"].abspath(workdir)
-    inputs = np.load(evalset / "inputs.npy")
-    teacher_logits = np.load(evalset / "teacher_logits.npy") if (evalset / "teacher_logits.npy").is_file() else None
-    warmup = cfg.bench.warmup if cfg.bench.warmup is not None else target.bench_warmup
-    iterations = cfg.bench.iterations if cfg.bench.iterations is not None else target.bench_iterations
-    threads = cfg.bench.threads or target.bench_threads
+    plan = _plan(cfg, artifacts, workdir, target)
     on_host, why_not = target.runs_on_this_host()
-    with get_backend("onnxruntime").runner(artifacts["onnx-fp32"].abspath(workdir), threads=threads) as ref_runner:
-        reference = run_all(ref_runner, inputs)
-    rows = []
+    host = describe_host()
+    # Off the device, everything that runs here is still run once for its fidelity (same graph).
     candidates = [a for a in artifacts.values() if a.kind in RUNNABLE_KINDS and (on_host or a.kind == "onnx")]
-    if not on_host:
-        candidates = [a for a in candidates if a.name == "onnxruntime-int8"]  # fidelity only
+    rows = []
     with progress_bar() as bar:
         task = bar.add_task("bench", total=len(candidates), info="")
         for artifact in candidates:
             bar.update(task, info=artifact.name)
-            rows.append(_measure(artifact, workdir, target, inputs, reference, teacher_logits, warmup, iterations, threads, cfg, timed=on_host))
+            device = target.device if artifact.backend != "onnxruntime" else "CPU"
+            rows.append(measure(artifact, workdir, device if on_host else "CPU", plan, timed=on_host))
             bar.advance(task)
-    if not on_host:
-        rows = _pending_rows(artifacts, rows, target, why_not)
+    onnx_paths = {a.name: a.abspath(workdir) for a in artifacts.values() if a.kind == "onnx"}
+    file_samples = load_samples(cfg.bench.efficiency_from)
+    peaks = from_target(target) or (host_cpu(host, plan.threads or len(plan.cpus) or host.get("cores_physical") or 1) if on_host else None)
+    if on_host:
+        if peaks is not None:
+            add_roofline(rows, onnx_paths, peaks, target.device)
+            predict_measured(rows, file_samples, target.name)
+    else:
+        rows = device_rows(artifacts, rows, target, why_not)
+        for row in rows:
+            if row["status"] == "pending" and peaks is not None:
+                estimate_row(row, onnx_paths, peaks, target.name, target.device, file_samples)
+    run_samples = samples_of({"target": {"name": target.name}, "artifacts": rows}, "this run")
     bench = {
         "schema": "edgedistill.bench/1",
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "build": {"dir": str(workdir), "student": artifacts["student"].extra.get("architecture", ""), "teacher": cfg.teacher.name},
         "target": {k: getattr(target, k) for k in ("name", "device", "min_cosine", "min_top1_agreement", "peak_tflops_fp32", "peak_tflops_fp16", "peak_tops_int8", "bandwidth_gbs")},
-        "host": describe_host(),
-        "eval": {"images": int(len(inputs)), "source": cfg.data.source, "teacher_has_classifier": teacher_logits is not None},
+        "host": host,
+        "eval": _eval_section(cfg, plan, artifacts),
+        "settings": {"warmup": plan.warmup, "iterations": plan.iterations, "time_budget_s": plan.time_budget_s, "batch": plan.batch,
+                     "batch_sizes": plan.batch_sizes, "threads": plan.threads, "pinned_cpus": sorted(plan.cpus) or None,
+                     "timer": "time.perf_counter around Runner._infer_impl (host wall clock, includes input/output copies)"},
+        "estimator": {"peaks": peaks.as_dict() if peaks else None, "efficiency": fit(run_samples),
+                      "efficiency_from": fit(file_samples) | {"files": list(cfg.bench.efficiency_from)}, "prior_efficiency": PRIOR_EFFICIENCY,
+                      "method": "sum over ONNX ops of max(FLOPs / peak compute, bytes / bandwidth), divided by the efficiency factor"},
         "artifacts": rows,
     }
     path = workdir / BENCH_JSON
@@ -69,33 +101,8 @@ def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target:
     return Artifact.record(workdir, path, kind="bench", name="bench", parents=[a.name for a in candidates], config_hash=cfg.section_hash("bench"))
 
 
-def _measure(artifact, workdir, target, inputs, reference, teacher_logits, warmup, iterations, threads, cfg, timed: bool) -> dict:
-    device = target.device if artifact.backend != "onnxruntime" else "CPU"
-    row = {"name": artifact.name, "path": artifact.path, "backend": artifact.backend, "precision": artifact.precision,
-           "device": device, "size_mb": round(artifact.size / 1e6, 3), "batch": cfg.bench.batch, "threads": threads}
-    try:
-        with _runner(artifact, workdir, device, threads) as runner:
-            outputs = run_all(runner, inputs)
-            row["fidelity"] = fidelity(outputs, reference, teacher_logits)
-            row["runtime_settings"] = runner.runtime_settings()
-            if timed:
-                stats = measure_latency(runner, {"input": inputs[: cfg.bench.batch]}, warmup, iterations, cfg.bench.time_budget_s)
-                row.update(status="measured", latency_ms=stats.as_dict(), throughput_ips=round(cfg.bench.batch * 1000.0 / stats.mean, 2), notes="")
-    except Exception as exc:  # one broken artifact must not hide the others' results
-        row.update(status="failed", latency_ms=None, throughput_ips=None, fidelity=row.get("fidelity"), notes=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-    return row
-
-
-def _pending_rows(artifacts: dict[str, Artifact], host_rows: list[dict], target: TargetProfile, why_not: str) -> list[dict]:
-    """Rows for engines still to be built on the device; int8 fidelity comes from the QDQ graph under ORT here."""
-    bundle = artifacts.get("tensorrt-bundle")
-    fidelity_by_precision = {r["precision"]: r.get("fidelity") for r in host_rows}
-    rows = []
-    for precision in (bundle.extra.get("precisions", []) if bundle else []):
-        rows.append({
-            "name": f"tensorrt-{precision}", "path": bundle.path, "backend": "tensorrt", "precision": precision, "device": target.device,
-            "status": "pending", "size_mb": None, "batch": 1, "threads": None, "latency_ms": None, "throughput_ips": None,
-            "fidelity": fidelity_by_precision.get(precision) if precision == "int8" else None,
-            "notes": f"build on the device ({why_not}); int8 fidelity measured on this host with ONNX Runtime on the same QDQ graph" if precision == "int8" else f"build on the device ({why_not})",
-        })
-    return rows
+def _eval_section(cfg: BuildConfig, plan: Plan, artifacts: dict[str, Artifact]) -> dict:
+    section = {"images": int(len(plan.inputs)), "source": cfg.data.source, "teacher_has_classifier": plan.teacher_logits is not None}
+    if plan.labelled is not None:
+        section["labelled"] = {"dir": str(cfg.bench.eval_dir), "images": int(len(plan.labelled[1])), "classes": int(len(set(plan.labelled[1].tolist())))}
+    return section

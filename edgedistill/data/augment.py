@@ -1,30 +1,36 @@
-"""Training images: timm's DeiT-style augmentation producing [0,1] tensors at one resolution.
+"""Training views: timm's DeiT-style augmentation producing [0,1] tensors at one resolution.
 
-Normalisation is left to each model (teacher and student differ in size and mean/std), so
-the same augmented view feeds both, as Proteus requires.
+Normalisation is left to each model (teachers and student differ in size and mean/std), so the
+same augmented view feeds all of them, as Proteus requires. Each view is a pure function of
+(image index, view seed): the augmentation runs under its own seeded RNG state, which makes
+resume exact, lets DataLoader workers come and go, and lets the teacher cache store a seed
+instead of pixels.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import contextlib
+import random
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .sources import ImageDecoder
+from ..config import DataConfig
+from .images import ImageSource
 
 PRELOAD_LIMIT = 512  # small sets (the bundled photos) are decoded once and kept in memory
 
 
-def training_transform(size: int):
+def training_transform(size: int, auto_augment: str = "rand-m9-mstd0.5", scale_min: float = 0.25):
     from timm.data import create_transform
 
     return create_transform(
         input_size=size,
         is_training=True,
-        scale=(0.25, 1.0),
+        scale=(scale_min, 1.0),
         hflip=0.5,
-        auto_augment="rand-m9-mstd0.5",  # no "inc1": its posterize can ask Pillow for 0 bits
+        auto_augment=auto_augment or None,  # no "inc1": its posterize can ask Pillow for 0 bits
         interpolation="bicubic",
         mean=(0.0, 0.0, 0.0),
         std=(1.0, 1.0, 1.0),
@@ -32,28 +38,72 @@ def training_transform(size: int):
     )
 
 
-class AugmentedImages(Dataset):
-    """Map-style dataset of augmented views; unreadable files are skipped and counted."""
+def view_seed(base: int, *parts: int) -> int:
+    """A 63-bit seed mixing `base` with positions (SplitMix64 finaliser: nearby inputs diverge)."""
+    x = base & 0xFFFFFFFFFFFFFFFF
+    for part in parts:
+        x = (x ^ (int(part) + 0x9E3779B97F4A7C15 + (x << 6) + (x >> 2))) & 0xFFFFFFFFFFFFFFFF
+        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+    return x & 0x7FFFFFFFFFFFFFFF
 
-    def __init__(self, paths: list[Path], size: int):
-        self.paths = list(paths)
-        self.transform = training_transform(size)
-        self.decoder = ImageDecoder()
+
+@contextlib.contextmanager
+def seeded_rng(seed: int):
+    """Run under python/numpy/torch RNGs seeded with `seed`; the global states are restored after."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+class AugmentedViews(Dataset):
+    """Map-style dataset keyed by (image index, view seed) -> {"view", "index", "seed", "bad"}.
+
+    An unreadable image is replaced by the next readable one; `bad` carries the failing index
+    (or -1) so the trainer can count unique failures even across worker processes.
+    """
+
+    def __init__(self, source: ImageSource, size: int, cfg: DataConfig | None = None):
+        cfg = cfg or DataConfig()
+        self.source = source
+        self.size = size
+        self.transform = training_transform(size, cfg.auto_augment, cfg.scale_min)
         self._cache = None
-        if len(self.paths) <= PRELOAD_LIMIT:
-            decoded = [(p, self.decoder(p)) for p in self.paths]
-            self._cache = [img for _, img in decoded if img is not None]
-            if not self._cache:
-                self.decoder.load_all([])  # raises the clear "none decoded" error
+        if len(source) <= PRELOAD_LIMIT:
+            self._cache = [source.load(i) for i in range(len(source))]
+            if all(img is None for img in self._cache):
+                from ..errors import EdgedistillError
+
+                raise EdgedistillError(f"none of the {len(source)} images could be decoded", "check the files are valid images")
 
     def __len__(self) -> int:
-        return len(self._cache) if self._cache is not None else len(self.paths)
+        return len(self.source)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        if self._cache is not None:
-            return self.transform(self._cache[index])
-        for offset in range(len(self.paths)):  # fall through to the next readable file
-            img = self.decoder(self.paths[(index + offset) % len(self.paths)])
+    def preload_failures(self) -> set[int]:
+        return {i for i, img in enumerate(self._cache or []) if img is None}
+
+    def _load(self, index: int):
+        return self._cache[index] if self._cache is not None else self.source.load(index)
+
+    def view(self, index: int, seed: int) -> tuple[torch.Tensor, int]:
+        bad = -1
+        for offset in range(len(self.source)):  # fall through to the next readable image
+            img = self._load((index + offset) % len(self.source))
             if img is not None:
-                return self.transform(img)
+                with seeded_rng(seed):
+                    return self.transform(img), bad
+            bad = (index + offset) % len(self.source) if bad < 0 else bad
         raise RuntimeError("no readable images left")
+
+    def __getitem__(self, key) -> dict:
+        index, seed = key
+        view, bad = self.view(index, seed)
+        return {"view": view, "index": index, "seed": seed, "bad": bad}

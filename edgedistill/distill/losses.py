@@ -1,4 +1,8 @@
-"""Distillation losses: MSE (Proteus default) or cosine + smooth-L1, and the three Proteus levels."""
+"""Distillation losses: MSE (Proteus default) or cosine + smooth-L1, and the three Proteus levels.
+
+Masked levels weight per-token losses instead of indexing with a boolean mask, which would
+force a GPU->CPU sync every step; the value is the same (each token has the same width).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,31 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+KINDS = ("mse", "cosine_smoothl1")
+
+
+def token_losses(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-vector loss [...] (mean over the last dim) and, for cosine_smoothl1, the per-vector 1-cos."""
+    pred, target = pred.float(), target.float()
+    if kind == "mse":
+        return (pred - target).pow(2).mean(-1), None
+    if kind == "cosine_smoothl1":
+        return F.smooth_l1_loss(pred, target, reduction="none").mean(-1), 1.0 - F.cosine_similarity(pred, target, dim=-1)
+    raise ValueError(f"unknown loss '{kind}' (use {' or '.join(KINDS)})")
+
+
+def weighted_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    """The loss over the vectors whose weight is 1 (weights broadcast to pred.shape[:-1]); 0 when none."""
+    weights = weights.float().expand(pred.shape[:-1])
+    count = weights.sum().clamp(min=1.0)
+    elementwise, cosine = token_losses(pred, target, kind)
+    loss = (elementwise * weights).sum() / count
+    return loss if cosine is None else loss + (cosine * weights).sum() / count
+
 
 def regression_loss(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse") -> torch.Tensor:
     """Mean loss over all elements (mse) or over vectors (cosine part of cosine_smoothl1)."""
-    pred, target = pred.float(), target.float()
-    if kind == "mse":
-        return F.mse_loss(pred, target)
-    if kind == "cosine_smoothl1":
-        cosine = 1.0 - F.cosine_similarity(pred, target, dim=-1).mean()
-        return cosine + F.smooth_l1_loss(pred, target)
-    raise ValueError(f"unknown loss '{kind}' (use mse or cosine_smoothl1)")
+    return weighted_loss(pred, target, torch.ones(pred.shape[:-1], device=pred.device), kind)
 
 
 @dataclass
@@ -30,6 +49,10 @@ class LevelLosses:
 
     def as_floats(self) -> dict[str, float]:
         return {"token": self.token.item(), "patch": self.patch.item(), "feature": self.feature.item()}
+
+    def as_tensors(self) -> dict[str, torch.Tensor]:
+        """Detached parts, read with .item() only when logged (no sync per step on the GPU)."""
+        return {"token": self.token.detach(), "patch": self.patch.detach(), "feature": self.feature.detach()}
 
 
 def proteus_losses(
@@ -45,7 +68,6 @@ def proteus_losses(
 ) -> LevelLosses:
     """Token loss on every sample; patch loss at masked positions; feature loss on clean samples."""
     token = regression_loss(token_pred, token_target, kind)
-    zero = token_pred.sum() * 0.0  # keeps the graph when a level has no samples this step
-    patch = regression_loss(patch_pred[mask], patch_target[mask], kind) if mask.any() else zero
-    feature = regression_loss(feature_pred[clean], feature_target[clean], kind) if clean.any() else zero
+    patch = weighted_loss(patch_pred, patch_target, mask, kind)
+    feature = weighted_loss(feature_pred, feature_target, clean.unsqueeze(1), kind)
     return LevelLosses(token, patch, feature)

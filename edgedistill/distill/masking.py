@@ -14,4 +14,6 @@ def random_masks(batch: int, n_patches: int, share: float, ratio: float, generat
         scores = torch.rand(masked_samples, n_patches, generator=generator)
         chosen = scores.argsort(dim=1)[:, :per_sample]
         mask[:masked_samples].scatter_(1, chosen, True)
-    return mask.to(device) if device is not None else mask
+    if device is None or torch.device(device).type == "cpu":
+        return mask
+    return mask.pin_memory().to(device, non_blocking=True)  # no blocking copy in the step

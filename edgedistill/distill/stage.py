@@ -1,9 +1,16 @@
-"""Stage `distill`: teacher + images -> student/ (student.safetensors, student.json, heads, log)."""
+"""Stage `distill`: teachers (or a teacher cache) + images -> student/ (student.safetensors,
+student.json, heads, train_log.csv). Checkpoints go to BUILD/distill_state and are removed
+once the student is written. Under torchrun every rank calls run(); rank 0 writes."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
+import json
+import logging
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +18,24 @@ import torch
 
 from ..artifacts import Artifact, atomic_output
 from ..config import BuildConfig
-from ..data.augment import AugmentedImages
-from ..data.sources import resolve_image_paths
+from ..data.augment import AugmentedViews
+from ..data.images import ImageSource
+from ..errors import EdgedistillError
 from ..models.heads import ProteusHeads, canonical_classifier
-from ..models.student import create_student, save_student, student_dim
-from ..models.teacher import create_teacher
+from ..models.student import create_student, probe_student, save_student
+from ..models.teacher import create_teachers, teacher_configs
+from ..progress import console
+from . import distributed
 from .module import DistillModule
-from .trainer import pick_device, train
+from .standardize import TeacherNorms
+from .targets import CachedTargets, OnlineTargets
+from .trainer import TrainJob, pick_device, train
 
 CONFIG_SECTIONS = ("teacher", "student", "data", "distill")
+STATE_DIR = "distill_state"
+# Settings that change neither the arithmetic nor the data: a checkpoint stays valid across them.
+NOT_HASHED = {"resume", "checkpoint_every", "tensorboard", "num_workers", "device", "compile"}
+log = logging.getLogger(__name__)
 
 
 def seed_everything(seed: int) -> None:
@@ -28,35 +44,121 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run(cfg: BuildConfig, inputs: dict, workdir: Path) -> Artifact:
+def resume_hash(cfg: BuildConfig) -> str:
+    data = {name: dataclasses.asdict(getattr(cfg, name)) for name in CONFIG_SECTIONS}
+    data["distill"] = {k: v for k, v in data["distill"].items() if k not in NOT_HASHED}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def view_size_for(cfg: BuildConfig, teacher_data_configs: list[dict], student_data_config: dict | None) -> int:
+    if cfg.data.view_size:
+        return cfg.data.view_size
+    sizes = [c["input_size"][-1] for c in teacher_data_configs] + ([student_data_config["input_size"][-1]] if student_data_config else [])
+    return max(sizes)
+
+
+@dataclasses.dataclass
+class Prepared:
+    job: TrainJob
+    teachers: list[dict]  # name, dim, patch_dim, grid, data_config per teacher
+    classifier: object  # the primary teacher's canonical classifier, or None
+    probe: dict
+
+
+def _teacher_sources(cfg: BuildConfig, data_config: dict):
+    """(dataset, targets, teacher descriptions, classifier) from live teachers or from the cache."""
+    if cfg.distill.cache:
+        from .cache import CachedViews, load_cached_classifier, read_cache
+
+        meta = read_cache(cfg.distill.cache)
+        wanted = [c.name for c in teacher_configs(cfg.teacher)]
+        if [t["name"] for t in meta["teachers"]] != wanted:
+            raise EdgedistillError(f"teacher cache '{cfg.distill.cache}' holds {[t['name'] for t in meta['teachers']]}, the config asks for {wanted}",
+                                   "re-create the cache with this teacher config, or unset distill.cache")
+        weights = [c.weight for c in teacher_configs(cfg.teacher)]
+        data_cfg = dataclasses.replace(cfg.data, **{k: v for k, v in meta["data"].items() if k in ("auto_augment", "scale_min")})
+        views = AugmentedViews(ImageSource(meta["data"]["source"], meta["data"]["max_images"]), meta["view_size"], data_cfg)
+        teachers = [{**t, "weight": w} for t, w in zip(meta["teachers"], weights)]
+        return CachedViews(cfg.distill.cache, views, meta), CachedTargets([t["grid"] for t in teachers]), teachers, load_cached_classifier(cfg.distill.cache, meta)
+    live = create_teachers(cfg.teacher)
+    size = view_size_for(cfg, [t.data_config for t in live], data_config)
+    views = AugmentedViews(ImageSource(cfg.data.source, cfg.data.max_images), size, cfg.data)
+    teachers = [{"name": t.name, "dim": t.dim, "patch_dim": t.patch_dim, "grid": list(t.grid), "data_config": t.data_config, "weight": t.weight} for t in live]
+    classifier = canonical_classifier(copy.deepcopy(live[0].classifier).cpu()) if live[0].classifier is not None else None
+    return views, OnlineTargets(live), teachers, classifier
+
+
+def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext | None = None, on_step=None) -> Prepared:
+    """Everything a training run needs, built deterministically from the config."""
     seed_everything(cfg.distill.seed)
     device = pick_device(cfg.distill.device)
-    teacher = create_teacher(cfg.teacher)
+    ctx = ctx or distributed.DistContext()
+    if ctx.active and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
     backbone, data_config = create_student(cfg.student)
-    heads = ProteusHeads(student_dim(backbone), teacher.dim, teacher.patch_dim)
-    paths = resolve_image_paths(cfg.data.source, cfg.data.max_images)
-    view_size = max(teacher.data_config["input_size"][-1], data_config["input_size"][-1])
-    dataset = AugmentedImages(paths, view_size)
-    module = DistillModule(backbone, heads)
-    history = train(module, teacher, dataset, cfg.distill, data_config, device)
-    module.cpu().eval()
-    classifier = canonical_classifier(copy.deepcopy(teacher.classifier).cpu()) if teacher.classifier is not None else None
+    probe = probe_student(backbone, data_config["input_size"][-1])
+    dataset, targets, teachers, classifier = _teacher_sources(cfg, data_config)
+    patch_level = cfg.distill.patch_weight > 0 and probe["maskable"]
+    if cfg.distill.patch_weight > 0 and not probe["maskable"] and ctx.is_main:
+        console.print(f"[yellow]note:[/yellow] student {cfg.student.name} is not a plain ViT, so masked patch distillation is off (token and feature levels stay)")
+    torch.manual_seed(cfg.distill.seed + 1)  # heads start the same whether or not teachers were built (cache)
+    heads = [ProteusHeads(probe["dim"], t["dim"], t["patch_dim"], probe["summary_dim"], mask_token=i == 0) for i, t in enumerate(teachers)]
+    norms = [TeacherNorms(t["dim"], t["patch_dim"]) for t in teachers] if cfg.distill.standardize == "running" else None
+    if cfg.distill.standardize not in ("none", "running"):
+        raise EdgedistillError(f"unknown distill.standardize '{cfg.distill.standardize}'", "use none or running")
+    module = DistillModule(backbone, heads[0], heads[1:], [t["weight"] for t in teachers], norms)
+    job = TrainJob(module, dataset, targets, cfg.distill, data_config, device, probe["n_patches"], patch_level,
+                   Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg), ctx, on_step)
+    return Prepared(job, teachers, classifier, probe)
+
+
+def deploy_heads(module: DistillModule) -> list[ProteusHeads]:
+    """Head sets with any target standardisation folded in, so outputs live in each teacher's space."""
+    sets = [copy.deepcopy(h) for h in module.head_sets()]
+    for heads, norm in zip(sets, module.norms or []):
+        norm.token.fold_into_head(heads.token)
+        norm.patch.fold_into_head(heads.patch)
+        norm.patch.fold_into_head(heads.feature)
+    return sets
+
+
+def run(cfg: BuildConfig, inputs: dict, workdir: Path, on_step=None) -> Artifact:
+    ctx = distributed.init(pick_device(cfg.distill.device).type)
+    prepared = prepare(cfg, workdir, ctx, on_step)
+    job = prepared.job
+    if not cfg.distill.resume and job.state_dir.exists() and ctx.is_main:
+        shutil.rmtree(job.state_dir)
+    distributed.barrier(ctx)
+    result = train(job)
+    skipped = distributed.sum_across(len(result.skipped), ctx)
+    final = Path(workdir) / "student"
+    module = job.module.cpu().eval()
+    primary = prepared.teachers[0]
     spec = {
         "architecture": cfg.student.name,
         "img_size": cfg.student.img_size,
         "model_args": dict(cfg.student.model_args),
         "num_classes": 0,
-        "student_dim": student_dim(backbone),
-        "data_config": data_config,
-        "teacher": {"name": cfg.teacher.name, "dim": teacher.dim, "patch_dim": teacher.patch_dim, "grid": list(teacher.grid), "data_config": teacher.data_config},
-        "train": {"steps": cfg.distill.steps, "batch_size": cfg.distill.batch_size, "images": len(dataset), "skipped_images": len(dataset.decoder.failures),
-                  "loss_first": history.mean_loss(first=True), "loss_last": history.mean_loss(first=False), "device": str(device)},
+        "student_dim": prepared.probe["dim"],
+        "summary_dim": prepared.probe["summary_dim"],
+        "data_config": job.student_data_config,
+        "teacher": {k: primary[k] for k in ("name", "dim", "patch_dim", "grid", "data_config")},
+        "extra_teachers": [{k: t[k] for k in ("name", "dim", "patch_dim", "grid", "weight")} for t in prepared.teachers[1:]],
+        "train": {"steps": cfg.distill.steps, "batch_size": cfg.distill.batch_size, "world_size": ctx.world, "images": len(job.dataset),
+                  "skipped_images": skipped, "resumed_from_step": result.start_step, "patch_level": job.patch_level,
+                  "cache": cfg.distill.cache, "loss_first": result.log.mean_loss(first=True) if result.log else None,
+                  "loss_last": result.log.mean_loss(first=False) if result.log else None, "device": str(job.device)},
     }
-    final = workdir / "student"
-    with atomic_output(final) as tmp:
-        save_student(tmp, module.backbone, module.heads, classifier, spec)
-        history.write_csv(tmp / "train_log.csv")
+    if ctx.is_main:
+        heads = deploy_heads(module)
+        extra = {f"extra_heads.{i}.{k}": v for i, h in enumerate(heads[1:]) for k, v in h.state_dict().items()}
+        with atomic_output(final) as tmp:
+            save_student(tmp, module.backbone, heads[0], prepared.classifier, spec, extra)
+            if job.state_dir and (job.state_dir / "train_log.csv").is_file():
+                shutil.copy(job.state_dir / "train_log.csv", tmp / "train_log.csv")
+        shutil.rmtree(job.state_dir, ignore_errors=True)  # the student is safe; checkpoints are no longer needed
+    distributed.barrier(ctx)
     return Artifact.record(
         workdir, final, kind="student", name="student", precision="fp32", backend="torch",
-        config_hash=cfg.section_hash(*CONFIG_SECTIONS), data_config=data_config, extra={"architecture": cfg.student.name, "train": spec["train"]},
+        config_hash=cfg.section_hash(*CONFIG_SECTIONS), data_config=job.student_data_config, extra={"architecture": cfg.student.name, "train": spec["train"]},
     )

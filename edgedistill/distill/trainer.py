@@ -1,39 +1,54 @@
-"""A flat distillation loop (torchtune style): AdamW, cosine schedule with warm-up, optional EMA."""
+"""A flat distillation loop (torchtune style): AdamW, cosine schedule with warm-up, optional EMA,
+bf16 autocast on CUDA, atomic checkpoints with exact resume, DDP through distributed.py."""
 
 from __future__ import annotations
 
 import contextlib
-import csv
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 
 from ..config import DistillConfig
+from ..data.augment import view_seed
+from ..data.stream import SampleStream
 from ..models.preprocess import to_model_input
-from ..models.teacher import Teacher
 from ..progress import progress_bar
+from . import distributed
 from .masking import random_masks
-from .module import DistillModule
+from .metrics_log import MetricsLog
+from .module import DistillModule, Objective
+from .prefetch import prefetch
+from .state import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
-class TrainHistory:
-    rows: list = field(default_factory=list)
+class TrainJob:
+    module: DistillModule
+    dataset: object  # AugmentedViews or CachedViews, keyed by (index, seed)
+    targets: Callable  # OnlineTargets or CachedTargets: (batch, view) -> [TeacherTargets]
+    cfg: DistillConfig
+    student_data_config: dict
+    device: torch.device
+    n_patches: int
+    patch_level: bool = True
+    state_dir: Path | None = None
+    config_hash: str = ""
+    ctx: distributed.DistContext = field(default_factory=distributed.DistContext)
+    on_step: Callable[[int], None] | None = None  # called after each step (tests use it to slow a run down)
 
-    def write_csv(self, path: Path) -> None:
-        if not self.rows:
-            return
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))
-            writer.writeheader()
-            writer.writerows(self.rows)
 
-    def mean_loss(self, first: bool, window: int = 10) -> float:
-        rows = self.rows[:window] if first else self.rows[-window:]
-        return sum(r["loss"] for r in rows) / max(1, len(rows))
+@dataclass
+class TrainResult:
+    log: MetricsLog
+    start_step: int
+    skipped: set
 
 
 def pick_device(name: str) -> torch.device:
@@ -42,40 +57,98 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def train(module: DistillModule, teacher: Teacher, dataset, cfg: DistillConfig, student_data_config: dict, device: torch.device) -> TrainHistory:
+def autocast_for(cfg: DistillConfig, device: torch.device):
+    use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+
+
+def objective_for(cfg: DistillConfig, patch_level: bool) -> Objective:
+    return Objective(cfg.token_weight, cfg.patch_weight if patch_level else 0.0, cfg.feature_weight, cfg.loss, cfg.standardize == "running")
+
+
+def step_mask(cfg: DistillConfig, objective: Objective, batch: int, n_patches: int, step: int, rank: int, device) -> torch.Tensor:
+    """The step's patch mask, a pure function of (seed, step, rank) so a resumed run draws the same."""
+    share = cfg.mask_share if objective.patch > 0 else 0.0
+    generator = torch.Generator().manual_seed(view_seed(cfg.seed + 2, step, rank))
+    return random_masks(batch, n_patches, share, cfg.mask_ratio, generator, device)
+
+
+def step_loss(model, job: TrainJob, batch: dict, step: int, autocast, objective: Objective) -> tuple[torch.Tensor, dict]:
+    """Targets (online or cached) for the batch, then the student's weighted Proteus loss."""
+    view = batch["view"].to(job.device, non_blocking=True)
+    with torch.no_grad(), autocast:
+        targets = job.targets(batch, view)
+    if objective.standardize:
+        job.module.update_norms(targets)
+    x = to_model_input(view, job.student_data_config)
+    if job.cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    mask = step_mask(job.cfg, objective, x.shape[0], job.n_patches, step, job.ctx.rank, job.device)
+    with autocast:
+        return model(x, mask, targets, objective)
+
+
+def build_optimizer(module: DistillModule, cfg: DistillConfig, device: torch.device):
+    """timm AdamW (no decay on norms, biases, tokens); the fused CUDA kernel when on the GPU."""
     from timm.optim import create_optimizer_v2
+
+    extra = {"fused": True} if device.type == "cuda" else {}
+    return create_optimizer_v2(module, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
+
+
+def compile_models(module: DistillModule, targets) -> None:
+    """torch.compile in place (state_dict keys unchanged): the whole student step (backbone, heads,
+    losses; no data-dependent branches, so one graph) and each online teacher's forward_features."""
+    module.compile()
+    for teacher in getattr(targets, "teachers", ()):
+        if not getattr(teacher.model, "_edgedistill_compiled", False):
+            teacher.model.forward_features = torch.compile(teacher.model.forward_features)
+            teacher.model._edgedistill_compiled = True
+
+
+def train(job: TrainJob) -> TrainResult:
     from timm.scheduler import CosineLRScheduler
 
-    module.to(device).train()
-    teacher.to(device)
-    optimizer = create_optimizer_v2(module, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = CosineLRScheduler(optimizer, t_initial=cfg.steps, warmup_t=cfg.warmup_steps, warmup_lr_init=cfg.lr * 0.01, lr_min=cfg.lr * 0.01, t_in_epochs=False)
+    cfg, ctx, module = job.cfg, job.ctx, job.module
+    module.to(job.device).train()
+    if cfg.channels_last:
+        module.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(module, cfg, job.device)
+    scheduler = CosineLRScheduler(optimizer, t_initial=cfg.steps, warmup_t=cfg.warmup_steps, warmup_lr_init=cfg.lr * 0.01,
+                                  lr_min=cfg.lr * 0.01, t_in_epochs=False)
     ema = None
     if cfg.ema_decay > 0:
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(module, decay=cfg.ema_decay)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    sampler = RandomSampler(dataset, replacement=True, num_samples=cfg.steps * cfg.batch_size, generator=generator)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers, drop_last=True, pin_memory=device.type == "cuda")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    n_patches = None
-    history = TrainHistory()
-    weights = (cfg.token_weight, cfg.patch_weight, cfg.feature_weight)
-    start = time.perf_counter()
-    with progress_bar() as bar:
-        task = bar.add_task("distill", total=cfg.steps, info="")
-        for step, images01 in enumerate(loader):
-            images01 = images01.to(device, non_blocking=True)
-            with torch.no_grad(), autocast:
-                targets = teacher.targets(to_model_input(images01, teacher.data_config))
-            x = to_model_input(images01, student_data_config)
-            if n_patches is None:
-                n_patches = targets_grid_size(module, x)
-            mask = random_masks(x.shape[0], n_patches, cfg.mask_share if cfg.patch_weight > 0 else 0.0, cfg.mask_ratio, generator, device)
-            with autocast:
-                levels = module(x, mask, targets, cfg.loss)
-                loss = levels.total(weights)
+    start_step, skipped = 0, set()
+    checkpoint = load_checkpoint(job.state_dir, job.config_hash) if job.state_dir and cfg.resume else None
+    if checkpoint is not None:
+        module.load_state_dict(checkpoint["module"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(checkpoint["ema"])
+        set_rng_state(checkpoint["rng"][ctx.rank] if ctx.rank < len(checkpoint["rng"]) else checkpoint["rng"][0])
+        start_step, skipped = checkpoint["step"], set(checkpoint.get("skipped", ()))
+        if ctx.is_main:
+            log.info("resuming distillation at step %d from %s", start_step, job.state_dir)
+    if cfg.compile:
+        compile_models(module, job.targets)
+    model = distributed.wrap(module, ctx, job.device, find_unused=not job.patch_level or cfg.mask_share <= 0)
+    stream = SampleStream(len(job.dataset), cfg.batch_size, cfg.steps, cfg.seed, start_step, ctx.rank, ctx.world)
+    loader = DataLoader(job.dataset, batch_size=cfg.batch_size, sampler=stream, num_workers=cfg.num_workers,
+                        pin_memory=job.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed),
+                        persistent_workers=False, prefetch_factor=4 if cfg.num_workers else None)
+    autocast = autocast_for(cfg, job.device)
+    objective = objective_for(cfg, job.patch_level)
+    metrics = MetricsLog(job.state_dir / "train_log.csv" if job.state_dir else None, start_step, cfg.tensorboard) if ctx.is_main else None
+    job.targets.to(job.device)
+    start, global_batch = time.perf_counter(), cfg.batch_size * ctx.world
+    with progress_bar() if ctx.is_main else contextlib.nullcontext() as bar:
+        task = bar.add_task("distill", total=cfg.steps, completed=start_step, info="") if bar else None
+        for step, batch in enumerate(prefetch(_count_bad(loader, skipped), job.device), start=start_step):
+            loss, parts = step_loss(model, job, batch, step, autocast, objective)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -84,22 +157,40 @@ def train(module: DistillModule, teacher: Teacher, dataset, cfg: DistillConfig, 
             scheduler.step_update(step + 1)
             if ema is not None:
                 ema.update(module, step=step)
-            elapsed = time.perf_counter() - start
-            row = {"step": step + 1, "loss": loss.item(), **levels.as_floats(), "lr": optimizer.param_groups[0]["lr"], "images_per_s": (step + 1) * cfg.batch_size / elapsed}
-            history.rows.append(row)
-            bar.update(task, advance=1, info=f"loss {row['loss']:.4f}  {row['images_per_s']:.0f} img/s")
+            done = step + 1
+            if bar is not None:
+                bar.update(task, completed=done)
+            if metrics is not None and (done % max(1, cfg.log_every) == 0 or done == cfg.steps):
+                rate = (done - start_step) * global_batch / (time.perf_counter() - start)
+                row = {"step": done, "loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": optimizer.param_groups[0]["lr"], "images_per_s": rate}
+                metrics.append(row)
+                bar.update(task, completed=done, info=f"loss {row['loss']:.4f}  {rate:.0f} img/s")
+            if job.state_dir and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+                _checkpoint(job, module, optimizer, scheduler, ema, done, skipped)
+            if job.on_step is not None:
+                job.on_step(done)
+    if metrics is not None:
+        metrics.close()
     if ema is not None:
         module.load_state_dict(ema.module.state_dict())
-    return history
+    return TrainResult(metrics, start_step, skipped)
 
 
-@torch.no_grad()
-def targets_grid_size(module: DistillModule, x: torch.Tensor) -> int:
-    """Number of patch tokens the student produces for inputs shaped like x."""
-    from ..models.tokens import patch_tokens
+def _count_bad(loader, skipped: set):
+    """Collect the indices of unreadable images while the batch is still on the CPU."""
+    for batch in loader:
+        bad = batch["bad"]
+        if bool((bad >= 0).any()):
+            skipped.update(int(i) for i in bad if int(i) >= 0)
+        yield batch
 
-    was_training = module.training
-    module.eval()
-    patches, _ = patch_tokens(module.backbone, module.backbone.forward_features(x[:1]))
-    module.train(was_training)
-    return patches.shape[1]
+
+def _checkpoint(job: TrainJob, module, optimizer, scheduler, ema, step: int, skipped: set) -> None:
+    rngs = distributed.gather_objects(rng_state(), job.ctx)  # every rank's RNG state
+    if job.ctx.is_main:
+        save_checkpoint(job.state_dir, {
+            "config_hash": job.config_hash, "step": step, "world": job.ctx.world, "module": module.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None, "rng": rngs, "skipped": sorted(skipped),
+        })
+    distributed.barrier(job.ctx)

@@ -13,15 +13,20 @@ def projection_head(in_dim: int, out_dim: int) -> nn.Sequential:
 class ProteusHeads(nn.Module):
     """Token, patch and feature heads mapping student tokens into the teacher's spaces."""
 
-    def __init__(self, student_dim: int, teacher_dim: int, teacher_patch_dim: int | None = None):
+    def __init__(self, student_dim: int, teacher_dim: int, teacher_patch_dim: int | None = None, summary_dim: int | None = None, mask_token: bool = True):
         super().__init__()
         patch_dim = teacher_patch_dim or teacher_dim
-        self.token = projection_head(student_dim, teacher_dim)
+        # The student's pooled summary can be wider than its tokens (efficientvit_b's head MLP).
+        self.token = projection_head(summary_dim or student_dim, teacher_dim)
         self.patch = projection_head(student_dim, patch_dim)
         self.feature = projection_head(student_dim, patch_dim)
-        # Learned token that replaces masked patch embeddings for the patch-level objective.
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, student_dim))
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        # Learned token that replaces masked patch embeddings for the patch-level objective;
+        # one is enough, so the head sets of further teachers have none.
+        if mask_token:
+            self.mask_token = nn.Parameter(torch.zeros(1, 1, student_dim))
+            nn.init.trunc_normal_(self.mask_token, std=0.02)
+        else:
+            self.mask_token = None
 
 
 def canonical_classifier(classifier: nn.Module | None) -> nn.Sequential | None:

@@ -48,11 +48,31 @@ def student_dim(model: nn.Module) -> int:
     return int(getattr(model, "num_features", getattr(model, "embed_dim", 0)))
 
 
-def save_student(out_dir: Path, backbone: nn.Module, heads: ProteusHeads, classifier: nn.Sequential | None, spec: dict) -> None:
-    """Write the three student files into `out_dir` (which the caller moves into place atomically)."""
+@torch.no_grad()
+def probe_student(model: nn.Module, img_size: int) -> dict:
+    """Token width, summary width, token grid and whether it is a ViT (maskable, prefix tokens)."""
+    from .tokens import is_maskable, patch_tokens
+
+    was_training = model.training
+    model.eval()
+    features = model.forward_features(torch.zeros(1, 3, img_size, img_size))
+    summary = summary_token(model, features)
+    patches, grid = patch_tokens(model, features)
+    model.train(was_training)
+    return {"dim": patches.shape[-1], "summary_dim": summary.shape[-1], "grid": tuple(grid), "n_patches": patches.shape[1],
+            "spatial_map": features.ndim == 4, "maskable": is_maskable(model) and features.ndim == 3}
+
+
+def save_student(out_dir: Path, backbone: nn.Module, heads: ProteusHeads, classifier: nn.Sequential | None, spec: dict,
+                 extra_tensors: dict | None = None) -> None:
+    """Write the three student files into `out_dir` (which the caller moves into place atomically).
+
+    `extra_tensors` (e.g. the head sets of further teachers) go into heads.safetensors as given.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(out_dir / STUDENT_WEIGHTS), metadata={"format": "pt"})
     head_state = {f"heads.{k}": v for k, v in heads.state_dict().items()}
+    head_state.update(extra_tensors or {})
     if classifier is not None:
         head_state.update({f"classifier.{k}": v for k, v in classifier.state_dict().items()})
         spec = {**spec, "classifier": describe_classifier(classifier)}
@@ -75,7 +95,7 @@ def load_student(student_dir: Path) -> tuple[nn.Module, ProteusHeads, nn.Sequent
         spec["architecture"], spec.get("img_size"), spec.get("model_args", {}),
         pretrained=True, pretrained_cfg_overlay={"file": str(student_dir / STUDENT_WEIGHTS)},
     )
-    heads = ProteusHeads(spec["student_dim"], spec["teacher"]["dim"], spec["teacher"]["patch_dim"])
+    heads = ProteusHeads(spec["student_dim"], spec["teacher"]["dim"], spec["teacher"]["patch_dim"], spec.get("summary_dim"))
     state = load_file(str(student_dir / HEADS_WEIGHTS))
     heads.load_state_dict({k[len("heads."):]: v for k, v in state.items() if k.startswith("heads.")})
     classifier = None

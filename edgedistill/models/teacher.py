@@ -1,7 +1,9 @@
-"""Frozen teachers and the targets they provide: a summary token, patch tokens and logits.
+"""Frozen teachers and the targets they provide: a summary token and spatial (patch) tokens.
 
-Any timm model works: ViTs give (CLS or pooled) token + patch tokens from the final normed
-token map; CNNs give the pooled feature as token and their last feature map as patch tokens.
+Any timm model works (a hub tag such as vit_large_patch14_dinov2.lvd142m, or local weights):
+the summary is the model's own pooled pre-logits (CLS for ViTs, attention/avg pool otherwise)
+and the patch tokens are its final, normed token map without prefix tokens (CLS, registers);
+CNNs give their last feature map as tokens. open_clip image towers come through the [vl] extra.
 """
 
 from __future__ import annotations
@@ -12,94 +14,94 @@ import timm
 import torch
 from torch import nn
 
-from ..config import OFFLINE_TEACHER, TeacherConfig
+from ..config import OFFLINE_TEACHER, TeacherConfig, from_dict
 from ..errors import EdgedistillError
 from .offline_teacher import load_offline_efficientnet_lite0
+from .open_clip_teacher import PREFIX as OPEN_CLIP_PREFIX, create_open_clip_visual
 from .preprocess import resolve_data_config
-from .tokens import infer_grid
+from .tokens import infer_grid, num_prefix_tokens
 
 
 @dataclass
 class TeacherTargets:
     token: torch.Tensor  # [B, D] summary (CLS token or pooled feature)
-    patches: torch.Tensor  # [B, H*W, D] spatial tokens on the teacher's grid
+    patches: torch.Tensor  # [B, H*W, D'] spatial tokens on the teacher's grid
     grid: tuple[int, int]  # (H, W) of the patch tokens
 
 
 def split_feature_map(model: nn.Module, features: torch.Tensor) -> TeacherTargets:
     """Turn forward_features output (NCHW map or NLC tokens) into token + patch targets."""
-    if features.ndim == 4:  # CNN: [B, C, H, W]; token = the average pool timm heads use
+    token = model.forward_head(features, pre_logits=True) if hasattr(model, "forward_head") else None
+    if features.ndim == 4:  # CNN: [B, C, H, W]
         b, c, h, w = features.shape
-        return TeacherTargets(features.mean((2, 3)), features.flatten(2).transpose(1, 2), (h, w))
-    prefix = getattr(model, "num_prefix_tokens", 1 if getattr(model, "cls_token", None) is not None else 0)
-    patches = features[:, prefix:]
-    if getattr(model, "cls_token", None) is not None:
-        token = features[:, 0]
-    else:
-        token = patches.mean(1)
-    n = patches.shape[1]
-    grid = infer_grid(model, n)
-    return TeacherTargets(token, patches, grid)
+        return TeacherTargets(token if token is not None else features.mean((2, 3)), features.flatten(2).transpose(1, 2), (h, w))
+    patches = features[:, num_prefix_tokens(model):]
+    if token is None:
+        token = features[:, 0] if getattr(model, "cls_token", None) is not None else patches.mean(1)
+    return TeacherTargets(token, patches, infer_grid(model, patches.shape[1]))
 
 
 def classifier_from_token(model: nn.Module) -> nn.Module | None:
-    """A module mapping the summary token to class logits, when the teacher has a classifier."""
-    if getattr(model, "num_classes", 0) <= 0:
+    """The module mapping the summary (pre-logits) to class logits, when the teacher has one."""
+    if getattr(model, "num_classes", 0) <= 0 or not hasattr(model, "get_classifier"):
         return None
-    pool = getattr(model, "global_pool", None)
-    pool_type = getattr(pool, "pool_type", pool)
-    if hasattr(model, "classifier") and pool_type in ("avg", "fast", "fastavg"):
-        return model.classifier  # CNN: avg-pooled feature -> Linear
-    if hasattr(model, "head") and pool_type == "token" and isinstance(model.head, nn.Linear):
-        return nn.Sequential(getattr(model, "fc_norm", nn.Identity()), model.head)
-    return None
+    head = model.get_classifier()
+    return head if isinstance(head, nn.Linear) else None
 
 
 class Teacher(nn.Module):
-    """A frozen timm model with its data config and optional token->logits classifier."""
+    """A frozen model with its data config, target dims/grid and optional token->logits classifier."""
 
-    def __init__(self, model: nn.Module, name: str, img_size: int | None = None):
+    def __init__(self, model: nn.Module, name: str, img_size: int | None = None, weight: float = 1.0):
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.name = name
-        self.data_config = resolve_data_config(model, img_size)
+        self.weight = weight
+        self.data_config = model.data_config() if hasattr(model, "forward_targets") else resolve_data_config(model, img_size)
         self.classifier = classifier_from_token(model)
+        self._is_cnn = False
         with torch.no_grad():
-            features = self.model.forward_features(torch.zeros(1, *self.data_config["input_size"]))
-        probe = split_feature_map(self.model, features)
+            probe = self._targets(torch.zeros(1, *self.data_config["input_size"]))
         # CNN teachers run markedly faster in channels_last (depthwise convs), on CPU and GPU.
-        self.channels_last = features.ndim == 4
+        self.channels_last = self._is_cnn
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.dim = probe.token.shape[-1]
         self.patch_dim = probe.patches.shape[-1]
-        self.grid = probe.grid
+        self.grid = tuple(probe.grid)
+
+    def _targets(self, x: torch.Tensor) -> TeacherTargets:
+        if hasattr(self.model, "forward_targets"):
+            return TeacherTargets(*self.model.forward_targets(x))
+        features = self.model.forward_features(x)
+        self._is_cnn = features.ndim == 4
+        return split_feature_map(self.model, features)
 
     @torch.no_grad()
     def targets(self, x: torch.Tensor) -> TeacherTargets:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return split_feature_map(self.model, self.model.forward_features(x))
+        return self._targets(x)
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> torch.Tensor | None:
-        if self.classifier is None:
-            return None
-        return self.classifier(self.targets(x).token)
+        return None if self.classifier is None else self.classifier(self.targets(x).token)
 
     def train(self, mode: bool = True) -> "Teacher":
         return super().train(False)  # the teacher stays frozen in eval mode
 
 
-def create_teacher(cfg: TeacherConfig) -> Teacher:
-    if cfg.name == OFFLINE_TEACHER:
-        return Teacher(load_offline_efficientnet_lite0(), cfg.name, cfg.img_size)
-    kwargs = {"img_size": cfg.img_size} if cfg.img_size else {}
+def _create_timm(cfg: TeacherConfig) -> nn.Module:
+    kwargs = {**({"img_size": cfg.img_size} if cfg.img_size else {}), **dict(cfg.model_args)}
+    pretrained = cfg.pretrained and not cfg.checkpoint
     try:
-        model = timm.create_model(cfg.name, pretrained=cfg.pretrained and not cfg.checkpoint, **kwargs)
+        try:
+            model = timm.create_model(cfg.name, pretrained=pretrained, **kwargs)
+        except TypeError:  # CNN families take no img_size; the data config still sets the input size
+            model = timm.create_model(cfg.name, pretrained=pretrained, **dict(cfg.model_args))
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
-            raise EdgedistillError(f"unknown teacher '{cfg.name}'", "use a timm model name (timm.list_models) or efficientnet_lite0.offline") from exc
+            raise EdgedistillError(f"unknown teacher '{cfg.name}'", "use a timm name (timm.list_models), hf-hub:ORG/REPO, open_clip:ARCH/TAG or efficientnet_lite0.offline") from exc
         raise
     except (OSError, ConnectionError) as exc:  # hub download failed: offline or no such tag
         raise EdgedistillError(
@@ -110,4 +112,38 @@ def create_teacher(cfg: TeacherConfig) -> Teacher:
         from .checkpoint import load_weights
 
         load_weights(model, cfg.checkpoint)
-    return Teacher(model, cfg.name, cfg.img_size)
+    return model
+
+
+def create_teacher(cfg: TeacherConfig) -> Teacher:
+    if cfg.name == OFFLINE_TEACHER:
+        model = load_offline_efficientnet_lite0()
+    elif cfg.name.startswith(OPEN_CLIP_PREFIX):
+        model = create_open_clip_visual(cfg.name, cfg.pretrained, cfg.checkpoint)
+    else:
+        model = _create_timm(cfg)
+    return Teacher(model, cfg.name, cfg.img_size, cfg.weight)
+
+
+def teacher_configs(cfg: TeacherConfig) -> list[TeacherConfig]:
+    """The primary teacher followed by `cfg.extra` (each a mapping of TeacherConfig keys)."""
+    extra = []
+    for i, item in enumerate(cfg.extra):
+        if isinstance(item, TeacherConfig):
+            extra.append(item)
+            continue
+        if not isinstance(item, dict) or "extra" in item:
+            raise EdgedistillError(f"teacher.extra[{i}] must be a mapping of teacher keys (name, checkpoint, weight, ...)", "write teacher.extra as a list of {name: ..., weight: ...}")
+        extra.append(from_dict(TeacherConfig, item, f"teacher.extra[{i}]"))
+    return [cfg, *extra]
+
+
+def create_teachers(cfg: TeacherConfig) -> list[Teacher]:
+    """All teachers; randomly initialised ones (pretrained=False) come out the same every time,
+    so a teacher cache and an online run agree, without touching the global RNG."""
+    teachers = []
+    for i, c in enumerate(teacher_configs(cfg)):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1_000_003 * (i + 1))
+            teachers.append(create_teacher(c))
+    return teachers

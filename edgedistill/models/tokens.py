@@ -22,6 +22,11 @@ def num_prefix_tokens(model: nn.Module) -> int:
     return int(getattr(model, "num_prefix_tokens", 0))
 
 
+def is_maskable(backbone: nn.Module) -> bool:
+    """True for timm VisionTransformer-style models, whose patch embeddings can be masked."""
+    return all(hasattr(backbone, name) for name in ("patch_embed", "_pos_embed", "patch_drop", "norm_pre", "blocks", "norm"))
+
+
 def token_map(backbone: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None, mask_token: torch.Tensor | None = None) -> torch.Tensor:
     """forward_features, with patch embeddings at `mask` (bool [B, N]) replaced by `mask_token`.
 
@@ -30,8 +35,7 @@ def token_map(backbone: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = 
     """
     if mask is None:
         return backbone.forward_features(x)
-    needed = ("patch_embed", "_pos_embed", "blocks", "norm")
-    if not all(hasattr(backbone, name) for name in needed):
+    if not is_maskable(backbone):
         raise EdgedistillError(f"masked patch distillation needs a ViT-style student, got {type(backbone).__name__}", "set distill.patch_weight=0 for this student")
     tokens = backbone.patch_embed(x)
     if tokens.ndim == 4:  # dynamic_img_size ViTs keep NHWC here

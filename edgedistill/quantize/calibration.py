@@ -68,11 +68,27 @@ def calibration_batch(recipe: CalibrationRecipe, data_config: dict, cache_dir: P
     return batch
 
 
+HOLDOUT_SEED = 97531  # fallback verification views: other crops than calibration (1234) and bench (20261123)
+
+
+def holdout_batch(recipe: CalibrationRecipe, data_config: dict, count: int, cache_dir: Path | None = None) -> np.ndarray:
+    """Held-out views from the calibration source, never the calibrated-on crops: same images, another seed."""
+    seed = HOLDOUT_SEED if recipe.seed != HOLDOUT_SEED else HOLDOUT_SEED + 1
+    return calibration_batch(CalibrationRecipe(recipe.source, count, seed), data_config, cache_dir)
+
+
 class OrtCalibrationReader:
     """onnxruntime.quantization.CalibrationDataReader over a calibration batch, one sample at a time."""
 
     def __init__(self, batch: np.ndarray, input_name: str):
         self.batch, self.input_name, self.index = batch, input_name, 0
+
+    def __iter__(self):
+        self.rewind()
+        return iter(self.get_next, None)
+
+    def __len__(self) -> int:
+        return len(self.batch)
 
     def get_next(self):
         if self.index >= len(self.batch):

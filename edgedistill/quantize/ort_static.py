@@ -15,24 +15,35 @@ from .calibration import OrtCalibrationReader
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
-def quantize_ort_static(onnx_path: Path, out_path: Path, batch: np.ndarray, cfg: QuantizeConfig, input_name: str = "input", nodes_to_exclude: list[str] | None = None) -> Path:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+def prepare(onnx_path: Path, out_path: Path) -> Path:
+    """ORT's pre-processing (shape inference, graph cleanup) that static quantization expects."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(onnx_path), str(out_path), skip_symbolic_shape=True)
+    return out_path
+
+
+def quantize_ort_static(onnx_path: Path, out_path: Path, batch: np.ndarray | None, cfg: QuantizeConfig, input_name: str = "input",
+                        nodes_to_exclude: list[str] | None = None, ranges_cache: Path | None = None, prepared: bool = False) -> Path:
+    """Quantize `onnx_path` to a QDQ model. With `ranges_cache` the calibration ranges are computed
+    once and reused (ORT's calibration_cache_path), so re-quantizing with other excluded nodes is cheap."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if cfg.method not in METHODS:
         raise EdgedistillError(f"unknown quantize.method '{cfg.method}'", f"use one of: {', '.join(METHODS)}")
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+        source = Path(onnx_path) if prepared else prepare(onnx_path, Path(tmp) / "prepared.onnx")
+        reader = OrtCalibrationReader(batch, input_name) if batch is not None else None
         quantize_static(
-            str(prepared), str(out_path), OrtCalibrationReader(batch, input_name),
+            str(source), str(out_path), reader,
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(cfg.op_types),
             per_channel=cfg.per_channel,
             activation_type=QuantType.QInt8 if cfg.symmetric_activations else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=getattr(CalibrationMethod, METHODS[cfg.method]),
-            nodes_to_exclude=nodes_to_exclude or [],
+            nodes_to_exclude=list(nodes_to_exclude or []),
+            calibration_cache_path=str(ranges_cache) if ranges_cache is not None else None,
             extra_options={"ActivationSymmetric": cfg.symmetric_activations, "WeightSymmetric": True},
         )
     return out_path

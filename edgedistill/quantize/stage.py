@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..artifacts import Artifact, atomic_output
 from ..config import BuildConfig
+from ..progress import console
 from ..targets import TargetProfile
-from .calibration import calibration_batch, load_recipe
-from .nncf_ov import quantize_nncf
-from .ort_static import quantize_ort_static
+from .calibration import calibration_batch, holdout_batch, load_recipe
+from .fidelity import Budget, main_output, run_model
+from .metadata import update_metadata
+from .nncf_ov import quantize_openvino_int8
+
+TRT_CALIBRATION_DIR = Path("quantized") / "trt_calibration"
 
 
 def calibration_for(cfg: BuildConfig, target: TargetProfile, data_config: dict, workdir: Path):
@@ -23,25 +28,52 @@ def run(cfg: BuildConfig, inputs: dict, workdir: Path, target: TargetProfile) ->
     onnx_artifact: Artifact = inputs["onnx"]
     if "int8" not in target.precisions:
         return []
+    onnx_path = onnx_artifact.abspath(workdir)
     recipe, batch = calibration_for(cfg, target, onnx_artifact.data_config, workdir)
-    common = dict(parents=[onnx_artifact.name], precision="int8", data_config=onnx_artifact.data_config,
-                  config_hash=cfg.section_hash("quantize"), extra={"calibration": {**recipe.__dict__, "method": cfg.quantize.method}})
+    holdout = holdout_batch(recipe, onnx_artifact.data_config, cfg.quantize.holdout_images, workdir / ".cache")
+    calibration_record = {**recipe.__dict__, "method": cfg.quantize.method, "holdout_images": len(holdout)}
+    common = dict(parents=[onnx_artifact.name], precision="int8", data_config=onnx_artifact.data_config, config_hash=cfg.section_hash("quantize"))
     produced = []
     if {"onnxruntime", "tensorrt"} & set(target.backends):
-        # TensorRT only accepts symmetric (signed) activation Q/DQ.
-        qcfg = cfg.quantize
-        if "tensorrt" in target.backends and not qcfg.symmetric_activations:
-            from dataclasses import replace
+        produced.append(_onnxruntime(cfg, target, onnx_path, batch, holdout, workdir, common, calibration_record))
+    if "tensorrt" in target.backends:
+        from .trt_calibration import write_trt_calibration
 
-            qcfg = replace(qcfg, symmetric_activations=True)
-        final = workdir / "quantized" / "model.int8.qdq.onnx"
-        with atomic_output(final) as tmp:
-            quantize_ort_static(onnx_artifact.abspath(workdir), tmp, batch, qcfg)
-        produced.append(Artifact.record(workdir, final, kind="onnx", name="onnxruntime-int8", backend="onnxruntime",
-                                        **{**common, "extra": {**common["extra"], "symmetric_activations": qcfg.symmetric_activations, "op_types": list(qcfg.op_types)}}))
+        folder = write_trt_calibration(workdir / TRT_CALIBRATION_DIR, batch, recipe, onnx_artifact.data_config)
+        produced.append(Artifact.record(workdir, folder, kind="calibration", name="trt-calibration", parents=[onnx_artifact.name],
+                                        data_config=onnx_artifact.data_config, extra={"calibration": calibration_record}))
     if "openvino" in target.backends:
-        final = workdir / "openvino" / "int8"
-        with atomic_output(final) as tmp:
-            quantize_nncf(onnx_artifact.abspath(workdir), tmp / "model.xml", batch)
-        produced.append(Artifact.record(workdir, final, kind="openvino-ir", name="openvino-int8", backend="openvino", device=target.device, **common))
+        produced.append(_openvino(cfg, target, onnx_path, batch, holdout, workdir, common, calibration_record))
     return produced
+
+
+def _onnxruntime(cfg, target, onnx_path, batch, holdout, workdir, common, calibration_record) -> Artifact:
+    from .fallback import quantize_with_fallback
+
+    qcfg = cfg.quantize
+    if "tensorrt" in target.backends and not qcfg.symmetric_activations:
+        qcfg = replace(qcfg, symmetric_activations=True)  # TensorRT only accepts symmetric (signed) activation Q/DQ
+    final = workdir / "quantized" / "model.int8.qdq.onnx"
+    with atomic_output(final) as tmp:
+        result = quantize_with_fallback(onnx_path, tmp, batch, holdout, qcfg, Budget.of(target))
+        update_metadata(tmp, {"edgedistill.precision": "int8", "edgedistill.float_layers": result.float_layers,
+                              "edgedistill.calibration": calibration_record})
+    console.print(f"onnxruntime-int8: {result.summary()}")
+    if result.float_layers:
+        console.print(f"  float layers: {', '.join(result.float_layers)}")
+    return Artifact.record(workdir, final, kind="onnx", name="onnxruntime-int8", backend="onnxruntime", **common, extra={
+        "calibration": calibration_record, "symmetric_activations": qcfg.symmetric_activations, "op_types": list(qcfg.op_types),
+        "float_layers": result.float_layers, "fallback": result.as_record(),
+    })
+
+
+def _openvino(cfg, target, onnx_path, batch, holdout, workdir, common, calibration_record) -> Artifact:
+    validation = None
+    if cfg.quantize.nncf_accuracy_control:
+        reference = run_model(onnx_path, holdout)  # teacher labels: the fp32 model's own outputs
+        validation = (holdout, reference["logits"] if "logits" in reference else main_output(reference))
+    final = workdir / "openvino" / "int8"
+    with atomic_output(final) as tmp:
+        applied = quantize_openvino_int8(onnx_path, tmp / "model.xml", batch, cfg.quantize, validation)
+    return Artifact.record(workdir, final, kind="openvino-ir", name="openvino-int8", backend="openvino", device=target.device,
+                           **common, extra={"calibration": calibration_record, "nncf": applied})

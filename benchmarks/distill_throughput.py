@@ -1,0 +1,198 @@
+"""Distillation throughput: images/s and model FLOPs utilisation (MFU) of the training step.
+
+Modes, all in one run on the same models:
+  naive-fp32        fp32 eager; teacher and student both run every step; plain torch AdamW
+  online-bf16       the engine's step (distill.trainer.step_loss): bf16 autocast, SDPA, fused AdamW
+  cached-bf16       the same step with teacher targets from a cache (fp16, copied from pinned memory)
+  online-compiled   online-bf16 with torch.compile on the student step and the teacher
+  cached-compiled   cached-bf16 with torch.compile on the student step
+Views are synthetic tensors already on the device, so the figures are the model-side ceiling
+(decoding and augmentation run in DataLoader workers and scale with CPU cores).
+FLOPs per step are counted once per mode with torch.utils.flop_counter.FlopCounterMode.
+
+  python benchmarks/distill_throughput.py                 # CUDA: ViT-S/16 student, ViT-L/14 teacher, 224
+  python benchmarks/distill_throughput.py --tiny          # CPU smoke run with tiny models
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import time
+from pathlib import Path
+
+import timm
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from edgedistill.config import DistillConfig, TeacherConfig
+from edgedistill.distill.module import DistillModule
+from edgedistill.distill.prefetch import prefetch
+from edgedistill.distill.targets import CachedTargets, OnlineTargets
+from edgedistill.distill.trainer import TrainJob, autocast_for, build_optimizer, compile_models, objective_for, step_loss
+from edgedistill.models.heads import ProteusHeads
+from edgedistill.models.student import create_backbone, probe_student
+from edgedistill.models.teacher import create_teacher
+from edgedistill.models.preprocess import resolve_data_config
+
+FLOPS: dict[str, int] = {}  # FLOPs per training step, by mode kind (naive / online / cached)
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense tensor-core peaks, FLOP/s
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
+
+
+def build(args, device):
+    torch.manual_seed(0)
+    teacher = create_teacher(TeacherConfig(name=args.teacher, pretrained=False, img_size=args.teacher_size, model_args=args.teacher_args)).to(device)
+    backbone = create_backbone(args.student, args.size, args.student_args)
+    probe = probe_student(backbone, args.size)
+    module = DistillModule(backbone, ProteusHeads(probe["dim"], teacher.dim, teacher.patch_dim, probe["summary_dim"])).to(device).train()
+    return teacher, module, probe, resolve_data_config(backbone, args.size)
+
+
+def run_mode(name, args, device, teacher, module, probe, data_config, cfg: DistillConfig, cached: bool, naive: bool):
+    views = torch.rand(args.batch, 3, args.view, args.view, device=device)
+    online = OnlineTargets([teacher])
+    with torch.no_grad(), autocast_for(cfg, device):
+        stored = online({}, views)[0]
+    pin = device.type == "cuda"
+    store = {"t0.token": stored.token.half().cpu(), "t0.patches": stored.patches.half().cpu()}
+    store = {k: v.pin_memory() if pin else v for k, v in store.items()}
+    job = TrainJob(module, None, CachedTargets([teacher.grid]) if cached else online, cfg, data_config, device, probe["n_patches"], probe["maskable"])
+    job.targets.to(device)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) if naive else build_optimizer(module, cfg, device)
+    objective, autocast = objective_for(cfg, probe["maskable"]), autocast_for(cfg, device)
+
+    def host_batches():  # what the DataLoader hands over: cached targets in pinned host memory
+        while True:
+            yield dict(store) if cached else {}
+
+    batches = prefetch(host_batches(), device)  # the trainer's side-stream copy of the next batch
+
+    def step(i):
+        batch = {"view": views, **next(batches)}
+        loss, _ = step_loss(module, job, batch, i, autocast, objective)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+        optimizer.step()
+        return loss
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    t0 = time.perf_counter()
+    for i in range(args.warmup + (args.compile_warmup if "compiled" in name else 0)):
+        step(i)
+    sync()
+    warm_s = time.perf_counter() - t0
+    kind = name.split("-")[0]
+    if kind not in FLOPS:  # counted in eager mode: compiling changes the kernels, not the FLOPs
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step(0)
+        FLOPS[kind] = counter.get_total_flops()
+    flops = FLOPS[kind]
+    sync()
+    start = time.perf_counter()
+    for i in range(args.steps):
+        loss = step(i)
+    sync()
+    elapsed = time.perf_counter() - start
+    rate = args.steps * args.batch / elapsed
+    peak = peak_flops(device)
+    row = {"mode": name, "images_per_s": rate, "step_ms": 1000 * elapsed / args.steps, "tflops_per_step": flops / 1e12,
+           "achieved_tflops": flops * args.steps / elapsed / 1e12, "mfu": flops * args.steps / elapsed / peak if peak else None,
+           "warmup_s": warm_s, "loss": loss.item(), "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def smoke_stage(out: Path) -> dict:
+    """The whole distill stage once on this device (bf16, compile, checkpoints, standardisation) on tiny
+    models and synthetic PNGs, so a broken engine shows before any timing."""
+    import numpy as np
+    from PIL import Image
+
+    from edgedistill.config import load_config
+    from edgedistill.distill import stage
+
+    images = out / "smoke_images"
+    images.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    cfg = load_config(None, [
+        "teacher.name=vit_tiny_patch16_224", "teacher.pretrained=false", "teacher.img_size=56", "teacher.model_args={depth: 2, patch_size: 14}",
+        "student.name=vit_tiny_patch16_224", "student.img_size=64", "student.model_args={depth: 2}", f"data.source={images}",
+        "distill.steps=6", "distill.batch_size=8", "distill.checkpoint_every=2", "distill.compile=true", "distill.standardize=running",
+        "distill.tensorboard=false", "distill.num_workers=2",
+    ])
+    train = stage.run(cfg, {}, out / "smoke_build").extra["train"]
+    print("SMOKE", json.dumps(train), flush=True)
+    return train
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="tiny models for a CPU smoke run")
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--compile-warmup", type=int, default=3)
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--modes", default="naive-fp32,online-bf16,cached-bf16,online-compiled,cached-compiled")
+    parser.add_argument("--out", type=Path, default=Path("runs/distill_throughput"))
+    parser.add_argument("--smoke-stage", action="store_true", help="first run the distill stage once on tiny models")
+    args = parser.parse_args()
+    if args.smoke_stage:
+        smoke_stage(args.out)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args.student, args.size, args.student_args = "vit_small_patch16_224", 224, {}
+    args.teacher, args.teacher_size, args.teacher_args = "vit_large_patch14_clip_224", 224, {}
+    if args.tiny:
+        args.student_args, args.size = {"depth": 2}, 64
+        args.teacher, args.teacher_size, args.teacher_args = "vit_small_patch14_dinov2", 56, {"depth": 2}
+        args.batch, args.steps, args.warmup = min(args.batch, 8), min(args.steps, 3), 1
+        args.no_compile = args.no_compile or device.type == "cpu"
+    args.view = max(args.size, args.teacher_size)
+    teacher, module, probe, data_config = build(args, device)
+    bf16 = DistillConfig(amp="auto" if device.type == "cuda" else "fp32", lr=1e-4)
+    fp32 = DistillConfig(amp="fp32", lr=1e-4)
+    rows = []
+    for name in args.modes.split(","):
+        if "compiled" in name and args.no_compile:
+            continue
+        if "compiled" in name and not getattr(teacher.model, "_edgedistill_compiled", False):
+            compile_models(module, OnlineTargets([teacher]))
+        try:
+            rows.append(run_mode(name, args, device, teacher, module, probe, data_config, fp32 if name == "naive-fp32" else bf16,
+                                 cached=name.startswith("cached"), naive=name == "naive-fp32"))
+        except Exception as exc:  # keep the other modes' figures (e.g. when a compiler is missing)
+            print(f"mode {name} failed: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+    base = next((r["images_per_s"] for r in rows if r["mode"] == "naive-fp32"), None)
+    for r in rows:
+        r["speedup_vs_naive"] = r["images_per_s"] / base if base else None
+    env = {"date": dt.date.today().isoformat(), "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+           "torch": torch.__version__, "timm": timm.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
+           "student": f"{args.student} {args.student_args} @{args.size}", "teacher": f"{args.teacher} {args.teacher_args} @{args.teacher_size} (random init)",
+           "batch": args.batch, "steps": args.steps, "peak_flops": peak_flops(device)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "distill_throughput.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2) + "\n")
+    lines = ["| mode | images/s | step ms | TFLOP/step | achieved TFLOP/s | MFU | × naive |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
+        speedup = f"{r['speedup_vs_naive']:.2f}" if r["speedup_vs_naive"] else "n/a"
+        lines.append(f"| {r['mode']} | {r['images_per_s']:.1f} | {r['step_ms']:.1f} | {r['tflops_per_step']:.2f} | {r['achieved_tflops']:.1f} | {mfu} | {speedup} |")
+    (args.out / "distill_throughput.md").write_text(json.dumps(env) + "\n\n" + "\n".join(lines) + "\n")
+    print(json.dumps(env))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

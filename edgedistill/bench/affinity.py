@@ -1,0 +1,69 @@
+"""CPU pinning for the timed loop: every thread of this process is moved to the chosen CPUs, then restored.
+
+`os.sched_setaffinity(0, ...)` would move only the calling thread; runtimes create their thread
+pools when a session is built, so each existing thread (/proc/self/task) is pinned on its own.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import EdgedistillError
+
+
+def parse_cpus(spec) -> set[int]:
+    """(0, 1), "0-3,6", [2] or "" -> a set of CPU ids."""
+    if spec is None:
+        return set()
+    items = [spec] if isinstance(spec, (int, str)) else list(spec)
+    cpus: set[int] = set()
+    for item in items:
+        for part in str(item).replace(" ", "").split(","):
+            if not part:
+                continue
+            try:
+                lo, _, hi = part.partition("-")
+                cpus.update(range(int(lo), int(hi or lo) + 1))
+            except ValueError:
+                raise EdgedistillError(f"bench.pin_cpus has '{part}', not a CPU id or range", "write CPU ids such as [0, 1] or \"0-3\"") from None
+    return cpus
+
+
+def _thread_ids() -> list[int]:
+    task = Path("/proc/self/task")
+    return [int(p.name) for p in task.iterdir()] if task.is_dir() else [0]
+
+
+@contextmanager
+def pinned(cpus: set[int] | None):
+    """Pin all threads of the process to `cpus` inside the block; a falsy `cpus` does nothing."""
+    if not cpus:
+        yield None
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise EdgedistillError("CPU pinning needs Linux (os.sched_setaffinity)", "leave bench.pin_cpus empty on this OS")
+    allowed = os.sched_getaffinity(0)
+    if not set(cpus) <= allowed:
+        raise EdgedistillError(f"bench.pin_cpus {sorted(cpus)} is not within this process's CPUs {sorted(allowed)}",
+                               f"choose CPU ids from {sorted(allowed)}")
+    saved: dict[int, set[int]] = {}
+    try:
+        for tid in _thread_ids():
+            try:
+                saved[tid] = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, cpus)
+            except (ProcessLookupError, PermissionError):
+                continue  # a thread that ended meanwhile, or one we may not move
+        yield set(cpus)
+    finally:
+        for tid, mask in saved.items():
+            try:
+                os.sched_setaffinity(tid, mask)
+            except (ProcessLookupError, PermissionError):
+                continue
+
+
+def current_affinity() -> list[int] | None:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None

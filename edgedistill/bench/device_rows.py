@@ -1,0 +1,38 @@
+"""Rows for artifacts the target device runs but this host cannot: pending until estimated or measured there.
+
+Names match the rows the device's own bench will write, so an imported measurement replaces them.
+Fidelity is copied from the host run of the same graph where there is one.
+"""
+
+from __future__ import annotations
+
+from ..artifacts import Artifact
+from ..targets import TargetProfile
+
+
+def _pending(name: str, path: str, backend: str, precision: str, device: str, size_mb, fidelity, notes: str) -> dict:
+    return {"name": name, "path": path, "backend": backend, "precision": precision, "device": device, "status": "pending",
+            "size_mb": size_mb, "batch": 1, "threads": None, "latency_ms": None, "throughput_ips": None,
+            "fidelity": fidelity, "notes": notes}
+
+
+def device_rows(artifacts: dict[str, Artifact], host_rows: list[dict], target: TargetProfile, why_not: str) -> list[dict]:
+    by_name = {r["name"]: r for r in host_rows}
+    by_precision = {r["precision"]: r for r in host_rows if r.get("fidelity")}
+    rows = []
+    bundle = artifacts.get("tensorrt-bundle") if "tensorrt" in target.backends else None
+    for precision in (bundle.extra.get("precisions", []) if bundle else []):
+        host = by_precision.get(precision) if precision == "int8" else None
+        note = f"build on the device ({why_not})"
+        if host:
+            note += "; int8 fidelity measured on this host with ONNX Runtime on the same QDQ graph"
+        rows.append(_pending(f"tensorrt-{precision}", bundle.path, "tensorrt", precision, target.device,
+                             None, host.get("fidelity") if host else None, note))
+    for artifact in artifacts.values():
+        if artifact.kind not in ("onnx", "openvino-ir") or artifact.backend not in target.backends:
+            continue
+        host = by_name.get(artifact.name)
+        note = f"run on the device ({why_not})" + ("; fidelity measured on this host with the same model" if host and host.get("fidelity") else "")
+        rows.append(_pending(artifact.name, artifact.path, artifact.backend, artifact.precision, target.device,
+                             host["size_mb"] if host else round(artifact.size / 1e6, 3), host.get("fidelity") if host else None, note))
+    return rows

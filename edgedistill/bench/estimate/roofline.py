@@ -1,0 +1,25 @@
+"""Roofline time of a graph on a device: per op, max(compute time, memory time), summed.
+
+Summing per op (not whole-graph FLOPs / peak) keeps the memory-bound ops (LayerNorm, Softmax,
+GELU, adds) from hiding behind the matmuls' compute.
+"""
+
+from __future__ import annotations
+
+from .graph_cost import OpCost
+from .peaks import Peaks
+
+
+def roofline_ms(costs: list[OpCost], peaks: Peaks) -> tuple[float | None, dict]:
+    """(milliseconds, breakdown); None when the device has no compute peak for a precision used."""
+    total = compute_bound = 0.0
+    for cost in costs:
+        peak = peaks.compute(cost.precision)
+        if peak is None:
+            return None, {"missing_peak": cost.precision}
+        t_compute = cost.flops / peak
+        t_memory = cost.bytes / (peaks.bandwidth_gbs * 1e9) if peaks.bandwidth_gbs else 0.0
+        total += max(t_compute, t_memory)
+        compute_bound += t_compute if t_compute >= t_memory else 0.0
+    ms = total * 1e3
+    return ms, {"roofline_ms": float(f"{ms:.6g}"), "compute_bound_share": round(compute_bound / total, 3) if total else None}

@@ -1,0 +1,77 @@
+"""One artifact on this host: fidelity, latency, throughput sweep, peak memory, probe accuracy -> a bench row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import Artifact
+from ..backends import get_backend
+from .fidelity import fidelity, run_all
+from .latency import measure_latency
+from .memory import PeakMemory
+from .probe import probe_accuracy
+from .throughput import batch_of, sweep
+
+
+@dataclass
+class Plan:
+    """What to measure, resolved from the bench config and the target profile."""
+
+    inputs: np.ndarray
+    reference: dict
+    teacher_logits: np.ndarray | None
+    warmup: int
+    iterations: int
+    time_budget_s: float | None
+    batch: int
+    batch_sizes: list[int]
+    threads: int | None
+    cpus: set[int] = field(default_factory=set)
+    labelled: tuple | None = None  # (inputs, labels) from bench.eval_dir
+    knn_k: int = 5
+
+    def timing(self) -> dict:
+        return {"warmup": self.warmup, "iterations": self.iterations, "time_budget_s": self.time_budget_s, "cpus": self.cpus or None}
+
+
+def model_file(artifact: Artifact, root: Path) -> Path:
+    path = artifact.abspath(root)
+    return path / "model.xml" if artifact.kind == "openvino-ir" else path
+
+
+def size_on_disk_mb(path: Path) -> float:
+    """The model's bytes on disk (an OpenVINO IR folder counts its .xml and .bin)."""
+    files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    return round(sum(p.stat().st_size for p in files) / 1e6, 3)
+
+
+def measure(artifact: Artifact, workdir: Path, device: str, plan: Plan, timed: bool) -> dict:
+    row = {"name": artifact.name, "path": artifact.path, "backend": artifact.backend, "precision": artifact.precision,
+           "device": device, "size_mb": size_on_disk_mb(artifact.abspath(workdir)), "batch": plan.batch, "threads": plan.threads}
+    try:
+        runner = get_backend(artifact.backend).runner(model_file(artifact, workdir), device=device, threads=plan.threads)
+        # Peak memory spans activation (weights, runtime arenas) and inference; timing adds nothing to it.
+        with PeakMemory() as memory, runner:
+            outputs = run_all(runner, plan.inputs)
+            row["fidelity"] = fidelity(outputs, plan.reference, plan.teacher_logits)
+            if plan.labelled is not None:
+                embeddings = run_all(runner, plan.labelled[0])["embedding"]
+                row["fidelity"].update(probe_accuracy(embeddings, plan.labelled[1], k=plan.knn_k))
+            row["runtime_settings"] = runner.runtime_settings()
+            if timed:
+                stats = measure_latency(runner, {"input": batch_of(plan.inputs, plan.batch)}, **plan.timing())
+                row.update(status="measured", latency_ms=stats.as_dict(), throughput_ips=round(plan.batch * 1000.0 / stats.mean, 2), notes="")
+                main = {"batch": plan.batch, "status": "measured", "latency_ms": stats.as_dict(), "throughput_ips": row["throughput_ips"]}
+                others = sweep(runner, plan.inputs, [b for b in plan.batch_sizes if b != plan.batch], **plan.timing())
+                row["throughput"] = sorted([main, *others], key=lambda t: t["batch"])
+            memory.sample_gpu()
+        row["memory"] = memory.as_dict()
+        if plan.cpus:
+            row["runtime_settings"]["pinned_cpus"] = sorted(plan.cpus)
+    except Exception as exc:  # one broken artifact must not hide the others' results
+        row.update(status="failed", latency_ms=None, throughput_ips=None, fidelity=row.get("fidelity"),
+                   notes=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+    return row

@@ -1,0 +1,163 @@
+"""Teacher cache (a "reinforced dataset", as in TinyViT/MobileCLIP): teacher outputs for K
+augmentations of every image, stored once, so distillation no longer runs the teacher.
+
+Layout of the cache folder (written atomically):
+  cache.json                 teachers (name, dims, grid, data config), images, K, view size, data config, shards
+  shard-00000.safetensors    index, seed (int64 [M]); t{i}.token [M, D] and t{i}.patches [M, N, D'] (fp16)
+  classifier.safetensors     the primary teacher's token->logits classifier, when it has one
+A view is stored as its augmentation seed: the view is a pure function of (image index, seed),
+so training regenerates exactly the pixels the teacher saw.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader, Dataset
+
+from ..artifacts import atomic_output
+from ..config import BuildConfig
+from ..data.augment import AugmentedViews, view_seed
+from ..data.images import ImageSource
+from ..errors import EdgedistillError
+from ..progress import console, progress_bar
+from .targets import OnlineTargets
+from .trainer import autocast_for, pick_device
+
+FORMAT = "edgedistill.teacher-cache/1"
+META = "cache.json"
+
+
+def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_size: int = 1024, dtype: str = "float16") -> Path:
+    """Run every configured teacher on K seeded augmentations of each image; write the cache folder."""
+    from ..models.heads import canonical_classifier
+    from ..models.teacher import create_teachers
+    from .stage import view_size_for
+
+    if augmentations < 1:
+        raise EdgedistillError(f"augmentations must be at least 1, got {augmentations}", "pass --augmentations K with K >= 1")
+    out_dir, device = Path(out_dir), pick_device(cfg.distill.device)
+    teachers = create_teachers(cfg.teacher)
+    source = ImageSource(cfg.data.source, cfg.data.max_images)
+    size = view_size_for(cfg, [t.data_config for t in teachers], None)
+    views = AugmentedViews(source, size, cfg.data)
+    seed = cfg.distill.seed + 3
+    keys = [(i, view_seed(seed, i, k)) for i in range(len(views)) for k in range(augmentations)]
+    loader = DataLoader(views, batch_size=cfg.distill.batch_size, sampler=keys, num_workers=cfg.distill.num_workers)
+    online, autocast, store = OnlineTargets(teachers).to(device), autocast_for(cfg.distill, device), getattr(torch, dtype)
+    shards, pending, bad = [], {}, set()
+    with atomic_output(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+
+        def flush():
+            if pending:
+                name = f"shard-{len(shards):05d}.safetensors"
+                tensors = {k: torch.cat(v).contiguous() for k, v in pending.items()}
+                save_file(tensors, str(tmp / name))
+                shards.append({"file": name, "entries": int(tensors["index"].shape[0])})
+                pending.clear()
+
+        with progress_bar() as bar:
+            task = bar.add_task("cache-teacher", total=len(keys), info=f"{len(teachers)} teacher(s), K={augmentations}")
+            for batch in loader:
+                bad.update(int(i) for i in batch["bad"] if int(i) >= 0)
+                view = batch["view"].to(device)
+                with torch.no_grad(), autocast:
+                    targets = online(batch, view)
+                pending.setdefault("index", []).append(batch["index"].long())
+                pending.setdefault("seed", []).append(batch["seed"].long())
+                for i, t in enumerate(targets):
+                    pending.setdefault(f"t{i}.token", []).append(t.token.to(store).cpu())
+                    pending.setdefault(f"t{i}.patches", []).append(t.patches.to(store).cpu())
+                if sum(x.shape[0] for x in pending["index"]) >= shard_size:
+                    flush()
+                bar.update(task, advance=view.shape[0])
+            flush()
+        classifier = canonical_classifier(teachers[0].classifier)
+        if classifier is not None:
+            save_file({k: v.contiguous() for k, v in classifier.state_dict().items()}, str(tmp / "classifier.safetensors"))
+        meta = {
+            "format": FORMAT, "images": len(views), "augmentations": augmentations, "entries": len(keys), "view_size": size,
+            "dtype": dtype, "seed": seed, "skipped_images": len(bad), "shards": shards,
+            "data": {"source": cfg.data.source, "max_images": cfg.data.max_images, "auto_augment": cfg.data.auto_augment, "scale_min": cfg.data.scale_min},
+            "teachers": [{"name": t.name, "dim": t.dim, "patch_dim": t.patch_dim, "grid": list(t.grid), "data_config": t.data_config, "weight": t.weight}
+                         for t in teachers],
+            "classifier": _describe(classifier),
+        }
+        (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
+    console.print(f"cache-teacher: {len(keys)} views of {len(views)} images ({len(bad)} unreadable) -> {out_dir}")
+    return out_dir
+
+
+def _describe(classifier) -> dict | None:
+    from ..models.heads import describe_classifier
+
+    return describe_classifier(classifier) if classifier is not None else None
+
+
+def read_cache(cache_dir: str | Path) -> dict:
+    path = Path(cache_dir) / META
+    if not path.is_file():
+        raise EdgedistillError(f"'{cache_dir}' is not a teacher cache (no {META})", "create one with `edgedistill cache-teacher`")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != FORMAT:
+        raise EdgedistillError(f"teacher cache '{cache_dir}' has format {meta.get('format')!r}, expected {FORMAT}", "re-create it with this edgedistill version")
+    return meta
+
+
+def load_cached_classifier(cache_dir: str | Path, meta: dict):
+    from safetensors.torch import load_file
+
+    from ..models.heads import build_classifier
+
+    if not meta.get("classifier"):
+        return None
+    classifier = build_classifier(meta["classifier"])
+    classifier.load_state_dict(load_file(str(Path(cache_dir) / "classifier.safetensors")))
+    return classifier
+
+
+class CachedViews(Dataset):
+    """Cache entry j -> the regenerated view (from its stored image index and seed) plus stored targets."""
+
+    def __init__(self, cache_dir: str | Path, views: AugmentedViews, meta: dict | None = None):
+        self.dir, self.views = Path(cache_dir), views
+        self.meta = meta or read_cache(cache_dir)
+        self.n_teachers = len(self.meta["teachers"])
+        self.starts, total = [], 0
+        index, seed = [], []
+        for shard in self.meta["shards"]:
+            self.starts.append(total)
+            total += shard["entries"]
+            with safe_open(str(self.dir / shard["file"]), framework="pt") as f:
+                index.append(f.get_tensor("index"))
+                seed.append(f.get_tensor("seed"))
+        self.index, self.seed = torch.cat(index).tolist(), torch.cat(seed).tolist()
+        self._handles: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _row(self, j: int) -> tuple[object, int]:
+        s = bisect.bisect_right(self.starts, j) - 1
+        if s not in self._handles:  # opened lazily: one set of memory maps per DataLoader worker
+            self._handles[s] = safe_open(str(self.dir / self.meta["shards"][s]["file"]), framework="pt")
+        return self._handles[s], j - self.starts[s]
+
+    def __getitem__(self, key) -> dict:
+        j = key[0] if isinstance(key, (tuple, list)) else key
+        view, bad = self.views.view(self.index[j], self.seed[j])
+        item = {"view": view, "index": self.index[j], "seed": self.seed[j], "bad": bad}
+        handle, row = self._row(j)
+        for i in range(self.n_teachers):
+            item[f"t{i}.token"] = handle.get_slice(f"t{i}.token")[row]
+            item[f"t{i}.patches"] = handle.get_slice(f"t{i}.patches")[row]
+        return item
+
+    def __getstate__(self):
+        return {**self.__dict__, "_handles": {}}

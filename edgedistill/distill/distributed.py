@@ -1,0 +1,90 @@
+"""The only place torch.distributed is used: torchrun/DDP setup, reductions and barriers.
+
+Launch with `torchrun --nproc_per_node N -m edgedistill ...` (or any script calling the distill
+stage): RANK/WORLD_SIZE/LOCAL_RANK come from the environment; NCCL on CUDA, gloo on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def init(device_kind: str) -> DistContext:
+    """Join the process group when launched by torchrun; a single process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if device_kind == "cuda" else "gloo"
+        if device_kind == "cuda":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend=backend)
+    return DistContext(rank, world, local_rank)
+
+
+def wrap(module: nn.Module, ctx: DistContext, device: torch.device, find_unused: bool, fsdp: bool = False) -> nn.Module:
+    """DDP (or FSDP2 fully_shard for large students) around the trainable module."""
+    if not ctx.active:
+        return module
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        return fully_shard(module)
+    ids = [device.index if device.index is not None else ctx.local_rank] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
+
+
+def mean_across(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    if ctx.active:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        values /= ctx.world
+    return values
+
+
+def sum_across(value: int, ctx: DistContext) -> int:
+    if not ctx.active:
+        return value
+    t = torch.tensor([value], dtype=torch.long)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return int(t.item())
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.active:
+        dist.barrier()
+
+
+def shutdown(ctx: DistContext) -> None:
+    if ctx.active and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def gather_objects(obj, ctx: DistContext) -> list:
+    """Every rank's `obj` (a picklable value), in rank order."""
+    if not ctx.active:
+        return [obj]
+    out = [None] * ctx.world
+    dist.all_gather_object(out, obj)
+    return out

@@ -1,0 +1,59 @@
+"""Atomic training checkpoints for exact resume.
+
+A checkpoint holds everything the next step depends on: module (backbone, heads, target
+statistics), optimizer, scheduler, EMA, the RNG states, the step (which is the data position:
+the sample stream is a pure function of the step) and the count of skipped images. It is
+written to a temp file, fsynced and renamed, so a kill at any moment leaves the previous one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(state_dir: Path, payload: dict) -> Path:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    final = state_dir / CHECKPOINT
+    fd, tmp = tempfile.mkstemp(prefix=f".{CHECKPOINT}.", dir=state_dir)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return final
+
+
+def load_checkpoint(state_dir: Path, config_hash: str) -> dict | None:
+    """The checkpoint in state_dir when it was made with the same config, else None."""
+    path = state_dir / CHECKPOINT
+    if not path.is_file():
+        return None
+    payload = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG states are not tensors
+    return payload if payload.get("config_hash") == config_hash else None

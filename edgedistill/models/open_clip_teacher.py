@@ -1,0 +1,58 @@
+"""open_clip image towers as teachers (the `[vl]` extra), imported lazily.
+
+Name them `open_clip:ARCH` or `open_clip:ARCH/PRETRAINED` (e.g. open_clip:ViT-B-16/laion2b_s34b_b88k),
+or `open_clip:hf-hub:ORG/REPO`. The summary token is the tower's projected image embedding
+(the space the text tower shares); patch tokens are its final, ln_post-normed token map.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import EdgedistillError
+
+PREFIX = "open_clip:"
+
+
+def import_open_clip():
+    try:
+        import open_clip
+    except ImportError as exc:
+        raise EdgedistillError("open_clip teachers need the package 'open_clip_torch', which is not installed", "pip install 'edgedistill[vl]'") from exc
+    return open_clip
+
+
+class OpenClipVisual(nn.Module):
+    """Wraps open_clip's `model.visual` so that one call gives (summary, patch tokens)."""
+
+    def __init__(self, visual: nn.Module):
+        super().__init__()
+        if not hasattr(visual, "output_tokens"):
+            raise EdgedistillError(f"open_clip tower {type(visual).__name__} cannot return patch tokens", "use an open_clip ViT tower (ViT-B-16, ViT-L-14, ...)")
+        visual.output_tokens = True
+        self.visual = visual
+        size = visual.image_size
+        self.image_size = size if isinstance(size, (tuple, list)) else (size, size)
+        self.mean = tuple(getattr(visual, "image_mean", None) or (0.48145466, 0.4578275, 0.40821073))
+        self.std = tuple(getattr(visual, "image_std", None) or (0.26862954, 0.26130258, 0.27577711))
+        self.grid = tuple(visual.grid_size)
+
+    def forward_targets(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        pooled, tokens = self.visual(x)
+        return pooled, tokens, self.grid
+
+    def data_config(self) -> dict:
+        return {"input_size": [3, *self.image_size], "interpolation": "bicubic", "mean": list(self.mean), "std": list(self.std), "crop_pct": 1.0, "crop_mode": "center"}
+
+
+def create_open_clip_visual(name: str, pretrained: bool, checkpoint: str | None) -> OpenClipVisual:
+    open_clip = import_open_clip()
+    spec = name[len(PREFIX):]
+    arch, _, tag = spec.partition("/") if not spec.startswith("hf-hub:") else (spec, "", "")
+    weights = checkpoint or (tag if pretrained and tag else None)
+    try:
+        model = open_clip.create_model(arch, pretrained=weights)
+    except RuntimeError as exc:
+        raise EdgedistillError(f"open_clip cannot build '{spec}': {str(exc).splitlines()[0][:120]}", "see open_clip.list_pretrained() for ARCH/PRETRAINED pairs") from exc
+    return OpenClipVisual(model.visual)

@@ -1,0 +1,64 @@
+"""How close a quantized graph stays to the fp32 one on the same inputs: mean cosine of the main
+output and top-1 agreement of the logits. The budget comes from the target profile."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+INPUT_NAME = "input"
+
+
+@dataclass(frozen=True)
+class Budget:
+    min_cosine: float
+    min_top1: float
+
+    @classmethod
+    def of(cls, target) -> "Budget":
+        return cls(float(target.min_cosine), float(target.min_top1_agreement))
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    cosine: float  # mean per-sample cosine of the main output (embedding, else the first output)
+    top1: float | None  # top-1 agreement of `logits` with fp32, when the model has them
+    samples: int
+
+    def meets(self, budget: Budget) -> bool:
+        return self.cosine >= budget.min_cosine and (self.top1 is None or self.top1 >= budget.min_top1)
+
+    def score(self) -> tuple:
+        """Sort key: top-1 first (what users see), cosine breaks ties."""
+        return (self.top1 if self.top1 is not None else self.cosine, self.cosine)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def main_output(outputs: dict[str, np.ndarray]) -> np.ndarray:
+    return outputs["embedding"] if "embedding" in outputs else next(iter(outputs.values()))
+
+
+def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> Fidelity:
+    a = main_output(reference).reshape(len(main_output(reference)), -1).astype(np.float64)
+    b = main_output(candidate).reshape(len(a), -1).astype(np.float64)
+    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    top1 = None
+    if "logits" in reference and "logits" in candidate:
+        top1 = float((reference["logits"].argmax(-1) == candidate["logits"].argmax(-1)).mean())
+    return Fidelity(float(cosine.mean()), top1, int(len(a)))
+
+
+def run_model(path: Path, batch: np.ndarray, backend: str = "onnxruntime", chunk: int = 16, **options) -> dict[str, np.ndarray]:
+    """All outputs of the model at `path` for `batch`, run through a backends runner."""
+    from ..backends import get_backend
+
+    parts: dict[str, list] = {}
+    with get_backend(backend).runner(Path(path), **options) as runner:
+        for start in range(0, len(batch), chunk):
+            for name, value in runner.infer({INPUT_NAME: batch[start : start + chunk]}).items():
+                parts.setdefault(name, []).append(value)
+    return {name: np.concatenate(values) for name, values in parts.items()}

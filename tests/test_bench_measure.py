@@ -1,0 +1,55 @@
+"""Throughput sweep, peak memory and size on disk, on real ONNX Runtime runs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgedistill.backends import get_backend
+from edgedistill.bench.measure import size_on_disk_mb
+from edgedistill.bench.memory import PeakMemory, gpu_memory_mb
+from edgedistill.bench.throughput import batch_of, batch_sizes, sweep
+
+from .test_bench_fixtures import embedder
+
+TIMING = {"warmup": 1, "iterations": 5, "time_budget_s": None, "cpus": None}
+
+
+def test_sweep_measures_each_batch_and_reports_static_batch_failures(tmp_path):
+    inputs = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    with get_backend("onnxruntime").runner(embedder(tmp_path / "dyn.onnx"), threads=1) as runner:
+        result = sweep(runner, inputs, [1, 4], **TIMING)
+    assert [r["batch"] for r in result] == [1, 4] and all(r["status"] == "measured" for r in result)
+    for r in result:
+        assert r["latency_ms"]["iterations"] == 5
+        assert r["throughput_ips"] == round(r["batch"] * 1000 / r["latency_ms"]["mean"], 2)
+    with get_backend("onnxruntime").runner(embedder(tmp_path / "static.onnx", batch=1), threads=1) as runner:
+        result = sweep(runner, inputs, [1, 4], **TIMING)
+    assert [r["status"] for r in result] == ["measured", "failed"]
+    assert result[1]["notes"] and result[1]["latency_ms"] is None
+
+
+def test_batch_helpers():
+    x = np.arange(3)[:, None]
+    assert batch_of(x, 7)[:, 0].tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert batch_sizes((), 1, 1, 8) == [1, 8]
+    assert batch_sizes((4, 2, 2), 1, 1, 8) == [2, 4]
+
+
+def test_peak_memory_sees_an_allocation_freed_before_exit():
+    with PeakMemory() as mem:
+        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+        del block
+        mem.sample_gpu()
+    report = mem.as_dict()
+    assert report["method"] in ("vmhwm", "sampled")
+    assert report["peak_rss_delta_mb"] >= 50  # the peak, not the (lower) RSS at exit
+    assert report["peak_rss_mb"] >= report["rss_before_mb"]
+    if gpu_memory_mb() is None:  # no NVIDIA GPU here
+        assert report["gpu_mb"] is None
+
+
+def test_size_on_disk_counts_every_file_of_a_folder(tmp_path):
+    (tmp_path / "ir").mkdir()
+    (tmp_path / "ir" / "model.xml").write_bytes(b"x" * 1000)
+    (tmp_path / "ir" / "model.bin").write_bytes(b"x" * 2_000_000)
+    assert size_on_disk_mb(tmp_path / "ir") == 2.001

@@ -1,0 +1,120 @@
+"""The bench stage on a small real build folder: measured rows here, estimated rows for a Jetson,
+and the report replacing those estimates with a Jetson's measurements (TensorRT is mocked by
+that recorded bench.json; everything else runs for real)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgedistill.artifacts import Artifact
+from edgedistill.backends.openvino_backend import convert_to_ir
+from edgedistill.bench import stage
+from edgedistill.config import QuantizeConfig, load_config
+from edgedistill.quantize.ort_static import quantize_ort_static
+from edgedistill.report import make_report, merge_reports
+from edgedistill.targets import load_target
+
+from .test_bench_fixtures import embedder
+
+DATA = Path(__file__).parent / "data"
+DATA_CONFIG = {"input_size": [3, 16, 16], "interpolation": "bicubic", "mean": [0.5] * 3, "std": [0.25] * 3, "crop_pct": 1.0, "crop_mode": "center"}
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("build")
+    rng = np.random.default_rng(0)
+    inputs = rng.standard_normal((12, 3, 16, 16)).astype(np.float32)
+    (root / "student").mkdir()
+    (root / "student" / "student.json").write_text("{}")
+    (root / "eval").mkdir()
+    np.save(root / "eval" / "inputs.npy", inputs)
+    np.save(root / "eval" / "teacher_logits.npy", rng.standard_normal((12, 10)).astype(np.float32))
+    embedder(root / "model.onnx")
+    (root / "quantized").mkdir()
+    quantize_ort_static(root / "model.onnx", root / "quantized" / "model.int8.qdq.onnx", inputs, QuantizeConfig())
+    convert_to_ir(root / "model.onnx", root / "openvino" / "fp32" / "model.xml")
+    (root / "trt_bundle").mkdir()
+    (root / "trt_bundle" / "bundle.json").write_text("{}")
+    arts = [
+        Artifact.record(root, root / "student", kind="student", name="student", extra={"architecture": "tiny-embedder"}),
+        Artifact.record(root, root / "model.onnx", kind="onnx", name="onnx-fp32", backend="onnxruntime", precision="fp32", data_config=DATA_CONFIG),
+        Artifact.record(root, root / "eval", kind="evalset", name="evalset"),
+        Artifact.record(root, root / "quantized" / "model.int8.qdq.onnx", kind="onnx", name="onnxruntime-int8", backend="onnxruntime", precision="int8"),
+        Artifact.record(root, root / "openvino" / "fp32", kind="openvino-ir", name="openvino-fp32", backend="openvino", precision="fp32"),
+        Artifact.record(root, root / "trt_bundle", kind="trt-bundle", name="tensorrt-bundle", backend="tensorrt", status="pending",
+                        extra={"precisions": ["fp16", "int8"]}),
+    ]
+    return root, {a.name: a for a in arts}
+
+
+def _labelled(root: Path) -> Path:
+    folder = root / "labelled"
+    rng = np.random.default_rng(1)
+    for cls, level in (("dark", 40), ("light", 210)):
+        (folder / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(6):
+            Image.fromarray(np.clip(rng.normal(level, 20, (20, 20)), 0, 255).astype(np.uint8)).save(folder / cls / f"{i}.png")
+    return folder
+
+
+def test_measured_rows_on_this_host(build):
+    root, arts = build
+    cfg = load_config(overrides=["bench.warmup=1", "bench.iterations=5", "bench.batch_sizes=[1, 2]", "bench.pin_cpus=[0]",
+                                 f"bench.eval_dir={_labelled(root)}"])
+    stage.run(cfg, arts, root, load_target("x86-cpu"))
+    doc = json.loads((root / "bench" / "bench.json").read_text())
+    rows = {r["name"]: r for r in doc["artifacts"]}
+    assert set(rows) == {"onnx-fp32", "onnxruntime-int8", "openvino-fp32"}
+    for row in rows.values():
+        assert row["status"] == "measured", row["notes"]
+        assert row["latency_ms"]["iterations"] == 5 and row["threads"] == 1  # pinned to 1 CPU -> 1 thread
+        assert [t["batch"] for t in row["throughput"]] == [1, 2]
+        assert row["memory"]["peak_rss_mb"] >= row["memory"]["rss_before_mb"] and row["size_mb"] > 0
+        assert row["roofline_ms"] > 0 and row["runtime_settings"]["pinned_cpus"] == [0]
+        assert row["fidelity"]["knn_top1"] == 1.0 and 0 <= row["fidelity"]["linear_probe_top1"] <= 1
+    assert rows["onnx-fp32"]["fidelity"]["cosine_vs_fp32"] == pytest.approx(1.0)
+    assert doc["eval"]["labelled"] == {"dir": str(root / "labelled"), "images": 12, "classes": 2}
+    assert doc["settings"]["pinned_cpus"] == [0] and doc["estimator"]["peaks"]["source"].startswith("derived")
+    assert doc["estimator"]["efficiency"]["samples"] == 3 and doc["host"]["cpu_affinity"]
+    (root / "host-bench.json").write_text(json.dumps(doc))
+
+
+def test_jetson_rows_are_estimated_then_replaced_by_measurements(build):
+    root, arts = build
+    host_bench = root / "host-bench.json"
+    if not host_bench.is_file():
+        pytest.skip("needs test_measured_rows_on_this_host first")
+    cfg = load_config(overrides=[f"bench.efficiency_from=[{host_bench}]"])
+    stage.run(cfg, arts, root, load_target("jetson-orin"))
+    doc = json.loads((root / "bench" / "bench.json").read_text())
+    rows = {r["name"]: r for r in doc["artifacts"]}
+    assert set(rows) == {"tensorrt-fp16", "tensorrt-int8"}  # the names the Jetson's own bench writes
+    for row in rows.values():
+        assert row["status"] == "estimated" and "latency" not in row.get("memory", {})
+        assert row["latency_ms"]["p50"] == pytest.approx(row["estimate"]["roofline_ms"] / row["estimate"]["efficiency"], rel=1e-3)
+        assert "another device" in row["estimate"]["efficiency_source"] and "roofline estimate" in row["notes"]
+    assert rows["tensorrt-int8"]["fidelity"]["cosine_vs_fp32"] > 0.9  # measured here on the same QDQ graph
+    assert rows["tensorrt-int8"]["estimate"]["gop_int8"] > 0
+    report = make_report(doc)
+    assert report["selected"]["artifact"] is None  # an estimate never gets selected
+    jetson = json.loads((DATA / "report_jetson_bench.json").read_text())
+    merged = merge_reports([report, jetson])
+    for row in (r for r in merged["rows"] if r["target"] == "jetson-orin"):
+        assert row["status"] == "measured" and row["replaces"][0]["status"] == "estimated"
+        assert isinstance(row["estimate_error_pct"], float)
+
+
+def test_without_peaks_a_device_row_stays_pending(build, tmp_path):
+    root, arts = build
+    profile = tmp_path / "mystery.yaml"
+    profile.write_text("name: mystery\narch: aarch64\nbackends: [onnxruntime]\nprecisions: [fp32]\n")
+    stage.run(load_config(), arts, root, load_target(str(profile)))
+    doc = json.loads((root / "bench" / "bench.json").read_text())
+    assert {r["status"] for r in doc["artifacts"]} == {"pending"}
+    assert {r["name"] for r in doc["artifacts"]} == {"onnx-fp32", "onnxruntime-int8"}

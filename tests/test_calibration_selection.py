@@ -1,0 +1,91 @@
+"""Calibration data: deterministic selection, cache by hash, held-out views, folder sources, and the
+TensorRT-calibrator export of the very same batch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edgedistill.data.sample_photos import bundled_photo_paths
+from edgedistill.data.sources import ImageDecoder
+from edgedistill.errors import EdgedistillError
+from edgedistill.quantize import calibration as calib
+from edgedistill.quantize.calibration import CalibrationRecipe, OrtCalibrationReader, calibration_batch, holdout_batch, load_recipe
+from edgedistill.quantize.trt_calibration import read_trt_calibration, write_trt_calibration
+
+DC = {"input_size": [3, 32, 32], "interpolation": "bilinear", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "crop_pct": 1.0, "crop_mode": "center"}
+
+
+def test_selection_is_deterministic_and_seed_dependent():
+    recipe = CalibrationRecipe(samples=6, seed=7)
+    a, b = calibration_batch(recipe, DC), calibration_batch(recipe, DC)
+    assert a.shape == (6, 3, 32, 32) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, calibration_batch(CalibrationRecipe(samples=6, seed=8), DC))
+
+
+def test_batch_is_cached_by_hash_of_recipe_config_and_files(tmp_path, monkeypatch):
+    recipe = CalibrationRecipe(samples=4, seed=3)
+    first = calibration_batch(recipe, DC, tmp_path)
+    assert len(list(tmp_path.glob("calib-*.npy"))) == 1
+
+    def no_decoding(self, paths):
+        raise AssertionError("a cached batch must not decode images again")
+
+    monkeypatch.setattr(ImageDecoder, "load_all", no_decoding)
+    np.testing.assert_array_equal(calibration_batch(recipe, DC, tmp_path), first)
+    monkeypatch.undo()
+    calibration_batch(recipe, {**DC, "mean": [0.4, 0.4, 0.4]}, tmp_path)  # another data config: another entry
+    assert len(list(tmp_path.glob("calib-*.npy"))) == 2
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+def test_holdout_views_are_not_the_calibration_views():
+    recipe = CalibrationRecipe(samples=8)
+    cal = calibration_batch(recipe, DC).reshape(8, -1)
+    held = holdout_batch(recipe, DC, 8).reshape(8, -1)
+    assert not any(np.allclose(h, c) for h in held for c in cal)
+
+
+def test_folder_source_skips_unreadable_files(tmp_path):
+    for path in bundled_photo_paths()[:3]:
+        shutil.copy(path, tmp_path / path.name)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    recipe = load_recipe(str(tmp_path))
+    assert recipe.source == str(tmp_path)
+    assert calibration_batch(CalibrationRecipe(str(tmp_path), 5, 1), DC).shape[0] == 5
+
+
+def test_unknown_recipe_is_a_user_error():
+    with pytest.raises(EdgedistillError, match="unknown calibration source"):
+        load_recipe("no-such-recipe")
+    assert load_recipe("bundled-photos") == CalibrationRecipe("bundled", 64, 1234)
+
+
+def test_ort_reader_and_trt_export_carry_the_same_samples(tmp_path):
+    recipe = CalibrationRecipe(samples=5)
+    batch = calibration_batch(recipe, DC)
+    fed = np.concatenate([feed["input"] for feed in OrtCalibrationReader(batch, "input")])
+    np.testing.assert_array_equal(fed, batch)
+    folder = write_trt_calibration(tmp_path / "trt_calibration", batch, recipe, DC)
+    loaded, info = read_trt_calibration(folder)
+    np.testing.assert_array_equal(loaded, batch)
+    assert info["shape"] == [5, 3, 32, 32] and info["input_name"] == "input" and info["recipe"]["seed"] == 1234
+    np.save(folder / "calibration.npy", batch[:4])  # a swapped batch is detected, never used silently
+    with pytest.raises(ValueError, match="does not match"):
+        read_trt_calibration(folder)
+    assert json.loads((folder / "calibration.json").read_text())["layout"] == "NCHW"
+
+
+def test_cache_fingerprint_changes_when_a_file_changes(tmp_path):
+    for path in bundled_photo_paths()[:2]:
+        shutil.copy(path, tmp_path / path.name)
+    recipe = CalibrationRecipe(str(tmp_path), 2, 1)
+    from edgedistill.data.sources import resolve_image_paths
+
+    before = calib._fingerprint(recipe, DC, resolve_image_paths(str(tmp_path)))
+    shutil.copy(bundled_photo_paths()[3], tmp_path / "extra.png")
+    assert calib._fingerprint(recipe, DC, resolve_image_paths(str(tmp_path))) != before

@@ -1,0 +1,74 @@
+"""Image sources (folders, .txt lists, tar shards), robust decoding, seeded views and the sample stream."""
+
+import io
+import random
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edgedistill.config import DataConfig
+from edgedistill.data.augment import AugmentedViews
+from edgedistill.data.images import ImageSource
+from edgedistill.data.shards import expand_braces
+from edgedistill.data.stream import SampleStream
+from edgedistill.errors import EdgedistillError
+
+
+def _png(color) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 16), color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write_tar(path, members: dict) -> None:
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_tar_shards_with_a_broken_member_are_read_and_counted(tmp_path):
+    _write_tar(tmp_path / "train-000.tar", {"a.png": _png((255, 0, 0)), "a.cls": b"3", "b.jpg": b"not a jpeg"})
+    _write_tar(tmp_path / "train-001.tar", {"c.png": _png((0, 0, 255))})
+    source = ImageSource(str(tmp_path / "train-{000..001}.tar"))
+    assert len(source) == 3  # .cls is metadata, not an image
+    assert source.load(0).getpixel((0, 0)) == (255, 0, 0) and source.load(2).getpixel((0, 0)) == (0, 0, 255)
+    assert source.load(1) is None  # skipped, never fatal
+    views = AugmentedViews(source, 16, DataConfig(auto_augment=""))
+    assert views.preload_failures() == {1}
+    item = views[(1, 7)]  # the broken image falls through to the next readable one and is reported
+    assert item["bad"] == 1 and item["view"].shape == (3, 16, 16)
+    assert len(ImageSource(str(tmp_path))) == 3  # a folder of shards works too
+    with pytest.raises(EdgedistillError, match="does not exist"):
+        ImageSource(str(tmp_path / "missing-{0..1}.tar"))
+
+
+def test_txt_file_list_and_brace_expansion(tmp_path):
+    (tmp_path / "x.png").write_bytes(_png((1, 2, 3)))
+    (tmp_path / "list.txt").write_text("# photos\nx.png\n")
+    assert ImageSource(str(tmp_path / "list.txt")).load(0).getpixel((0, 0)) == (1, 2, 3)
+    assert expand_braces("s-{08..10}.tar") == ["s-08.tar", "s-09.tar", "s-10.tar"]
+
+
+def test_views_are_a_pure_function_of_index_and_seed():
+    views = AugmentedViews(ImageSource("bundled", 2), 24)
+    random.seed(1)
+    torch.manual_seed(1)
+    before = random.random(), np.random.get_state()[1][0], torch.rand(1)
+    random.seed(1)
+    torch.manual_seed(1)
+    a, b, c = views[(1, 5)]["view"], views[(1, 5)]["view"], views[(1, 6)]["view"]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert (random.random(), torch.rand(1)) == (before[0], before[2])  # global RNGs are untouched
+
+
+def test_stream_resumes_mid_way_and_shards_across_ranks():
+    full = list(SampleStream(5, batch=2, steps=6, seed=3))
+    assert sorted(k[0] for k in full[:5]) == list(range(5))  # an epoch visits every image once
+    assert list(SampleStream(5, batch=2, steps=6, seed=3, start_step=4)) == full[8:]
+    ranks = [list(SampleStream(5, batch=2, steps=3, seed=3, rank=r, world=2)) for r in range(2)]
+    assert ranks[0][:2] + ranks[1][:2] == full[:4]  # step 0 of 2 ranks = the first global positions

@@ -1,0 +1,68 @@
+"""Teacher cache: a step from the cache gives the same loss as the same step with the teacher online,
+and distillation from the cache runs without building any teacher."""
+
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from edgedistill.config import load_config
+from edgedistill.distill import cache as cache_mod
+from edgedistill.distill import stage
+from edgedistill.distill.trainer import autocast_for, objective_for, step_loss
+
+TINY = [
+    "teacher.name=vit_tiny_patch16_224", "teacher.pretrained=false", "teacher.img_size=28", "teacher.model_args={depth: 1, patch_size: 14}",
+    "teacher.extra=[{name: resnet10t, pretrained: false, img_size: 32, weight: 0.5}]",
+    "student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}",
+    "data.max_images=3", "distill.batch_size=4", "distill.steps=2", "distill.warmup_steps=1", "distill.tensorboard=false",
+]
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory):
+    cfg = load_config(None, TINY)
+    root = tmp_path_factory.mktemp("cache")
+    return cfg, {d: cache_mod.cache_teacher(cfg, root / d, augmentations=2, shard_size=4, dtype=d) for d in ("float32", "float16")}
+
+
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float16", 2e-3)])
+def test_cached_step_loss_equals_online_step_loss(caches, dtype, tol):
+    cfg, dirs = caches
+    meta = cache_mod.read_cache(dirs[dtype])
+    assert meta["entries"] == 6 and len(meta["shards"]) == 2 and [t["name"] for t in meta["teachers"]] == ["vit_tiny_patch16_224", "resnet10t"]
+    online = stage.prepare(cfg, None).job
+    cached = stage.prepare(load_config(None, TINY + [f"distill.cache={dirs[dtype]}"]), None).job
+    entries = [0, 3, 4, 5]  # crosses a shard boundary
+    cached_batch = default_collate([cached.dataset[(j, 0)] for j in entries])
+    online_batch = default_collate([online.dataset[(cached.dataset.index[j], cached.dataset.seed[j])] for j in entries])
+    assert torch.equal(cached_batch["view"], online_batch["view"])  # the seed regenerates the exact pixels
+    objective = objective_for(cfg.distill, True)
+    autocast = autocast_for(cfg.distill, torch.device("cpu"))
+    online.module.eval()  # no dropout differences; the same module computes both losses
+    cached.targets.to(torch.device("cpu"))
+    loss_online, parts_online = step_loss(online.module, online, online_batch, 3, autocast, objective)
+    loss_cached, parts_cached = step_loss(online.module, cached, cached_batch, 3, autocast, objective)
+    assert set(parts_online) == {f"t{i}.{k}" for i in (0, 1) for k in ("token", "patch", "feature")}
+    assert loss_cached.item() == pytest.approx(loss_online.item(), rel=tol)
+    for key in parts_online:
+        assert parts_cached[key].item() == pytest.approx(parts_online[key].item(), rel=tol, abs=1e-6), key
+
+
+def test_distill_from_cache_never_builds_a_teacher(caches, tmp_path, monkeypatch):
+    cfg, dirs = caches
+
+    def no_teachers(*args, **kwargs):
+        raise AssertionError("a teacher was built while training from the cache")
+
+    monkeypatch.setattr(stage, "create_teachers", no_teachers)
+    artifact = stage.run(load_config(None, TINY + [f"distill.cache={dirs['float16']}"]), {}, tmp_path)
+    assert artifact.extra["train"]["cache"] == str(dirs["float16"])
+    assert (tmp_path / "student" / "heads.safetensors").is_file()
+
+
+def test_cache_for_other_teachers_is_refused(caches, tmp_path):
+    from edgedistill.errors import EdgedistillError
+
+    _, dirs = caches
+    with pytest.raises(EdgedistillError, match="re-create the cache|holds"):
+        stage.prepare(load_config(None, TINY + ["teacher.extra=[]", f"distill.cache={dirs['float16']}"]), None)

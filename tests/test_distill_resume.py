@@ -1,0 +1,86 @@
+"""Exact resume: a distillation run killed with SIGKILL and resumed ends with the same weights
+as an uninterrupted run (CPU, tiny ViTs, real bundled photos)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from edgedistill.config import load_config
+from edgedistill.distill import stage
+
+TINY = [
+    "teacher.name=vit_tiny_patch16_224", "teacher.pretrained=false", "teacher.img_size=28",
+    "teacher.model_args={depth: 1, patch_size: 14, reg_tokens: 2}",
+    "student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}",
+    "data.max_images=6", "data.auto_augment=rand-m9-mstd0.5",
+    "distill.steps=8", "distill.batch_size=4", "distill.warmup_steps=2", "distill.checkpoint_every=2",
+    "distill.ema_decay=0.9", "distill.standardize=running", "distill.tensorboard=false", "distill.log_every=1",
+]
+
+CHILD = """
+import json, sys, time
+from pathlib import Path
+from edgedistill.config import load_config
+from edgedistill.distill import stage
+overrides, workdir, delay = json.loads(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
+stage.run(load_config(None, overrides), {}, workdir, on_step=lambda step: time.sleep(delay))
+"""
+
+
+def _weights(student_dir: Path) -> dict:
+    return {**load_file(str(student_dir / "student.safetensors")), **load_file(str(student_dir / "heads.safetensors"))}
+
+
+def _child(tmp_path: Path, workdir: Path, delay: float) -> subprocess.Popen:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = {**os.environ, "EDGEDISTILL_NO_PROGRESS": "1"}
+    return subprocess.Popen([sys.executable, str(script), json.dumps(TINY), str(workdir), str(delay)], env=env)
+
+
+def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
+    killed = tmp_path / "killed"
+    proc = _child(tmp_path, killed, delay=0.5)
+    log = killed / "distill_state" / "train_log.csv"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:  # wait until step 5 ran (checkpoint at 4 is on disk)
+        if log.is_file() and len(log.read_text().splitlines()) >= 6:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "student").exists()
+    assert torch.load(killed / "distill_state" / "checkpoint.pt", weights_only=False)["step"] == 4
+
+    resumed = _child(tmp_path, killed, delay=0.0)
+    assert resumed.wait(timeout=240) == 0
+    spec = json.loads((killed / "student" / "student.json").read_text())
+    assert spec["train"]["resumed_from_step"] == 4
+    assert not (killed / "distill_state").exists()  # checkpoints are removed once the student is written
+    log_steps = [line.split(",")[0] for line in (killed / "student" / "train_log.csv").read_text().splitlines()[1:]]
+    assert log_steps == [str(s) for s in range(1, 9)]  # replayed steps are not logged twice
+
+    straight = tmp_path / "straight"
+    stage.run(load_config(None, TINY), {}, straight)
+    a, b = _weights(killed / "student"), _weights(straight / "student")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_changed_config_starts_fresh(tmp_path):
+    cfg = load_config(None, TINY + ["distill.steps=2", "distill.checkpoint_every=1"])
+    prepared = stage.prepare(cfg, tmp_path)
+    (tmp_path / "distill_state").mkdir()
+    torch.save({"config_hash": "something-else", "step": 1}, tmp_path / "distill_state" / "checkpoint.pt")
+    artifact = stage.run(cfg, {}, tmp_path)
+    assert artifact.extra["train"]["resumed_from_step"] == 0
+    assert prepared.job.config_hash == stage.resume_hash(cfg)

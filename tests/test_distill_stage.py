@@ -1,0 +1,50 @@
+"""The distill stage end to end on tiny models: several teachers, a CNN-like student, and a
+student.safetensors that plain timm loads."""
+
+import json
+
+import timm
+import torch
+from safetensors.torch import load_file
+
+from edgedistill.config import load_config
+from edgedistill.distill import stage
+from edgedistill.models.deploy import load_deploy_model
+
+BASE = [
+    "teacher.name=vit_tiny_patch16_224", "teacher.pretrained=false", "teacher.img_size=28", "teacher.model_args={depth: 1, patch_size: 14, reg_tokens: 1}",
+    "data.max_images=4", "distill.batch_size=2", "distill.steps=2", "distill.warmup_steps=1", "distill.tensorboard=false", "distill.log_every=1",
+]
+
+
+def test_two_teachers_vit_student_with_registers_loads_in_plain_timm(tmp_path):
+    cfg = load_config(None, BASE + [
+        "student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1, reg_tokens: 2}",
+        "teacher.extra=[{name: resnet10t, pretrained: false, img_size: 32, weight: 0.25}]", "distill.standardize=running",
+    ])
+    artifact = stage.run(cfg, {}, tmp_path)
+    student = tmp_path / "student"
+    spec = json.loads((student / "student.json").read_text())
+    assert spec["extra_teachers"][0]["name"] == "resnet10t" and spec["extra_teachers"][0]["weight"] == 0.25
+    assert artifact.extra["train"]["patch_level"] is True
+    heads = load_file(str(student / "heads.safetensors"))
+    assert any(k.startswith("extra_heads.0.token.") for k in heads) and "heads.mask_token" in heads
+    log = (student / "train_log.csv").read_text().splitlines()
+    assert "t1.feature" in log[0] and len(log) == 3
+    plain = timm.create_model(spec["architecture"], pretrained=True, pretrained_cfg_overlay={"file": str(student / "student.safetensors")},
+                              num_classes=0, img_size=spec["img_size"], **spec["model_args"]).eval()
+    deploy, _ = load_deploy_model(student)
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.allclose(plain.forward_features(x), deploy.backbone.forward_features(x), atol=1e-6)
+    embedding, logits = deploy(x)
+    assert embedding.shape == (1, 192) and logits.shape == (1, 1000)
+
+
+def test_cnn_like_student_turns_the_patch_level_off(tmp_path, capsys):
+    cfg = load_config(None, BASE + ["student.name=repvit_m0_9", "student.img_size=64"])
+    artifact = stage.run(cfg, {}, tmp_path)
+    assert artifact.extra["train"]["patch_level"] is False
+    assert "masked patch distillation is off" in " ".join(capsys.readouterr().err.split())
+    deploy, spec = load_deploy_model(tmp_path / "student")
+    assert spec["summary_dim"] == 384
+    assert deploy(torch.randn(1, 3, 64, 64))[0].shape == (1, 192)

@@ -1,0 +1,81 @@
+"""Teachers (timm names incl. hub tags, registers, CNNs, local safetensors, open_clip) and
+students (plain ViTs, registers, efficientvit/fastvit/repvit) with pretrained=False tiny configs."""
+
+import importlib.util
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from edgedistill.config import TeacherConfig
+from edgedistill.distill.module import DistillModule, Objective
+from edgedistill.errors import EdgedistillError
+from edgedistill.models.heads import ProteusHeads
+from edgedistill.models.student import create_backbone, probe_student
+from edgedistill.models.teacher import create_teacher, teacher_configs
+
+
+def test_vit_teacher_with_registers_and_hub_tag_name():
+    # a hub-tagged name resolves to the architecture; pretrained=False keeps it offline
+    cfg = TeacherConfig(name="vit_small_patch14_reg4_dinov2.lvd142m", pretrained=False, img_size=28, model_args={"depth": 1})
+    teacher = create_teacher(cfg)
+    assert teacher.model.num_prefix_tokens == 5  # CLS + 4 registers are not patch tokens
+    assert teacher.grid == (2, 2) and teacher.dim == teacher.patch_dim == 384
+    targets = teacher.targets(torch.randn(2, 3, 28, 28))
+    assert targets.patches.shape == (2, 4, 384) and targets.token.shape == (2, 384)
+    features = teacher.model.forward_features(torch.zeros(1, 3, 28, 28))
+    assert torch.allclose(teacher.targets(torch.zeros(1, 3, 28, 28)).token, features[:, 0], atol=1e-6)  # the normed CLS
+
+
+def test_cnn_teacher_and_local_safetensors_checkpoint(tmp_path):
+    reference = timm.create_model("resnet10t", pretrained=False)
+    path = tmp_path / "teacher.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(path))
+    teacher = create_teacher(TeacherConfig(name="resnet10t", checkpoint=str(path), img_size=64))
+    assert teacher.grid == (2, 2) and teacher.data_config["input_size"] == [3, 64, 64]
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.allclose(teacher.logits(x), reference.eval()(x), atol=1e-4)  # weights and classifier both loaded
+    with pytest.raises(EdgedistillError, match="does not fit"):
+        create_teacher(TeacherConfig(name="resnet14t", checkpoint=str(path)))
+
+
+def test_unknown_teacher_and_bad_extra_are_user_errors():
+    with pytest.raises(EdgedistillError, match="unknown teacher"):
+        create_teacher(TeacherConfig(name="no_such_model_xyz", pretrained=False))
+    with pytest.raises(EdgedistillError, match="teacher.extra"):
+        teacher_configs(TeacherConfig(extra=("resnet10t",)))
+    assert [c.weight for c in teacher_configs(TeacherConfig(extra=({"name": "resnet10t", "weight": 0.5},)))] == [1.0, 0.5]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("open_clip") is not None, reason="open_clip is installed")
+def test_open_clip_teacher_without_the_extra_names_it():
+    with pytest.raises(EdgedistillError) as info:
+        create_teacher(TeacherConfig(name="open_clip:ViT-B-16/laion2b_s34b_b88k"))
+    assert "edgedistill[vl]" in info.value.fix
+
+
+@pytest.mark.parametrize("name,size,maskable", [
+    ("vit_tiny_patch16_224", 32, True),
+    ("efficientvit_b0", 64, False),
+    ("fastvit_t8", 64, False),
+    ("repvit_m0_9", 64, False),
+])
+def test_students_train_one_step_against_a_vit_teacher(name, size, maskable):
+    args = {"depth": 1, "reg_tokens": 2, "patch_size": 8} if name.startswith("vit") else {}
+    backbone = create_backbone(name, size, args)
+    probe = probe_student(backbone, size)
+    assert probe["maskable"] is maskable
+    heads = ProteusHeads(probe["dim"], 24, 16, probe["summary_dim"])
+    module = DistillModule(backbone, heads)
+    from edgedistill.models.teacher import TeacherTargets
+
+    targets = [TeacherTargets(torch.randn(2, 24), torch.randn(2, 9, 16), (3, 3))]  # a /14-style 3x3 teacher grid
+    mask = torch.zeros(2, probe["n_patches"], dtype=torch.bool)
+    if maskable:
+        mask[0, :2] = True
+    loss, parts = module(torch.randn(2, 3, size, size), mask, targets, Objective(patch=1.0 if maskable else 0.0))
+    loss.backward()
+    assert torch.isfinite(loss) and set(parts) == {"t0.token", "t0.patch", "t0.feature"}
+    assert (parts["t0.patch"].item() > 0) is maskable
+    assert backbone.blocks[0].attn.qkv.weight.grad is not None if maskable else any(p.grad is not None for p in backbone.parameters())

@@ -1,0 +1,61 @@
+"""OpenVINO device selection and the explicit precision hint (CPU runs here; GPU/NPU are checked
+for a clear error, since this host has neither)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgedistill.backends import get_backend
+from edgedistill.backends.openvino_backend import check_device, compile_config, convert_to_ir
+from edgedistill.errors import EdgedistillError
+from edgedistill.export.onnx_export import export_onnx
+
+
+def test_compile_config_sets_the_precision_hint_explicitly():
+    assert compile_config("CPU", "auto", 2) == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2}
+    assert "INFERENCE_PRECISION_HINT" not in compile_config("CPU", "default", None)
+    assert compile_config("GPU", "f16", None)["INFERENCE_PRECISION_HINT"] == "f16"
+    assert "INFERENCE_PRECISION_HINT" not in compile_config("NPU", "auto", None)  # the NPU computes f16 itself
+    assert compile_config("AUTO", "auto", None)["DEVICE_PROPERTIES"] == {"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}
+
+
+def test_missing_device_is_a_clear_error():
+    import openvino as ov
+
+    core = ov.Core()
+    check_device(core, "CPU")
+    check_device(core, "AUTO")
+    for device in ("NPU", "AUTO:NPU,CPU"):
+        if device.split(":")[-1].split(",")[0] in core.available_devices:
+            continue
+        with pytest.raises(EdgedistillError, match="not available"):
+            check_device(core, device)
+    with pytest.raises(EdgedistillError, match="unknown OpenVINO device"):
+        check_device(core, "TPU")
+
+
+@pytest.fixture(scope="module")
+def tiny_ir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ov")
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    export_onnx(model, [3, 16, 16], root / "m.onnx", ["embedding"])
+    return convert_to_ir(root / "m.onnx", root / "fp32" / "model.xml"), convert_to_ir(root / "m.onnx", root / "fp16" / "model.xml", fp16_weights=True)
+
+
+@pytest.mark.parametrize("device", ["CPU", "AUTO"])
+def test_runner_records_the_hint_it_applied(tiny_ir, device):
+    fp32, fp16 = tiny_ir
+    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    outputs = []
+    for path in (fp32, fp16):
+        with get_backend("openvino").runner(path, device=device) as runner:
+            outputs.append(runner.infer({"input": x})["embedding"])
+            settings = runner.runtime_settings()
+        assert settings["device"] == device and "CPU" in settings["execution_devices"]
+        if device == "CPU":
+            assert settings["INFERENCE_PRECISION_HINT"] == "f32"
+        else:
+            assert settings["config"]["DEVICE_PROPERTIES"]["CPU"]["INFERENCE_PRECISION_HINT"] == "f32"
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-2, atol=1e-3)  # fp16 weights, f32 compute

@@ -1,0 +1,58 @@
+"""The quantize stage's records: which layers stayed float is visible in the artifact, in the ONNX
+metadata and on the console; a TensorRT target also gets the calibration batch for its calibrator."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+import torch
+
+from edgedistill.artifacts import Artifact
+from edgedistill.config import BuildConfig, QuantizeConfig
+from edgedistill.export.onnx_export import export_onnx
+from edgedistill.quantize import stage
+from edgedistill.quantize.trt_calibration import read_trt_calibration
+from edgedistill.targets import TargetProfile
+
+DC = {"input_size": [3, 32, 32], "interpolation": "bilinear", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "crop_pct": 1.0, "crop_mode": "center"}
+
+
+@pytest.fixture()
+def onnx_artifact(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, padding=1, groups=16), torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10),
+    ).eval()
+    export_onnx(model, DC["input_size"], tmp_path / "model.onnx", ["logits"])
+    return Artifact.record(tmp_path, tmp_path / "model.onnx", kind="onnx", name="onnx-fp32", precision="fp32", backend="onnxruntime", data_config=DC)
+
+
+def _cfg(**quantize) -> BuildConfig:
+    return BuildConfig(quantize=QuantizeConfig(calibration="bundled-photos", holdout_images=16, sensitivity_samples=4, **quantize))
+
+
+def test_fallback_layers_are_recorded_everywhere(tmp_path, onnx_artifact, capfd):
+    # An impossible cosine budget: the fallback runs to its limits and says so.
+    target = TargetProfile(name="strict", backends=("onnxruntime",), min_cosine=0.999999, min_top1_agreement=1.0)
+    (artifact,) = stage.run(_cfg(fallback_max_trials=3), {"onnx": onnx_artifact}, tmp_path, target)
+    fallback = artifact.extra["fallback"]
+    assert artifact.name == "onnxruntime-int8" and artifact.kind == "onnx" and artifact.precision == "int8"
+    assert artifact.extra["float_layers"] == fallback["float_layers"] and fallback["float_layers"]
+    assert 1 <= len(fallback["trials"]) <= 3 and fallback["within_budget"] is False  # 4 layers, at most half float
+    assert fallback["final"]["cosine"] >= fallback["plain_int8"]["cosine"]
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / artifact.path)).metadata_props}
+    assert json.loads(meta["edgedistill.float_layers"]) == fallback["float_layers"] and meta["edgedistill.precision"] == "int8"
+    err = " ".join(capfd.readouterr().err.split())
+    assert "STILL BELOW BUDGET" in err and fallback["float_layers"][0] in err
+
+
+def test_within_budget_keeps_every_layer_int8_and_trt_gets_the_batch(tmp_path, onnx_artifact):
+    target = TargetProfile(name="loose", backends=("tensorrt",), min_cosine=0.5, min_top1_agreement=0.0)
+    produced = {a.name: a for a in stage.run(_cfg(), {"onnx": onnx_artifact}, tmp_path, target)}
+    int8 = produced["onnxruntime-int8"]
+    assert int8.extra["float_layers"] == [] and int8.extra["symmetric_activations"] is True  # TensorRT wants s8 activations
+    batch, info = read_trt_calibration(tmp_path / produced["trt-calibration"].path)
+    assert batch.shape == (64, 3, 32, 32) and info["recipe"]["samples"] == 64

@@ -1,0 +1,59 @@
+"""Small, fast pieces of the quantize stage: the fallback's search order, NNCF model-type
+detection, fidelity arithmetic, and the SQNR combination."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from edgedistill.config import QuantizeConfig
+from edgedistill.errors import EdgedistillError
+from edgedistill.quantize.fallback import _next_k
+from edgedistill.quantize.fidelity import Budget, compare
+from edgedistill.quantize.nncf_ov import resolve_model_type
+from edgedistill.quantize.sensitivity import _combine_db
+
+
+def test_search_doubles_then_bisects_to_the_smallest_passing_count():
+    passes = lambda k: k >= 6  # noqa: E731
+    lo, hi, tried = 0, None, []
+    while (k := _next_k(lo, hi, cap=25)) is not None:
+        tried.append(k)
+        lo, hi = (lo, k) if passes(k) else (k, hi)
+    assert tried == [1, 2, 4, 8, 6, 5] and hi == 6
+    assert _next_k(25, None, cap=25) is None and _next_k(16, None, cap=25) == 25
+
+
+def _graph(op: str, path):
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4])
+    node = helper.make_node(op, ["input"], ["out"], **({"axis": -1} if op == "Softmax" else {}))
+    onnx.save(helper.make_model(helper.make_graph([node], "g", [x], [y]), opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_nncf_model_type_follows_the_graph(tmp_path):
+    assert resolve_model_type(QuantizeConfig(), _graph("Softmax", tmp_path / "t.onnx")) == "transformer"
+    assert resolve_model_type(QuantizeConfig(), _graph("Relu", tmp_path / "c.onnx")) == "cnn"
+    assert resolve_model_type(QuantizeConfig(nncf_model_type="transformer"), tmp_path / "c.onnx") == "transformer"
+    with pytest.raises(EdgedistillError):
+        resolve_model_type(QuantizeConfig(nncf_model_type="vit"), tmp_path / "c.onnx")
+
+
+def test_fidelity_uses_embedding_for_cosine_and_logits_for_top1():
+    rng = np.random.default_rng(0)
+    ref = {"embedding": rng.standard_normal((8, 5)), "logits": rng.standard_normal((8, 3))}
+    same = compare(ref, ref)
+    assert math.isclose(same.cosine, 1.0) and same.top1 == 1.0 and same.meets(Budget(0.99, 0.99))
+    flipped = compare(ref, {"embedding": -ref["embedding"], "logits": -ref["logits"]})
+    assert flipped.cosine < 0 and flipped.top1 < 1 and not flipped.meets(Budget(0.5, 0.0))
+    assert compare({"out": ref["embedding"]}, {"out": ref["embedding"]}).top1 is None
+
+
+def test_sqnr_of_two_equal_noise_sources_is_3db_lower():
+    assert math.isclose(_combine_db([30.0, 30.0]), 30.0 - 10 * math.log10(2), rel_tol=1e-9)
+    assert _combine_db([]) == math.inf
