@@ -7,6 +7,7 @@ import traceback
 from pathlib import Path
 
 import click
+from rich.markup import escape  # paths and pip extras like [tensorrt] are not markup
 
 from .errors import EdgedistillError
 
@@ -38,7 +39,7 @@ def _print_written(pipe, produced) -> None:
 
     for artifact in produced:
         state = " (pending: finish on the device)" if artifact.status == "pending" else ""
-        console.print(f"wrote [bold]{artifact.name}[/bold] -> {pipe.workdir / artifact.path}{state}")
+        console.print(f"wrote [bold]{artifact.name}[/bold] -> {escape(str(pipe.workdir / artifact.path))}{state}")
 
 
 @click.group(context_settings=CONTEXT)
@@ -76,9 +77,9 @@ def build(target, config_path, overrides, out, force):
     pipe = _pipeline(out, target, config_path, overrides, force)
     report = pipe.build()
     console.print(summary_table(report))
-    console.print(f"build folder: [bold]{out}[/bold]  (manifest.json, report/report.md, report/report.html)")
+    console.print(f"build folder: [bold]{escape(str(out))}[/bold]  (manifest.json, report/report.md, report/report.html)")
     for step in report.get("remaining_steps") or []:
-        console.print(f"[yellow]remaining:[/yellow] {step}")
+        console.print(f"[yellow]remaining:[/yellow] {escape(step)}")
 
 
 def _stage_command(name: str, doc: str):
@@ -144,18 +145,34 @@ def compile_command(path, target, config_path, overrides, force):
 @click.argument("build_dir", type=click.Path(file_okay=False, path_type=Path))
 @_common
 @click.option("--force", is_flag=True, help="Measure again even when nothing changed.")
-def bench(build_dir, target, config_path, overrides, force):
+@click.option("--iterations", type=int, help="Timed runs per artifact (after warm-up).")
+@click.option("--warmup", type=int, help="Untimed runs before timing.")
+@click.option("--time-budget", type=float, help="Stop timing an artifact after this many seconds.")
+@click.option("--batch-sizes", help="Throughput sweep, e.g. 1,4,8.")
+@click.option("--threads", type=int, help="Runtime threads.")
+@click.option("--pin-cpus", help="Pin the process to these CPUs while timing, e.g. 0-3.")
+@click.option("--eval-dir", type=click.Path(exists=True, file_okay=False), help="Labelled folder (one subfolder per class) for kNN / linear-probe accuracy.")
+@click.option("--efficiency-from", multiple=True, type=click.Path(exists=True, dir_okay=False), help="Measured bench.json to learn the estimator's efficiency from (repeatable).")
+def bench(build_dir, target, config_path, overrides, force, iterations, warmup, time_budget, batch_sizes, threads, pin_cpus, eval_dir, efficiency_from):
     """Time every artifact that runs here and measure its fidelity: BUILD_DIR/bench/bench.json.
+
+    Artifacts for a device that is not here get roofline estimates, labelled "estimated".
 
     \b
     Examples:
-      edgedistill bench runs/exp --force
-      edgedistill bench runs/exp --set bench.iterations=500 --set bench.threads=4
+      edgedistill bench runs/exp --force --iterations 500 --threads 4 --pin-cpus 0-3
+      edgedistill bench runs/exp --batch-sizes 1,8,32 --eval-dir /data/val_labelled
+      edgedistill bench runs/orin --target jetson-orin-nano --efficiency-from orin-bench.json
     """
+    import json
+
     from .progress import console
     from .report import summary_table
 
-    pipe = _pipeline(build_dir, target, config_path, overrides, force)
+    options = {"iterations": iterations, "warmup": warmup, "time_budget_s": time_budget, "batch_sizes": batch_sizes,
+               "threads": threads, "pin_cpus": pin_cpus, "eval_dir": eval_dir, "efficiency_from": list(efficiency_from) or None}
+    extra = tuple(f"bench.{key}={json.dumps(value)}" for key, value in options.items() if value is not None)
+    pipe = _pipeline(build_dir, target, config_path, overrides + extra, force)
     pipe.bench()
     console.print(summary_table(pipe.report()))
 
@@ -211,7 +228,7 @@ def targets():
         table.add_column(column)
     for profile in list_targets():
         ok, why = profile.runs_on_this_host()
-        table.add_row(profile.name, ", ".join(profile.backends), ", ".join(profile.precisions), profile.device, "yes" if ok else f"no: {why}")
+        table.add_row(profile.name, ", ".join(profile.backends), ", ".join(profile.precisions), profile.device, "yes" if ok else escape(f"no: {why}"))
     console.print(table)
 
 

@@ -107,8 +107,18 @@ class Pipeline:
         from .bench import stage
 
         found = self.need("student", "onnx-fp32", "evalset")
-        key = _key(self.cfg.section_hash("bench"), self.target, sorted(a.sha256 for a in found.values()))
+        key = _key(self.cfg.section_hash("bench"), self.target, sorted(a.sha256 for a in found.values()), self._bench_input_digests())
         return self._run_stage("bench", key, lambda: [stage.run(self.cfg, self.artifacts(), self.workdir, self.target)])
+
+    def _bench_input_digests(self) -> list:
+        """Content of files the bench config only names by path, so edits to them re-run bench."""
+        from .artifacts import sha256_file
+
+        digests = [sha256_file(Path(p)) for p in self.cfg.bench.efficiency_from if Path(p).is_file()]
+        if self.cfg.bench.eval_dir and Path(self.cfg.bench.eval_dir).is_dir():
+            root = Path(self.cfg.bench.eval_dir)
+            digests.append(sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file()))
+        return digests
 
     def report(self) -> dict:
         from .report_stage import write_build_report

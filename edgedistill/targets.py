@@ -53,9 +53,13 @@ class TargetProfile:
         if host_arch != self.arch:
             return False, f"target is {self.arch}, this host is {host_arch}"
         for name in self.backends:
-            ok, reason = get_backend(name).availability()
+            backend = get_backend(name)
+            ok, reason = backend.availability()
             if not ok:
                 return False, f"{name}: {reason}"
+            wanted = self.device.upper()
+            if wanted != "AUTO" and wanted not in backend.devices():
+                return False, f"{name} sees no {self.device} device here (it has: {', '.join(backend.devices()) or 'none'})"
         return True, ""
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from edgedistill.backends import get_backend
 from edgedistill.bench.measure import size_on_disk_mb
 from edgedistill.bench.memory import PeakMemory, gpu_memory_mb
 from edgedistill.bench.throughput import batch_of, batch_sizes, sweep
+from edgedistill.errors import EdgedistillError
 
 from .test_bench_fixtures import embedder
 
@@ -33,6 +35,9 @@ def test_batch_helpers():
     assert batch_of(x, 7)[:, 0].tolist() == [0, 1, 2, 0, 1, 2, 0]
     assert batch_sizes((), 1, 1, 8) == [1, 8]
     assert batch_sizes((4, 2, 2), 1, 1, 8) == [2, 4]
+    assert batch_sizes(("1,4, 8",), 1, 1, 8) == [1, 4, 8]  # as --set bench.batch_sizes=1,4,8 gives it
+    with pytest.raises(EdgedistillError):
+        batch_sizes(("a",), 1, 1, 8)
 
 
 def test_peak_memory_sees_an_allocation_freed_before_exit():

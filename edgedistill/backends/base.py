@@ -80,6 +80,10 @@ class Backend(abc.ABC):
     def availability(self) -> tuple[bool, str]:
         """(True, '') when usable here, else (False, reason with the fix)."""
 
+    def devices(self) -> list[str]:
+        """Device kinds this runtime can use on this host (CPU, GPU, NPU, DLA)."""
+        return ["CPU"] if self.is_available() else []
+
     def is_available(self) -> bool:
         return self.availability()[0]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends.base import Runner
+from ..errors import EdgedistillError
 from .latency import measure_latency
 
 
@@ -15,7 +16,12 @@ def batch_of(inputs: np.ndarray, batch: int) -> np.ndarray:
 
 
 def batch_sizes(requested: tuple, main: int, batch_opt: int, batch_max: int) -> list[int]:
-    sizes = [int(b) for b in requested] if requested else [main, batch_opt, batch_max]
+    """(1, 4), ("1,4,8",) or () -> sorted sizes; () means the main batch plus the target's opt and max."""
+    parts = [p for item in requested for p in str(item).replace(" ", "").split(",") if p]
+    try:
+        sizes = [int(p) for p in parts] if parts else [main, batch_opt, batch_max]
+    except ValueError:
+        raise EdgedistillError(f"bench.batch_sizes {list(requested)} holds a non-integer", "write sizes such as [1, 4, 8] or \"1,4,8\"") from None
     return sorted({b for b in sizes if b >= 1})
 
 
