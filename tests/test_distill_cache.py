@@ -34,7 +34,7 @@ def test_cached_step_loss_equals_online_step_loss(caches, dtype, tol):
     cached = stage.prepare(load_config(None, TINY + [f"distill.cache={dirs[dtype]}"]), None).job
     entries = [0, 3, 4, 5]  # crosses a shard boundary
     cached_batch = default_collate([cached.dataset[(j, 0)] for j in entries])
-    online_batch = default_collate([online.dataset[(cached.dataset.index[j], cached.dataset.seed[j])] for j in entries])
+    online_batch = default_collate([online.dataset[(int(cached.dataset.index[j]), int(cached.dataset.seed[j]))] for j in entries])
     assert torch.equal(cached_batch["view"], online_batch["view"])  # the seed regenerates the exact pixels
     objective = objective_for(cfg.distill, True)
     autocast = autocast_for(cfg.distill, torch.device("cpu"))

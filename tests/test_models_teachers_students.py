@@ -79,3 +79,16 @@ def test_students_train_one_step_against_a_vit_teacher(name, size, maskable):
     assert torch.isfinite(loss) and set(parts) == {"t0.token", "t0.patch", "t0.feature"}
     assert (parts["t0.patch"].item() > 0) is maskable
     assert backbone.blocks[0].attn.qkv.weight.grad is not None if maskable else any(p.grad is not None for p in backbone.parameters())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("open_clip") is None, reason="needs the [vl] extra (open_clip_torch)")
+def test_open_clip_tower_summary_is_the_clip_image_embedding():
+    import open_clip
+
+    teacher = create_teacher(TeacherConfig(name="open_clip:ViT-B-32", pretrained=False))
+    reference = open_clip.create_model("ViT-B-32").eval()
+    reference.visual.load_state_dict(teacher.model.visual.state_dict())
+    x = torch.randn(1, 3, 224, 224)
+    targets = teacher.targets(x)
+    assert teacher.grid == (7, 7) and targets.patches.shape == (1, 49, 768)
+    assert torch.allclose(targets.token, reference.encode_image(x), atol=1e-5)

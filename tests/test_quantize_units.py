@@ -12,7 +12,8 @@ from onnx import TensorProto, helper
 
 from edgedistill.config import QuantizeConfig
 from edgedistill.errors import EdgedistillError
-from edgedistill.quantize.fallback import _next_k
+from edgedistill.quantize.fallback import _clearly_better, _next_k
+from edgedistill.quantize.fidelity import Fidelity
 from edgedistill.quantize.fidelity import Budget, compare
 from edgedistill.quantize.nncf_ov import resolve_model_type
 from edgedistill.quantize.sensitivity import _combine_db
@@ -57,3 +58,22 @@ def test_fidelity_uses_embedding_for_cosine_and_logits_for_top1():
 def test_sqnr_of_two_equal_noise_sources_is_3db_lower():
     assert math.isclose(_combine_db([30.0, 30.0]), 30.0 - 10 * math.log10(2), rel_tol=1e-9)
     assert _combine_db([]) == math.inf
+
+
+def test_output_layers_are_the_quantizable_nodes_that_write_graph_outputs(tmp_path):
+    import torch
+
+    from edgedistill.export.onnx_export import export_onnx
+    from edgedistill.quantize.fallback import output_layers, quantizable_layers
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 5)).eval()
+    path = export_onnx(model, [3, 8, 8], tmp_path / "m.onnx", ["logits"])
+    assert output_layers(path, ("Conv", "Gemm", "MatMul")) == ["/3/Gemm"]
+    assert quantizable_layers(path, ("Conv", "Gemm", "MatMul")) == 2
+
+
+def test_below_budget_more_float_layers_must_buy_real_fidelity():
+    fewer = Fidelity(cosine=0.9931, top1=0.875, samples=48)
+    assert not _clearly_better(Fidelity(0.9939, 0.875, 48), fewer)  # same top-1, +0.0008 cosine: keep fewer float layers
+    assert _clearly_better(Fidelity(0.9921, 0.896, 48), fewer)
+    assert _clearly_better(Fidelity(0.9990, None, 48), Fidelity(0.9931, None, 48))

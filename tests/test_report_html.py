@@ -94,7 +94,7 @@ def test_tables_per_target_with_all_columns(comparison_html):
                 "size MB", "cosine vs fp32", "top-1 vs fp32", "top-1 vs teacher"):
         assert col in header
     assert len(x86) == 6 and len(jetson) == 3
-    assert "estimate (error)" in jetson[0] and "≈1.90 ms (-20.8%)" in jetson[1]
+    assert "estimate (error)" in jetson[0] and "≈1.90 ms(-20.8%)" in jetson[1]  # one figure per line in HTML
     # Build and host are named under each artifact in a comparison.
     assert jetson[1][1] == "tensorrt-fp16runs/jetson@orin-agx-01"
 

@@ -124,7 +124,7 @@ def test_estimate_error_is_printed_in_markdown_and_html():
     assert "estimate (error)" in md
     assert "≈1.90 ms (-20.8%)" in md and "≈1.20 ms (-20.0%)" in md
     html = render_html(comp)
-    assert "≈1.90 ms (-20.8%)" in html
+    assert "≈1.90 ms<br>(-20.8%)" in html  # estimate, then its error, on two lines
 
 
 def test_merging_nothing_is_a_user_error():

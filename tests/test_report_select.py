@@ -87,19 +87,55 @@ def test_measured_without_latency_is_skipped():
     assert select_artifact(bench)["artifact"] == "openvino-fp32"
 
 
-def test_no_measured_and_no_reference_selects_none():
+def test_estimates_only_selects_nothing():
     sel = select_artifact(load("estimated"))
-    assert sel["artifact"] is None
-    assert "no measured artifact" in sel["reason"] and "2 estimated" in sel["reason"]
-    assert "no fp32 ONNX Runtime reference" in sel["reason"]
+    assert sel == {"artifact": None, "reason": "nothing measured on this target yet; estimates only"}
 
 
-def test_reference_fallback_even_when_not_measured():
+def test_estimates_only_never_stars_the_fp32_reference():
+    # A real host build for a Jetson: estimated TensorRT rows plus an unmeasured fp32 reference.
+    bench = load("orin_estimates")
+    ref = copy.deepcopy(bench["artifacts"][0])
+    ref.update(name="onnx-fp32", backend="onnxruntime", precision="fp32", status="estimated")
+    bench["artifacts"].append(ref)
+    sel = select_artifact(bench)
+    assert sel == {"artifact": None, "reason": "nothing measured on this target yet; estimates only"}
+    report = make_report(bench)
+    assert report["selected"]["artifact"] is None
+
+
+def test_nothing_measured_names_the_statuses_when_not_only_estimates():
     bench = load("estimated")
     ref = copy.deepcopy(bench["artifacts"][0])
     ref.update(name="onnxruntime-fp32", backend="onnxruntime", precision="fp32", status="pending")
     bench["artifacts"].append(ref)
-    assert select_artifact(bench)["artifact"] == "onnxruntime-fp32"
+    sel = select_artifact(bench)
+    assert sel["artifact"] is None  # no fallback to a reference nobody measured
+    assert sel["reason"] == "nothing measured on this target yet (2 estimated, 1 pending)"
+
+
+def test_measured_reference_is_still_the_fallback_when_the_budget_is_missed():
+    bench = load("estimated")
+    ref = copy.deepcopy(bench["artifacts"][0])
+    ref.update(name="onnxruntime-fp32", backend="onnxruntime", precision="fp32", status="measured",
+               fidelity={"cosine_vs_fp32": 1.0, "top1_agreement_vs_fp32": 1.0})
+    bench["artifacts"].append(ref)
+    bench["target"]["min_cosine"] = 1.01
+    sel = select_artifact(bench)
+    assert sel["artifact"] == "onnxruntime-fp32" and "fell back to the fp32 reference" in sel["reason"]
+
+
+def test_no_reference_to_fall_back_to():
+    bench = load("sample")
+    bench["artifacts"] = [a for a in bench["artifacts"] if a["name"] != "onnxruntime-fp32"]
+    bench["target"]["min_cosine"] = 1.01
+    sel = select_artifact(bench)
+    assert sel["artifact"] is None and "no fp32 ONNX Runtime reference to fall back to" in sel["reason"]
+
+
+def test_real_bench_with_new_row_fields_selects_as_before():
+    sel = select_artifact(load("probe"))
+    assert sel["artifact"] == "onnxruntime-int8" and "within the budget" in sel["reason"]
 
 
 def test_ties_go_to_the_smaller_file():

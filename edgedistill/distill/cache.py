@@ -44,7 +44,7 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
     out_dir, device = Path(out_dir), pick_device(cfg.distill.device)
     teachers = create_teachers(cfg.teacher)
     source = ImageSource(cfg.data.source, cfg.data.max_images)
-    size = view_size_for(cfg, [t.data_config for t in teachers], None)
+    size = view_size_for(cfg, [t.data_config for t in teachers])
     views = AugmentedViews(source, size, cfg.data)
     seed = cfg.distill.seed + 3
     keys = [(i, view_seed(seed, i, k)) for i in range(len(views)) for k in range(augmentations)]
@@ -137,7 +137,7 @@ class CachedViews(Dataset):
             with safe_open(str(self.dir / shard["file"]), framework="pt") as f:
                 index.append(f.get_tensor("index"))
                 seed.append(f.get_tensor("seed"))
-        self.index, self.seed = torch.cat(index).tolist(), torch.cat(seed).tolist()
+        self.index, self.seed = torch.cat(index).numpy(), torch.cat(seed).numpy()  # compact at ImageNet x K scale
         self._handles: dict[int, object] = {}
 
     def __len__(self) -> int:
@@ -151,8 +151,9 @@ class CachedViews(Dataset):
 
     def __getitem__(self, key) -> dict:
         j = key[0] if isinstance(key, (tuple, list)) else key
-        view, bad = self.views.view(self.index[j], self.seed[j])
-        item = {"view": view, "index": self.index[j], "seed": self.seed[j], "bad": bad}
+        index, seed = int(self.index[j]), int(self.seed[j])
+        view, bad = self.views.view(index, seed)
+        item = {"view": view, "index": index, "seed": seed, "bad": bad}
         handle, row = self._row(j)
         for i in range(self.n_teachers):
             item[f"t{i}.token"] = handle.get_slice(f"t{i}.token")[row]

@@ -50,11 +50,11 @@ def resume_hash(cfg: BuildConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def view_size_for(cfg: BuildConfig, teacher_data_configs: list[dict], student_data_config: dict | None) -> int:
+def view_size_for(cfg: BuildConfig, teacher_data_configs: list[dict]) -> int:
+    """data.view_size, else the largest model input, so no model sees an upsampled view."""
     if cfg.data.view_size:
         return cfg.data.view_size
-    sizes = [c["input_size"][-1] for c in teacher_data_configs] + ([student_data_config["input_size"][-1]] if student_data_config else [])
-    return max(sizes)
+    return max([c["input_size"][-1] for c in teacher_data_configs] + [cfg.student.img_size])
 
 
 @dataclasses.dataclass
@@ -81,7 +81,7 @@ def _teacher_sources(cfg: BuildConfig, data_config: dict):
         teachers = [{**t, "weight": w} for t, w in zip(meta["teachers"], weights)]
         return CachedViews(cfg.distill.cache, views, meta), CachedTargets([t["grid"] for t in teachers]), teachers, load_cached_classifier(cfg.distill.cache, meta)
     live = create_teachers(cfg.teacher)
-    size = view_size_for(cfg, [t.data_config for t in live], data_config)
+    size = view_size_for(cfg, [t.data_config for t in live])
     views = AugmentedViews(ImageSource(cfg.data.source, cfg.data.max_images), size, cfg.data)
     teachers = [{"name": t.name, "dim": t.dim, "patch_dim": t.patch_dim, "grid": list(t.grid), "data_config": t.data_config, "weight": t.weight} for t in live]
     classifier = canonical_classifier(copy.deepcopy(live[0].classifier).cpu()) if live[0].classifier is not None else None

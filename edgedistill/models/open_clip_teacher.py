@@ -19,7 +19,9 @@ def import_open_clip():
     try:
         import open_clip
     except ImportError as exc:
-        raise EdgedistillError("open_clip teachers need the package 'open_clip_torch', which is not installed", "pip install 'edgedistill[vl]'") from exc
+        missing = (exc.name or "").split(".")[0]
+        what = "the package 'open_clip_torch', which is not installed" if missing in ("", "open_clip") else f"'{missing}' (a dependency of open_clip_torch), which is not installed"
+        raise EdgedistillError(f"open_clip teachers need {what}", "pip install 'edgedistill[vl]'") from exc
     return open_clip
 
 

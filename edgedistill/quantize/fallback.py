@@ -1,7 +1,8 @@
 """Accuracy-aware INT8 fallback for ONNX Runtime: keep the most sensitive layers in float until
 fidelity on held-out views (never the calibration views) is within the target's budget.
 
-1. Calibrate once; quantize everything; measure held-out fidelity against fp32. Done if within budget.
+0. The layers that write graph outputs stay float (`quantize.float_output_layers`).
+1. Calibrate once; quantize everything else; measure held-out fidelity against fp32. Done if within budget.
 2. Rank layers by sensitivity (one pass, see sensitivity.py).
 3. Re-quantize with the k most sensitive layers excluded (`nodes_to_exclude`), reusing the
    calibration ranges: k doubles until the budget is met, then bisects down to the smallest
@@ -25,31 +26,56 @@ from .ort_static import prepare, quantize_ort_static
 REPORTED_SENSITIVITY = 10  # the worst layers listed in the artifact record
 
 
+def output_layers(onnx_path: Path, op_types: tuple) -> list[str]:
+    """Quantizable nodes whose output is a graph output (the model's heads)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    outputs = {o.name for o in graph.output}
+    return [n.name for n in graph.node if n.op_type in op_types and outputs & set(n.output)]
+
+
+def quantizable_layers(onnx_path: Path, op_types: tuple) -> int:
+    import onnx
+
+    return sum(n.op_type in op_types for n in onnx.load(str(onnx_path), load_external_data=False).graph.node)
+
+
 @dataclass
 class FallbackResult:
-    float_layers: list[str]
+    float_layers: list[str]  # every node left in float: the output layers, then the sensitive ones
     plain: Fidelity  # every quantizable layer in INT8
     final: Fidelity  # the model written
     within_budget: bool
     quantizable_layers: int = 0
+    output_layers: list[str] = field(default_factory=list)
     trials: list[dict] = field(default_factory=list)
     sensitivity_db: dict[str, float] = field(default_factory=dict)
 
     def as_record(self) -> dict:
         return {
             "float_layers": self.float_layers, "within_budget": self.within_budget,
-            "quantizable_layers": self.quantizable_layers, "plain_int8": self.plain.as_dict(), "final": self.final.as_dict(),
+            "quantizable_layers": self.quantizable_layers, "output_layers": self.output_layers, "plain_int8": self.plain.as_dict(), "final": self.final.as_dict(),
             "trials": self.trials, "most_sensitive_db": {k: round(v, 2) for k, v in list(self.sensitivity_db.items())[:REPORTED_SENSITIVITY]},
         }
 
     def summary(self) -> str:
         def fmt(f: Fidelity) -> str:
             return f"top-1 {f.top1:.3f}, cosine {f.cosine:.4f}" if f.top1 is not None else f"cosine {f.cosine:.4f}"
-        if not self.float_layers:
-            return f"all layers INT8 ({fmt(self.final)} on held-out views)"
+        sensitive = len(self.float_layers) - len(self.output_layers)
+        heads = f" ({len(self.output_layers)} output layer{'s' if len(self.output_layers) != 1 else ''} kept float)" if self.output_layers else ""
+        if not sensitive:
+            return f"{self.quantizable_layers - len(self.float_layers)} of {self.quantizable_layers} layers INT8{heads}: {fmt(self.final)} on held-out views"
         verdict = "within budget" if self.within_budget else "STILL BELOW BUDGET"
-        return (f"kept {len(self.float_layers)} of {self.quantizable_layers} layers in float: {fmt(self.plain)} -> {fmt(self.final)} "
-                f"on held-out views ({verdict})")
+        return (f"kept {sensitive} sensitive layers in float{heads}, {self.quantizable_layers - len(self.float_layers)} of "
+                f"{self.quantizable_layers} INT8: {fmt(self.plain)} -> {fmt(self.final)} on held-out views ({verdict})")
+
+
+def _clearly_better(candidate: Fidelity, incumbent: Fidelity, cosine_margin: float = 1e-3) -> bool:
+    """When nothing meets the budget: more float layers must buy more top-1, or clearly more cosine."""
+    if candidate.top1 is not None and incumbent.top1 is not None and candidate.top1 != incumbent.top1:
+        return candidate.top1 > incumbent.top1
+    return candidate.cosine > incumbent.cosine + cosine_margin
 
 
 def _next_k(lo: int, hi: int | None, cap: int) -> int | None:
@@ -66,22 +92,23 @@ def quantize_with_fallback(onnx_path: Path, out_path: Path, calibration: np.ndar
         prepared = prepare(onnx_path, tmp / "prepared.onnx")
         ranges = tmp / "ranges.json"
         reference = run_model(prepared, holdout)
+        fixed = output_layers(prepared, tuple(cfg.op_types)) if cfg.float_output_layers else []
 
         def trial(excluded: list[str]) -> tuple[Fidelity, Path]:
             path = tmp / f"int8-k{len(excluded)}.onnx"
-            quantize_ort_static(prepared, path, calibration, cfg, nodes_to_exclude=excluded, ranges_cache=ranges, prepared=True)
+            quantize_ort_static(prepared, path, calibration, cfg, nodes_to_exclude=fixed + excluded, ranges_cache=ranges, prepared=True)
             return compare(reference, run_model(path, holdout)), path
 
         plain, plain_path = trial([])
-        result = FallbackResult([], plain, plain, plain.meets(budget))
+        result = FallbackResult(list(fixed), plain, plain, plain.meets(budget), quantizable_layers(prepared, tuple(cfg.op_types)), list(fixed))
         chosen = plain_path
         if not result.within_budget and cfg.fallback:
             from .sensitivity import layer_sensitivity
 
             sensitivity = layer_sensitivity(prepared, plain_path, calibration[: cfg.sensitivity_samples], tuple(cfg.op_types))
-            ranking = list(sensitivity)
-            cap = max(1, int(len(ranking) * cfg.fallback_max_float_share))
-            result.sensitivity_db, result.quantizable_layers = sensitivity, len(ranking)
+            ranking = [name for name in sensitivity if name not in fixed]
+            cap = max(1, int(result.quantizable_layers * cfg.fallback_max_float_share) - len(fixed))
+            result.sensitivity_db = sensitivity
             best: tuple[Fidelity, int, Path] = (plain, 0, plain_path)
             lo, hi = 0, None
             with progress_bar(transient=True) as bar:
@@ -97,9 +124,9 @@ def quantize_with_fallback(onnx_path: Path, out_path: Path, calibration: np.ndar
                         hi, best = k, (fid, k, path)
                     else:
                         lo = k
-                        if hi is None and fid.score() > best[0].score():
+                        if hi is None and _clearly_better(fid, best[0]):
                             best = (fid, k, path)
             final, k, chosen = best
-            result.final, result.float_layers, result.within_budget = final, ranking[:k], final.meets(budget)
+            result.final, result.float_layers, result.within_budget = final, fixed + ranking[:k], final.meets(budget)
         shutil.copyfile(chosen, out_path)
     return result

@@ -19,6 +19,11 @@ class Column:
     header: str
     cell: Callable[[dict], str]
     numeric: bool = False
+    short: str = ""  # the console's header, where the terminal is narrow
+
+    @property
+    def console_header(self) -> str:
+        return self.short or self.header
 
 
 def num(value, digits: int = 2) -> str:
@@ -34,11 +39,21 @@ def status_text(row: dict) -> str:
     return str(row.get("status") or "unknown")
 
 
-def latency(row: dict, key: str) -> str:
-    value = (row.get("latency_ms") or {}).get(key)
-    text = num(value)
+def ms(value) -> str:
+    """Milliseconds: two decimals, three below 0.1 ms so tiny models do not all read 0.04."""
+    if not isinstance(value, (int, float)):
+        return DASH
+    return f"{value:.3f}" if abs(value) < 0.1 else f"{value:.2f}"
+
+
+def approx(row: dict, text: str) -> str:
     # "≈" marks an estimator's figure so it is never read as a measurement.
     return f"≈{text}" if row.get("status") == "estimated" and text != DASH else text
+
+
+def latency(row: dict, key: str) -> str:
+    """One latency percentile; estimates have only a p50 (p90/p99 are null) and show a dash there."""
+    return approx(row, ms((row.get("latency_ms") or {}).get(key)))
 
 
 def fid(row: dict, key: str) -> object:
@@ -46,45 +61,110 @@ def fid(row: dict, key: str) -> object:
 
 
 def estimate_error(row: dict) -> str:
-    """'≈1.90 ms (-20.8%)': the host's estimate that a device measurement replaced, and its error."""
+    """How far the roofline estimate was from this row's measurement: '≈1.90 ms (-20.8%)'.
+
+    Two sources: the host's estimate that a device measurement replaced (merge.py), and the
+    row's own `estimate` (bench.efficiency_from: what the estimator would have said for it)."""
+    parts = []
     for rep in row.get("replaces") or []:
         if rep.get("status") == "estimated":
-            est = num((rep.get("latency_ms") or {}).get("p50"))
-            err = rep.get("estimate_error_pct")
-            return f"≈{est} ms ({err:+.1f}%)" if isinstance(err, (int, float)) else f"≈{est} ms"
-    return DASH
+            parts.append(_est_text((rep.get("latency_ms") or {}).get("p50"), rep.get("estimate_error_pct")))
+            break
+    own = row.get("estimate") if isinstance(row.get("estimate"), dict) else {}
+    if row.get("status") == "measured" and isinstance(own.get("error_pct"), (int, float)):
+        text = _est_text(own.get("p50_ms"), own.get("error_pct"))
+        if text not in parts:
+            parts.append(text)
+    return "; ".join(parts) or DASH
+
+
+def _est_text(p50, err) -> str:
+    shown = f"≈{ms(p50)} ms" if isinstance(p50, (int, float)) else "estimate"
+    return f"{shown} ({err:+.1f}%)" if isinstance(err, (int, float)) else shown
+
+
+def ips(value) -> str:
+    """Images per second: one decimal, none from 1000 up."""
+    if not isinstance(value, (int, float)):
+        return DASH
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.1f}"
 
 
 def _throughput(row: dict) -> str:
-    text = num(row.get("throughput_ips"), 1)
-    return f"≈{text}" if row.get("status") == "estimated" and text != DASH else text
+    return approx(row, ips(row.get("throughput_ips")))
+
+
+def sweep(row: dict) -> list[dict]:
+    """The row's throughput entries by batch size (bench.batch_sizes), [] when it has none."""
+    entries = row.get("throughput")
+    if not isinstance(entries, list):
+        return []
+    return sorted((t for t in entries if isinstance(t, dict)), key=lambda t: t.get("batch") or 0)
+
+
+def throughput_by_batch(row: dict) -> str:
+    """'b1 2942 / b4 7417': throughput at each batch size measured (a failed size shows a dash);
+    a row without a sweep shows its one figure at its batch."""
+    entries = sweep(row)
+    if not entries:
+        text = _throughput(row)
+        return text if text == DASH else f"b{row.get('batch') or 1} {text}"
+    return " / ".join(f"b{t.get('batch')} {approx(row, ips(t.get('throughput_ips')))}" for t in entries)
+
+
+def peak_memory(row: dict) -> str:
+    """'988 (+1.4)': the process's peak RSS while the artifact loaded and ran, and its rise over
+    the RSS just before; ', GPU 120' where GPU memory was sampled."""
+    mem = row.get("memory") if isinstance(row.get("memory"), dict) else {}
+    peak, delta, gpu = mem.get("peak_rss_mb"), mem.get("peak_rss_delta_mb"), mem.get("gpu_mb")
+    parts = []
+    if isinstance(peak, (int, float)):
+        parts.append(f"{peak:.0f}" + (f" (+{delta:.1f})" if isinstance(delta, (int, float)) else ""))
+    if isinstance(gpu, (int, float)):
+        parts.append(f"GPU {gpu:.0f}")
+    return ", ".join(parts) or DASH
 
 
 BASE_COLUMNS = [
     Column("artifact", lambda r: str(r.get("artifact") or DASH)),
     Column("backend", lambda r: str(r.get("backend") or DASH)),
-    Column("precision", lambda r: str(r.get("precision") or DASH)),
+    Column("precision", lambda r: str(r.get("precision") or DASH), short="prec."),
     Column("status", status_text),
     Column("p50 ms", lambda r: latency(r, "p50"), True),
     Column("p90 ms", lambda r: latency(r, "p90"), True),
     Column("p99 ms", lambda r: latency(r, "p99"), True),
     Column("img/s", _throughput, True),
-    Column("size MB", lambda r: num(r.get("size_mb"), 1), True),
-    Column("cosine vs fp32", lambda r: num(fid(r, "cosine_vs_fp32"), 4), True),
-    Column("top-1 vs fp32", lambda r: pct(fid(r, "top1_agreement_vs_fp32")), True),
-    Column("top-1 vs teacher", lambda r: pct(fid(r, "top1_agreement_vs_teacher")), True),
+    Column("size MB", lambda r: num(r.get("size_mb"), 1), True, short="MB"),
+    Column("cosine vs fp32", lambda r: num(fid(r, "cosine_vs_fp32"), 4), True, short="cosine"),
+    Column("top-1 vs fp32", lambda r: pct(fid(r, "top1_agreement_vs_fp32")), True, short="top-1 fp32"),
+    Column("top-1 vs teacher", lambda r: pct(fid(r, "top1_agreement_vs_teacher")), True, short="top-1 teacher"),
 ]
+
+# Shown only when some row has them (a labelled bench.eval_dir, a memory probe, an estimate to check).
+KNN = Column("kNN top-1", lambda r: pct(fid(r, "knn_top1")), True, short="kNN")
+PROBE = Column("linear probe top-1", lambda r: pct(fid(r, "linear_probe_top1")), True, short="probe")
+MEMORY = Column("peak mem MB", peak_memory, True, short="mem MB")
+ESTIMATE = Column("estimate (error)", estimate_error, True, short="estimate (err)")
 
 
 def columns_for(rows: list[dict], origin: bool = False) -> list[Column]:
-    """The base columns, plus build and host when `origin`, plus the estimate a measurement
-    replaced when there is one. Notes are long: renderers list them under the table."""
+    """The base columns, plus build and host when `origin`, plus optional columns when any row
+    has their data: kNN / linear-probe top-1, peak memory and the estimate's error against a
+    measurement. With a batch sweep the img/s column lists each batch size. Notes are long:
+    renderers list them under the table."""
     cols = list(BASE_COLUMNS)
     if origin:
         cols[1:1] = [Column("build", lambda r: str(r.get("build"))),
                      Column("host", lambda r: host_label(r.get("host")))]
-    if any(r.get("replaces") for r in rows):
-        cols.append(Column("estimate (error)", estimate_error, True))
+    if any(len(sweep(r)) > 1 for r in rows):
+        at = next(i for i, c in enumerate(cols) if c.header == "img/s")
+        cols[at] = Column("img/s", throughput_by_batch, True)
+    cols += [c for c, key in ((KNN, "knn_top1"), (PROBE, "linear_probe_top1"))
+             if any(fid(r, key) is not None for r in rows)]
+    if any(peak_memory(r) != DASH for r in rows):
+        cols.append(MEMORY)
+    if any(estimate_error(r) != DASH for r in rows):
+        cols.append(ESTIMATE)
     return cols
 
 

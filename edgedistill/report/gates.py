@@ -16,7 +16,11 @@ def _who(row: dict) -> str:
     return f"{row.get('target')}/{row.get('artifact')} (build {row.get('build')}, host {host_label(row.get('host'))})"
 
 
-def _gated_rows(doc: dict, artifact: str | None) -> tuple[list[dict], list[str]]:
+_GATE_TEXT = {"_latency": "latency gate (p50 <= {:g} ms)", "_cosine": "cosine gate (>= {:g})",
+              "_size": "size gate (<= {:g} MB)"}
+
+
+def _gated_rows(doc: dict, artifact: str | None, gates: list) -> tuple[list[dict], list[str]]:
     """The rows to gate and violations found while choosing them."""
     rows = doc.get("rows") or []
     if artifact is not None:
@@ -29,7 +33,9 @@ def _gated_rows(doc: dict, artifact: str | None) -> tuple[list[dict], list[str]]
     for sel in effective_selections(doc):
         name, build, target = sel.get("artifact"), sel.get("build"), sel.get("target")
         if name is None:
-            problems.append(f"{target} (build {build}): no artifact selected: {sel.get('reason', '')}")
+            # Nothing to gate (e.g. estimates only): each requested gate could not be checked.
+            problems.extend(f"{target} (build {build}): {_GATE_TEXT[fn.__name__].format(limit)} not checked: "
+                            f"no artifact selected ({sel.get('reason', '')})" for fn, limit in gates)
             continue
         # A selected row may now be a measured row that replaced its estimate (merge.py).
         match = [r for r in rows if r.get("target") == target and r.get("artifact") == name
@@ -75,11 +81,11 @@ def _size(row: dict, limit: float) -> str | None:
 def check_gates(report_or_comparison: dict, *, max_latency_ms: float | None, min_cosine: float | None,
                 max_size_mb: float | None, artifact: str | None = None) -> list[str]:
     """One line per violation; an empty list means every requested gate passed."""
-    gates = [(fn, limit) for fn, limit in ((_latency, max_latency_ms), (_cosine, min_cosine), (_size, max_size_mb))
+    gates = [(fn, float(limit)) for fn, limit in ((_latency, max_latency_ms), (_cosine, min_cosine), (_size, max_size_mb))
              if limit is not None]
     if not gates:
         return []
-    rows, violations = _gated_rows(to_comparison(report_or_comparison), artifact)
+    rows, violations = _gated_rows(to_comparison(report_or_comparison), artifact, gates)
     for row in rows:
-        violations.extend(v for fn, limit in gates if (v := fn(row, float(limit))) is not None)
+        violations.extend(v for fn, limit in gates if (v := fn(row, limit)) is not None)
     return violations

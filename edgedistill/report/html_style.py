@@ -17,10 +17,11 @@ code { font: 12.5px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace
 .selected { background: var(--sel); border: 1px solid #d4a72c; border-radius: 6px; padding: 8px 12px; margin: 8px 0; }
 .table-wrap { overflow-x: auto; margin: 10px 0; }
 table { border-collapse: collapse; font-size: 13px; width: 100%; }
-th, td { border: 1px solid var(--line); padding: 5px 8px; text-align: left; vertical-align: top; }
+th, td { border: 1px solid var(--line); padding: 5px 7px; text-align: left; vertical-align: top; }
 th { background: var(--soft); font-weight: 600; vertical-align: bottom; }
 td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 td.name, td.text { white-space: nowrap; }
+
 td.name .origin { font-size: 12px; color: var(--muted); font-weight: normal; }
 ul.notes { margin: 4px 0 8px; padding-left: 20px; color: var(--muted); font-size: 13px; }
 tr.row-selected td { background: var(--sel); font-weight: 600; }

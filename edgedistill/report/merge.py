@@ -71,7 +71,7 @@ def _source(doc: dict, label: str) -> dict:
     selected = doc.get("selected") if kind == "report" and isinstance(doc.get("selected"), dict) else None
     steps = doc.get("remaining_steps") if kind == "report" else None
     build = doc.get("build") or {}
-    return {
+    src = {
         "build": label,
         "path": doc.get("_source"),
         "schema": doc.get("schema"),
@@ -84,13 +84,27 @@ def _source(doc: dict, label: str) -> dict:
         "selected": copy.deepcopy(selected or select_artifact(doc)),
         "remaining_steps": list(steps if steps is not None else default_remaining_steps(doc)),
     }
+    # Other top-level bench fields (settings, estimator, ...) pass through to the source.
+    handled = {"artifacts", "build", "target", "host", "eval", "selected", "remaining_steps", "schema", "created"}
+    src.update({k: copy.deepcopy(v) for k, v in doc.items()
+                if k not in handled and k not in src and not str(k).startswith("_")})
+    return src
+
+
+# Fields every row has (None when the bench left them out); renderers and replacement rely on them.
+_ROW_FIELDS = ("backend", "precision", "device", "status", "size_mb", "batch", "threads", "latency_ms",
+               "throughput_ips", "fidelity", "notes", "path")
+# Set by the merge itself: an artifact field of the same name never overrides them.
+_MERGE_FIELDS = ("build", "target", "host", "artifact", "selected", "estimate_error_pct", "replaces")
 
 
 def _row(art: dict, src: dict, index: int) -> dict:
-    keep = ("backend", "precision", "device", "status", "size_mb", "batch", "threads", "latency_ms",
-            "throughput_ips", "fidelity", "notes", "path")
+    """A comparison row: every field of the artifact record (new bench fields such as `estimate`,
+    `roofline_ms`, `throughput` and `memory` pass through untouched) plus where it came from."""
     row = {"build": src["build"], "target": src["target"], "host": src["host"], "artifact": art.get("name")}
-    row.update({k: copy.deepcopy(art.get(k)) for k in keep})
+    row.update({k: None for k in _ROW_FIELDS})
+    row.update({k: copy.deepcopy(v) for k, v in art.items()
+                if k != "name" and k not in _MERGE_FIELDS and not str(k).startswith("_")})
     row.update(selected=art.get("name") == src["selected"].get("artifact"),
                estimate_error_pct=None, replaces=[], _input=index)
     return row
@@ -118,7 +132,8 @@ def _replace_estimates(rows: list[dict]) -> list[dict]:
             meas = rows[cands[0]]
             err = _error_pct(row, meas)
             meas["replaces"].append({"build": row["build"], "host": host_label(row["host"]), "status": row["status"],
-                                     "latency_ms": row["latency_ms"], "estimate_error_pct": err})
+                                     "latency_ms": row["latency_ms"], "estimate_error_pct": err,
+                                     "estimate": row.get("estimate")})
             if meas["estimate_error_pct"] is None:
                 meas["estimate_error_pct"] = err
             meas["selected"] = meas["selected"] or row["selected"]

@@ -11,6 +11,12 @@ from .plots import latency_bars_png, latency_fidelity_png
 from .merge import host_label, to_comparison
 
 _STATUS_CLASS = ("measured", "estimated", "pending", "failed")
+# Cells holding several figures, and how they split into lines.
+_STACKED = {
+    "img/s": lambda text: text.split(" / "),                    # b1 2942 / b4 7417
+    "peak mem MB": lambda text: text.replace(" (", "\0(").replace(", ", "\0").split("\0"),
+    "estimate (error)": lambda text: text.replace(" (", "\0(").replace("; ", "\0").split("\0"),
+}
 
 
 def e(text: object) -> str:
@@ -51,6 +57,10 @@ def _table(rows: list[dict], origin: bool) -> str:
             elif col.header == "artifact":
                 sub = f'<div class="origin">{e(origin_text(row))}</div>' if origin else ""
                 cells.append(f'<td class="name">{e(col.cell(row))}{sub}</td>')
+            elif col.header in _STACKED:
+                # Several figures in one cell: one per line keeps the table inside the page.
+                lines = [e(part) for part in _STACKED[col.header](col.cell(row))]
+                cells.append(f'<td class="num stack">{"<br>".join(lines)}</td>')
             else:
                 cells.append(f'<td class="{"num" if col.numeric else "text"}">{e(col.cell(row))}</td>')
         cls_attr = f' class="{" ".join(classes)}"' if classes else ""

@@ -3,6 +3,8 @@
 The rule is fixed by docs/report-schema.md. Estimated figures never win: only a measured
 latency says how fast an artifact really is. A null fidelity value does not disqualify
 (e.g. no classifier means no top-1 agreement), but the reason says it was not checked.
+With nothing measured on the target at all, nothing is selected: the fp32 reference is a
+fallback for a budget nobody meets, not a choice to make from estimates.
 """
 
 from __future__ import annotations
@@ -63,20 +65,31 @@ def select_artifact(report: dict) -> dict:
             reason += f"; {' and '.join(unchecked)} not computed for it, so not checked"
         return {"artifact": best.get("name"), "reason": reason}
 
-    why = _no_candidate_reason(arts, measured, budget)
+    if not measured:
+        return {"artifact": None, "reason": _nothing_measured_reason(arts)}
+    why = _no_candidate_reason(measured, budget)
     ref = reference_artifact(report)
     if ref is None:
         return {"artifact": None, "reason": f"{why}; no fp32 ONNX Runtime reference to fall back to"}
     return {"artifact": ref.get("name"), "reason": f"{why}; fell back to the fp32 reference"}
 
 
-def _no_candidate_reason(arts: list[dict], measured: list[dict], budget) -> str:
-    if not measured:
-        counts: dict[str, int] = {}
-        for a in arts:
-            status = str(a.get("status") or "unknown")
-            counts[status] = counts.get(status, 0) + 1
-        seen = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no artifacts"
-        return f"no measured artifact to choose from ({seen})"
+NOTHING_MEASURED = "nothing measured on this target yet"
+
+
+def _nothing_measured_reason(arts: list[dict]) -> str:
+    """'nothing measured on this target yet; estimates only' (or the statuses there are instead)."""
+    counts: dict[str, int] = {}
+    for a in arts:
+        status = str(a.get("status") or "unknown")
+        status = "measured without a latency" if status == "measured" else status
+        counts[status] = counts.get(status, 0) + 1
+    if counts and set(counts) <= {"estimated"}:
+        return f"{NOTHING_MEASURED}; estimates only"
+    seen = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no artifacts"
+    return f"{NOTHING_MEASURED} ({seen})"
+
+
+def _no_candidate_reason(measured: list[dict], budget) -> str:
     misses = "; ".join(f"{a.get('name')}: {', '.join(_failures(a, budget))}" for a in measured)
     return f"no measured artifact within the budget ({misses})"
