@@ -222,6 +222,17 @@ def merge_override(data: dict, keys: list[str], value: Any) -> None:
     node[keys[-1]] = value
 
 
+def read_yaml_mapping(path: Path, what: str, example: str) -> dict:
+    """A YAML file that must hold a mapping; syntax errors become one-line user errors."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise EdgedistillError(f"{what} '{path}' is not valid YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from exc
+    if not isinstance(loaded, dict):
+        raise EdgedistillError(f"{what} '{path}' must hold a mapping", example)
+    return loaded
+
+
 def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = (), base: dict | None = None) -> BuildConfig:
     """Defaults, then `base` (e.g. a target's overrides), then the YAML file, then --set overrides."""
     data: dict = {}
@@ -231,12 +242,7 @@ def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | lis
         path = Path(path)
         if not path.is_file():
             raise EdgedistillError(f"config file '{path}' does not exist", "pass an existing YAML file to --config")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise EdgedistillError(f"config file '{path}' is not valid YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from exc
-        if not isinstance(loaded, dict):
-            raise EdgedistillError(f"config file '{path}' must hold a mapping", "write sections such as 'distill: {steps: 100}'")
+        loaded = read_yaml_mapping(path, "config file", "write sections such as 'distill: {steps: 100}'")
         for section, values in loaded.items():
             if isinstance(values, dict) and isinstance(data.get(section), dict):
                 data[section].update(values)

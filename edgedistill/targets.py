@@ -6,9 +6,7 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from .config import from_dict
+from .config import from_dict, read_yaml_mapping
 from .errors import EdgedistillError
 from .profiles import bundled_dir, bundled_names
 
@@ -74,12 +72,7 @@ def load_target(name_or_path: str) -> TargetProfile:
         if not path.is_file():
             known = ", ".join(bundled_names("targets"))
             raise EdgedistillError(f"unknown target '{name_or_path}'", f"choose one of: {known}, or pass a profile file path")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise EdgedistillError(f"target file '{path}' is not valid YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from exc
-    if not isinstance(data, dict):
-        raise EdgedistillError(f"target file '{path}' must hold a mapping", "see targets/x86-cpu.yaml for the fields")
+    data = read_yaml_mapping(path, "target file", "see targets/x86-cpu.yaml for the fields")
     data.setdefault("name", path.stem)
     profile = from_dict(TargetProfile, data, where=f"target {path.stem}")
     return TargetProfile(**{**profile.__dict__, "source": str(path)})
