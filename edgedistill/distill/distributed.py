@@ -43,14 +43,10 @@ def init(device_kind: str) -> DistContext:
     return DistContext(rank, world, local_rank)
 
 
-def wrap(module: nn.Module, ctx: DistContext, device: torch.device, find_unused: bool, fsdp: bool = False) -> nn.Module:
-    """DDP (or FSDP2 fully_shard for large students) around the trainable module."""
+def wrap(module: nn.Module, ctx: DistContext, device: torch.device, find_unused: bool) -> nn.Module:
+    """DDP around the trainable module (students are small; FSDP is not wired in yet)."""
     if not ctx.active:
         return module
-    if fsdp:
-        from torch.distributed.fsdp import fully_shard
-
-        return fully_shard(module)
     ids = [device.index if device.index is not None else ctx.local_rank] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
 

@@ -64,9 +64,9 @@ class FallbackResult:
             return f"top-1 {f.top1:.3f}, cosine {f.cosine:.4f}" if f.top1 is not None else f"cosine {f.cosine:.4f}"
         sensitive = len(self.float_layers) - len(self.output_layers)
         heads = f" ({len(self.output_layers)} output layer{'s' if len(self.output_layers) != 1 else ''} kept float)" if self.output_layers else ""
-        if not sensitive:
-            return f"{self.quantizable_layers - len(self.float_layers)} of {self.quantizable_layers} layers INT8{heads}: {fmt(self.final)} on held-out views"
         verdict = "within budget" if self.within_budget else "STILL BELOW BUDGET"
+        if not sensitive:
+            return f"{self.quantizable_layers - len(self.float_layers)} of {self.quantizable_layers} layers INT8{heads}: {fmt(self.final)} on held-out views ({verdict})"
         return (f"kept {sensitive} sensitive layers in float{heads}, {self.quantizable_layers - len(self.float_layers)} of "
                 f"{self.quantizable_layers} INT8: {fmt(self.plain)} -> {fmt(self.final)} on held-out views ({verdict})")
 

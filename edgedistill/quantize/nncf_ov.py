@@ -2,8 +2,8 @@
 
 The scheme follows the graph: model_type=TRANSFORMER (LayerNorm, Softmax and GELU stay in float,
 SmoothQuant on the MatMuls) when the ONNX graph has LayerNormalization or Softmax, plain
-otherwise. Measured on EfficientNet-Lite0: TRANSFORMER on a CNN changes 22% of top-1 decisions,
-plain keeps 90%. With a validation set, nncf.quantize_with_accuracy_control reverts the most
+otherwise. Measured on EfficientNet-Lite0 (96 photo crops): the TRANSFORMER scheme on this CNN keeps
+top-1 0.865 against fp32, the plain one 0.896. With a validation set, nncf.quantize_with_accuracy_control reverts the most
 harmful quantizers until the drop is within `nncf_max_drop`.
 """
 
