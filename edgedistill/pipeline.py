@@ -92,14 +92,15 @@ class Pipeline:
         from .quantize import stage
 
         onnx = self.need("onnx-fp32")["onnx-fp32"]
-        key = _key(self.cfg.section_hash("quantize"), self.target.name, self.target.calibration, self.target.backends, self.target.precisions, onnx.sha256)
+        key = _key(self.cfg.section_hash("quantize"), self.target.name, self.target.calibration, self.target.backends, self.target.precisions,
+                   self.target.min_cosine, self.target.min_top1_agreement, onnx.sha256)
         return self._run_stage("quantize", key, lambda: stage.run(self.cfg, {"onnx": onnx}, self.workdir, self.target))
 
     def compile(self) -> list[Artifact]:
         from .backends import compile_stage
 
         found = self.need("onnx-fp32")
-        inputs = {"onnx": found["onnx-fp32"], **{k: v for k, v in found.items() if k == "onnxruntime-int8"}}
+        inputs = {"onnx": found["onnx-fp32"], **{k: v for k, v in found.items() if k in ("onnxruntime-int8", "trt-calibration")}}
         key = _key(self.target, sorted(a.sha256 for a in inputs.values()))
         return self._run_stage("compile", key, lambda: compile_stage.run(self.cfg, inputs, self.workdir, self.target))
 

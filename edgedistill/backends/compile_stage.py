@@ -37,7 +37,9 @@ def _tensorrt(inputs: dict, workdir: Path, target: TargetProfile) -> list[Artifa
         source = inputs.get("onnxruntime-int8") if precision == "int8" else inputs["onnx"]
         if source is not None:
             onnx_files[precision] = source.abspath(workdir)
-    bundle = write_bundle(workdir / "trt_bundle", onnx_files, target)
+    calibration = inputs.get("trt-calibration")  # the exact batch the QDQ graph was calibrated on
+    calibration_npy = calibration.abspath(workdir) / "calibration.npy" if calibration is not None else None
+    bundle = write_bundle(workdir / "trt_bundle", onnx_files, target, calibration_npy)
     records = [Artifact.record(workdir, bundle, kind="trt-bundle", name="tensorrt-bundle", parents=[inputs["onnx"].name],
                                backend="tensorrt", device=target.device, status="pending", data_config=inputs["onnx"].data_config,
                                extra={"precisions": sorted(onnx_files)})]

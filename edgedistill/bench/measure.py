@@ -48,9 +48,22 @@ def size_on_disk_mb(path: Path) -> float:
     return round(sum(p.stat().st_size for p in files) / 1e6, 3)
 
 
+def quantization_note(artifact: Artifact) -> str:
+    """Which layers the accuracy-aware fallback kept in float, so the report shows the trade."""
+    fallback = artifact.extra.get("fallback")
+    if not fallback:
+        return ""
+    layers = artifact.extra.get("float_layers") or []
+    budget = "within" if fallback.get("within_budget") else "NOT within"
+    shown = ", ".join(layers[:6]) + (f" (+{len(layers) - 6} more)" if len(layers) > 6 else "")
+    return f"{len(layers)} layer(s) kept in float ({shown or 'none'}); {budget} the fidelity budget on held-out views"
+
+
 def measure(artifact: Artifact, workdir: Path, device: str, plan: Plan, timed: bool) -> dict:
     row = {"name": artifact.name, "path": artifact.path, "backend": artifact.backend, "precision": artifact.precision,
            "device": device, "size_mb": size_on_disk_mb(artifact.abspath(workdir)), "batch": plan.batch, "threads": plan.threads}
+    if artifact.extra.get("fallback"):
+        row["quantization"] = {"float_layers": artifact.extra.get("float_layers") or [], "within_budget": artifact.extra["fallback"].get("within_budget")}
     try:
         runner = get_backend(artifact.backend).runner(model_file(artifact, workdir), device=device, threads=plan.threads)
         # Peak memory spans activation (weights, runtime arenas) and inference; timing adds nothing to it.
@@ -63,7 +76,7 @@ def measure(artifact: Artifact, workdir: Path, device: str, plan: Plan, timed: b
             row["runtime_settings"] = runner.runtime_settings()
             if timed:
                 stats = measure_latency(runner, {"input": batch_of(plan.inputs, plan.batch)}, **plan.timing())
-                row.update(status="measured", latency_ms=stats.as_dict(), throughput_ips=round(plan.batch * 1000.0 / stats.mean, 2), notes="")
+                row.update(status="measured", latency_ms=stats.as_dict(), throughput_ips=round(plan.batch * 1000.0 / stats.mean, 2), notes=quantization_note(artifact))
                 main = {"batch": plan.batch, "status": "measured", "latency_ms": stats.as_dict(), "throughput_ips": row["throughput_ips"]}
                 others = sweep(runner, plan.inputs, [b for b in plan.batch_sizes if b != plan.batch], **plan.timing())
                 row["throughput"] = sorted([main, *others], key=lambda t: t["batch"])
