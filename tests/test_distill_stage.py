@@ -41,7 +41,7 @@ def test_two_teachers_vit_student_with_registers_loads_in_plain_timm(tmp_path):
 
 
 def test_cnn_like_student_turns_the_patch_level_off(tmp_path, capsys):
-    cfg = load_config(None, BASE + ["student.name=repvit_m0_9", "student.img_size=64"])
+    cfg = load_config(None, BASE + ["student.name=repvit_m0_9", "student.img_size=64", "distill.channels_last=true"])
     artifact = stage.run(cfg, {}, tmp_path)
     assert artifact.extra["train"]["patch_level"] is False
     assert "masked patch distillation is off" in " ".join(capsys.readouterr().err.split())

@@ -8,7 +8,6 @@ import copy
 import dataclasses
 import hashlib
 import json
-import logging
 import random
 import shutil
 from pathlib import Path
@@ -34,8 +33,7 @@ from .trainer import TrainJob, pick_device, train
 CONFIG_SECTIONS = ("teacher", "student", "data", "distill")
 STATE_DIR = "distill_state"
 # Settings that change neither the arithmetic nor the data: a checkpoint stays valid across them.
-NOT_HASHED = {"resume", "checkpoint_every", "tensorboard", "num_workers", "device", "compile"}
-log = logging.getLogger(__name__)
+NOT_HASHED = {"resume", "checkpoint_every", "tensorboard", "num_workers", "device", "compile", "log_every"}
 
 
 def seed_everything(seed: int) -> None:
