@@ -134,6 +134,8 @@ class Manifest:
         return cls(root)
 
     def save(self) -> None:
+        if os.environ.get("RANK", "0") != "0":
+            return  # under torchrun only rank 0 owns the build folder's manifest
         self.data["updated"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         write_json_atomic(self.root / MANIFEST, self.data)
 

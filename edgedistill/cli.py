@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -74,6 +75,8 @@ def build(target, config_path, overrides, out, force):
     from .progress import console
     from .report import summary_table
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise EdgedistillError("only `edgedistill distill` runs under torchrun", "torchrun ... -m edgedistill distill BUILD, then edgedistill build BUILD on one process")
     pipe = _pipeline(out, target, config_path, overrides, force)
     report = pipe.build()
     console.print(summary_table(report))
@@ -208,6 +211,29 @@ def report(paths, out, max_latency_ms, min_cosine, max_size_mb):
     violations = check_gates(doc, max_latency_ms=max_latency_ms, min_cosine=min_cosine, max_size_mb=max_size_mb)
     if violations:
         raise GateError("gate failed: " + "; ".join(violations))
+
+
+@cli.command(name="cache-teacher", context_settings=CONTEXT)
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (teacher, data, distill sections are used).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
+@click.option("--augmentations", "-k", type=int, default=10, show_default=True, help="Augmented views stored per image.")
+def cache_teacher_command(out_dir, config_path, overrides, augmentations):
+    """Run the teacher(s) once over K augmented views per image and store their outputs (fp16).
+
+    Distillation can then train from the cache without loading the teacher.
+
+    \b
+    Examples:
+      edgedistill cache-teacher cache/ --set data.source=/data/images -k 10
+      edgedistill distill runs/exp --set distill.cache=cache/
+    """
+    from .config import load_config
+    from .distill.cache import cache_teacher
+    from .progress import console
+
+    written = cache_teacher(load_config(config_path, overrides), out_dir, augmentations)
+    console.print(f"wrote teacher cache -> {escape(str(written))}")
 
 
 @cli.command(context_settings=CONTEXT)

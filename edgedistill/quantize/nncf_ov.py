@@ -9,6 +9,8 @@ harmful quantizers until the drop is within `nncf_max_drop`.
 
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +67,8 @@ def quantize_openvino_int8(onnx_path: Path, xml_path: Path, batch: np.ndarray, c
     `validation` is (inputs, fp32 reference of the metric output: logits, else embedding);
     with it and cfg.nncf_accuracy_control, accuracy control is used.
     """
+    # nncf imports torch's cpp_extension, which warns about a missing CUDA runtime on CPU hosts.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     try:
         import nncf
         import openvino as ov
