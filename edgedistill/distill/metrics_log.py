@@ -59,5 +59,6 @@ class MetricsLog:
             self.writer.close()
 
     def mean_loss(self, first: bool, window: int = 10) -> float:
+        window = max(1, min(window, len(self.rows) // 2))  # short logs: first and last halves never overlap
         rows = self.rows[:window] if first else self.rows[-window:]
         return sum(r["loss"] for r in rows) / max(1, len(rows))
