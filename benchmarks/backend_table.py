@@ -22,7 +22,7 @@ import numpy as np
 
 from edgedistill.backends import get_backend
 from edgedistill.backends.openvino_backend import convert_to_ir
-from edgedistill.bench.fidelity import fidelity, run_all
+from edgedistill.bench.fidelity import fidelity
 from edgedistill.bench.host import describe_host
 from edgedistill.bench.latency import measure_latency
 from edgedistill.config import QuantizeConfig
@@ -90,7 +90,7 @@ def measure(variants: list[dict], inputs: np.ndarray, teacher_logits, threads: i
     with ExitStack() as stack:
         for variant in variants:
             runner = stack.enter_context(get_backend(variant["backend"]).runner(variant["path"], threads=threads, **variant.get("options", {})))
-            outputs = run_all(runner, inputs)
+            outputs = runner.infer_all(inputs)
             reference = reference or outputs  # the first variant is ORT fp32
             runners.append(runner)
             rows.append({"name": variant["name"], **fidelity(outputs, reference, teacher_logits), "settings": runner.runtime_settings(), "p50s": []})

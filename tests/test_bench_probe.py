@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from edgedistill.backends import get_backend
-from edgedistill.bench.fidelity import run_all
 from edgedistill.bench.labelled import list_labelled, load_labelled, preprocess
 from edgedistill.bench.probe import probe_accuracy
 from edgedistill.errors import EdgedistillError
@@ -40,7 +39,7 @@ def test_probe_accuracy_of_a_real_runtime_embedding(fashion_folder, tmp_path):
     x, y, classes = load_labelled(fashion_folder, DATA_CONFIG, max_images=300)
     assert x.shape == (300, 3, 16, 16) and len(classes) == 10 and np.bincount(y).tolist() == [30] * 10
     with get_backend("onnxruntime").runner(embedder(tmp_path / "m.onnx", dim=64), threads=1) as runner:
-        embeddings = run_all(runner, x)["embedding"]
+        embeddings = runner.infer_all(x)["embedding"]
     result = probe_accuracy(embeddings, y, k=5)
     # Chance is 10%; a random ReLU projection of the pixels keeps enough to sort clothing.
     assert result["knn_top1"] > 0.4 and result["linear_probe_top1"] > 0.4

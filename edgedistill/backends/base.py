@@ -46,6 +46,14 @@ class Runner(abc.ABC):
         self._last_inference_time = time.perf_counter() - start
         return outputs
 
+    def infer_all(self, inputs: np.ndarray, input_name: str = "input", batch: int = 16) -> dict[str, np.ndarray]:
+        """Outputs for every row of `inputs`, inferred `batch` rows at a time and concatenated."""
+        parts: dict[str, list] = {}
+        for start in range(0, len(inputs), batch):
+            for name, value in self.infer({input_name: inputs[start : start + batch]}).items():
+                parts.setdefault(name, []).append(value)
+        return {name: np.concatenate(values) for name, values in parts.items()}
+
     def last_inference_time(self) -> float | None:
         """Seconds taken by the last `infer` call (host wall clock, includes copies)."""
         return self._last_inference_time

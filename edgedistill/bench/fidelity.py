@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backends.base import Runner
-from ..export.parity import rowwise_cosine, top1_agreement
-
-
-def run_all(runner: Runner, inputs: np.ndarray, input_name: str = "input", batch: int = 16) -> dict[str, np.ndarray]:
-    """Outputs for every evaluation input, in batches."""
-    chunks: dict[str, list] = {}
-    for start in range(0, len(inputs), batch):
-        for name, value in runner.infer({input_name: inputs[start : start + batch]}).items():
-            chunks.setdefault(name, []).append(value)
-    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+from ..metrics import rowwise_cosine, top1_agreement
 
 
 def fidelity(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], teacher_logits: np.ndarray | None) -> dict:

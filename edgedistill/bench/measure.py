@@ -9,7 +9,7 @@ import numpy as np
 
 from ..artifacts import Artifact
 from ..backends import get_backend
-from .fidelity import fidelity, run_all
+from .fidelity import fidelity
 from .latency import measure_latency
 from .memory import PeakMemory
 from .probe import probe_accuracy
@@ -68,10 +68,10 @@ def measure(artifact: Artifact, workdir: Path, device: str, plan: Plan, timed: b
         runner = get_backend(artifact.backend).runner(model_file(artifact, workdir), device=device, threads=plan.threads)
         # Peak memory spans activation (weights, runtime arenas) and inference; timing adds nothing to it.
         with PeakMemory() as memory, runner:
-            outputs = run_all(runner, plan.inputs)
+            outputs = runner.infer_all(plan.inputs)
             row["fidelity"] = fidelity(outputs, plan.reference, plan.teacher_logits)
             if plan.labelled is not None:
-                embeddings = run_all(runner, plan.labelled[0])["embedding"]
+                embeddings = runner.infer_all(plan.labelled[0])["embedding"]
                 row["fidelity"].update(probe_accuracy(embeddings, plan.labelled[1], k=plan.knn_k))
             row["runtime_settings"] = runner.runtime_settings()
             if timed:

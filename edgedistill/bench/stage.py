@@ -22,7 +22,6 @@ from .device_rows import device_rows
 from .estimate.apply import add_roofline, estimate_row, predict_measured
 from .estimate.efficiency import PRIOR_EFFICIENCY, fit, load_samples, samples_of
 from .estimate.peaks import from_target, host_cpu
-from .fidelity import run_all
 from .host import describe_host
 from .labelled import load_labelled
 from .measure import Plan, measure
@@ -41,7 +40,7 @@ def _plan(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, targe
     threads = cfg.bench.threads or target.bench_threads or (len(cpus) if cpus else None)
     ref_path = artifacts["onnx-fp32"].abspath(workdir)
     with get_backend("onnxruntime").runner(ref_path, threads=threads) as ref_runner:
-        reference = run_all(ref_runner, inputs)
+        reference = ref_runner.infer_all(inputs)
     labelled = None
     if cfg.bench.eval_dir:
         x, y, _ = load_labelled(cfg.bench.eval_dir, artifacts["onnx-fp32"].data_config, cfg.bench.eval_max_images)

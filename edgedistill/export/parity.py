@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..metrics import rowwise_cosine, top1_agreement
+
 
 @dataclass
 class Parity:
@@ -20,17 +22,6 @@ class Parity:
     def describe(self) -> str:
         top1 = f", top-1 agreement {self.top1_agreement:.3f}" if self.top1_agreement is not None else ""
         return f"min cosine {self.cosine_min:.6f}, max abs {self.max_abs:.3g} ({self.rel_max_abs:.3g} relative){top1}"
-
-
-def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a.reshape(a.shape[0], -1).astype(np.float64)
-    b = b.reshape(b.shape[0], -1).astype(np.float64)
-    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return (a * b).sum(1) / np.maximum(denom, 1e-12)
-
-
-def top1_agreement(logits_a: np.ndarray, logits_b: np.ndarray) -> float:
-    return float((logits_a.argmax(-1) == logits_b.argmax(-1)).mean())
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, reference_logits: np.ndarray | None = None, candidate_logits: np.ndarray | None = None) -> Parity:

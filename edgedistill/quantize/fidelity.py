@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import rowwise_cosine, top1_agreement
+
 INPUT_NAME = "input"
 
 
@@ -43,22 +45,14 @@ def main_output(outputs: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray]) -> Fidelity:
-    a = main_output(reference).reshape(len(main_output(reference)), -1).astype(np.float64)
-    b = main_output(candidate).reshape(len(a), -1).astype(np.float64)
-    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
-    top1 = None
-    if "logits" in reference and "logits" in candidate:
-        top1 = float((reference["logits"].argmax(-1) == candidate["logits"].argmax(-1)).mean())
-    return Fidelity(float(cosine.mean()), top1, int(len(a)))
+    cosine = rowwise_cosine(main_output(reference), main_output(candidate))
+    top1 = top1_agreement(reference["logits"], candidate["logits"]) if "logits" in reference and "logits" in candidate else None
+    return Fidelity(float(cosine.mean()), top1, int(len(cosine)))
 
 
 def run_model(path: Path, batch: np.ndarray, backend: str = "onnxruntime", chunk: int = 16, **options) -> dict[str, np.ndarray]:
     """All outputs of the model at `path` for `batch`, run through a backends runner."""
     from ..backends import get_backend
 
-    parts: dict[str, list] = {}
     with get_backend(backend).runner(Path(path), **options) as runner:
-        for start in range(0, len(batch), chunk):
-            for name, value in runner.infer({INPUT_NAME: batch[start : start + chunk]}).items():
-                parts.setdefault(name, []).append(value)
-    return {name: np.concatenate(values) for name, values in parts.items()}
+        return runner.infer_all(batch, INPUT_NAME, chunk)
