@@ -31,7 +31,7 @@ class TargetProfile:
     bench_threads: int | None = None
     # Fidelity budget: the selected artifact must keep these against the fp32 student.
     min_cosine: float = 0.98
-    min_top1_agreement: float = 0.9
+    min_top1_agreement: float = 0.99
     # Toolchain the device ships (e.g. a JetPack's TensorRT), checked before building there.
     tensorrt_version: str | None = None
     jetpack: str | None = None
