@@ -73,6 +73,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--large", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("runs/distill_quality"))
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for augmentation (use most cores on a GPU host)")
     args = parser.parse_args()
     s = dict(transfer=3000, k=2, steps=300, batch=64, teacher_size=112, student_size=64, depth=4, patch=8, probe_train=3000, probe_test=2000, lr=1e-3)
     if args.large:
@@ -92,6 +93,7 @@ def main():
         "student.name=vit_tiny_patch16_224", f"student.img_size={s['student_size']}", f"student.model_args={{depth: {s['depth']}, patch_size: {s['patch']}}}",
         f"data.source={transfer_dir}", "data.scale_min=0.35", f"distill.steps={s['steps']}", f"distill.batch_size={s['batch']}",
         f"distill.warmup_steps={s['steps'] // 10}", f"distill.lr={s['lr']}", "distill.checkpoint_every=0", "distill.log_every=25",
+        f"distill.num_workers={args.workers}",
     ]
     started = time.perf_counter()
     cfg = load_config(None, overrides)

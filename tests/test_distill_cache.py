@@ -15,6 +15,7 @@ TINY = [
     "teacher.extra=[{name: resnet10t, pretrained: false, img_size: 32, weight: 0.5}]",
     "student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}",
     "data.max_images=3", "distill.batch_size=4", "distill.steps=2", "distill.warmup_steps=1", "distill.tensorboard=false",
+    "distill.device=cpu",  # cache and online step on the same device and precision, also on GPU hosts
 ]
 
 

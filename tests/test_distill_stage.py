@@ -31,7 +31,7 @@ def test_two_teachers_vit_student_with_registers_loads_in_plain_timm(tmp_path):
     assert any(k.startswith("extra_heads.0.token.") for k in heads) and "heads.mask_token" in heads
     log = (student / "train_log.csv").read_text().splitlines()
     assert "t1.feature" in log[0] and len(log) == 3
-    plain = timm.create_model(spec["architecture"], pretrained=True, pretrained_cfg_overlay={"file": str(student / "student.safetensors")},
+    plain = timm.create_model(spec["architecture"], pretrained=True, pretrained_cfg_overlay={"file": str(student / "student.safetensors"), "custom_load": False},
                               num_classes=0, img_size=spec["img_size"], **spec["model_args"]).eval()
     deploy, _ = load_deploy_model(student)
     x = torch.randn(1, 3, 32, 32)

@@ -43,7 +43,7 @@ def test_student_loads_with_plain_timm(tiny_build):
     backbone, _, _, spec = load_student(tiny_build / "student")
     plain = timm.create_model(
         spec["architecture"], pretrained=True, num_classes=0, img_size=spec["img_size"],
-        pretrained_cfg_overlay={"file": str(tiny_build / "student" / "student.safetensors")}, **spec["model_args"],
+        pretrained_cfg_overlay={"file": str(tiny_build / "student" / "student.safetensors"), "custom_load": False}, **spec["model_args"],
     ).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

@@ -1,7 +1,8 @@
 """Students: any timm model built headless; saved as student.safetensors + student.json.
 
 student.safetensors holds only the timm backbone, so
-`timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=dict(file=...), **model_args)`
+`timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=dict(file=..., custom_load=False), **model_args)`
+(custom_load=False: timm releases before 1.0.31 otherwise route ViT files to the JAX .npz loader)
 loads it with no edgedistill code. The distillation heads and the teacher's classifier (used
 for top-1 agreement) sit beside it in heads.safetensors.
 """
@@ -93,7 +94,7 @@ def load_student(student_dir: Path) -> tuple[nn.Module, ProteusHeads, nn.Sequent
     spec = read_spec(student_dir)
     backbone = create_backbone(
         spec["architecture"], spec.get("img_size"), spec.get("model_args", {}),
-        pretrained=True, pretrained_cfg_overlay={"file": str(student_dir / STUDENT_WEIGHTS)},
+        pretrained=True, pretrained_cfg_overlay={"file": str(student_dir / STUDENT_WEIGHTS), "custom_load": False},
     )
     heads = ProteusHeads(spec["student_dim"], spec["teacher"]["dim"], spec["teacher"]["patch_dim"], spec.get("summary_dim"))
     state = load_file(str(student_dir / HEADS_WEIGHTS))
