@@ -85,32 +85,54 @@ class Artifact:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temp file beside `path`, then rename: readers never see half a file."""
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """Write to a temp file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, default=str)
-        handle.write("\n")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json_atomic(path: Path, data: dict) -> Path:
+    return write_bytes_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
 @contextlib.contextmanager
 def atomic_output(final: Path) -> Iterator[Path]:
-    """Yield a temp path (file or folder) beside `final`; rename it into place only on success."""
+    """Yield a temp path (file or folder) beside `final`; it replaces `final` only on success.
+
+    A previous `final` survives a failure untouched, and on success it is moved aside before
+    the rename, so there is no moment when `final` holds a mix of old and new content.
+    """
+    final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
     if tmp.exists():
-        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+        _remove(tmp)
     try:
         yield tmp
     except BaseException:
         if tmp.exists():
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+            _remove(tmp)
         raise
-    if final.exists():
-        shutil.rmtree(final) if final.is_dir() and not final.is_symlink() else final.unlink()
+    old = final.parent / f".{final.name}.old-{os.getpid()}"
+    if final.exists() or final.is_symlink():
+        os.replace(final, old)
     os.replace(tmp, final)
+    if old.exists() or old.is_symlink():
+        _remove(old)
 
 
 class Manifest:

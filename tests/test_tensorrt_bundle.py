@@ -14,7 +14,7 @@ import pytest
 
 from edgedistill.backends import trt_bundle
 from edgedistill.backends.trt_bundle import compile_bundle, trtexec_command, write_bundle
-from edgedistill.backends.trt_io import sha256_file
+from edgedistill.artifacts import sha256_file
 from edgedistill.errors import EdgedistillError
 from edgedistill.targets import load_target
 

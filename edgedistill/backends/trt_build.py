@@ -17,7 +17,7 @@ from ..errors import EdgedistillError
 from ..targets import TargetProfile
 from . import trt_onnx as ox
 from .trt_env import cuda_device, import_tensorrt
-from .trt_io import atomic_write_bytes, sha256_file
+from ..artifacts import sha256_file, write_bytes_atomic
 from .trt_precision import keep_fp32
 from .trt_preflight import PRECISIONS, errors, preflight
 from .trt_support import parse_version
@@ -116,7 +116,7 @@ def build_engine(
 
     # An old tag must never vouch for the new engine, so drop it before the engine lands.
     sidecar_path(out_path).unlink(missing_ok=True)
-    atomic_write_bytes(out_path, bytes(serialized))
+    write_bytes_atomic(out_path, bytes(serialized))
     write_engine_tag(out_path, tag, {
         "precision": precision,
         "onnx": onnx_path.name,

@@ -21,7 +21,7 @@ from ..versions import tool_versions
 from . import trt_onnx as ox
 from .trt_bundle_text import build_script, readme
 from .trt_env import import_tensorrt, tensorrt_version
-from .trt_io import atomic_dir, atomic_write_json, sha256_file
+from ..artifacts import atomic_output, sha256_file, write_json_atomic
 from .trt_precision import fp32_node_names
 from .trt_preflight import PRECISIONS, errors, preflight
 from .trt_support import parse_version
@@ -58,7 +58,8 @@ def write_bundle(
     if calibration_npy is not None and not Path(calibration_npy).is_file():
         raise EdgedistillError(f"calibration file '{calibration_npy}' does not exist", "pass the .npy the quantize stage wrote, or none")
     final = Path(out_dir) if Path(out_dir).name == BUNDLE_DIR else Path(out_dir) / BUNDLE_DIR
-    with atomic_dir(final) as tmp:
+    with atomic_output(final) as tmp:
+        tmp.mkdir()
         copied: dict[Path, tuple[str, dict]] = {}
         models = []
         for precision, src in onnx_files.items():
@@ -103,7 +104,7 @@ def write_bundle(
             "compiled": None,
         }
         (tmp / "engines").mkdir()
-        atomic_write_json(tmp / "bundle.json", manifest)
+        write_json_atomic(tmp / "bundle.json", manifest)
         script = tmp / "build_engines.sh"
         script.write_text(build_script(manifest))
         script.chmod(0o755)
@@ -167,7 +168,7 @@ def compile_bundle(bundle_dir: Path) -> list[Path]:
         "engines": records,
         "findings": {p: [f.to_dict() for f in found] for p, found in findings.items()},
     }
-    atomic_write_json(bundle_dir / "bundle.json", manifest)
+    write_json_atomic(bundle_dir / "bundle.json", manifest)
     return built
 
 

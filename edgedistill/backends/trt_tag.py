@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ..errors import EdgedistillError
-from .trt_io import atomic_write_bytes, atomic_write_json, sha256_file
+from ..artifacts import sha256_file, write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def write_engine_tag(engine_path: Path, tag: dict, build: dict | None = None) ->
         "engine": {"file": engine_path.name, "sha256": sha256_file(engine_path), "bytes": engine_path.stat().st_size},
         "build": build or {},
     }
-    return atomic_write_json(sidecar_path(engine_path), record)
+    return write_json_atomic(sidecar_path(engine_path), record)
 
 
 def read_engine_tag(engine_path: Path) -> dict:
@@ -94,8 +94,8 @@ def check_engine_tag(engine_path: Path, current: dict) -> None:
 
 def save_tagged_cache(path: Path, data: bytes, tag: dict) -> Path:
     """Save a timing (or calibration) cache with a sidecar naming the TensorRT and GPU it is for."""
-    path = atomic_write_bytes(Path(path), bytes(data))
-    atomic_write_json(sidecar_path(path), {"format": "edgedistill-tensorrt-cache", "tag": {k: tag[k] for k in TAG_KEYS}, "sha256": sha256_file(path)})
+    path = write_bytes_atomic(Path(path), bytes(data))
+    write_json_atomic(sidecar_path(path), {"format": "edgedistill-tensorrt-cache", "tag": {k: tag[k] for k in TAG_KEYS}, "sha256": sha256_file(path)})
     return path
 
 
