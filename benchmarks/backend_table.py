@@ -57,7 +57,7 @@ def make_variants(build: Path, work: Path, target) -> tuple[list[dict], dict]:
     holdout = holdout_batch(recipe, data_config, QuantizeConfig().holdout_images, build / ".cache")
     work.mkdir(parents=True, exist_ok=True)
     notes = {}
-    plain = quantize_with_fallback(onnx, work / "int8-plain.onnx", batch, holdout, QuantizeConfig(fallback=False, float_output_layers=False), Budget.of(target))
+    quantize_with_fallback(onnx, work / "int8-plain.onnx", batch, holdout, QuantizeConfig(fallback=False, float_output_layers=False), Budget.of(target))
     fallback = quantize_with_fallback(onnx, work / "int8-fallback.onnx", batch, holdout, QuantizeConfig(), Budget.of(target))
     strict = quantize_with_fallback(onnx, work / "int8-strict.onnx", batch, holdout, QuantizeConfig(), STRICT)
     notes["fallback"] = {f"target budget (cosine >= {target.min_cosine}, top-1 >= {target.min_top1_agreement})": fallback.as_record(),

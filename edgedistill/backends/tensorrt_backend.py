@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import EdgedistillError, MissingBackendError
-from ..targets import TargetProfile
 from .base import Backend, Runner
 from .trt_env import EXTRA_HINT, cuda_device, import_tensorrt
 
@@ -28,23 +27,12 @@ class TensorRTBackend(Backend):
             return False, "no CUDA device is visible (TensorRT needs an NVIDIA GPU or a Jetson)"
         return True, ""
 
-    def compile(
-        self,
-        onnx_path: Path,
-        out_path: Path,
-        *,
-        precision: str,
-        target: TargetProfile,
-        timing_cache: Path | None = None,
-        input_name: str | None = "input",
-        layernorm_fp32: bool = True,
-    ) -> Path:
-        """Build a tagged engine on this machine (see trt_build.build_engine)."""
+    def compile(self, onnx_path: Path, out_path: Path, **options) -> Path:
+        """Build a tagged engine on this machine; options are trt_build.build_engine's."""
         from .trt_build import build_engine
 
         self.require()
-        return build_engine(onnx_path, out_path, precision=precision, target=target, timing_cache=timing_cache,
-                            input_name=input_name, layernorm_fp32=layernorm_fp32)
+        return build_engine(onnx_path, out_path, **options)
 
     def runner(self, model_path: Path, *, device: str = "GPU", threads: int | None = None, **options) -> Runner:
         """A runner for a `.engine` built on this machine; `device` and `threads` do not apply."""
