@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from edgedistill.data.sample_photos import bundled_photo_paths
-from edgedistill.models.preprocess import eval_transform, resolve_data_config
+from edgedistill.models.preprocess import eval_transform
 from edgedistill.models.teacher import create_teacher
 from edgedistill.config import TeacherConfig
 
