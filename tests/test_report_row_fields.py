@@ -1,31 +1,18 @@
 """New bench row fields (estimate, roofline_ms, throughput sweep, memory, probe accuracy) in every output."""
 
 import json
-import re
 from pathlib import Path
 
 from rich.console import Console
 
 from edgedistill.report import check_gates, make_report, merge_reports, render_html, render_markdown, summary_table
+from tests.test_report_markdown import tables
 
 DATA = Path(__file__).parent / "data"
 
 
 def load(name: str) -> dict:
     return json.loads((DATA / f"report_{name}_bench.json").read_text())
-
-
-def md_tables(md: str) -> list[list[list[str]]]:
-    out, current = [], None
-    for line in md.splitlines():
-        if line.startswith("|"):
-            if current is None:
-                current = []
-                out.append(current)
-            current.append([c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
-        else:
-            current = None
-    return out
 
 
 def test_rows_keep_new_and_unknown_fields():
@@ -55,7 +42,7 @@ def test_replaced_estimate_keeps_its_estimator_details():
 
 
 def test_markdown_shows_probe_sweep_memory_and_own_estimate_error():
-    [table] = md_tables(render_markdown(make_report(load("probe"))))
+    [table] = tables(render_markdown(make_report(load("probe"))))
     header, _, *rows = table
     for col in ("kNN top-1", "linear probe top-1", "peak mem MB", "estimate (error)", "img/s"):
         assert col in header
@@ -74,7 +61,7 @@ def test_optional_columns_only_when_some_row_has_them():
 
 def test_estimated_rows_have_clean_dashes_for_missing_percentiles():
     md = render_markdown(make_report(load("orin_estimates")))
-    [table] = md_tables(md)
+    [table] = tables(md)
     header, _, *rows = table
     fp16 = dict(zip(header, rows[0]))
     assert fp16["p50 ms"] == "≈0.070" and fp16["p90 ms"] == "—" and fp16["p99 ms"] == "—"

@@ -26,10 +26,7 @@ from edgedistill.backends.trt_tag import check_engine_tag, engine_tag, save_tagg
 from edgedistill.errors import EdgedistillError
 from edgedistill.targets import load_target
 
-try:
-    from test_tensorrt_models import IMG, export_tiny, quantize_qdq
-except ImportError:  # tests/ imported as a package
-    from tests.test_tensorrt_models import IMG, export_tiny, quantize_qdq
+from tests.test_tensorrt_models import IMG, export_tiny, quantize_qdq
 
 DEVICE = CudaDevice("Orin", "8.7")
 LAYER_TYPES = {

@@ -18,10 +18,7 @@ from edgedistill.artifacts import sha256_file
 from edgedistill.errors import EdgedistillError
 from edgedistill.targets import load_target
 
-try:
-    from test_tensorrt_models import IMG, export_tiny, quantize_qdq
-except ImportError:  # tests/ imported as a package
-    from tests.test_tensorrt_models import IMG, export_tiny, quantize_qdq
+from tests.test_tensorrt_models import IMG, export_tiny, quantize_qdq
 
 
 @pytest.fixture(scope="module")

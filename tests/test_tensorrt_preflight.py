@@ -11,10 +11,7 @@ from edgedistill.backends.trt_preflight import errors, preflight
 from edgedistill.backends.trt_support import max_opset, parse_version
 from edgedistill.targets import load_target
 
-try:
-    from test_tensorrt_models import export_tiny, quantize_qdq
-except ImportError:  # tests/ imported as a package
-    from tests.test_tensorrt_models import export_tiny, quantize_qdq
+from tests.test_tensorrt_models import export_tiny, quantize_qdq
 
 
 @pytest.fixture(scope="module")
