@@ -64,6 +64,22 @@ def test_torch_onnxruntime_openvino_fp32_agree(real):
         assert check.top1_agreement == 1.0
 
 
+def test_exported_batch_axis_is_dynamic(real):
+    from edgedistill.backends import get_backend
+
+    with get_backend("onnxruntime").runner(real.onnx) as runner:
+        for n in (1, 3):
+            assert np.allclose(runner.infer({"input": real.holdout[:n]})["logits"], real.torch_logits[:n], atol=1e-3)
+
+
+def test_openvino_runner_records_the_f32_hint_it_applied(real):
+    from edgedistill.backends import get_backend
+
+    with get_backend("openvino").runner(real.ir, precision_hint="f32") as runner:
+        runner.infer({"input": real.holdout[:1]})
+        assert runner.runtime_settings()["INFERENCE_PRECISION_HINT"] == "f32"
+
+
 def test_openvino_default_precision_is_recorded_and_differs_from_f32(real):
     from edgedistill.backends import get_backend
 

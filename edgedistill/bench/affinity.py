@@ -63,7 +63,3 @@ def pinned(cpus: set[int] | None):
                 os.sched_setaffinity(tid, mask)
             except (ProcessLookupError, PermissionError):
                 continue
-
-
-def current_affinity() -> list[int] | None:
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None

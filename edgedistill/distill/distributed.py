@@ -51,14 +51,6 @@ def wrap(module: nn.Module, ctx: DistContext, device: torch.device, find_unused:
     return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
 
 
-def mean_across(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
-    if ctx.active:
-        values = values.clone()
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-        values /= ctx.world
-    return values
-
-
 def sum_across(value: int, ctx: DistContext) -> int:
     if not ctx.active:
         return value
@@ -70,11 +62,6 @@ def sum_across(value: int, ctx: DistContext) -> int:
 def barrier(ctx: DistContext) -> None:
     if ctx.active:
         dist.barrier()
-
-
-def shutdown(ctx: DistContext) -> None:
-    if ctx.active and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def gather_objects(obj, ctx: DistContext) -> list:

@@ -7,8 +7,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-DATA_CONFIG_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
-
 
 def resolve_data_config(model: torch.nn.Module, img_size: int | None = None) -> dict:
     """timm's data config for `model`, with plain-Python values (JSON-safe)."""

@@ -32,10 +32,6 @@ class Fidelity:
     def meets(self, budget: Budget) -> bool:
         return self.cosine >= budget.min_cosine and (self.top1 is None or self.top1 >= budget.min_top1)
 
-    def score(self) -> tuple:
-        """Sort key: top-1 first (what users see), cosine breaks ties."""
-        return (self.top1 if self.top1 is not None else self.cosine, self.cosine)
-
     def as_dict(self) -> dict:
         return asdict(self)
 

@@ -53,13 +53,6 @@ def _validation(compiled_model, data) -> float:
     return float(np.mean(scores))
 
 
-def quantize_nncf(onnx_path: Path, xml_path: Path, batch: np.ndarray, transformer: bool | None = None) -> Path:
-    """The short form: scheme by graph (None), or forced transformer (True) / plain (False)."""
-    model_type = "auto" if transformer is None else ("transformer" if transformer else "cnn")
-    quantize_openvino_int8(onnx_path, xml_path, batch, QuantizeConfig(nncf_model_type=model_type))
-    return xml_path
-
-
 def quantize_openvino_int8(onnx_path: Path, xml_path: Path, batch: np.ndarray, cfg: QuantizeConfig | None = None,
                            validation: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Write an INT8 IR to `xml_path`; returns what was applied (recorded in the artifact).
