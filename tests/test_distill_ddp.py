@@ -26,15 +26,17 @@ def on_step(step):
         os._exit(3)
 
 artifact = stage.run(load_config(None, overrides), {}, workdir, on_step=on_step)
-print("RESULT", os.environ["RANK"], json.dumps(artifact.extra["train"]), flush=True)
+# one file per rank: two ranks printing to one shared pipe can interleave mid-line
+Path(sys.argv[4], f"result-{os.environ['RANK']}.json").write_text(json.dumps(artifact.extra["train"]))
 """
 
 
 def _torchrun(tmp_path, workdir, stop_at: int) -> subprocess.CompletedProcess:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
+    (tmp_path / "results").mkdir(exist_ok=True)
     env = {**os.environ, "EDGEDISTILL_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), json.dumps(TINY), str(workdir), str(stop_at)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), json.dumps(TINY), str(workdir), str(stop_at), str(tmp_path / "results")]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -48,7 +50,7 @@ def test_two_process_gloo_run_checkpoints_and_resumes(tmp_path):
 
     second = _torchrun(tmp_path, workdir, stop_at=-1)
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-4000:]
-    results = [json.loads(line.split(" ", 2)[2]) for line in second.stdout.splitlines() if line.startswith("RESULT")]
+    results = [json.loads(path.read_text()) for path in sorted((tmp_path / "results").glob("result-*.json"))]
     assert len(results) == 2 and all(r["resumed_from_step"] == 2 and r["world_size"] == 2 for r in results)
     log = (workdir / "student" / "train_log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4"]
