@@ -73,7 +73,8 @@ class DistillConfig:
     num_workers: int = 0
     checkpoint_every: int = 100  # steps between atomic checkpoints in BUILD/distill_state (0: none)
     resume: bool = True  # continue from BUILD/distill_state when its config matches
-    standardize: str = "running"  # none | running: per-channel running mean/std of teacher targets (folded into the heads when saved)
+    standardize: str = "running"  # none | running (per-channel mean/std) | phi-s (PCA + Hadamard, one scale); folded into the heads when saved
+    standardize_batches: int = 32  # phi-s: batches whose teacher targets estimate the statistics, then frozen
     amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     compile: bool = False  # torch.compile the student forward
     channels_last: bool = False  # channels_last memory format for CNN-like students
@@ -188,6 +189,15 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
+# Fields that take one of a few names: checked when the config loads, before any model is built.
+CHOICES = {
+    "distill.standardize": ("none", "running", "phi-s"),
+    "distill.loss": ("mse", "cosine_smoothl1"),
+    "distill.amp": ("auto", "bf16", "fp32"),
+    "quantize.method": ("minmax", "entropy", "percentile"),
+}
+
+
 def from_dict(cls, data: dict, where: str = ""):
     """Build dataclass `cls` from a mapping; unknown keys are errors."""
     known = {f.name: f for f in dataclasses.fields(cls)}
@@ -202,6 +212,8 @@ def from_dict(cls, data: dict, where: str = ""):
     for name, value in data.items():
         sub = f"{where}.{name}" if where else name
         kwargs[name] = _coerce(value, known[name].type, sub)
+        if sub in CHOICES and kwargs[name] not in CHOICES[sub]:
+            raise EdgedistillError(f"config '{sub}' is {kwargs[name]!r}, which is not a known choice", f"use one of: {', '.join(CHOICES[sub])}")
     return cls(**kwargs)
 
 

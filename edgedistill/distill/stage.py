@@ -101,9 +101,8 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
         console.print(f"[yellow]note:[/yellow] student {cfg.student.name} is not a plain ViT, so masked patch distillation is off (token and feature levels stay)")
     torch.manual_seed(cfg.distill.seed + 1)  # heads start the same whether or not teachers were built (cache)
     heads = [ProteusHeads(probe["dim"], t["dim"], t["patch_dim"], probe["summary_dim"], mask_token=i == 0) for i, t in enumerate(teachers)]
-    norms = [TeacherNorms(t["dim"], t["patch_dim"]) for t in teachers] if cfg.distill.standardize == "running" else None
-    if cfg.distill.standardize not in ("none", "running"):
-        raise EdgedistillError(f"unknown distill.standardize '{cfg.distill.standardize}'", "use none or running")
+    norms = None if cfg.distill.standardize == "none" else [
+        TeacherNorms(t["dim"], t["patch_dim"], cfg.distill.standardize, cfg.distill.standardize_batches) for t in teachers]
     module = DistillModule(backbone, heads[0], heads[1:], [t["weight"] for t in teachers], norms)
     job = TrainJob(module, dataset, targets, cfg.distill, data_config, device, probe["n_patches"], patch_level,
                    Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg), ctx, on_step)

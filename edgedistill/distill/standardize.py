@@ -1,4 +1,4 @@
-"""Optional standardisation of teacher targets with running per-channel statistics.
+"""Optional standardisation of teacher targets: running per-channel statistics, or PHI-S (phi_s.py).
 
 Teachers differ wildly in feature scale (DINOv2 norms vs CLIP norms), so with several teachers
 one loss would dominate; standardised targets give every channel unit variance (AM-RADIO).
@@ -43,9 +43,16 @@ class TargetNorm(nn.Module):
 
 
 class TeacherNorms(nn.Module):
-    """One TargetNorm for the summary token and one for the patch tokens of a teacher."""
+    """One norm for the summary token and one for the patch tokens of a teacher.
 
-    def __init__(self, token_dim: int, patch_dim: int):
+    kind "running" is the per-channel TargetNorm above; "phi-s" the PCA-Hadamard PhiSNorm.
+    """
+
+    def __init__(self, token_dim: int, patch_dim: int, kind: str = "running", estimate_batches: int = 32):
         super().__init__()
-        self.token = TargetNorm(token_dim)
-        self.patch = TargetNorm(patch_dim)
+        if kind == "phi-s":
+            from .phi_s import PhiSNorm
+
+            self.token, self.patch = PhiSNorm(token_dim, estimate_batches), PhiSNorm(patch_dim, estimate_batches)
+        else:
+            self.token, self.patch = TargetNorm(token_dim), TargetNorm(patch_dim)

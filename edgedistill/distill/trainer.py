@@ -63,7 +63,7 @@ def autocast_for(cfg: DistillConfig, device: torch.device):
 
 
 def objective_for(cfg: DistillConfig, patch_level: bool) -> Objective:
-    return Objective(cfg.token_weight, cfg.patch_weight if patch_level else 0.0, cfg.feature_weight, cfg.loss, cfg.standardize == "running")
+    return Objective(cfg.token_weight, cfg.patch_weight if patch_level else 0.0, cfg.feature_weight, cfg.loss, cfg.standardize != "none")
 
 
 def step_mask(cfg: DistillConfig, objective: Objective, batch: int, n_patches: int, step: int, rank: int, device) -> torch.Tensor:
