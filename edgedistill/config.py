@@ -71,6 +71,7 @@ class DistillConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     num_workers: int = 0
+    strategy: str = "ddp"  # ddp | fsdp (FSDP2 shards per block) when launched with torchrun on several processes
     checkpoint_every: int = 100  # steps between atomic checkpoints in BUILD/distill_state (0: none)
     resume: bool = True  # continue from BUILD/distill_state when its config matches
     standardize: str = "running"  # none | running (per-channel mean/std) | phi-s (PCA + Hadamard, one scale); folded into the heads when saved
@@ -194,6 +195,7 @@ CHOICES = {
     "distill.standardize": ("none", "running", "phi-s"),
     "distill.loss": ("mse", "cosine_smoothl1"),
     "distill.amp": ("auto", "bf16", "fp32"),
+    "distill.strategy": ("ddp", "fsdp"),
     "quantize.method": ("minmax", "entropy", "percentile"),
 }
 

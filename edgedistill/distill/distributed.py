@@ -1,4 +1,4 @@
-"""The only place torch.distributed is used: torchrun/DDP setup, reductions and barriers.
+"""torchrun setup, DDP, reductions and barriers (FSDP2 lives in fsdp.py).
 
 Launch with `torchrun --nproc_per_node N -m edgedistill ...` (or any script calling the distill
 stage): RANK/WORLD_SIZE/LOCAL_RANK come from the environment; NCCL on CUDA, gloo on the CPU.
@@ -43,10 +43,14 @@ def init(device_kind: str) -> DistContext:
     return DistContext(rank, world, local_rank)
 
 
-def wrap(module: nn.Module, ctx: DistContext, device: torch.device, find_unused: bool) -> nn.Module:
-    """DDP around the trainable module (students are small; FSDP is not wired in yet)."""
+def wrap(module: nn.Module, ctx: DistContext, device: torch.device, find_unused: bool, strategy: str = "ddp") -> nn.Module:
+    """DDP around the trainable module, or FSDP2 shards of it in place (strategy=fsdp)."""
     if not ctx.active:
         return module
+    if strategy == "fsdp":
+        from .fsdp import shard
+
+        return shard(module, device)
     ids = [device.index if device.index is not None else ctx.local_rank] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
 
@@ -57,6 +61,13 @@ def sum_across(value: int, ctx: DistContext) -> int:
     t = torch.tensor([value], dtype=torch.long)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return int(t.item())
+
+
+def broadcast_buffers(module: nn.Module, ctx: DistContext) -> None:
+    """Rank 0's buffers everywhere, as DDP does each forward (FSDP leaves buffers per rank)."""
+    if ctx.active:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
 
 
 def barrier(ctx: DistContext) -> None:

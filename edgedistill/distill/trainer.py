@@ -1,9 +1,10 @@
 """A flat distillation loop (torchtune style): AdamW, cosine schedule with warm-up, optional EMA,
-bf16 autocast on CUDA, atomic checkpoints with exact resume, DDP through distributed.py."""
+bf16 autocast on CUDA, atomic checkpoints with exact resume, DDP (distributed.py) or FSDP2 (fsdp.py)."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from ..data.augment import view_seed
 from ..data.stream import SampleStream
 from ..models.preprocess import to_model_input
 from ..progress import progress_bar
-from . import distributed
+from . import distributed, fsdp
 from .masking import random_masks
 from .metrics_log import MetricsLog
 from .module import DistillModule, Objective
@@ -80,6 +81,8 @@ def step_loss(model, job: TrainJob, batch: dict, step: int, autocast, objective:
         targets = job.targets(batch, view)
     if objective.standardize:
         job.module.update_norms(targets)
+        if job.ctx.active and job.cfg.strategy == "fsdp":
+            distributed.broadcast_buffers(job.module.norms, job.ctx)
     x = to_model_input(view, job.student_data_config)
     if job.cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -110,9 +113,15 @@ def train(job: TrainJob) -> TrainResult:
     from timm.scheduler import CosineLRScheduler
 
     cfg, ctx, module = job.cfg, job.ctx, job.module
+    sharded = ctx.active and cfg.strategy == "fsdp"
+    if sharded:
+        fsdp.check_supported(cfg.ema_decay)
     module.to(job.device).train()
     if cfg.channels_last:
         module.to(memory_format=torch.channels_last)
+    template = copy.deepcopy(module).cpu() if sharded else None  # unsharded shell for the final weights
+    # FSDP shards parameters in place, so it comes before the optimizer sees them
+    model = distributed.wrap(module, ctx, job.device, find_unused=not job.patch_level or cfg.mask_share <= 0, strategy=cfg.strategy)
     optimizer = build_optimizer(module, cfg, job.device)
     scheduler = CosineLRScheduler(optimizer, t_initial=cfg.steps, warmup_t=cfg.warmup_steps, warmup_lr_init=cfg.lr * 0.01,
                                   lr_min=cfg.lr * 0.01, t_in_epochs=False)
@@ -124,8 +133,11 @@ def train(job: TrainJob) -> TrainResult:
     start_step, skipped = 0, set()
     checkpoint = load_checkpoint(job.state_dir, job.config_hash) if job.state_dir and cfg.resume else None
     if checkpoint is not None:
-        module.load_state_dict(checkpoint["module"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
+        if sharded:
+            fsdp.load_full_state(module, optimizer, checkpoint["module"], checkpoint["optimizer"])
+        else:
+            module.load_state_dict(checkpoint["module"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         if ema is not None:
             ema.load_state_dict(checkpoint["ema"])
@@ -135,7 +147,6 @@ def train(job: TrainJob) -> TrainResult:
             log.info("resuming distillation at step %d from %s", start_step, job.state_dir)
     if cfg.compile:
         compile_models(module, job.targets)
-    model = distributed.wrap(module, ctx, job.device, find_unused=not job.patch_level or cfg.mask_share <= 0)
     stream = SampleStream(len(job.dataset), cfg.batch_size, cfg.steps, cfg.seed, start_step, ctx.rank, ctx.world)
     loader = DataLoader(job.dataset, batch_size=cfg.batch_size, sampler=stream, num_workers=cfg.num_workers,
                         pin_memory=job.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed),
@@ -166,13 +177,15 @@ def train(job: TrainJob) -> TrainResult:
                 metrics.append(row)
                 bar.update(task, completed=done, info=f"loss {row['loss']:.4f}  {rate:.0f} img/s")
             if job.state_dir and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-                _checkpoint(job, module, optimizer, scheduler, ema, done, skipped)
+                _checkpoint(job, module, optimizer, scheduler, ema, done, skipped, sharded)
             if job.on_step is not None:
                 job.on_step(done)
     if metrics is not None:
         metrics.close()
     if ema is not None:
         module.load_state_dict(ema.module.state_dict())
+    if sharded:
+        job.module = fsdp.unsharded_copy(template, module).to(job.device)
     return TrainResult(metrics, start_step, skipped)
 
 
@@ -185,12 +198,15 @@ def _count_bad(loader, skipped: set):
         yield batch
 
 
-def _checkpoint(job: TrainJob, module, optimizer, scheduler, ema, step: int, skipped: set) -> None:
+def _checkpoint(job: TrainJob, module, optimizer, scheduler, ema, step: int, skipped: set, sharded: bool) -> None:
     rngs = distributed.gather_objects(rng_state(), job.ctx)  # every rank's RNG state
+    # FSDP gathers full state dicts collectively; DDP replicas already hold them
+    module_state, optimizer_state = fsdp.full_state(module, optimizer) if sharded else (None, None)
     if job.ctx.is_main:
         save_checkpoint(job.state_dir, {
-            "config_hash": job.config_hash, "step": step, "world": job.ctx.world, "module": module.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "config_hash": job.config_hash, "step": step, "world": job.ctx.world,
+            "module": module_state if sharded else module.state_dict(),
+            "optimizer": optimizer_state if sharded else optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "ema": ema.state_dict() if ema is not None else None, "rng": rngs, "skipped": sorted(skipped),
         })
     distributed.barrier(job.ctx)
