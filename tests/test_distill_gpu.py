@@ -9,11 +9,12 @@ from edgedistill.distill import stage
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
-def test_bf16_compiled_run_on_cuda(tmp_path):
+@pytest.mark.parametrize("standardize", ["running", "phi-s"])
+def test_bf16_compiled_run_on_cuda(tmp_path, standardize):
     cfg = load_config(None, [
         "teacher.name=vit_tiny_patch16_224", "teacher.pretrained=false", "teacher.img_size=56", "teacher.model_args={depth: 2, patch_size: 14}",
         "student.name=vit_tiny_patch16_224", "student.img_size=64", "student.model_args={depth: 2}", "data.max_images=4",
-        "distill.steps=4", "distill.batch_size=8", "distill.checkpoint_every=2", "distill.compile=true", "distill.standardize=running",
+        "distill.steps=4", "distill.batch_size=8", "distill.checkpoint_every=2", "distill.compile=true", f"distill.standardize={standardize}", "distill.standardize_batches=2",
         "distill.device=cuda", "distill.tensorboard=false",
     ])
     artifact = stage.run(cfg, {}, tmp_path)
