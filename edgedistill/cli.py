@@ -218,7 +218,8 @@ def report(paths, out, max_latency_ms, min_cosine, max_size_mb):
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (teacher, data, distill sections are used).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
 @click.option("--augmentations", "-k", type=int, default=10, show_default=True, help="Augmented views stored per image.")
-def cache_teacher_command(out_dir, config_path, overrides, augmentations):
+@click.option("--store-views", is_flag=True, help="Also store the views' uint8 pixels, so training skips decoding and augmentation (and needs no images).")
+def cache_teacher_command(out_dir, config_path, overrides, augmentations, store_views):
     """Run the teacher(s) once over K augmented views per image and store their outputs (fp16).
 
     Distillation can then train from the cache without loading the teacher.
@@ -226,13 +227,14 @@ def cache_teacher_command(out_dir, config_path, overrides, augmentations):
     \b
     Examples:
       edgedistill cache-teacher cache/ --set data.source=/data/images -k 10
+      edgedistill cache-teacher cache/ --set data.source=/data/images -k 4 --store-views
       edgedistill distill runs/exp --set distill.cache=cache/
     """
     from .config import load_config
     from .distill.cache import cache_teacher
     from .progress import console
 
-    written = cache_teacher(load_config(config_path, overrides), out_dir, augmentations)
+    written = cache_teacher(load_config(config_path, overrides), out_dir, augmentations, store_views=store_views)
     console.print(f"wrote teacher cache -> {escape(str(written))}")
 
 

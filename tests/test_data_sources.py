@@ -72,3 +72,18 @@ def test_stream_resumes_mid_way_and_shards_across_ranks():
     assert list(SampleStream(5, batch=2, steps=6, seed=3, start_step=4)) == full[8:]
     ranks = [list(SampleStream(5, batch=2, steps=3, seed=3, rank=r, world=2)) for r in range(2)]
     assert ranks[0][:2] + ranks[1][:2] == full[:4]  # step 0 of 2 ranks = the first global positions
+
+
+def test_uint8_views_scale_to_exactly_the_float_views_of_to_tensor():
+    from timm.data import create_transform
+
+    from edgedistill.data.augment import seeded_rng, unit_interval
+
+    views = AugmentedViews(ImageSource("bundled", 2), 24)
+    float_transform = create_transform(input_size=24, is_training=True, scale=(0.25, 1.0), hflip=0.5, auto_augment="rand-m9-mstd0.5",
+                                       interpolation="bicubic", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), re_prob=0.0)
+    view = views[(1, 5)]["view"]
+    with seeded_rng(5):
+        reference = float_transform(views._load(1))
+    assert view.dtype == torch.uint8  # a quarter of the bytes through the DataLoader, the pin and the copy
+    assert torch.equal(unit_interval(view.unsqueeze(0))[0], reference)

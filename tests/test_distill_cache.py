@@ -23,7 +23,9 @@ TINY = [
 def caches(tmp_path_factory):
     cfg = load_config(None, TINY)
     root = tmp_path_factory.mktemp("cache")
-    return cfg, {d: cache_mod.cache_teacher(cfg, root / d, augmentations=2, shard_size=4, dtype=d) for d in ("float32", "float16")}
+    dirs = {d: cache_mod.cache_teacher(cfg, root / d, augmentations=2, shard_size=4, dtype=d) for d in ("float32", "float16")}
+    dirs["stored-views"] = cache_mod.cache_teacher(cfg, root / "stored-views", augmentations=2, shard_size=4, store_views=True)
+    return cfg, dirs
 
 
 @pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("float16", 2e-3)])
@@ -67,3 +69,20 @@ def test_cache_for_other_teachers_is_refused(caches, tmp_path):
     _, dirs = caches
     with pytest.raises(EdgedistillError, match="re-create the cache|holds"):
         stage.prepare(load_config(None, TINY + ["teacher.extra=[]", f"distill.cache={dirs['float16']}"]), None)
+
+
+def test_stored_views_are_the_regenerated_pixels_and_need_no_images(caches, tmp_path, monkeypatch):
+    cfg, dirs = caches
+    assert cache_mod.read_cache(dirs["stored-views"])["views_stored"] is True
+    regenerated = stage.prepare(load_config(None, TINY + [f"distill.cache={dirs['float16']}"]), None).job.dataset
+    stored = stage.prepare(load_config(None, TINY + [f"distill.cache={dirs['stored-views']}"]), None).job.dataset
+    for j in range(6):
+        a, b = stored[(j, 0)], regenerated[(j, 0)]
+        assert a["view"].dtype == torch.uint8 and torch.equal(a["view"], b["view"]) and torch.equal(a["t0.patches"], b["t0.patches"])
+
+    def no_images(*args, **kwargs):
+        raise AssertionError("source images were opened although the cache stores the views")
+
+    monkeypatch.setattr(stage, "ImageSource", no_images)
+    artifact = stage.run(load_config(None, TINY + [f"distill.cache={dirs['stored-views']}"]), {}, tmp_path)
+    assert artifact.extra["train"]["steps"] == 2

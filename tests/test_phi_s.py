@@ -75,7 +75,7 @@ def test_distill_run_with_phi_s_resumes_its_statistics_and_saves_teacher_space_h
         "teacher.name=vit_tiny_patch16_224", "teacher.pretrained=false", "teacher.img_size=28", "teacher.model_args={depth: 1, patch_size: 14}",
         "student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}",
         "data.max_images=4", "distill.batch_size=2", "distill.steps=3", "distill.warmup_steps=1", "distill.tensorboard=false",
-        "distill.standardize=phi-s", "distill.standardize_batches=2",
+        "distill.standardize=phi-s", "distill.standardize_batches=2", "distill.device=cpu",
     ])
     prepared = stage.prepare(cfg, tmp_path)
     norm = prepared.job.module.norms[0].token

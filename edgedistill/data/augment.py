@@ -1,6 +1,8 @@
-"""Training views: timm's DeiT-style augmentation producing [0,1] tensors at one resolution.
+"""Training views: timm's DeiT-style augmentation producing uint8 tensors at one resolution.
 
-Normalisation is left to each model (teachers and student differ in size and mean/std), so the
+Views leave the DataLoader as uint8 (timm's prefetcher layout): a quarter of the bytes of float
+to pass between processes, pin and copy to the GPU, where `unit_interval` makes them [0,1] floats,
+bit for bit what ToTensor would have given. Normalisation is left to each model (teachers and student differ in size and mean/std), so the
 same augmented view feeds all of them, as Proteus requires. Each view is a pure function of
 (image index, view seed): the augmentation runs under its own seeded RNG state, which makes
 resume exact, lets DataLoader workers come and go, and lets the teacher cache store a seed
@@ -32,10 +34,14 @@ def training_transform(size: int, auto_augment: str = "rand-m9-mstd0.5", scale_m
         hflip=0.5,
         auto_augment=auto_augment or None,  # no "inc1": its posterize can ask Pillow for 0 bits
         interpolation="bicubic",
-        mean=(0.0, 0.0, 0.0),
-        std=(1.0, 1.0, 1.0),
         re_prob=0.0,
+        use_prefetcher=True,  # stop at a uint8 CHW tensor; scaling happens after the copy
     )
+
+
+def unit_interval(view: torch.Tensor) -> torch.Tensor:
+    """A uint8 view batch as float [0,1] (float input passes through)."""
+    return view.float().div_(255) if view.dtype == torch.uint8 else view
 
 
 def view_seed(base: int, *parts: int) -> int:

@@ -75,7 +75,8 @@ def _teacher_sources(cfg: BuildConfig, data_config: dict):
                                    "re-create the cache with this teacher config, or unset distill.cache")
         weights = [c.weight for c in teacher_configs(cfg.teacher)]
         data_cfg = dataclasses.replace(cfg.data, **{k: v for k, v in meta["data"].items() if k in ("auto_augment", "scale_min")})
-        views = AugmentedViews(ImageSource(meta["data"]["source"], meta["data"]["max_images"]), meta["view_size"], data_cfg)
+        # stored views need no source images (they may not even be on this machine)
+        views = None if meta.get("views_stored") else AugmentedViews(ImageSource(meta["data"]["source"], meta["data"]["max_images"]), meta["view_size"], data_cfg)
         teachers = [{**t, "weight": w} for t, w in zip(meta["teachers"], weights)]
         return CachedViews(cfg.distill.cache, views, meta), CachedTargets([t["grid"] for t in teachers]), teachers, load_cached_classifier(cfg.distill.cache, meta)
     live = create_teachers(cfg.teacher)

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import DistillConfig
-from ..data.augment import view_seed
+from ..data.augment import unit_interval, view_seed
 from ..data.stream import SampleStream
 from ..models.preprocess import to_model_input
 from ..progress import progress_bar
@@ -76,7 +76,7 @@ def step_mask(cfg: DistillConfig, objective: Objective, batch: int, n_patches: i
 
 def step_loss(model, job: TrainJob, batch: dict, step: int, autocast, objective: Objective) -> tuple[torch.Tensor, dict]:
     """Targets (online or cached) for the batch, then the student's weighted Proteus loss."""
-    view = batch["view"].to(job.device, non_blocking=True)
+    view = unit_interval(batch["view"].to(job.device, non_blocking=True))
     with torch.no_grad(), autocast:
         targets = job.targets(batch, view)
     if objective.standardize:
