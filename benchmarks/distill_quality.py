@@ -74,6 +74,8 @@ def main():
     parser.add_argument("--large", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("runs/distill_quality"))
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for augmentation (use most cores on a GPU host)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config overrides for cache and distillation, e.g. --set distill.standardize=phi-s")
     args = parser.parse_args()
     s = dict(transfer=3000, k=2, steps=300, batch=64, teacher_size=112, student_size=64, depth=4, patch=8, probe_train=3000, probe_test=2000, lr=1e-3)
     if args.large:
@@ -94,7 +96,7 @@ def main():
         f"data.source={transfer_dir}", "data.scale_min=0.35", f"distill.steps={s['steps']}", f"distill.batch_size={s['batch']}",
         f"distill.warmup_steps={s['steps'] // 10}", f"distill.lr={s['lr']}", "distill.checkpoint_every=0", "distill.log_every=25",
         f"distill.num_workers={args.workers}",
-    ]
+    ] + args.overrides
     started = time.perf_counter()
     cfg = load_config(None, overrides)
     cache_dir = cache_teacher(cfg, args.out / "teacher_cache", augmentations=s["k"])
@@ -122,7 +124,7 @@ def main():
         rows.append({"features": name, "dim": int(train_x.shape[1]), "accuracy": probe(train_x, probe_train[1], test_x, probe_test[1])})
         print(json.dumps(rows[-1]), flush=True)
     env = {"date": dt.date.today().isoformat(), "device": str(torch.device("cuda" if torch.cuda.is_available() else "cpu")), "cpu_threads": torch.get_num_threads(),
-           "torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(), "settings": s,
+           "torch": torch.__version__, "timm": timm.__version__, "python": platform.python_version(), "settings": s, "overrides": args.overrides,
            "cache_s": round(cache_s, 1), "train_s": round(train_s, 1), "train": artifact.extra["train"]}
     lines = ["| features | dim | linear-probe accuracy |", "|---|---:|---:|"] + [f"| {r['features']} | {r['dim']} | {100 * r['accuracy']:.1f}% |" for r in rows]
     (args.out / "distill_quality.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2) + "\n")

@@ -19,6 +19,7 @@ class DistContext:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # this process group was created by init(), so shutdown() may destroy it
 
     @property
     def is_main(self) -> bool:
@@ -35,12 +36,20 @@ def init(device_kind: str) -> DistContext:
     if world <= 1:
         return DistContext()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         backend = "nccl" if device_kind == "cuda" else "gloo"
         if device_kind == "cuda":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
-    return DistContext(rank, world, local_rank)
+    return DistContext(rank, world, local_rank, owns)
+
+
+def shutdown(ctx: DistContext) -> None:
+    """Destroy the group init() created (torch warns at exit otherwise); a caller's own group stays."""
+    if ctx.owns_group and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def wrap(module: nn.Module, ctx: DistContext, device: torch.device, find_unused: bool, strategy: str = "ddp") -> nn.Module:

@@ -156,6 +156,7 @@ def run(cfg: BuildConfig, inputs: dict, workdir: Path, on_step=None) -> Artifact
                 shutil.copy(job.state_dir / "train_log.csv", tmp / "train_log.csv")
         shutil.rmtree(job.state_dir, ignore_errors=True)  # the student is safe; checkpoints are no longer needed
     distributed.barrier(ctx)
+    distributed.shutdown(ctx)
     return Artifact.record(
         workdir, final, kind="student", name="student", precision="fp32", backend="torch",
         config_hash=cfg.section_hash(*CONFIG_SECTIONS), data_config=job.student_data_config, extra={"architecture": cfg.student.name, "train": spec["train"]},
