@@ -41,3 +41,22 @@ def test_report_gates_fail_with_one_line_reason(tiny_build, capsys):
 def test_report_gates_pass(tiny_build, tmp_path, capsys):
     assert main(["report", str(tiny_build), "--min-cosine", "0.5", "--max-size-mb", "500", "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "report.html").is_file()
+
+
+TINY_TEACHER = ["teacher.name=vit_tiny_patch16_224", "teacher.pretrained=false", "teacher.img_size=28", "teacher.model_args={depth: 1, patch_size: 14}",
+                "student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}", "data.max_images=3",
+                "distill.batch_size=2", "distill.steps=2", "distill.warmup_steps=1", "distill.tensorboard=false", "distill.device=cpu"]
+
+
+def test_cache_teacher_with_stored_views_then_distill_from_it(tmp_path, capsys):
+    sets = [arg for s in TINY_TEACHER for arg in ("--set", s)]
+    assert main(["cache-teacher", str(tmp_path / "cache"), "-k", "2", "--store-views", *sets]) == 0
+    assert (tmp_path / "cache" / "cache.json").is_file()
+    assert main(["distill", str(tmp_path / "build"), *sets, "--set", f"distill.cache={tmp_path / 'cache'}"]) == 0
+    assert (tmp_path / "build" / "student" / "student.safetensors").is_file()
+
+
+def test_cache_teacher_rejects_zero_augmentations_and_writes_nothing(tmp_path, capsys):
+    assert main(["cache-teacher", str(tmp_path / "cache"), "-k", "0"]) == 2
+    assert "augmentations must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
