@@ -37,7 +37,7 @@ class PhiSNorm(nn.Module):
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
         """Add a batch [..., D] to the statistics and refit the map, until the estimate is frozen."""
-        if self._frozen or int(self.count) >= self.estimate_batches:
+        if self._frozen or int(self.count) >= self.estimate_batches:  # one sync per step until frozen
             self._frozen = True
             return
         flat = x.detach().reshape(-1, x.shape[-1]).double()
@@ -45,7 +45,9 @@ class PhiSNorm(nn.Module):
         self.outer += flat.T @ flat
         self.samples += flat.shape[0]
         self.count += 1
-        self._refit()
+        done = int(self.count)
+        if done & (done - 1) == 0 or done == self.estimate_batches:  # refit at 1, 2, 4, ... and at the end: eigh is not free
+            self._refit()
 
     def _refit(self) -> None:
         mean = self.sum / self.samples
