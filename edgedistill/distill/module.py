@@ -24,7 +24,6 @@ class Objective:
     patch: float = 1.0
     feature: float = 1.0
     kind: str = "mse"
-    standardize: bool = False
 
 
 class DistillModule(nn.Module):
@@ -60,7 +59,7 @@ class DistillModule(nn.Module):
         total, parts = x.new_zeros((), dtype=torch.float32), {}
         for i, (heads, t, weight) in enumerate(zip(self.head_sets(), targets, self.teacher_weights)):
             t_token, t_patches = t.token, t.patches
-            if objective.standardize:
+            if self.norms is not None:  # the stage built norms: standardisation is on
                 t_token, t_patches = self.norms[i].token(t_token.float()), self.norms[i].patch(t_patches.float())
             t_patches = align_grid(t_patches, t.grid, grid)
             # The feature level is the full token map; the summary joins it when widths agree (ViTs).

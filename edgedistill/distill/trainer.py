@@ -64,7 +64,7 @@ def autocast_for(cfg: DistillConfig, device: torch.device):
 
 
 def objective_for(cfg: DistillConfig, patch_level: bool) -> Objective:
-    return Objective(cfg.token_weight, cfg.patch_weight if patch_level else 0.0, cfg.feature_weight, cfg.loss, cfg.standardize != "none")
+    return Objective(cfg.token_weight, cfg.patch_weight if patch_level else 0.0, cfg.feature_weight, cfg.loss)
 
 
 def step_mask(cfg: DistillConfig, objective: Objective, batch: int, n_patches: int, step: int, rank: int, device) -> torch.Tensor:
@@ -79,7 +79,7 @@ def step_loss(model, job: TrainJob, batch: dict, step: int, autocast, objective:
     view = unit_interval(batch["view"].to(job.device, non_blocking=True))
     with torch.no_grad(), autocast:
         targets = job.targets(batch, view)
-    if objective.standardize:
+    if job.module.norms is not None:
         job.module.update_norms(targets)
         if job.ctx.active and job.cfg.strategy == "fsdp":
             distributed.broadcast_buffers(job.module.norms, job.ctx)
