@@ -74,8 +74,8 @@ class DistillConfig:
     strategy: str = "ddp"  # ddp | fsdp (FSDP2 shards per block) when launched with torchrun on several processes
     checkpoint_every: int = 100  # steps between atomic checkpoints in BUILD/distill_state (0: none)
     resume: bool = True  # continue from BUILD/distill_state when its config matches
-    # auto: none with one teacher (measured best, benchmarks/distill_quality.py), running with several (their scales differ)
-    standardize: str = "auto"  # auto | none | running (per-channel mean/std) | phi-s (PCA + Hadamard, one scale); folded into the heads when saved
+    # running suits the short embedded demo; with one teacher and a real run, none probed best (docs/benchmarks.md)
+    standardize: str = "running"  # none | running (per-channel mean/std) | phi-s (PCA + Hadamard, one scale); folded into the heads when saved
     standardize_batches: int = 32  # phi-s: batches whose teacher targets estimate the statistics, then frozen
     amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     compile: bool = False  # torch.compile the student forward
@@ -193,7 +193,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
 
 # Fields that take one of a few names: checked when the config loads, before any model is built.
 CHOICES = {
-    "distill.standardize": ("auto", "none", "running", "phi-s"),
+    "distill.standardize": ("none", "running", "phi-s"),
     "distill.loss": ("mse", "cosine_smoothl1"),
     "distill.amp": ("auto", "bf16", "fp32"),
     "distill.strategy": ("ddp", "fsdp"),

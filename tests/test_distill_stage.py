@@ -50,9 +50,10 @@ def test_cnn_like_student_turns_the_patch_level_off(tmp_path, capsys):
     assert deploy(torch.randn(1, 3, 64, 64))[0].shape == (1, 192)
 
 
-def test_auto_standardisation_is_off_for_one_teacher_and_running_for_several(tmp_path):
+
+def test_standardisation_is_recorded_and_none_builds_no_norms(tmp_path):
     student = ["student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}"]
-    one = stage.prepare(load_config(None, BASE + student), None)
-    assert one.standardize == "none" and one.job.module.norms is None
-    two = stage.prepare(load_config(None, BASE + student + ["teacher.extra=[{name: resnet10t, pretrained: false, img_size: 32}]"]), None)
-    assert two.standardize == "running" and len(two.job.module.norms) == 2
+    off = stage.prepare(load_config(None, BASE + student + ["distill.standardize=none"]), None)
+    assert off.standardize == "none" and off.job.module.norms is None
+    on = stage.prepare(load_config(None, BASE + student + ["teacher.extra=[{name: resnet10t, pretrained: false, img_size: 32}]"]), None)
+    assert on.standardize == "running" and len(on.job.module.norms) == 2  # the default, one norm set per teacher

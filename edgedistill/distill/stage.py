@@ -61,7 +61,7 @@ class Prepared:
     teachers: list[dict]  # name, dim, patch_dim, grid, data_config per teacher
     classifier: object  # the primary teacher's canonical classifier, or None
     probe: dict
-    standardize: str = "none"  # the resolved distill.standardize (auto decided by the teacher count)
+    standardize: str = "none"  # distill.standardize, recorded in student.json
 
 
 def _teacher_sources(cfg: BuildConfig, data_config: dict):
@@ -103,7 +103,7 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
         console.print(f"[yellow]note:[/yellow] student {cfg.student.name} is not a plain ViT, so masked patch distillation is off (token and feature levels stay)")
     torch.manual_seed(cfg.distill.seed + 1)  # heads start the same whether or not teachers were built (cache)
     heads = [ProteusHeads(probe["dim"], t["dim"], t["patch_dim"], probe["summary_dim"], mask_token=i == 0) for i, t in enumerate(teachers)]
-    kind = cfg.distill.standardize if cfg.distill.standardize != "auto" else ("none" if len(teachers) == 1 else "running")
+    kind = cfg.distill.standardize
     norms = None if kind == "none" else [TeacherNorms(t["dim"], t["patch_dim"], kind, cfg.distill.standardize_batches) for t in teachers]
     module = DistillModule(backbone, heads[0], heads[1:], [t["weight"] for t in teachers], norms)
     job = TrainJob(module, dataset, targets, cfg.distill, data_config, device, probe["n_patches"], patch_level,
