@@ -82,8 +82,9 @@ def test_uint8_views_scale_to_exactly_the_float_views_of_to_tensor():
     views = AugmentedViews(ImageSource("bundled", 2), 24)
     float_transform = create_transform(input_size=24, is_training=True, scale=(0.25, 1.0), hflip=0.5, auto_augment="rand-m9-mstd0.5",
                                        interpolation="bicubic", mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), re_prob=0.0)
-    view = views[(1, 5)]["view"]
-    with seeded_rng(5):
-        reference = float_transform(views._load(1))
-    assert view.dtype == torch.uint8  # a quarter of the bytes through the DataLoader, the pin and the copy
-    assert torch.equal(unit_interval(view.unsqueeze(0))[0], reference)
+    for seed in range(40):  # enough draws that RandAugment's rotate/shear/translate (and their fill colour) occur
+        view = views[(seed % 2, seed)]["view"]
+        with seeded_rng(seed):
+            reference = float_transform(views._load(seed % 2))
+        assert view.dtype == torch.uint8  # a quarter of the bytes through the DataLoader, the pin and the copy
+        assert torch.equal(unit_interval(view.unsqueeze(0))[0], reference), seed

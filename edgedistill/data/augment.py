@@ -34,6 +34,8 @@ def training_transform(size: int, auto_augment: str = "rand-m9-mstd0.5", scale_m
         hflip=0.5,
         auto_augment=auto_augment or None,  # no "inc1": its posterize can ask Pillow for 0 bits
         interpolation="bicubic",
+        mean=(0.0, 0.0, 0.0),  # not a normalisation here: it sets RandAugment's fill colour (black), as before uint8 views
+        std=(1.0, 1.0, 1.0),
         re_prob=0.0,
         use_prefetcher=True,  # stop at a uint8 CHW tensor; scaling happens after the copy
     )
