@@ -74,8 +74,8 @@ class DistillConfig:
     strategy: str = "ddp"  # ddp | fsdp (FSDP2 shards per block) when launched with torchrun on several processes
     checkpoint_every: int = 100  # steps between atomic checkpoints in BUILD/distill_state (0: none)
     resume: bool = True  # continue from BUILD/distill_state when its config matches
-    # running suits the short embedded demo; with one teacher and a real run, none probed best (docs/benchmarks.md)
-    standardize: str = "running"  # none | running (per-channel mean/std) | phi-s (PCA + Hadamard, one scale); folded into the heads when saved
+    # phi-s: best or tied on the real-data linear probe, running 4-5 points behind (docs/benchmarks.md)
+    standardize: str = "phi-s"  # none | running (per-channel mean/std) | phi-s (PCA + Hadamard, one scale); folded into the heads when saved
     standardize_batches: int = 32  # phi-s: batches whose teacher targets estimate the statistics, then frozen
     amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
     compile: bool = False  # torch.compile the student forward

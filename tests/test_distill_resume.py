@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -21,7 +22,7 @@ TINY = [
     "student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}",
     "data.max_images=6", "data.auto_augment=rand-m9-mstd0.5",
     "distill.steps=8", "distill.batch_size=4", "distill.warmup_steps=2", "distill.checkpoint_every=2",
-    "distill.ema_decay=0.9", "distill.standardize=running", "distill.tensorboard=false", "distill.log_every=1",
+    "distill.ema_decay=0.9", "distill.tensorboard=false", "distill.log_every=1",
 ]
 
 CHILD = """
@@ -38,16 +39,19 @@ def _weights(student_dir: Path) -> dict:
     return {**load_file(str(student_dir / "student.safetensors")), **load_file(str(student_dir / "heads.safetensors"))}
 
 
-def _child(tmp_path: Path, workdir: Path, delay: float) -> subprocess.Popen:
+def _child(tmp_path: Path, workdir: Path, delay: float, overrides: list) -> subprocess.Popen:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = {**os.environ, "EDGEDISTILL_NO_PROGRESS": "1"}
-    return subprocess.Popen([sys.executable, str(script), json.dumps(TINY), str(workdir), str(delay)], env=env)
+    return subprocess.Popen([sys.executable, str(script), json.dumps(overrides), str(workdir), str(delay)], env=env)
 
 
-def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
+# phi-s estimates over 6 batches, so the kill (after the step-4 checkpoint) lands mid-estimate
+@pytest.mark.parametrize("standardize", [["distill.standardize=running"], ["distill.standardize=phi-s", "distill.standardize_batches=6"]])
+def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path, standardize):
+    overrides = TINY + standardize
     killed = tmp_path / "killed"
-    proc = _child(tmp_path, killed, delay=0.5)
+    proc = _child(tmp_path, killed, delay=0.5, overrides=overrides)
     log = killed / "distill_state" / "train_log.csv"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:  # wait until step 5 ran (checkpoint at 4 is on disk)
@@ -60,7 +64,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
     assert not (killed / "student").exists()
     assert torch.load(killed / "distill_state" / "checkpoint.pt", weights_only=False)["step"] == 4
 
-    resumed = _child(tmp_path, killed, delay=0.0)
+    resumed = _child(tmp_path, killed, delay=0.0, overrides=overrides)
     assert resumed.wait(timeout=240) == 0
     spec = json.loads((killed / "student" / "student.json").read_text())
     assert spec["train"]["resumed_from_step"] == 4
@@ -69,7 +73,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path):
     assert log_steps == [str(s) for s in range(1, 9)]  # replayed steps are not logged twice
 
     straight = tmp_path / "straight"
-    stage.run(load_config(None, TINY), {}, straight)
+    stage.run(load_config(None, overrides), {}, straight)
     a, b = _weights(killed / "student"), _weights(straight / "student")
     assert a.keys() == b.keys()
     for name in a:

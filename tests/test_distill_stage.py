@@ -56,4 +56,4 @@ def test_standardisation_is_recorded_and_none_builds_no_norms(tmp_path):
     off = stage.prepare(load_config(None, BASE + student + ["distill.standardize=none"]), None)
     assert off.standardize == "none" and off.job.module.norms is None
     on = stage.prepare(load_config(None, BASE + student + ["teacher.extra=[{name: resnet10t, pretrained: false, img_size: 32}]"]), None)
-    assert on.standardize == "running" and len(on.job.module.norms) == 2  # the default, one norm set per teacher
+    assert on.standardize == "phi-s" and len(on.job.module.norms) == 2  # the default, one norm set per teacher
