@@ -51,7 +51,7 @@ def image_folder(out: Path, sources: list[Path], count: int) -> Path:
 
 def rates(log_csv: Path, batch: int) -> dict:
     """Whole-epoch and steady images/s from the cumulative rates in the train log."""
-    rows = [(int(r["step"]), float(r["images_per_s"])) for r in csv.DictReader(open(log_csv))]
+    rows = [(int(r["step"]), float(r["images_per_s"])) for r in csv.DictReader(log_csv.read_text().splitlines())]
     (first_step, first_rate), (last_step, last_rate) = rows[0], rows[-1]
     first_t, last_t = first_step * batch / first_rate, last_step * batch / last_rate
     return {"epoch_images_per_s": last_rate, "epoch_s": last_t,

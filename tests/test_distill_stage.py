@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from edgedistill.config import load_config
 from edgedistill.distill import stage
+from edgedistill.distill.phi_s import PhiSNorm
 from edgedistill.models.deploy import load_deploy_model
 
 BASE = [
@@ -26,7 +27,7 @@ def test_two_teachers_vit_student_with_registers_loads_in_plain_timm(tmp_path):
     student = tmp_path / "student"
     spec = json.loads((student / "student.json").read_text())
     assert spec["extra_teachers"][0]["name"] == "resnet10t" and spec["extra_teachers"][0]["weight"] == 0.25
-    assert artifact.extra["train"]["patch_level"] is True
+    assert artifact.extra["train"]["patch_level"] is True and spec["train"]["standardize"] == "running"
     heads = load_file(str(student / "heads.safetensors"))
     assert any(k.startswith("extra_heads.0.token.") for k in heads) and "heads.mask_token" in heads
     log = (student / "train_log.csv").read_text().splitlines()
@@ -51,9 +52,9 @@ def test_cnn_like_student_turns_the_patch_level_off(tmp_path, capsys):
 
 
 
-def test_standardisation_is_recorded_and_none_builds_no_norms(tmp_path):
+def test_none_builds_no_norms_and_the_default_one_phi_s_set_per_teacher(tmp_path):
     student = ["student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}"]
     off = stage.prepare(load_config(None, BASE + student + ["distill.standardize=none"]), None)
-    assert off.standardize == "none" and off.job.module.norms is None
+    assert off.job.module.norms is None
     on = stage.prepare(load_config(None, BASE + student + ["teacher.extra=[{name: resnet10t, pretrained: false, img_size: 32}]"]), None)
-    assert on.standardize == "phi-s" and len(on.job.module.norms) == 2  # the default, one norm set per teacher
+    assert [type(n.token) for n in on.job.module.norms] == [PhiSNorm, PhiSNorm]

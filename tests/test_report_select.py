@@ -92,12 +92,17 @@ def test_estimates_only_selects_nothing():
     assert sel == {"artifact": None, "reason": "nothing measured on this target yet; estimates only"}
 
 
+def with_fp32_reference(bench: dict, name: str, status: str) -> dict:
+    """bench plus an fp32 ONNX Runtime row copied from its first artifact, in the given status."""
+    ref = copy.deepcopy(bench["artifacts"][0])
+    ref.update(name=name, backend="onnxruntime", precision="fp32", status=status)
+    bench["artifacts"].append(ref)
+    return bench
+
+
 def test_estimates_only_never_stars_the_fp32_reference():
     # A real host build for a Jetson: estimated TensorRT rows plus an unmeasured fp32 reference.
-    bench = load("orin_estimates")
-    ref = copy.deepcopy(bench["artifacts"][0])
-    ref.update(name="onnx-fp32", backend="onnxruntime", precision="fp32", status="estimated")
-    bench["artifacts"].append(ref)
+    bench = with_fp32_reference(load("orin_estimates"), "onnx-fp32", "estimated")
     sel = select_artifact(bench)
     assert sel == {"artifact": None, "reason": "nothing measured on this target yet; estimates only"}
     report = make_report(bench)
@@ -105,10 +110,7 @@ def test_estimates_only_never_stars_the_fp32_reference():
 
 
 def test_nothing_measured_names_the_statuses_when_not_only_estimates():
-    bench = load("estimated")
-    ref = copy.deepcopy(bench["artifacts"][0])
-    ref.update(name="onnxruntime-fp32", backend="onnxruntime", precision="fp32", status="pending")
-    bench["artifacts"].append(ref)
+    bench = with_fp32_reference(load("estimated"), "onnxruntime-fp32", "pending")
     sel = select_artifact(bench)
     assert sel["artifact"] is None  # no fallback to a reference nobody measured
     assert sel["reason"] == "nothing measured on this target yet (2 estimated, 1 pending)"

@@ -8,8 +8,6 @@ resume on a different number of GPUs. Launch exactly as for DDP, with distill.st
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -42,7 +40,7 @@ def full_state(module: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dic
     """Unsharded model and optimizer state dicts on every rank's CPU (a collective: all ranks call it)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
-    return get_state_dict(module, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True, broadcast_from_rank0=False))
+    return get_state_dict(module, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def load_full_state(module: nn.Module, optimizer: torch.optim.Optimizer, model_state: dict, optimizer_state: dict) -> None:
@@ -54,13 +52,12 @@ def load_full_state(module: nn.Module, optimizer: torch.optim.Optimizer, model_s
 
 
 def unsharded_copy(template: nn.Module, module: nn.Module) -> nn.Module:
-    """A plain module holding the trained weights, for saving and export (a collective)."""
+    """`template` (an unsharded copy taken before sharding) loaded with the trained weights (a collective)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     full = get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=False))
-    plain = copy.deepcopy(template)
-    plain.load_state_dict({k: v.cpu() for k, v in full.items()})
-    return plain
+    template.load_state_dict({k: v.cpu() for k, v in full.items()})
+    return template
 
 
 def check_supported(ema_decay: float) -> None:

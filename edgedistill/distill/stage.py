@@ -61,7 +61,6 @@ class Prepared:
     teachers: list[dict]  # name, dim, patch_dim, grid, data_config per teacher
     classifier: object  # the primary teacher's canonical classifier, or None
     probe: dict
-    standardize: str = "none"  # distill.standardize, recorded in student.json
 
 
 def _teacher_sources(cfg: BuildConfig, data_config: dict):
@@ -103,12 +102,11 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
         console.print(f"[yellow]note:[/yellow] student {cfg.student.name} is not a plain ViT, so masked patch distillation is off (token and feature levels stay)")
     torch.manual_seed(cfg.distill.seed + 1)  # heads start the same whether or not teachers were built (cache)
     heads = [ProteusHeads(probe["dim"], t["dim"], t["patch_dim"], probe["summary_dim"], mask_token=i == 0) for i, t in enumerate(teachers)]
-    kind = cfg.distill.standardize
-    norms = None if kind == "none" else [TeacherNorms(t["dim"], t["patch_dim"], kind, cfg.distill.standardize_batches) for t in teachers]
+    norms = None if cfg.distill.standardize == "none" else [TeacherNorms(t["dim"], t["patch_dim"], cfg.distill.standardize, cfg.distill.standardize_batches) for t in teachers]
     module = DistillModule(backbone, heads[0], heads[1:], [t["weight"] for t in teachers], norms)
     job = TrainJob(module, dataset, targets, cfg.distill, data_config, device, probe["n_patches"], patch_level,
                    Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg), ctx, on_step)
-    return Prepared(job, teachers, classifier, probe, kind)
+    return Prepared(job, teachers, classifier, probe)
 
 
 def deploy_heads(module: DistillModule) -> list[ProteusHeads]:
@@ -144,7 +142,7 @@ def run(cfg: BuildConfig, inputs: dict, workdir: Path, on_step=None) -> Artifact
         "teacher": {k: primary[k] for k in ("name", "dim", "patch_dim", "grid", "data_config")},
         "extra_teachers": [{k: t[k] for k in ("name", "dim", "patch_dim", "grid", "weight")} for t in prepared.teachers[1:]],
         "train": {"steps": cfg.distill.steps, "batch_size": cfg.distill.batch_size, "world_size": ctx.world, "images": len(job.dataset),
-                  "skipped_images": skipped, "resumed_from_step": result.start_step, "patch_level": job.patch_level, "standardize": prepared.standardize,
+                  "skipped_images": skipped, "resumed_from_step": result.start_step, "patch_level": job.patch_level, "standardize": cfg.distill.standardize,
                   "cache": cfg.distill.cache, "loss_first": result.log.mean_loss(first=True) if result.log else None,
                   "loss_last": result.log.mean_loss(first=False) if result.log else None, "device": str(job.device)},
     }

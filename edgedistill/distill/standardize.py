@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .phi_s import PhiSNorm
+
 
 class TargetNorm(nn.Module):
     def __init__(self, dim: int, momentum: float = 0.01, eps: float = 1e-6):
@@ -51,8 +53,6 @@ class TeacherNorms(nn.Module):
     def __init__(self, token_dim: int, patch_dim: int, kind: str = "running", estimate_batches: int = 32):
         super().__init__()
         if kind == "phi-s":
-            from .phi_s import PhiSNorm
-
             self.token, self.patch = PhiSNorm(token_dim, estimate_batches), PhiSNorm(patch_dim, estimate_batches)
         else:
             self.token, self.patch = TargetNorm(token_dim), TargetNorm(patch_dim)
