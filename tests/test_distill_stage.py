@@ -55,6 +55,6 @@ def test_cnn_like_student_turns_the_patch_level_off(tmp_path, capsys):
 def test_none_builds_no_norms_and_the_default_one_phi_s_set_per_teacher(tmp_path):
     student = ["student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}"]
     off = stage.prepare(load_config(None, BASE + student + ["distill.standardize=none"]), None)
-    assert off.job.module.norms is None
+    assert off.job.norms is None
     on = stage.prepare(load_config(None, BASE + student + ["teacher.extra=[{name: resnet10t, pretrained: false, img_size: 32}]"]), None)
-    assert [type(n.token) for n in on.job.module.norms] == [PhiSNorm, PhiSNorm]
+    assert [type(n.token) for n in on.job.norms.norms] == [PhiSNorm, PhiSNorm]

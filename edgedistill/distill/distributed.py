@@ -64,19 +64,18 @@ def wrap(module: nn.Module, ctx: DistContext, device: torch.device, find_unused:
     return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=find_unused)
 
 
-def sum_across(value: int, ctx: DistContext) -> int:
-    if not ctx.active:
-        return value
-    t = torch.tensor([value], dtype=torch.long)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return int(t.item())
-
-
-def broadcast_buffers(module: nn.Module, ctx: DistContext) -> None:
-    """Rank 0's buffers everywhere, as DDP does each forward (FSDP leaves buffers per rank)."""
+def sum_tensors_(tensors: list[torch.Tensor], ctx: DistContext) -> None:
+    """Each tensor summed over all ranks, in place (statistics that every rank's data feeds)."""
     if ctx.active:
-        for buffer in module.buffers():
-            dist.broadcast(buffer, src=0)
+        for t in tensors:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+
+def from_main_(tensors: list[torch.Tensor], ctx: DistContext) -> None:
+    """Rank 0's values everywhere, in place."""
+    if ctx.active:
+        for t in tensors:
+            dist.broadcast(t, src=0)
 
 
 def barrier(ctx: DistContext) -> None:

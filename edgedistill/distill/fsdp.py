@@ -2,8 +2,8 @@
 
 Each transformer block (or stage) of the student is sharded on its own, then the whole module,
 so parameters, gradients and optimizer state are split across ranks and gathered one block at
-a time. Checkpoints hold full (unsharded) state dicts, the same files DDP writes, so a job can
-resume on a different number of GPUs. Launch exactly as for DDP, with distill.strategy=fsdp.
+a time. Checkpoints hold full (unsharded) state dicts, the same files DDP writes, so a sharded job
+and a replicated one can resume each other's checkpoints. Launch exactly as for DDP, with distill.strategy=fsdp.
 """
 
 from __future__ import annotations

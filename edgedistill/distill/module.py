@@ -13,7 +13,6 @@ from ..models.teacher import TeacherTargets
 from ..models.tokens import patch_tokens, token_map
 from .align import align_grid
 from .losses import proteus_losses
-from .standardize import TeacherNorms
 
 
 @dataclass(frozen=True)
@@ -28,13 +27,12 @@ class Objective:
 
 class DistillModule(nn.Module):
     def __init__(self, backbone: nn.Module, heads: ProteusHeads, extra_heads: list[ProteusHeads] = (),
-                 teacher_weights: list[float] = (1.0,), norms: list[TeacherNorms] | None = None):
+                 teacher_weights: list[float] = (1.0,)):
         super().__init__()
         self.backbone = backbone
         self.heads = heads  # the primary teacher's heads (saved beside the student, used to deploy)
         self.extra_heads = nn.ModuleList(extra_heads)
         self.teacher_weights = list(teacher_weights)
-        self.norms = nn.ModuleList(norms) if norms else None
 
     def head_sets(self) -> list[ProteusHeads]:
         return [self.heads, *self.extra_heads]
@@ -43,14 +41,9 @@ class DistillModule(nn.Module):
         inner = getattr(self.backbone, "no_weight_decay", lambda: set())()
         return {f"backbone.{name}" for name in inner} | {"heads.mask_token"}
 
-    @torch.no_grad()
-    def update_norms(self, targets: list[TeacherTargets]) -> None:
-        for norm, t in zip(self.norms, targets):
-            norm.token.update(t.token)
-            norm.patch.update(t.patches)
-
     def forward(self, x: torch.Tensor, mask: torch.Tensor, targets: list[TeacherTargets], objective: Objective) -> tuple[torch.Tensor, dict]:
-        """Weighted total loss and detached per-teacher, per-level parts (t0.token, t0.patch, ...)."""
+        """Weighted total loss and detached per-teacher, per-level parts (t0.token, t0.patch, ...).
+        `targets` arrive already standardised when the job standardises them (standardize.py)."""
         # No `mask.any()` test: it would sync with the GPU; an all-False mask is a no-op anyway.
         tokens = token_map(self.backbone, x, mask if objective.patch > 0 else None, self.heads.mask_token)
         summary = summary_token(self.backbone, tokens)
@@ -58,10 +51,7 @@ class DistillModule(nn.Module):
         clean = ~mask.any(dim=1)
         total, parts = x.new_zeros((), dtype=torch.float32), {}
         for i, (heads, t, weight) in enumerate(zip(self.head_sets(), targets, self.teacher_weights)):
-            t_token, t_patches = t.token, t.patches
-            if self.norms is not None:  # the stage built norms: standardisation is on
-                t_token, t_patches = self.norms[i].token(t_token.float()), self.norms[i].patch(t_patches.float())
-            t_patches = align_grid(t_patches, t.grid, grid)
+            t_token, t_patches = t.token, align_grid(t.patches, t.grid, grid)
             # The feature level is the full token map; the summary joins it when widths agree (ViTs).
             with_summary = summary.shape[-1] == patches.shape[-1] and t_token.shape[-1] == t_patches.shape[-1]
             full = torch.cat([summary.unsqueeze(1), patches], 1) if with_summary else patches

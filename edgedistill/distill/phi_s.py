@@ -8,8 +8,8 @@ variance evenly with a Hadamard matrix, and divides by one scalar: y = H Uᵀ (x
 scale, so the loss weighs all directions of the teacher's space alike.
 
 The statistics (mean and full covariance) are accumulated over the first `estimate_batches`
-training batches, then frozen, as the paper estimates them once over the data. They are
-buffers: checkpointed for exact resume and broadcast from rank 0 under DDP.
+training batches (the global batches: the sums are added over all ranks), then frozen, as the
+paper estimates them once over the data. They are buffers, checkpointed for exact resume.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .distributed import DistContext, from_main_, sum_tensors_
 from .hadamard import equalizing_rotation
 
 
@@ -35,25 +36,33 @@ class PhiSNorm(nn.Module):
         self.register_buffer("samples", torch.zeros((), dtype=torch.float64))
 
     @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
-        """Add a batch [..., D] to the statistics and refit the map, until the estimate is frozen."""
+    def update(self, x: torch.Tensor, ctx: DistContext = DistContext()) -> None:
+        """Add the global batch [..., D] to the statistics and refit the map, until the estimate is frozen."""
         if self._frozen or int(self.count) >= self.estimate_batches:  # one sync per step until frozen
             self._frozen = True
             return
         flat = x.detach().reshape(-1, x.shape[-1]).double()
-        self.sum += flat.sum(0)
-        self.outer += flat.T @ flat
-        self.samples += flat.shape[0]
+        sums = [flat.sum(0), flat.T @ flat, flat.new_tensor(float(flat.shape[0]))]
+        sum_tensors_(sums, ctx)
+        self.sum += sums[0]
+        self.outer += sums[1]
+        self.samples += sums[2]
         self.count += 1
         done = int(self.count)
         if done & (done - 1) == 0 or done == self.estimate_batches:  # refit at 1, 2, 4, ... and at the end: eigh is not free
             self._refit()
+            # every rank fitted the same sums; rank 0's map is sent anyway, as eigh need not agree bit for bit across machines
+            from_main_([self.mean, self.rotation, self.scale], ctx)
 
     def _refit(self) -> None:
         mean = self.sum / self.samples
         cov = self.outer / self.samples - torch.outer(mean, mean)
         eigenvalues, eigenvectors = torch.linalg.eigh(cov.cpu())  # the CPU LAPACK path is exact and fast enough at D ≤ 2048
         eigenvalues = eigenvalues.clamp_min(0)
+        # eigh's signs are arbitrary, and the Hadamard step spreads one flipped sign over every channel, so
+        # fp16 rounding of the same targets (a cache) could give a different map: fix each vector's largest entry positive
+        largest = eigenvectors.gather(0, eigenvectors.abs().argmax(0, keepdim=True))
+        eigenvectors = eigenvectors * torch.where(largest < 0, -1.0, 1.0).to(eigenvectors.dtype)
         equalizer = torch.from_numpy(equalizing_rotation(eigenvalues.numpy()))
         self.mean.copy_(mean.float())
         self.rotation.copy_((equalizer @ eigenvectors.T).float())

@@ -26,7 +26,7 @@ from ..models.teacher import create_teachers, teacher_configs
 from ..progress import console
 from . import distributed
 from .module import DistillModule
-from .standardize import TeacherNorms
+from .standardize import TargetStandardizer, TeacherNorms
 from .targets import CachedTargets, OnlineTargets
 from .trainer import TrainJob, pick_device, train
 
@@ -102,20 +102,19 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
         console.print(f"[yellow]note:[/yellow] student {cfg.student.name} is not a plain ViT, so masked patch distillation is off (token and feature levels stay)")
     torch.manual_seed(cfg.distill.seed + 1)  # heads start the same whether or not teachers were built (cache)
     heads = [ProteusHeads(probe["dim"], t["dim"], t["patch_dim"], probe["summary_dim"], mask_token=i == 0) for i, t in enumerate(teachers)]
-    norms = None if cfg.distill.standardize == "none" else [TeacherNorms(t["dim"], t["patch_dim"], cfg.distill.standardize, cfg.distill.standardize_batches) for t in teachers]
-    module = DistillModule(backbone, heads[0], heads[1:], [t["weight"] for t in teachers], norms)
-    job = TrainJob(module, dataset, targets, cfg.distill, data_config, device, probe["n_patches"], patch_level,
+    norms = None if cfg.distill.standardize == "none" else TargetStandardizer(
+        [TeacherNorms(t["dim"], t["patch_dim"], cfg.distill.standardize, cfg.distill.standardize_batches) for t in teachers])
+    module = DistillModule(backbone, heads[0], heads[1:], [t["weight"] for t in teachers])
+    job = TrainJob(module, dataset, targets, cfg.distill, data_config, device, probe["n_patches"], patch_level, norms,
                    Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg), ctx, on_step)
     return Prepared(job, teachers, classifier, probe)
 
 
-def deploy_heads(module: DistillModule) -> list[ProteusHeads]:
+def deploy_heads(module: DistillModule, norms: TargetStandardizer | None) -> list[ProteusHeads]:
     """Head sets with any target standardisation folded in, so outputs live in each teacher's space."""
     sets = [copy.deepcopy(h) for h in module.head_sets()]
-    for heads, norm in zip(sets, module.norms or []):
-        norm.token.fold_into_head(heads.token)
-        norm.patch.fold_into_head(heads.patch)
-        norm.patch.fold_into_head(heads.feature)
+    if norms is not None:
+        norms.cpu().fold_into(sets)
     return sets
 
 
@@ -127,7 +126,7 @@ def run(cfg: BuildConfig, inputs: dict, workdir: Path, on_step=None) -> Artifact
         shutil.rmtree(job.state_dir)
     distributed.barrier(ctx)
     result = train(job)
-    skipped = distributed.sum_across(len(result.skipped), ctx)
+    skipped = len(set().union(*distributed.gather_objects(sorted(result.skipped), ctx)))  # a file two ranks met counts once
     final = Path(workdir) / "student"
     module = job.module.cpu().eval()
     primary = prepared.teachers[0]
@@ -147,7 +146,7 @@ def run(cfg: BuildConfig, inputs: dict, workdir: Path, on_step=None) -> Artifact
                   "loss_last": result.log.mean_loss(first=False) if result.log else None, "device": str(job.device)},
     }
     if ctx.is_main:
-        heads = deploy_heads(module)
+        heads = deploy_heads(module, job.norms)
         extra = {f"extra_heads.{i}.{k}": v for i, h in enumerate(heads[1:]) for k, v in h.state_dict().items()}
         with atomic_output(final) as tmp:
             save_student(tmp, module.backbone, heads[0], prepared.classifier, spec, extra)

@@ -2,16 +2,23 @@
 
 Teachers differ wildly in feature scale (DINOv2 norms vs CLIP norms), so with several teachers
 one loss would dominate; standardised targets give every channel unit variance (AM-RADIO).
-The statistics are buffers, so they are checkpointed and, under DDP, broadcast from rank 0.
-At save time `fold_into_head` moves the de-standardisation into the head's Linear, so the
-deployed embedding lives in the teacher's own space.
+
+The norms transform targets, not the student, so they live outside the trained module: DDP and
+FSDP do not broadcast them and EMA does not average them. Each update sums its batch statistics
+over all ranks, so every rank holds the same statistics of the whole global batch. They are
+checkpointed beside the module. At save time `fold_into_head` moves the de-standardisation into
+the head's Linear, so the deployed embedding lives in the teacher's own space.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
+from ..models.teacher import TeacherTargets
+from .distributed import DistContext, sum_tensors_
 from .phi_s import PhiSNorm
 
 
@@ -24,12 +31,18 @@ class TargetNorm(nn.Module):
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
-        """Fold a batch [..., D] in: a cumulative average first, an EMA once 1/momentum batches are in."""
+    def update(self, x: torch.Tensor, ctx: DistContext = DistContext()) -> None:
+        """Fold the global batch [..., D] in: a cumulative average first, an EMA once 1/momentum batches are in."""
         flat = x.detach().float().reshape(-1, x.shape[-1])
+        var, mean = torch.var_mean(flat, 0, correction=0)  # two-pass on this rank's share, then exact pooling in float64
+        n = float(flat.shape[0])
+        moments = [mean.double() * n, (var.double() + mean.double().square()) * n, mean.new_tensor(n, dtype=torch.float64)]
+        sum_tensors_(moments, ctx)
+        pooled_mean = moments[0] / moments[2]
+        pooled_var = (moments[1] / moments[2] - pooled_mean.square()).clamp_min(0)
         rate = max(self.momentum, 1.0 / float(self.count + 1))
-        self.mean.lerp_(flat.mean(0), rate)
-        self.var.lerp_(flat.var(0, unbiased=False), rate)
+        self.mean.lerp_(pooled_mean.float(), rate)
+        self.var.lerp_(pooled_var.float(), rate)
         self.count += 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,3 +69,30 @@ class TeacherNorms(nn.Module):
             self.token, self.patch = PhiSNorm(token_dim, estimate_batches), PhiSNorm(patch_dim, estimate_batches)
         else:
             self.token, self.patch = TargetNorm(token_dim), TargetNorm(patch_dim)
+
+
+class TargetStandardizer(nn.Module):
+    """The norms of every teacher, applied to the targets before the loss (see the module docstring)."""
+
+    def __init__(self, norms: list[TeacherNorms]):
+        super().__init__()
+        self.norms = nn.ModuleList(norms)
+
+    @torch.no_grad()
+    def update(self, targets: list[TeacherTargets], ctx: DistContext = DistContext()) -> None:
+        for norm, t in zip(self.norms, targets):
+            norm.token.update(t.token, ctx)
+            norm.patch.update(t.patches, ctx)
+
+    @torch.no_grad()
+    def forward(self, targets: list[TeacherTargets]) -> list[TeacherTargets]:
+        return [dataclasses.replace(t, token=norm.token(t.token.float()), patches=norm.patch(t.patches.float()))
+                for norm, t in zip(self.norms, targets)]
+
+    @torch.no_grad()
+    def fold_into(self, head_sets: list[nn.Module]) -> None:
+        """Each teacher's de-standardisation into its head set (token head: token norm; patch and feature: patch norm)."""
+        for heads, norm in zip(head_sets, self.norms):
+            norm.token.fold_into_head(heads.token)
+            norm.patch.fold_into_head(heads.patch)
+            norm.patch.fold_into_head(heads.feature)

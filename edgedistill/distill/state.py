@@ -1,7 +1,7 @@
 """Atomic training checkpoints for exact resume.
 
-A checkpoint holds everything the next step depends on: module (backbone, heads, target
-statistics), optimizer, scheduler, EMA, the RNG states, the step (which is the data position:
+A checkpoint holds everything the next step depends on: module (backbone, heads), target
+statistics, optimizer, scheduler, EMA, the RNG states, the step (which is the data position:
 the sample stream is a pure function of the step) and the count of skipped images. It is
 written to a temp file, fsynced and renamed, so a kill at any moment leaves the previous one.
 """
@@ -22,7 +22,7 @@ CHECKPOINT = "checkpoint.pt"
 def rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()  # this rank's own GPU: a resume may see fewer devices
     return state
 
 
@@ -31,7 +31,10 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        cuda = state["cuda"]
+        if isinstance(cuda, list):  # older checkpoints kept every visible GPU's state
+            cuda = cuda[min(torch.cuda.current_device(), len(cuda) - 1)]
+        torch.cuda.set_rng_state(cuda)
 
 
 def save_checkpoint(state_dir: Path, payload: dict) -> Path:
@@ -56,4 +59,10 @@ def load_checkpoint(state_dir: Path, config_hash: str) -> dict | None:
     if not path.is_file():
         return None
     payload = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG states are not tensors
-    return payload if payload.get("config_hash") == config_hash else None
+    if payload.get("config_hash") != config_hash:
+        return None
+    if "norms" not in payload:  # written when the target norms were part of the module, under the same key names
+        payload["norms"] = {k: payload["module"].pop(k) for k in list(payload["module"]) if k.startswith("norms.")} or None
+        for k in [k for k in payload.get("ema") or {} if k.startswith("module.norms.")]:  # EMA averaged them too
+            del payload["ema"][k]
+    return payload

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..config import DistillConfig
+from ..errors import EdgedistillError
 from ..data.augment import unit_interval, view_seed
 from ..data.stream import SampleStream
 from ..models.preprocess import to_model_input
@@ -24,6 +25,7 @@ from .masking import random_masks
 from .metrics_log import MetricsLog
 from .module import DistillModule, Objective
 from .prefetch import prefetch
+from .standardize import TargetStandardizer
 from .state import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class TrainJob:
     device: torch.device
     n_patches: int
     patch_level: bool = True
+    norms: TargetStandardizer | None = None  # standardisation of the targets; None when distill.standardize=none
     state_dir: Path | None = None
     config_hash: str = ""
     ctx: distributed.DistContext = field(default_factory=distributed.DistContext)
@@ -79,10 +82,9 @@ def step_loss(model, job: TrainJob, batch: dict, step: int, autocast, objective:
     view = unit_interval(batch["view"].to(job.device, non_blocking=True))
     with torch.no_grad(), autocast:
         targets = job.targets(batch, view)
-    if job.module.norms is not None:
-        job.module.update_norms(targets)
-        if job.ctx.active and job.cfg.strategy == "fsdp":
-            distributed.broadcast_buffers(job.module.norms, job.ctx)
+    if job.norms is not None:
+        job.norms.update(targets, job.ctx)
+        targets = job.norms(targets)
     x = to_model_input(view, job.student_data_config)
     if job.cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -117,6 +119,8 @@ def train(job: TrainJob) -> TrainResult:
     if sharded:
         fsdp.check_supported(cfg.ema_decay)
     module.to(job.device).train()
+    if job.norms is not None:
+        job.norms.to(job.device)
     if cfg.channels_last:
         module.to(memory_format=torch.channels_last)
     template = copy.deepcopy(module).cpu() if sharded else None  # unsharded shell for the final weights
@@ -131,7 +135,7 @@ def train(job: TrainJob) -> TrainResult:
 
         ema = ModelEmaV3(module, decay=cfg.ema_decay)
     start_step, skipped = 0, set()
-    checkpoint = load_checkpoint(job.state_dir, job.config_hash) if job.state_dir and cfg.resume else None
+    checkpoint = _resumable_checkpoint(job)
     if checkpoint is not None:
         if sharded:
             fsdp.load_full_state(module, optimizer, checkpoint["module"], checkpoint["optimizer"])
@@ -141,6 +145,8 @@ def train(job: TrainJob) -> TrainResult:
         scheduler.load_state_dict(checkpoint["scheduler"])
         if ema is not None:
             ema.load_state_dict(checkpoint["ema"])
+        if job.norms is not None:
+            job.norms.load_state_dict(checkpoint["norms"])
         set_rng_state(checkpoint["rng"][ctx.rank] if ctx.rank < len(checkpoint["rng"]) else checkpoint["rng"][0])
         start_step, skipped = checkpoint["step"], set(checkpoint.get("skipped", ()))
         if ctx.is_main:
@@ -189,6 +195,20 @@ def train(job: TrainJob) -> TrainResult:
     return TrainResult(metrics, start_step, skipped)
 
 
+def _resumable_checkpoint(job: TrainJob) -> dict | None:
+    """The checkpoint to resume from, once every rank found the same one and the world size matches it."""
+    checkpoint = load_checkpoint(job.state_dir, job.config_hash) if job.state_dir and job.cfg.resume else None
+    found = distributed.gather_objects(checkpoint["step"] if checkpoint else None, job.ctx)
+    if len(set(found)) > 1:
+        raise EdgedistillError(f"the ranks found different checkpoints to resume from (steps {found})",
+                               f"put {job.state_dir} on a file system every node shares, or set distill.resume=false")
+    if checkpoint is not None and checkpoint["world"] != job.ctx.world:
+        # each rank's share of the sample stream and its RNG state belong to the world size that wrote them
+        raise EdgedistillError(f"the checkpoint in {job.state_dir} was written by {checkpoint['world']} processes, this job has {job.ctx.world}",
+                               f"relaunch with --nproc_per_node {checkpoint['world']} (in total), or set distill.resume=false to start over")
+    return checkpoint
+
+
 def _count_bad(loader, skipped: set):
     """Collect the indices of unreadable images while the batch is still on the CPU."""
     for batch in loader:
@@ -200,6 +220,7 @@ def _count_bad(loader, skipped: set):
 
 def _checkpoint(job: TrainJob, module, optimizer, scheduler, ema, step: int, skipped: set, sharded: bool) -> None:
     rngs = distributed.gather_objects(rng_state(), job.ctx)  # every rank's RNG state
+    skipped = set().union(*distributed.gather_objects(sorted(skipped), job.ctx))  # each rank reads other images
     # FSDP gathers full state dicts collectively; DDP replicas already hold them
     module_state, optimizer_state = fsdp.full_state(module, optimizer) if sharded else (None, None)
     if job.ctx.is_main:
@@ -207,6 +228,7 @@ def _checkpoint(job: TrainJob, module, optimizer, scheduler, ema, step: int, ski
             "config_hash": job.config_hash, "step": step, "world": job.ctx.world,
             "module": module_state if sharded else module.state_dict(),
             "optimizer": optimizer_state if sharded else optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "ema": ema.state_dict() if ema is not None else None, "rng": rngs, "skipped": sorted(skipped),
+            "ema": ema.state_dict() if ema is not None else None,
+            "norms": job.norms.state_dict() if job.norms is not None else None, "rng": rngs, "skipped": sorted(skipped),
         })
     distributed.barrier(job.ctx)
