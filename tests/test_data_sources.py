@@ -45,6 +45,12 @@ def test_tar_shards_with_a_broken_member_are_read_and_counted(tmp_path):
     assert len(ImageSource(str(tmp_path))) == 3  # a folder of shards works too
     with pytest.raises(EdgedistillError, match="does not exist"):
         ImageSource(str(tmp_path / "missing-{0..1}.tar"))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "preview.png").write_bytes(_png((0, 255, 0)))  # one stray image beside the shards
+    with pytest.raises(EdgedistillError, match="both .tar shards and image files") as error:
+        ImageSource(str(tmp_path))
+    assert "*.tar" in error.value.fix
+    assert len(ImageSource(str(tmp_path / "*.tar"))) == 3  # the fix it names works
 
 
 def test_txt_file_list_and_brace_expansion(tmp_path):

@@ -86,3 +86,28 @@ def test_stored_views_are_the_regenerated_pixels_and_need_no_images(caches, tmp_
     monkeypatch.setattr(stage, "ImageSource", no_images)
     artifact = stage.run(load_config(None, TINY + [f"distill.cache={dirs['stored-views']}"]), {}, tmp_path)
     assert artifact.extra["train"]["steps"] == 2
+
+
+def test_cache_refuses_images_that_no_longer_match_and_teachers_set_differently(tmp_path):
+    import shutil
+
+    from edgedistill.data.sample_photos import bundled_photo_paths
+    from edgedistill.errors import EdgedistillError
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in bundled_photo_paths()[1:4]:
+        shutil.copy(path, folder / path.name)
+    overrides = [o for o in TINY if not o.startswith("data.max_images")] + [f"data.source={folder}"]
+    made = cache_mod.cache_teacher(load_config(None, overrides), tmp_path / "cache", augmentations=1)
+    use = overrides + [f"distill.cache={made}"]
+    assert len(stage.prepare(load_config(None, use), None).job.dataset) == 3
+
+    with pytest.raises(EdgedistillError, match="img_size"):  # same name, other input size: other targets
+        stage.prepare(load_config(None, use + ["teacher.img_size=56"]), None)
+    first = sorted(folder.iterdir())[0]
+    shutil.copy(bundled_photo_paths()[0], folder / ("0" + first.name))  # sorts first: every index shifts by one
+    first.unlink()  # the count stays 3, only the names tell
+    with pytest.raises(EdgedistillError, match="no longer") as error:
+        stage.prepare(load_config(None, use), None)
+    assert "--store-views" in error.value.fix

@@ -56,14 +56,16 @@ def test_open_clip_teacher_without_the_extra_names_it(monkeypatch):
     assert "edgedistill[vl]" in info.value.fix
 
 
-@pytest.mark.parametrize("name,size,maskable", [
-    ("vit_tiny_patch16_224", 32, True),
-    ("efficientvit_b0", 64, False),
-    ("fastvit_t8", 64, False),
-    ("repvit_m0_9", 64, False),
+@pytest.mark.parametrize("name,size,maskable,args", [
+    ("vit_tiny_patch16_224", 32, True, {"depth": 1, "reg_tokens": 2, "patch_size": 8}),
+    ("vit_tiny_patch16_224", 32, True, {"depth": 1, "patch_size": 8, "dynamic_img_size": True}),  # NHWC patch embeddings
+    ("eva02_tiny_patch14_224", 28, False, {"depth": 1}),  # ViT-like, but its own position embedding: no masking
+    ("swin_tiny_patch4_window7_224", 56, False, {"depths": (1, 1), "num_heads": (1, 2), "embed_dim": 24}),  # NHWC maps
+    ("efficientvit_b0", 64, False, {}),
+    ("fastvit_t8", 64, False, {}),
+    ("repvit_m0_9", 64, False, {}),
 ])
-def test_students_train_one_step_against_a_vit_teacher(name, size, maskable):
-    args = {"depth": 1, "reg_tokens": 2, "patch_size": 8} if name.startswith("vit") else {}
+def test_students_train_one_step_against_a_vit_teacher(name, size, maskable, args):
     backbone = create_backbone(name, size, args)
     probe = probe_student(backbone, size)
     assert probe["maskable"] is maskable
@@ -80,6 +82,20 @@ def test_students_train_one_step_against_a_vit_teacher(name, size, maskable):
     assert torch.isfinite(loss) and set(parts) == {"t0.token", "t0.patch", "t0.feature"}
     assert (parts["t0.patch"].item() > 0) is maskable
     assert backbone.blocks[0].attn.qkv.weight.grad is not None if maskable else any(p.grad is not None for p in backbone.parameters())
+
+
+def test_nhwc_feature_maps_become_tokens_channel_last():
+    """Swin returns [B, H, W, C]: read as NCHW, its 7x7x24 map would be 24x7 tokens of width 7."""
+    cfg = TeacherConfig(name="swin_tiny_patch4_window7_224", pretrained=False, img_size=56,
+                        model_args={"depths": (1, 1), "num_heads": (1, 2), "embed_dim": 24})
+    teacher = create_teacher(cfg)
+    x = torch.randn(2, 3, 56, 56)
+    features = teacher.model.forward_features(x)  # [2, 7, 7, 48]
+    targets = teacher.targets(x)
+    assert teacher.grid == (7, 7) and teacher.patch_dim == teacher.dim == 48
+    assert torch.equal(targets.patches[:, 3 * 7 + 5], features[:, 3, 5])  # token (row 3, col 5) is that map cell
+    student = create_backbone("swin_tiny_patch4_window7_224", 56, dict(cfg.model_args))
+    assert probe_student(student, 56)["grid"] == (7, 7)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("open_clip") is None, reason="needs the [vl] extra (open_clip_torch)")

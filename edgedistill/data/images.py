@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -34,6 +36,16 @@ class ImageSource:
 
     def name(self, index: int) -> str:
         return self.tars.name(index) if self.tars is not None else self.paths[index]
+
+    def fingerprint(self) -> str:
+        """A hash of the image names in order, relative to their source (a moved folder keeps it), so a
+        teacher cache can tell whether index i still names the image it stored targets for."""
+        if self.tars is not None:
+            names = [self.tars.relative_name(i) for i in range(len(self))]
+        else:
+            root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in self.paths])
+            names = [os.path.relpath(os.path.abspath(p), root) for p in self.paths]
+        return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
 
     def load(self, index: int) -> Image.Image | None:
         try:

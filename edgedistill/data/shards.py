@@ -37,8 +37,13 @@ def shard_paths(source: str) -> list[Path] | None:
     root = Path(source).expanduser()
     if root.is_dir():
         tars = sorted(root.glob("*.tar"))
-        has_images = any(p.suffix.lower() in SHARD_IMAGE_SUFFIXES for p in root.rglob("*"))
-        return tars if tars and not has_images else None
+        if not tars:
+            return None
+        stray = next((p for p in root.rglob("*") if p.suffix.lower() in SHARD_IMAGE_SUFFIXES), None)
+        if stray is not None:  # either reading would silently drop the other half of the data
+            raise EdgedistillError(f"'{source}' holds both .tar shards and image files (e.g. {stray.relative_to(root)})",
+                                   f"point data.source at the shards ('{root / '*.tar'}') or at a folder of images only")
+        return tars
     if not source.endswith(".tar"):
         return None
     paths = []
@@ -72,6 +77,11 @@ class TarShardImages:
     def name(self, index: int) -> str:
         s, _, _, name = self.members[index]
         return f"{self.shards[s]}:{name}"
+
+    def relative_name(self, index: int) -> str:
+        """The member's name with its shard's file name, not its folder: moving the shards keeps it."""
+        s, _, _, name = self.members[index]
+        return f"{Path(self.shards[s]).name}:{name}"
 
     def open(self, index: int) -> Image.Image:
         s, offset, size, _ = self.members[index]

@@ -41,7 +41,7 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
                   store_views: bool = False) -> Path:
     """Run every configured teacher on K seeded augmentations of each image; write the cache folder."""
     from ..models.heads import canonical_classifier
-    from ..models.teacher import create_teachers
+    from ..models.teacher import create_teachers, teacher_configs
     from .stage import view_size_for
 
     if augmentations < 1:
@@ -91,6 +91,7 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
         meta = {
             "format": FORMAT, "images": len(views), "augmentations": augmentations, "entries": len(keys), "view_size": size,
             "dtype": dtype, "seed": seed, "skipped_images": len(bad), "shards": shards, "views_stored": store_views,
+            "image_list": source.fingerprint(), "teacher_configs": [teacher_identity(c) for c in teacher_configs(cfg.teacher)],
             "data": {"source": cfg.data.source, "max_images": cfg.data.max_images, "auto_augment": cfg.data.auto_augment, "scale_min": cfg.data.scale_min},
             "teachers": [{"name": t.name, "dim": t.dim, "patch_dim": t.patch_dim, "grid": list(t.grid), "data_config": t.data_config, "weight": t.weight}
                          for t in teachers],
@@ -115,6 +116,37 @@ def read_cache(cache_dir: str | Path) -> dict:
     if meta.get("format") != FORMAT:
         raise EdgedistillError(f"teacher cache '{cache_dir}' has format {meta.get('format')!r}, expected {FORMAT}", "re-create it with this edgedistill version")
     return meta
+
+
+def teacher_identity(c) -> dict:
+    """What makes a teacher's outputs what they are (its loss weight does not), as JSON would store it."""
+    return json.loads(json.dumps({"name": c.name, "checkpoint": c.checkpoint, "pretrained": c.pretrained,
+                                  "img_size": c.img_size, "model_args": dict(c.model_args)}))
+
+
+def check_teachers(cache_dir, meta: dict, configs: list) -> None:
+    """Refuse a cache made by other teachers: its targets would train the student towards the wrong model."""
+    wanted, held = [c.name for c in configs], [t["name"] for t in meta["teachers"]]
+    if held != wanted:
+        raise EdgedistillError(f"teacher cache '{cache_dir}' holds {held}, the config asks for {wanted}",
+                               "re-create the cache with this teacher config, or unset distill.cache")
+    for recorded, c in zip(meta.get("teacher_configs") or [], configs):  # caches before this check lack the record
+        if recorded != teacher_identity(c):
+            differ = sorted(k for k in recorded if recorded[k] != teacher_identity(c)[k])
+            raise EdgedistillError(f"teacher cache '{cache_dir}' was made with {c.name} set differently ({', '.join(differ)})",
+                                   "re-create the cache with this teacher config, or unset distill.cache")
+
+
+def cached_image_source(cache_dir, meta: dict) -> ImageSource:
+    """The images a seed-only cache regenerates its views from, refused when index i no longer names
+    the image the teacher saw (a file added, removed or renamed shifts every index after it)."""
+    source = ImageSource(meta["data"]["source"], meta["data"]["max_images"])
+    recorded = meta.get("image_list")
+    if len(source) != meta["images"] or (recorded is not None and source.fingerprint() != recorded):
+        raise EdgedistillError(f"the images in '{meta['data']['source']}' are no longer the {meta['images']} that teacher cache '{cache_dir}' was made from "
+                               f"({len(source)} now, or their names changed)",
+                               "restore those images, re-create the cache, or make caches with --store-views so they need no source images")
+    return source
 
 
 def load_cached_classifier(cache_dir: str | Path, meta: dict):

@@ -19,7 +19,6 @@ from ..artifacts import Artifact, atomic_output
 from ..config import BuildConfig
 from ..data.augment import AugmentedViews
 from ..data.images import ImageSource
-from ..errors import EdgedistillError
 from ..models.heads import ProteusHeads, canonical_classifier
 from ..models.student import create_student, probe_student, save_student
 from ..models.teacher import create_teachers, teacher_configs
@@ -66,17 +65,14 @@ class Prepared:
 def _teacher_sources(cfg: BuildConfig, data_config: dict):
     """(dataset, targets, teacher descriptions, classifier) from live teachers or from the cache."""
     if cfg.distill.cache:
-        from .cache import CachedViews, load_cached_classifier, read_cache
+        from .cache import CachedViews, cached_image_source, check_teachers, load_cached_classifier, read_cache
 
         meta = read_cache(cfg.distill.cache)
-        wanted = [c.name for c in teacher_configs(cfg.teacher)]
-        if [t["name"] for t in meta["teachers"]] != wanted:
-            raise EdgedistillError(f"teacher cache '{cfg.distill.cache}' holds {[t['name'] for t in meta['teachers']]}, the config asks for {wanted}",
-                                   "re-create the cache with this teacher config, or unset distill.cache")
+        check_teachers(cfg.distill.cache, meta, teacher_configs(cfg.teacher))
         weights = [c.weight for c in teacher_configs(cfg.teacher)]
         data_cfg = dataclasses.replace(cfg.data, **{k: v for k, v in meta["data"].items() if k in ("auto_augment", "scale_min")})
         # stored views need no source images (they may not even be on this machine)
-        views = None if meta.get("views_stored") else AugmentedViews(ImageSource(meta["data"]["source"], meta["data"]["max_images"]), meta["view_size"], data_cfg)
+        views = None if meta.get("views_stored") else AugmentedViews(cached_image_source(cfg.distill.cache, meta), meta["view_size"], data_cfg)
         teachers = [{**t, "weight": w} for t, w in zip(meta["teachers"], weights)]
         return CachedViews(cfg.distill.cache, views, meta), CachedTargets([t["grid"] for t in teachers]), teachers, load_cached_classifier(cfg.distill.cache, meta)
     live = create_teachers(cfg.teacher)

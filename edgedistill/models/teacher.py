@@ -19,7 +19,7 @@ from ..errors import EdgedistillError
 from .offline_teacher import load_offline_efficientnet_lite0
 from .open_clip_teacher import PREFIX as OPEN_CLIP_PREFIX, create_open_clip_visual
 from .preprocess import resolve_data_config
-from .tokens import infer_grid, num_prefix_tokens
+from .tokens import infer_grid, map_tokens, num_prefix_tokens
 
 
 @dataclass
@@ -32,9 +32,9 @@ class TeacherTargets:
 def split_feature_map(model: nn.Module, features: torch.Tensor) -> TeacherTargets:
     """Turn forward_features output (NCHW map or NLC tokens) into token + patch targets."""
     token = model.forward_head(features, pre_logits=True) if hasattr(model, "forward_head") else None
-    if features.ndim == 4:  # CNN: [B, C, H, W]
-        b, c, h, w = features.shape
-        return TeacherTargets(token if token is not None else features.mean((2, 3)), features.flatten(2).transpose(1, 2), (h, w))
+    if features.ndim == 4:  # CNN or hierarchical transformer: a feature map
+        patches, grid = map_tokens(model, features)
+        return TeacherTargets(token if token is not None else patches.mean(1), patches, grid)
     patches = features[:, num_prefix_tokens(model):]
     if token is None:
         token = features[:, 0] if getattr(model, "cls_token", None) is not None else patches.mean(1)

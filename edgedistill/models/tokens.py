@@ -23,8 +23,11 @@ def num_prefix_tokens(model: nn.Module) -> int:
 
 
 def is_maskable(backbone: nn.Module) -> bool:
-    """True for timm VisionTransformer-style models, whose patch embeddings can be masked."""
-    return all(hasattr(backbone, name) for name in ("patch_embed", "_pos_embed", "patch_drop", "norm_pre", "blocks", "norm"))
+    """True for timm VisionTransformers (registers, DeiT and dynamic sizes included), whose forward_features
+    token_map below retraces; look-alikes such as Eva build their position embedding differently."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    return isinstance(backbone, VisionTransformer)
 
 
 def token_map(backbone: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = None, mask_token: torch.Tensor | None = None) -> torch.Tensor:
@@ -38,8 +41,8 @@ def token_map(backbone: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = 
     if not is_maskable(backbone):
         raise EdgedistillError(f"masked patch distillation needs a ViT-style student, got {type(backbone).__name__}", "set distill.patch_weight=0 for this student")
     tokens = backbone.patch_embed(x)
-    if tokens.ndim == 4:  # dynamic_img_size ViTs keep NHWC here
-        tokens = tokens.flatten(1, 2)
+    if tokens.ndim == 4:  # dynamic_img_size ViTs keep NHWC here, and _pos_embed wants it so
+        mask = mask.reshape(tokens.shape[:3])
     tokens = torch.where(mask.unsqueeze(-1), mask_token.to(tokens.dtype), tokens)
     tokens = backbone._pos_embed(tokens)
     tokens = backbone.patch_drop(tokens)
@@ -48,10 +51,19 @@ def token_map(backbone: nn.Module, x: torch.Tensor, mask: torch.Tensor | None = 
     return backbone.norm(tokens)
 
 
+def map_tokens(model: nn.Module, features: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A 4-D feature map as tokens [B, H*W, C] (row-major) and its grid. Most timm families return
+    NCHW; Swin, MambaOut and other NHWC families say so in `output_fmt`."""
+    if getattr(model, "output_fmt", "NCHW") == "NHWC":
+        b, h, w, c = features.shape
+        return features.reshape(b, h * w, c), (h, w)
+    b, c, h, w = features.shape
+    return features.flatten(2).transpose(1, 2), (h, w)
+
+
 def patch_tokens(backbone: nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """Spatial tokens [B, N, D] and their (H, W) grid from a token map or a CNN feature map."""
     if tokens.ndim == 4:
-        b, c, h, w = tokens.shape
-        return tokens.flatten(2).transpose(1, 2), (h, w)
+        return map_tokens(backbone, tokens)
     patches = tokens[:, num_prefix_tokens(backbone):]
     return patches, infer_grid(backbone, patches.shape[1])
