@@ -31,23 +31,21 @@ def test_unknown_loss_kind_is_refused():
         regression_loss(torch.zeros(1, 2), torch.zeros(1, 2), "l3")
 
 
-def test_proteus_levels_respect_mask_and_clean_samples():
+def test_proteus_levels_hand_case():
     token_pred, token_target = torch.ones(2, 1), torch.zeros(2, 1)  # token: mean(1, 1) = 1
-    patch_pred = torch.tensor([[[1.0], [2.0]], [[3.0], [4.0]]])
-    mask = torch.tensor([[True, False], [False, False]])  # only the first patch of sample 0 counts: 1^2
-    feature_pred = torch.tensor([[[9.0], [9.0], [9.0]], [[1.0], [1.0], [2.0]]])
-    clean = torch.tensor([False, True])  # only sample 1 counts: (1 + 1 + 4) / 3
-    levels = proteus_losses(token_pred, token_target, patch_pred, torch.zeros(2, 2, 1), mask, feature_pred, torch.zeros(2, 3, 1), clean)
-    assert levels.as_floats() == pytest.approx({"token": 1.0, "patch": 1.0, "feature": 2.0})
-    assert levels.total((1.0, 1.0, 1.0)).item() == pytest.approx(4.0)
-    assert levels.total((2.0, 0.0, 0.5)).item() == pytest.approx(3.0)
+    patch_pred = torch.tensor([[[1.0], [2.0]]])  # the masked pass of sample 0 only (M = 1)
+    mask = torch.tensor([[True, False]])  # only its first patch counts: 1^2
+    feature_pred = torch.tensor([[[1.0], [1.0], [2.0]], [[3.0], [1.0], [1.0]]])  # every sample: (1+1+4+9+1+1) / 6
+    levels = proteus_losses(token_pred, token_target, patch_pred, torch.zeros(1, 2, 1), mask, feature_pred, torch.zeros(2, 3, 1))
+    assert levels.as_floats() == pytest.approx({"token": 1.0, "patch": 1.0, "feature": 17 / 6})
+    assert levels.total((1.0, 1.0, 1.0)).item() == pytest.approx(2.0 + 17 / 6)
+    assert levels.total((2.0, 0.0, 0.5)).item() == pytest.approx(2.0 + 17 / 12)
 
 
-def test_levels_without_samples_are_zero_and_keep_the_graph():
+def test_patch_level_without_masked_samples_is_zero_and_keeps_the_graph():
     token_pred = torch.ones(2, 1, requires_grad=True)
-    nothing = torch.zeros(2, 2, dtype=torch.bool)
-    levels = proteus_losses(token_pred, torch.zeros(2, 1), torch.ones(2, 2, 1), torch.zeros(2, 2, 1), nothing,
-                            torch.ones(2, 3, 1), torch.zeros(2, 3, 1), torch.zeros(2, dtype=torch.bool))
+    levels = proteus_losses(token_pred, torch.zeros(2, 1), None, torch.zeros(0, 2, 1), torch.zeros(0, 2, dtype=torch.bool),
+                            torch.zeros(2, 3, 1), torch.zeros(2, 3, 1))
     assert levels.patch.item() == 0.0 and levels.feature.item() == 0.0
     levels.total((1.0, 1.0, 1.0)).backward()
     assert token_pred.grad is not None
@@ -78,8 +76,9 @@ def test_cnn_feature_maps_become_row_major_tokens():
 
 def test_random_masks_count_share_and_ratio():
     mask = random_masks(4, 10, share=0.5, ratio=0.3, generator=torch.Generator().manual_seed(0))
-    assert mask.sum(1).tolist() == [3, 3, 0, 0]
-    assert not random_masks(4, 10, share=0.0, ratio=0.5).any()
+    assert mask.shape == (2, 10) and mask.sum(1).tolist() == [3, 3]  # the first two samples, 3 patches each
+    assert random_masks(4, 10, share=0.0, ratio=0.5).shape == (0, 10)
+    assert random_masks(4, 10, share=0.5, ratio=0.0).shape == (0, 10)  # nothing masked: no masked pass either
 
 
 def test_target_norm_standardises_and_folds_back():

@@ -74,7 +74,7 @@ def test_students_train_one_step_against_a_vit_teacher(name, size, maskable, arg
     from edgedistill.models.teacher import TeacherTargets
 
     targets = [TeacherTargets(torch.randn(2, 24), torch.randn(2, 9, 16), (3, 3))]  # a /14-style 3x3 teacher grid
-    mask = torch.zeros(2, probe["n_patches"], dtype=torch.bool)
+    mask = torch.zeros(1 if maskable else 0, probe["n_patches"], dtype=torch.bool)  # sample 0 masked
     if maskable:
         mask[0, :2] = True
     loss, parts = module(torch.randn(2, 3, size, size), mask, targets, Objective(patch=1.0 if maskable else 0.0))
@@ -109,3 +109,31 @@ def test_open_clip_tower_summary_is_the_clip_image_embedding():
     targets = teacher.targets(x)
     assert teacher.grid == (7, 7) and targets.patches.shape == (1, 49, 768)
     assert torch.allclose(targets.token, reference.encode_image(x), atol=1e-5)
+
+
+def test_token_and_feature_levels_see_the_clean_input_whatever_is_masked():
+    """Proteus reference: the masked pass feeds only the patch level; token and feature use a clean pass."""
+    torch.manual_seed(0)
+    backbone = create_backbone("vit_tiny_patch16_224", 32, {"depth": 1, "patch_size": 8})
+    module = DistillModule(backbone, ProteusHeads(192, 24, 24, 192)).eval()
+    from edgedistill.models.teacher import TeacherTargets
+
+    targets = [TeacherTargets(torch.randn(2, 24), torch.randn(2, 16, 24), (4, 4))]
+    x = torch.randn(2, 3, 32, 32)
+    every_sample_masked = torch.rand(2, 16).argsort(1) < 8
+    _, masked = module(x, every_sample_masked, targets, Objective())
+    _, unmasked = module(x, torch.zeros(0, 16, dtype=torch.bool), targets, Objective())
+    assert masked["t0.token"] == unmasked["t0.token"] and masked["t0.feature"] == unmasked["t0.feature"]
+    assert masked["t0.patch"] > 0 and unmasked["t0.patch"] == 0
+    # the feature map's summary slot is the token head's output: equal teacher targets everywhere give token-loss share
+    same = [TeacherTargets(torch.zeros(2, 24), torch.zeros(2, 16, 24), (4, 4))]
+    _, parts = module(x, torch.zeros(0, 16, dtype=torch.bool), same, Objective())
+    token_sq = module.heads.token(summary_of(backbone, x)).pow(2).mean()
+    patch_sq = module.heads.feature(backbone.forward_features(x)[:, 1:]).pow(2).mean()
+    assert parts["t0.feature"].item() == pytest.approx(((token_sq + 16 * patch_sq) / 17).item(), rel=1e-5)
+
+
+def summary_of(backbone, x):
+    from edgedistill.models.student import summary_token
+
+    return summary_token(backbone, backbone.forward_features(x))

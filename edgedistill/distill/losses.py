@@ -56,18 +56,17 @@ class LevelLosses:
 
 
 def proteus_losses(
-    token_pred: torch.Tensor,  # [B, D] student summary through the token head
+    token_pred: torch.Tensor,  # [B, D] student summary (clean pass) through the token head
     token_target: torch.Tensor,  # [B, D]
-    patch_pred: torch.Tensor,  # [B, N, D'] student patches through the patch head
-    patch_target: torch.Tensor,  # [B, N, D'] teacher patches on the student grid
-    mask: torch.Tensor,  # [B, N] bool, True where the student saw the mask token
-    feature_pred: torch.Tensor,  # [B, 1+N, D'] student full map through the feature head
-    feature_target: torch.Tensor,  # [B, 1+N, D']
-    clean: torch.Tensor,  # [B] bool, samples whose input was not masked
+    patch_pred: torch.Tensor | None,  # [M, N, D'] masked pass of the first M samples through the patch head
+    patch_target: torch.Tensor,  # [M, N, D'] the teacher's clean patches of those samples, on the student grid
+    mask: torch.Tensor,  # [M, N] bool, True where the student saw the mask token
+    feature_pred: torch.Tensor,  # [B, (1+)N, D'] student full map (clean pass)
+    feature_target: torch.Tensor,  # [B, (1+)N, D']
     kind: str = "mse",
 ) -> LevelLosses:
-    """Token loss on every sample; patch loss at masked positions; feature loss on clean samples."""
+    """Token and feature losses on every (clean) sample; patch loss at the masked positions only."""
     token = regression_loss(token_pred, token_target, kind)
-    patch = weighted_loss(patch_pred, patch_target, mask, kind)
-    feature = weighted_loss(feature_pred, feature_target, clean.unsqueeze(1), kind)
+    patch = weighted_loss(patch_pred, patch_target, mask, kind) if patch_pred is not None else token.new_zeros(())
+    feature = regression_loss(feature_pred, feature_target, kind)
     return LevelLosses(token, patch, feature)

@@ -6,14 +6,15 @@ import torch
 
 
 def random_masks(batch: int, n_patches: int, share: float, ratio: float, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
-    """Bool [batch, n_patches]: the first round(share*batch) samples get round(ratio*n) masked patches."""
-    masked_samples = int(round(share * batch))
+    """Bool [M, n_patches] for the first M = round(share*batch) samples, each with round(ratio*n) masked
+    patches. M is a host-side number, fixed per run, so the masked pass has a static shape."""
     per_sample = int(round(ratio * n_patches))
-    mask = torch.zeros(batch, n_patches, dtype=torch.bool)
-    if masked_samples and per_sample:
+    masked_samples = int(round(share * batch)) if per_sample else 0
+    mask = torch.zeros(masked_samples, n_patches, dtype=torch.bool)
+    if masked_samples:
         scores = torch.rand(masked_samples, n_patches, generator=generator)
         chosen = scores.argsort(dim=1)[:, :per_sample]
-        mask[:masked_samples].scatter_(1, chosen, True)
+        mask.scatter_(1, chosen, True)
     if device is None or torch.device(device).type == "cpu":
         return mask
     return mask.pin_memory().to(device, non_blocking=True)  # no blocking copy in the step

@@ -1,4 +1,4 @@
-"""The trainable pair (student backbone + one Proteus head set per teacher) and one loss pass."""
+"""The trainable pair (student backbone + one Proteus head set per teacher) and its loss (two student passes)."""
 
 from __future__ import annotations
 
@@ -43,21 +43,27 @@ class DistillModule(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, targets: list[TeacherTargets], objective: Objective) -> tuple[torch.Tensor, dict]:
         """Weighted total loss and detached per-teacher, per-level parts (t0.token, t0.patch, ...).
-        `targets` arrive already standardised when the job standardises them (standardize.py)."""
-        # No `mask.any()` test: it would sync with the GPU; an all-False mask is a no-op anyway.
-        tokens = token_map(self.backbone, x, mask if objective.patch > 0 else None, self.heads.mask_token)
+
+        Two passes, as in the Proteus reference: a clean pass over the whole batch for the token and
+        feature levels, and a masked pass over the first M samples (`mask` is [M, N]) for the patch
+        level. `targets` arrive already standardised when the job standardises them (standardize.py).
+        """
+        tokens = self.backbone.forward_features(x)
         summary = summary_token(self.backbone, tokens)
         patches, grid = patch_tokens(self.backbone, tokens)
-        clean = ~mask.any(dim=1)
+        masked = None
+        if objective.patch > 0 and mask.shape[0]:  # a host-side shape: no GPU sync
+            masked, _ = patch_tokens(self.backbone, token_map(self.backbone, x[:mask.shape[0]], mask, self.heads.mask_token))
         total, parts = x.new_zeros((), dtype=torch.float32), {}
         for i, (heads, t, weight) in enumerate(zip(self.head_sets(), targets, self.teacher_weights)):
-            t_token, t_patches = t.token, align_grid(t.patches, t.grid, grid)
-            # The feature level is the full token map; the summary joins it when widths agree (ViTs).
-            with_summary = summary.shape[-1] == patches.shape[-1] and t_token.shape[-1] == t_patches.shape[-1]
-            full = torch.cat([summary.unsqueeze(1), patches], 1) if with_summary else patches
-            t_full = torch.cat([t_token.unsqueeze(1), t_patches], 1) if with_summary else t_patches
-            levels = proteus_losses(heads.token(summary), t_token, heads.patch(patches), t_patches, mask,
-                                    heads.feature(full), t_full, clean, kind=objective.kind)
+            t_patches = align_grid(t.patches, t.grid, grid)
+            token_pred, feature_pred, feature_target = heads.token(summary), heads.feature(patches), t_patches
+            if t.token.shape[-1] == t_patches.shape[-1]:  # the full map: its summary slot is the token head's output (reference)
+                feature_pred = torch.cat([token_pred.unsqueeze(1), feature_pred], 1)
+                feature_target = torch.cat([t.token.unsqueeze(1), t_patches], 1)
+            patch_pred = heads.patch(masked) if masked is not None else None
+            levels = proteus_losses(token_pred, t.token, patch_pred, t_patches[:mask.shape[0]], mask,
+                                    feature_pred, feature_target, kind=objective.kind)
             total = total + weight * levels.total((objective.token, objective.patch, objective.feature))
             parts.update({f"t{i}.{k}": v for k, v in levels.as_tensors().items()})
         return total, parts
