@@ -201,6 +201,29 @@ CHOICES = {
 }
 
 
+# Numeric fields with a valid range, checked at load too (a zero step count would otherwise fail deep in timm).
+LIMITS = {
+    "distill.steps": (lambda v: v >= 1, "at least 1"),
+    "distill.batch_size": (lambda v: v >= 1, "at least 1"),
+    "distill.warmup_steps": (lambda v: v >= 0, "0 or more"),
+    "distill.lr": (lambda v: v > 0, "above 0"),
+    "distill.ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "distill.mask_share": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "distill.mask_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "distill.standardize_batches": (lambda v: v >= 1, "at least 1"),
+    "distill.checkpoint_every": (lambda v: v >= 0, "0 (no checkpoints) or more"),
+    "distill.num_workers": (lambda v: v >= 0, "0 or more"),
+    "distill.log_every": (lambda v: v >= 1, "at least 1"),
+}
+
+
+def _check_value(where: str, value) -> None:
+    if where in CHOICES and value not in CHOICES[where]:
+        raise EdgedistillError(f"config '{where}' is {value!r}, which is not a known choice", f"use one of: {', '.join(CHOICES[where])}")
+    if where in LIMITS and isinstance(value, (int, float)) and not LIMITS[where][0](value):
+        raise EdgedistillError(f"config '{where}' is {value!r}, which is out of range", f"set it {LIMITS[where][1]}")
+
+
 def from_dict(cls, data: dict, where: str = ""):
     """Build dataclass `cls` from a mapping; unknown keys are errors."""
     known = {f.name: f for f in dataclasses.fields(cls)}
@@ -215,8 +238,7 @@ def from_dict(cls, data: dict, where: str = ""):
     for name, value in data.items():
         sub = f"{where}.{name}" if where else name
         kwargs[name] = _coerce(value, known[name].type, sub)
-        if sub in CHOICES and kwargs[name] not in CHOICES[sub]:
-            raise EdgedistillError(f"config '{sub}' is {kwargs[name]!r}, which is not a known choice", f"use one of: {', '.join(CHOICES[sub])}")
+        _check_value(sub, kwargs[name])
     return cls(**kwargs)
 
 

@@ -19,6 +19,9 @@ def test_defaults_and_overrides(tmp_path):
     ("distill.steps=abc", "must be a number"),
     ("distill.steps", "key=value"),
     ("export.simplify=3", "true or false"),
+    ("distill.steps=0", "'distill.steps' is 0, which is out of range (fix: set it at least 1)"),
+    ("distill.mask_share=1.5", "out of range (fix: set it in [0, 1])"),
+    ("distill.ema_decay=1", "in [0, 1)"),
 ])
 def test_bad_overrides_are_clear(override, fragment):
     with pytest.raises(EdgedistillError) as info:

@@ -88,3 +88,11 @@ def test_changed_config_starts_fresh(tmp_path):
     artifact = stage.run(cfg, {}, tmp_path)
     assert artifact.extra["train"]["resumed_from_step"] == 0
     assert prepared.job.config_hash == stage.resume_hash(cfg)
+
+
+def test_a_save_clears_temp_files_that_killed_saves_left(tmp_path):
+    from edgedistill.distill.state import load_checkpoint, save_checkpoint
+
+    (tmp_path / ".checkpoint.pt.k1ll3d").write_bytes(b"half a checkpoint")
+    save_checkpoint(tmp_path, {"config_hash": "h", "step": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"] and load_checkpoint(tmp_path, "h")["step"] == 1

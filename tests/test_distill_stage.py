@@ -3,6 +3,7 @@ student.safetensors that plain timm loads."""
 
 import json
 
+import pytest
 import timm
 import torch
 from safetensors.torch import load_file
@@ -58,3 +59,33 @@ def test_none_builds_no_norms_and_the_default_one_phi_s_set_per_teacher(tmp_path
     assert off.job.norms is None
     on = stage.prepare(load_config(None, BASE + student + ["teacher.extra=[{name: resnet10t, pretrained: false, img_size: 32}]"]), None)
     assert [type(n.token) for n in on.job.norms.norms] == [PhiSNorm, PhiSNorm]
+
+
+VIT_STUDENT = ["student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}"]
+
+
+def test_log_rows_carry_the_learning_rate_their_step_used(tmp_path):
+    stage.run(load_config(None, BASE + VIT_STUDENT + ["distill.lr=0.001"]), {}, tmp_path)
+    rows = [line.split(",") for line in (tmp_path / "student" / "train_log.csv").read_text().splitlines()]
+    lr = [float(row[rows[0].index("lr")]) for row in rows[1:]]
+    assert lr[0] == pytest.approx(1e-5)  # step 1 trained at the warm-up start, lr * 0.01
+    assert lr[1] == pytest.approx(1e-5 + 0.5 * (0.001 - 1e-5))  # step 2: the cosine half-way (t=1 of 2), not the next step's
+
+
+def test_a_diverged_run_stops_with_a_fix_and_keeps_no_nan_checkpoint(tmp_path, monkeypatch):
+    from edgedistill.distill import trainer
+    from edgedistill.errors import EdgedistillError
+
+    real = trainer.step_loss
+
+    def diverging(model, job, batch, step, autocast, objective):
+        loss, parts = real(model, job, batch, step, autocast, objective)
+        return (loss * float("nan") if step >= 2 else loss), parts
+
+    monkeypatch.setattr(trainer, "step_loss", diverging)
+    cfg = load_config(None, BASE + VIT_STUDENT + ["distill.steps=6", "distill.checkpoint_every=2", "distill.log_every=10"])
+    with pytest.raises(EdgedistillError, match="diverged: the loss is nan at step 4") as error:
+        stage.run(cfg, {}, tmp_path)
+    assert "distill.lr" in error.value.fix
+    checkpoint = torch.load(tmp_path / "distill_state" / "checkpoint.pt", weights_only=False)
+    assert checkpoint["step"] == 2 and not (tmp_path / "student").exists()  # the last good state is kept

@@ -40,6 +40,8 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(state_dir: Path, payload: dict) -> Path:
     state_dir.mkdir(parents=True, exist_ok=True)
     final = state_dir / CHECKPOINT
+    for stale in state_dir.glob(f".{CHECKPOINT}.*"):  # left by a save that was killed half-way
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{CHECKPOINT}.", dir=state_dir)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -61,7 +63,7 @@ def load_checkpoint(state_dir: Path, config_hash: str) -> dict | None:
     payload = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG states are not tensors
     if payload.get("config_hash") != config_hash:
         return None
-    if "norms" not in payload:  # written when the target norms were part of the module, under the same key names
+    if "norms" not in payload and "module" in payload:  # written when the target norms were part of the module, under the same key names
         payload["norms"] = {k: payload["module"].pop(k) for k in list(payload["module"]) if k.startswith("norms.")} or None
         for k in [k for k in payload.get("ema") or {} if k.startswith("module.norms.")]:  # EMA averaged them too
             del payload["ema"][k]

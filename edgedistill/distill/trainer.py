@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,9 @@ def train(job: TrainJob) -> TrainResult:
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(module, decay=cfg.ema_decay)
+    if cfg.warmup_steps >= cfg.steps and ctx.is_main:
+        log.warning("distill.warmup_steps (%d) is not below distill.steps (%d): the learning rate rises all run and never decays",
+                    cfg.warmup_steps, cfg.steps)
     start_step, skipped = 0, set()
     checkpoint = _resumable_checkpoint(job)
     if checkpoint is not None:
@@ -171,6 +175,7 @@ def train(job: TrainJob) -> TrainResult:
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
             optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step used, before the schedule moves on
             scheduler.step_update(step + 1)
             if ema is not None:
                 ema.update(module, step=step)
@@ -179,10 +184,12 @@ def train(job: TrainJob) -> TrainResult:
                 bar.update(task, completed=done)
             if metrics is not None and (done % max(1, cfg.log_every) == 0 or done == cfg.steps):
                 rate = (done - start_step) * global_batch / (time.perf_counter() - start)
-                row = {"step": done, "loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": optimizer.param_groups[0]["lr"], "images_per_s": rate}
+                row = {"step": done, "loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": lr, "images_per_s": rate}
+                _check_finite([row["loss"]], done, cfg)
                 metrics.append(row)
                 bar.update(task, completed=done, info=f"loss {row['loss']:.4f}  {rate:.0f} img/s")
             if job.state_dir and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+                _check_finite(distributed.gather_objects(loss.item(), ctx), done, cfg)  # never overwrite a good checkpoint with NaNs
                 _checkpoint(job, module, optimizer, scheduler, ema, done, skipped, sharded)
             if job.on_step is not None:
                 job.on_step(done)
@@ -193,6 +200,13 @@ def train(job: TrainJob) -> TrainResult:
     if sharded:
         job.module = fsdp.unsharded_copy(template, module).to(job.device)
     return TrainResult(metrics, start_step, skipped)
+
+
+def _check_finite(losses: list[float], step: int, cfg: DistillConfig) -> None:
+    bad = next((v for v in losses if not math.isfinite(v)), None)
+    if bad is not None:
+        raise EdgedistillError(f"distillation diverged: the loss is {bad} at step {step}",
+                               f"lower distill.lr (now {cfg.lr}) or set distill.grad_clip > 0 (now {cfg.grad_clip}), then run again")
 
 
 def _resumable_checkpoint(job: TrainJob) -> dict | None:
