@@ -2,7 +2,8 @@
 
 Modes, all in one run on the same models:
   naive-fp32        fp32 eager; teacher and student both run every step; plain torch AdamW
-  online-bf16       the engine's step (distill.trainer.step_loss): bf16 autocast, SDPA, fused AdamW
+  online-bf16       the engine's step (distill.trainer.step_loss): bf16 autocast, fused AdamW, PHI-S targets
+                    (naive uses the same SDPA attention: timm's default)
   cached-bf16       the same step with teacher targets from a cache (fp16, copied from pinned memory)
   online-compiled   online-bf16 with torch.compile on the student step and the teacher
   cached-compiled   cached-bf16 with torch.compile on the student step
@@ -30,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from edgedistill.config import DistillConfig, TeacherConfig
 from edgedistill.distill.module import DistillModule
 from edgedistill.distill.prefetch import prefetch
+from edgedistill.distill.standardize import TargetStandardizer, TeacherNorms
 from edgedistill.distill.targets import CachedTargets, OnlineTargets
 from edgedistill.distill.trainer import TrainJob, autocast_for, build_optimizer, compile_models, objective_for, step_loss
 from edgedistill.models.heads import ProteusHeads
@@ -38,7 +40,9 @@ from edgedistill.models.teacher import create_teacher
 from edgedistill.models.preprocess import resolve_data_config
 
 FLOPS: dict[str, int] = {}  # FLOPs per training step, by mode kind (naive / online / cached)
-PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense tensor-core peaks, FLOP/s
+# dense bf16 tensor-core peaks, FLOP/s; the first name found in the device name wins, so the
+# PCIe and NVL H100s (lower clocks) come before the SXM default
+PEAK_BF16 = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 def peak_flops(device: torch.device) -> float | None:
@@ -57,7 +61,7 @@ def build(args, device):
     return teacher, module, probe, resolve_data_config(backbone, args.size)
 
 
-def run_mode(name, args, device, teacher, module, probe, data_config, cfg: DistillConfig, cached: bool, naive: bool):
+def run_mode(name, args, device, teacher, module, probe, data_config, cfg: DistillConfig, cached: bool, naive: bool, norms=None):
     views = torch.rand(args.batch, 3, args.view, args.view, device=device)
     online = OnlineTargets([teacher])
     with torch.no_grad(), autocast_for(cfg, device):
@@ -65,7 +69,8 @@ def run_mode(name, args, device, teacher, module, probe, data_config, cfg: Disti
     pin = device.type == "cuda"
     store = {"t0.token": stored.token.half().cpu(), "t0.patches": stored.patches.half().cpu()}
     store = {k: v.pin_memory() if pin else v for k, v in store.items()}
-    job = TrainJob(module, None, CachedTargets([teacher.grid]) if cached else online, cfg, data_config, device, probe["n_patches"], probe["maskable"])
+    job = TrainJob(module, None, CachedTargets([teacher.grid]) if cached else online, cfg, data_config, device, probe["n_patches"], probe["maskable"],
+                   norms=None if naive else norms)
     job.targets.to(device)
     optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay) if naive else build_optimizer(module, cfg, device)
     objective, autocast = objective_for(cfg, probe["maskable"]), autocast_for(cfg, device)
@@ -152,6 +157,9 @@ def main():
     args = parser.parse_args()
     if args.smoke_stage:
         smoke_stage(args.out)
+        # the smoke run compiled the same code objects at other shapes; without a reset the timed
+        # models below would get dynamic-shape recompiles instead of the static graphs a real run builds
+        torch._dynamo.reset()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.student, args.size, args.student_args = "vit_small_patch16_224", 224, {}
     args.teacher, args.teacher_size, args.teacher_args = "vit_large_patch14_clip_224", 224, {}
@@ -164,6 +172,8 @@ def main():
     teacher, module, probe, data_config = build(args, device)
     bf16 = DistillConfig(amp="auto" if device.type == "cuda" else "fp32", lr=1e-4)
     fp32 = DistillConfig(amp="fp32", lr=1e-4)
+    # the engine's default step standardises targets with PHI-S; fitted in the first warm-up step, then frozen as in training
+    norms = TargetStandardizer([TeacherNorms(teacher.dim, teacher.patch_dim, "phi-s", estimate_batches=1)]).to(device)
     rows = []
     for name in args.modes.split(","):
         if "compiled" in name and args.no_compile:
@@ -172,7 +182,7 @@ def main():
             compile_models(module, OnlineTargets([teacher]))
         try:
             rows.append(run_mode(name, args, device, teacher, module, probe, data_config, fp32 if name == "naive-fp32" else bf16,
-                                 cached=name.startswith("cached"), naive=name == "naive-fp32"))
+                                 cached=name.startswith("cached"), naive=name == "naive-fp32", norms=norms))
         except Exception as exc:  # keep the other modes' figures (e.g. when a compiler is missing)
             print(f"mode {name} failed: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
     base = next((r["images_per_s"] for r in rows if r["mode"] == "naive-fp32"), None)

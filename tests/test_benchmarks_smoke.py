@@ -1,0 +1,26 @@
+"""The distillation benchmarks still run against the engine (their --tiny CPU modes): a refactor
+that breaks a benchmark shows here, not on the next GPU session. Figures are not checked: timings
+belong in the benchmarks, not in tests."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "EDGEDISTILL_NO_PROGRESS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_throughput_benchmark_counts_flops_for_each_mode(tmp_path):
+    run = _run("distill_throughput.py", "--tiny", "--steps", "1", "--modes", "naive-fp32,online-bf16,cached-bf16", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = {r["mode"]: r for r in json.loads((tmp_path / "distill_throughput.json").read_text())["rows"]}
+    assert set(rows) == {"naive-fp32", "online-bf16", "cached-bf16"}
+    # the online step runs the teacher too; the naive step does the same arithmetic as online
+    assert rows["online-bf16"]["tflops_per_step"] > rows["cached-bf16"]["tflops_per_step"] > 0
+    assert rows["naive-fp32"]["tflops_per_step"] > rows["cached-bf16"]["tflops_per_step"]
