@@ -111,3 +111,21 @@ def test_cache_refuses_images_that_no_longer_match_and_teachers_set_differently(
     with pytest.raises(EdgedistillError, match="no longer") as error:
         stage.prepare(load_config(None, use), None)
     assert "--store-views" in error.value.fix
+
+
+def test_stored_view_cache_reports_the_unreadable_images_it_met(tmp_path):
+    import shutil
+
+    from edgedistill.data.sample_photos import bundled_photo_paths
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in bundled_photo_paths()[:3]:
+        shutil.copy(path, folder / path.name)
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    overrides = [o for o in TINY if not o.startswith("data.max_images")] + [f"data.source={folder}"]
+    made = cache_mod.cache_teacher(load_config(None, overrides), tmp_path / "cache", augmentations=1, store_views=True)
+    assert cache_mod.read_cache(made)["skipped_images"] == 1
+    shutil.rmtree(folder)  # stored views need no source images
+    artifact = stage.run(load_config(None, overrides + [f"distill.cache={made}"]), {}, tmp_path / "build")
+    assert artifact.extra["train"]["skipped_images"] == 1

@@ -123,6 +123,9 @@ def run(cfg: BuildConfig, inputs: dict, workdir: Path, on_step=None) -> Artifact
     distributed.barrier(ctx)
     result = train(job)
     skipped = len(set().union(*distributed.gather_objects(sorted(result.skipped), ctx)))  # a file two ranks met counts once
+    meta = getattr(job.dataset, "meta", None)
+    if meta and meta.get("views_stored"):  # training read no image files: the cache counted the unreadable ones
+        skipped += meta.get("skipped_images", 0)
     final = Path(workdir) / "student"
     module = job.module.cpu().eval()
     primary = prepared.teachers[0]
