@@ -137,3 +137,21 @@ def summary_of(backbone, x):
     from edgedistill.models.student import summary_token
 
     return summary_token(backbone, backbone.forward_features(x))
+
+
+@pytest.mark.parametrize("args", [{"reg_tokens": 2}, {"dynamic_img_size": True}])
+def test_one_pass_over_clean_and_masked_inputs_matches_timm(args):
+    from edgedistill.models.tokens import token_maps
+
+    torch.manual_seed(0)
+    backbone = create_backbone("vit_tiny_patch16_224", 32, {"depth": 2, "patch_size": 8, **args}).eval()
+    mask_token = torch.randn(1, 1, 192)
+    x = torch.randn(3, 3, 32, 32)
+    nothing = torch.zeros(2, 16, dtype=torch.bool)
+    clean, unmasked = token_maps(backbone, x, nothing, mask_token)
+    assert torch.allclose(clean, backbone.forward_features(x), atol=1e-5)  # the retrace is timm's forward_features
+    assert torch.allclose(unmasked, backbone.forward_features(x[:2]), atol=1e-5)
+    some = nothing.clone()
+    some[1, 3] = True
+    _, masked = token_maps(backbone, x, some, mask_token)
+    assert torch.allclose(masked[0], unmasked[0], atol=1e-5) and not torch.allclose(masked[1], unmasked[1], atol=1e-3)

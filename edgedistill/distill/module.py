@@ -1,4 +1,4 @@
-"""The trainable pair (student backbone + one Proteus head set per teacher) and its loss (two student passes)."""
+"""The trainable pair (student backbone + one Proteus head set per teacher) and its loss."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 from ..models.heads import ProteusHeads
 from ..models.student import summary_token
 from ..models.teacher import TeacherTargets
-from ..models.tokens import patch_tokens, token_map
+from ..models.tokens import patch_tokens, token_maps
 from .align import align_grid
 from .losses import proteus_losses
 
@@ -44,16 +44,18 @@ class DistillModule(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor, targets: list[TeacherTargets], objective: Objective) -> tuple[torch.Tensor, dict]:
         """Weighted total loss and detached per-teacher, per-level parts (t0.token, t0.patch, ...).
 
-        Two passes, as in the Proteus reference: a clean pass over the whole batch for the token and
-        feature levels, and a masked pass over the first M samples (`mask` is [M, N]) for the patch
-        level. `targets` arrive already standardised when the job standardises them (standardize.py).
+        As in the Proteus reference, the clean input of the whole batch feeds the token and feature
+        levels and a masked input of the first M samples (`mask` is [M, N]) the patch level; both
+        run through the student as one batch of B + M (token_maps). `targets` arrive already standardised when the job standardises them (standardize.py).
         """
-        tokens = self.backbone.forward_features(x)
-        summary = summary_token(self.backbone, tokens)
-        patches, grid = patch_tokens(self.backbone, tokens)
         masked = None
         if objective.patch > 0 and mask.shape[0]:  # a host-side shape: no GPU sync
-            masked, _ = patch_tokens(self.backbone, token_map(self.backbone, x[:mask.shape[0]], mask, self.heads.mask_token))
+            tokens, masked_tokens = token_maps(self.backbone, x, mask, self.heads.mask_token)
+            masked, _ = patch_tokens(self.backbone, masked_tokens)
+        else:
+            tokens = self.backbone.forward_features(x)
+        summary = summary_token(self.backbone, tokens)
+        patches, grid = patch_tokens(self.backbone, tokens)
         total, parts = x.new_zeros((), dtype=torch.float32), {}
         for i, (heads, t, weight) in enumerate(zip(self.head_sets(), targets, self.teacher_weights)):
             t_patches = align_grid(t.patches, t.grid, grid)
