@@ -33,6 +33,7 @@ class Pipeline:
         self.manifest = Manifest.load(self.workdir)
         self.manifest.data["target"] = target.name
         self.manifest.data["config"] = cfg.to_dict()
+        self._stamps: dict = {}
 
     # -- helpers ---------------------------------------------------------------------------
     def artifacts(self) -> dict[str, Artifact]:
@@ -49,15 +50,21 @@ class Pipeline:
         if not self.force and self.manifest.stage_is_fresh(stage, key):
             console.print(f"[dim]{stage}: unchanged, reusing {', '.join(self.manifest.data['stages'][stage]['outputs']) or 'nothing'}[/dim]")
             return [self.artifacts()[n] for n in self.manifest.data["stages"][stage]["outputs"]]
+        # What this stage made last time goes out of the manifest now: if the stage fails, or no longer
+        # makes an artifact (another target profile), later stages must not pick up the old file
+        for name in (self.manifest.data["stages"].get(stage) or {}).get("outputs", []):
+            self.manifest.data["artifacts"].pop(name, None)
         self.manifest.set_status("incomplete")
+        for stale in ("failed_stage", "traceback"):  # belonged to an earlier failed run
+            self.manifest.data.pop(stale, None)
         try:
             produced = work()
         except BaseException as exc:
             self.manifest.record_stage(stage, key, [], status="failed", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             self.manifest.set_status("failed", failed_stage=stage)
-            self.manifest.save()
             if not isinstance(exc, (EdgedistillError, KeyboardInterrupt)):
                 self.manifest.data["traceback"] = traceback.format_exc()
+            self.manifest.save()
             raise
         for artifact in produced:
             self.manifest.add(artifact)
@@ -66,10 +73,40 @@ class Pipeline:
         return produced
 
     # -- stages ----------------------------------------------------------------------------
+    def _file_inputs(self, *sources: str | None) -> list:
+        """Content stamps of what the config only names by path (image sources, checkpoints, a teacher
+        cache), so editing those files re-runs the stage; computed once per source and run."""
+        from .artifacts import sha256_file
+        from .data.images import ImageSource
+
+        stamps = []
+        for source in sources:
+            if source not in self._stamps:
+                path = Path(source).expanduser() if source else None
+                if not source or source == "bundled":
+                    self._stamps[source] = None
+                elif path.is_file() and path.suffix != ".txt" and not source.endswith(".tar"):
+                    self._stamps[source] = sha256_file(path)  # a checkpoint or a recipe
+                elif path.is_dir() and (path / "cache.json").is_file():
+                    self._stamps[source] = sha256_file(path / "cache.json")  # a teacher cache
+                else:
+                    try:
+                        self._stamps[source] = ImageSource(source).stamp()
+                    except EdgedistillError as exc:  # the stage itself reports it, and records the failure
+                        self._stamps[source] = f"unreadable: {exc}"
+            stamps.append(self._stamps[source])
+        return stamps
+
+    def _teacher_checkpoints(self) -> list[str | None]:
+        from .models.teacher import teacher_configs
+
+        return [c.checkpoint for c in teacher_configs(self.cfg.teacher)]
+
     def distill(self) -> list[Artifact]:
         from .distill import stage
 
-        key = _key(self.cfg.section_hash("teacher", "student", "data", "distill"))
+        key = _key(self.cfg.section_hash("teacher", "student", "data", "distill"),
+                   self._file_inputs(self.cfg.data.source, self.cfg.distill.cache, *self._teacher_checkpoints()))
         return self._run_stage("distill", key, lambda: [stage.run(self.cfg, {}, self.workdir)])
 
     def export(self) -> list[Artifact]:
@@ -77,7 +114,8 @@ class Pipeline:
         from .export.evalset import write_evalset
 
         student = self.need("student")["student"]
-        key = _key(self.cfg.section_hash("export", "teacher", "data"), self.target.opset, self.cfg.bench.eval_images, student.sha256)
+        key = _key(self.cfg.section_hash("export", "teacher", "data"), self.target.opset, self.cfg.bench.eval_images, student.sha256,
+                   self._file_inputs(self.cfg.data.source, *self._teacher_checkpoints()))  # eval views and teacher logits
 
         # A device's toolchain may parse only older opsets (JetPack 5's TensorRT 8.5: 16).
         cfg = replace(self.cfg, export=replace(self.cfg.export, opset=min(self.cfg.export.opset, self.target.opset)))
@@ -92,8 +130,13 @@ class Pipeline:
         from .quantize import stage
 
         onnx = self.need("onnx-fp32")["onnx-fp32"]
+        try:
+            recipe = stage.calibration_recipe(self.cfg, self.target)
+            calibration = [recipe.__dict__, self._file_inputs(recipe.source)]
+        except EdgedistillError as exc:  # the stage itself reports it, and records the failure
+            calibration = f"unresolvable: {exc}"
         key = _key(self.cfg.section_hash("quantize"), self.target.name, self.target.calibration, self.target.backends, self.target.precisions,
-                   self.target.min_cosine, self.target.min_top1_agreement, onnx.sha256)
+                   self.target.min_cosine, self.target.min_top1_agreement, onnx.sha256, calibration)
         return self._run_stage("quantize", key, lambda: stage.run(self.cfg, {"onnx": onnx}, self.workdir, self.target))
 
     def compile(self) -> list[Artifact]:

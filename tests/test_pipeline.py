@@ -111,3 +111,26 @@ def test_jetson_build_on_a_host_without_tensorrt(tiny_build, tmp_path, capsys):
     assert json.loads((bundle_dir / "bundle.json").read_text())["calibration"]["file"].endswith("calibration.npy")
     assert rows["tensorrt-int8"]["fidelity"]["cosine_vs_fp32"] > 0.9  # measured on the same QDQ graph under ORT
     assert any("edgedistill compile" in step for step in report["remaining_steps"])
+
+
+def test_a_rerun_stage_drops_its_old_outputs_and_notices_an_edited_recipe(tiny_build, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "b"
+    shutil.copytree(tiny_build, out)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("source: bundled\nsamples: 8\nseed: 1\n")
+    quantize = ["quantize", str(out), "--target", "x86-cpu", "--set", f"quantize.calibration={recipe}"]
+    assert main(quantize) == 0
+    capsys.readouterr()
+    recipe.write_text("source: bundled\nsamples: 9\nseed: 1\n")  # same path, new content
+    assert main(quantize) == 0
+    assert "quantize: unchanged" not in capsys.readouterr().err
+
+    # a failed quantize leaves no INT8 model behind for bench to time and select
+    assert main(["quantize", str(out), "--target", "x86-cpu", "--set", f"quantize.calibration={tmp_path / 'missing'}"]) == 2
+    manifest = Manifest.load(out)
+    assert manifest.data["failed_stage"] == "quantize" and not {"onnxruntime-int8", "openvino-int8"} & set(manifest.artifacts())
+    assert main(quantize) == 0
+    manifest = Manifest.load(out)
+    assert {"onnxruntime-int8", "openvino-int8"} <= set(manifest.artifacts()) and "failed_stage" not in manifest.data

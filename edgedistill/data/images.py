@@ -47,6 +47,13 @@ class ImageSource:
             names = [os.path.relpath(os.path.abspath(p), root) for p in self.paths]
         return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
 
+    def stamp(self) -> str:
+        """A hash of the names plus each underlying file's size and mtime: changes when any image (or
+        shard) is added, removed, renamed or rewritten, so a build stage knows its inputs changed."""
+        files = self.tars.shards if self.tars is not None else self.paths
+        stats = [(os.path.getsize(f), os.stat(f).st_mtime_ns) if os.path.exists(f) else None for f in files]
+        return hashlib.sha256(f"{self.fingerprint()}{stats}".encode()).hexdigest()[:16]
+
     def load(self, index: int) -> Image.Image | None:
         try:
             if self.tars is not None:

@@ -17,10 +17,13 @@ from .nncf_ov import quantize_openvino_int8
 TRT_CALIBRATION_DIR = Path("quantized") / "trt_calibration"
 
 
-def calibration_for(cfg: BuildConfig, target: TargetProfile, data_config: dict, workdir: Path):
+def calibration_recipe(cfg: BuildConfig, target: TargetProfile):
     # An explicit --set quantize.calibration wins over the target's default recipe.
-    name = cfg.quantize.calibration if cfg.quantize.calibration != "bundled-photos" else target.calibration
-    recipe = load_recipe(name)
+    return load_recipe(cfg.quantize.calibration if cfg.quantize.calibration != "bundled-photos" else target.calibration)
+
+
+def calibration_for(cfg: BuildConfig, target: TargetProfile, data_config: dict, workdir: Path):
+    recipe = calibration_recipe(cfg, target)
     return recipe, calibration_batch(recipe, data_config, workdir / ".cache")
 
 
