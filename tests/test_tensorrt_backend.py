@@ -7,6 +7,7 @@ import pkgutil
 import sys
 import types
 
+import numpy as np
 import pytest
 
 import edgedistill.backends as backends_pkg
@@ -92,3 +93,116 @@ def test_runner_checks_the_tag_before_deserializing(tmp_path, monkeypatch):
     with pytest.raises(EdgedistillError, match="built with TensorRT 10.3.0.30, this machine has TensorRT 10.7.0.23"):
         runner.activate()
     assert calls == [] and runner.is_active is False
+
+
+class RangedEngine:
+    """A deserialized engine with one input whose batch is `low..high` in profile 0 (fixed when static)."""
+
+    num_io_tensors = 2
+
+    def __init__(self, low: int, high: int, static: bool):
+        self.low, self.high, self.static = low, high, static
+
+    def get_tensor_name(self, index):
+        return ("input", "embedding")[index]
+
+    def get_tensor_mode(self, name):
+        return "INPUT" if name == "input" else "OUTPUT"
+
+    def get_tensor_dtype(self, name):
+        return "float"
+
+    def get_tensor_shape(self, name):
+        return (self.low if self.static else -1, 3)
+
+    def get_tensor_profile_shape(self, name, index):
+        return [(self.low, 3), (self.low, 3), (self.high, 3)]
+
+    def create_execution_context(self):
+        self.context = RangedContext(self)
+        return self.context
+
+
+class RangedContext:
+    """Refuses shapes outside the profile (set_input_shape returns False, as TensorRT's does); doubles the input."""
+
+    def __init__(self, engine):
+        self.engine, self.addresses, self.batches, self.shape = engine, {}, [], None
+
+    def set_input_shape(self, name, shape):
+        self.shape = shape
+        return self.engine.low <= shape[0] <= self.engine.high
+
+    def set_tensor_address(self, name, array):
+        self.addresses[name] = array
+
+    def get_tensor_shape(self, name):
+        return self.shape
+
+    def execute_async_v3(self, stream):
+        self.addresses["embedding"][...] = self.addresses["input"] * 2
+        self.batches.append(self.shape[0])
+        return True
+
+
+class HostBuffers:
+    """trt_buffers' interface on host memory: the 'pointer' handed to the context is the array itself."""
+
+    stream = 0
+
+    def upload(self, array):
+        return array
+
+    def ptr(self, handle):
+        return handle
+
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype)
+
+    def download(self, handle):
+        return handle.copy()
+
+    def release(self):
+        pass
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize(("low", "high", "static", "rows", "batches"), [
+    (1, 8, False, 20, [8, 8, 4]),  # Jetson GPU targets: batch_max 8
+    (1, 1, True, 3, [1, 1, 1]),  # DLA: a static batch of 1
+    (4, 4, True, 10, [4, 4, 4]),  # static batch 4: the short last chunk is padded
+    (2, 8, False, 9, [8, 2]),
+])
+def test_infer_all_feeds_the_engine_only_batches_its_profile_takes(tmp_path, monkeypatch, low, high, static, rows, batches):
+    engine = RangedEngine(low, high, static)
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, data):
+            return engine
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, severity):
+            pass
+
+    trt = fake_tensorrt(Runtime=Runtime, Logger=Logger, TensorIOMode=types.SimpleNamespace(INPUT="INPUT"), nptype=lambda dtype: np.float32)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(trt_runner, "check_engine_tag", lambda path, tag: None)
+    monkeypatch.setattr(trt_runner, "current_tag", lambda: None)
+    monkeypatch.setattr(trt_runner, "read_engine_tag", lambda path: {})
+    monkeypatch.setattr(trt_runner, "make_buffers", HostBuffers)
+    (tmp_path / "fp16.engine").write_bytes(b"engine")
+    x = np.random.default_rng(0).standard_normal((rows, 3)).astype(np.float32)
+    with trt_runner.TensorRTRunner(tmp_path / "fp16.engine") as runner:
+        assert runner.batch_limits() == (low, high)
+        out = runner.infer_all(x)
+        with pytest.raises(EdgedistillError, match="outside the engine's profile"):
+            runner.infer({"input": np.zeros((high + 1, 3), np.float32)})
+    assert engine.context.batches == batches
+    np.testing.assert_array_equal(out["embedding"], x * 2)

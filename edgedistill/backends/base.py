@@ -10,6 +10,14 @@ import numpy as np
 
 from ..errors import EdgedistillError
 
+DEFAULT_CHUNK = 16  # rows per infer_all call when the runner sets no lower limit
+
+
+def pad_rows(chunk: np.ndarray, rows: int) -> np.ndarray:
+    """`chunk` with its last row repeated up to `rows` rows (a fixed-batch engine takes no fewer)."""
+    missing = rows - len(chunk)
+    return np.concatenate([chunk, np.repeat(chunk[-1:], missing, axis=0)]) if missing > 0 else chunk
+
 
 class Runner(abc.ABC):
     """Runs one compiled model. Use as a context manager; `infer` times each call."""
@@ -46,13 +54,22 @@ class Runner(abc.ABC):
         self._last_inference_time = time.perf_counter() - start
         return outputs
 
-    def infer_all(self, inputs: np.ndarray, input_name: str = "input", batch: int = 16) -> dict[str, np.ndarray]:
-        """Outputs for every row of `inputs`, inferred `batch` rows at a time and concatenated."""
+    def infer_all(self, inputs: np.ndarray, input_name: str = "input", batch: int = DEFAULT_CHUNK) -> dict[str, np.ndarray]:
+        """Outputs for every row of `inputs`, inferred in chunks of at most `batch` rows (fewer when
+        the runner takes fewer; a short last chunk is padded up to its smallest batch) and concatenated."""
+        low, high = self.batch_limits()
+        step = max(low, min(batch, high) if high else batch)
         parts: dict[str, list] = {}
-        for start in range(0, len(inputs), batch):
-            for name, value in self.infer({input_name: inputs[start : start + batch]}).items():
-                parts.setdefault(name, []).append(value)
+        for start in range(0, len(inputs), step):
+            chunk = inputs[start : start + step]
+            for name, value in self.infer({input_name: pad_rows(chunk, low)}).items():
+                parts.setdefault(name, []).append(value[: len(chunk)])
         return {name: np.concatenate(values) for name, values in parts.items()}
+
+    def batch_limits(self) -> tuple[int, int | None]:
+        """(smallest, largest) batch one `infer` call accepts; None: no upper limit. Engines with an
+        optimisation profile (TensorRT) answer from it, so infer_all never feeds a batch they reject."""
+        return 1, None
 
     def last_inference_time(self) -> float | None:
         """Seconds taken by the last `infer` call (host wall clock, includes copies)."""
@@ -89,7 +106,8 @@ class Backend(abc.ABC):
         """(True, '') when usable here, else (False, reason with the fix)."""
 
     def devices(self) -> list[str]:
-        """Device kinds this runtime can use on this host (CPU, GPU, NPU, DLA)."""
+        """Device kinds this runtime can use on this host (CPU, GPU, NPU, DLA); runtimes that drive
+        accelerators override this with what they actually find."""
         return ["CPU"] if self.is_available() else []
 
     def is_available(self) -> bool:

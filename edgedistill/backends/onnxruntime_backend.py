@@ -7,8 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingBackendError
+from ..errors import EdgedistillError, MissingBackendError
 from .base import Backend, Runner
+
+# GPU providers in order of preference: CUDA runs the graph as exported; the TensorRT provider
+# (only used when CUDA's is absent) builds its own engines on first run.
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
 
 
 def _import_ort():
@@ -17,6 +21,24 @@ def _import_ort():
     except ImportError as exc:
         raise MissingBackendError("onnxruntime", None, "the ONNX Runtime backend") from exc
     return onnxruntime
+
+
+def gpu_provider(available: list[str]) -> str | None:
+    """The GPU provider a GPU runner uses, from ort.get_available_providers(); None when there is none."""
+    return next((p for p in GPU_PROVIDERS if p in available), None)
+
+
+def providers_for(device: str, available: list[str]) -> list[str]:
+    """Session providers for `device`; GPU without a GPU provider is an error, not a silent CPU run."""
+    if device.upper() != "GPU":
+        return ["CPUExecutionProvider"]
+    gpu = gpu_provider(available)
+    if gpu is None:
+        raise EdgedistillError(
+            f"this ONNX Runtime has no GPU provider (it has: {', '.join(available)})",
+            "pip install 'edgedistill[gpu]' (onnxruntime-gpu) on a machine with an NVIDIA GPU, or run on the CPU",
+        )
+    return [gpu, "CPUExecutionProvider"]
 
 
 class OnnxRuntimeRunner(Runner):
@@ -34,7 +56,7 @@ class OnnxRuntimeRunner(Runner):
         if self.threads:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if self.device.upper() == "GPU" else ["CPUExecutionProvider"]
+        providers = providers_for(self.device, ort.get_available_providers())
         self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
 
     def _deactivate_impl(self) -> None:
@@ -58,6 +80,11 @@ class OnnxRuntimeBackend(Backend):
         if importlib.util.find_spec("onnxruntime") is None:
             return False, "onnxruntime is not installed (pip install onnxruntime)"
         return True, ""
+
+    def devices(self) -> list[str]:
+        if not self.is_available():
+            return []
+        return ["CPU", "GPU"] if gpu_provider(_import_ort().get_available_providers()) else ["CPU"]
 
     def runner(self, model_path: Path, *, device: str = "CPU", threads: int | None = None, **options) -> OnnxRuntimeRunner:
         return OnnxRuntimeRunner(model_path, device=device, threads=threads)

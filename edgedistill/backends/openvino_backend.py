@@ -8,6 +8,7 @@ and record what the compiled model reports.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -28,6 +29,25 @@ def _import_ov():
     except ImportError as exc:
         raise MissingBackendError("openvino", None, "the OpenVINO backend") from exc
     return openvino
+
+
+@functools.lru_cache(maxsize=1)
+def available_devices() -> tuple[str, ...]:
+    """OpenVINO's device names here (CPU, GPU.0, NPU); asked once per process, Core() loads every plugin."""
+    try:
+        return tuple(_import_ov().Core().available_devices)
+    except Exception:  # a broken install or plugin: report no device rather than fail the caller
+        return ()
+
+
+def device_kinds(names) -> list[str]:
+    """Each device name plus its family, so GPU.0 also counts as GPU."""
+    kinds: list[str] = []
+    for name in names:
+        for kind in (name.upper(), name.split(".")[0].upper()):
+            if kind not in kinds:
+                kinds.append(kind)
+    return kinds
 
 
 def convert_to_ir(onnx_path: Path, xml_path: Path, fp16_weights: bool = False) -> Path:
@@ -133,6 +153,9 @@ class OpenVinoBackend(Backend):
         if importlib.util.find_spec("openvino") is None:
             return False, "openvino is not installed (pip install openvino)"
         return True, ""
+
+    def devices(self) -> list[str]:
+        return device_kinds(available_devices()) if self.is_available() else []
 
     def runner(self, model_path: Path, *, device: str = "CPU", threads: int | None = None, precision_hint: str | None = "auto", **options) -> OpenVinoRunner:
         return OpenVinoRunner(model_path, device=device, threads=threads, precision_hint=precision_hint)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import EdgedistillError, MissingBackendError
 from .base import Backend, Runner
-from .trt_env import EXTRA_HINT, cuda_device, import_tensorrt
+from .trt_env import EXTRA_HINT, cuda_device, dla_cores, import_tensorrt
 
 
 class TensorRTBackend(Backend):
@@ -26,6 +26,12 @@ class TensorRTBackend(Backend):
         if cuda_device() is None:
             return False, "no CUDA device is visible (TensorRT needs an NVIDIA GPU or a Jetson)"
         return True, ""
+
+    def devices(self) -> list[str]:
+        """GPU when usable (availability needs a CUDA device), plus DLA where the builder has cores; never CPU."""
+        if not self.is_available():
+            return []
+        return ["GPU", "DLA"] if dla_cores() > 0 else ["GPU"]
 
     def compile(self, onnx_path: Path, out_path: Path, **options) -> Path:
         """Build a tagged engine on this machine; options are trt_build.build_engine's."""

@@ -5,6 +5,7 @@ Everything is looked up lazily, so importing edgedistill never needs TensorRT or
 
 from __future__ import annotations
 
+import functools
 import importlib
 from dataclasses import dataclass
 
@@ -39,6 +40,17 @@ def tensorrt_version() -> str | None:
         return str(import_tensorrt().__version__)
     except EdgedistillError:
         return None
+
+
+@functools.lru_cache(maxsize=1)
+def dla_cores() -> int:
+    """DLA cores TensorRT's builder reports (2 on AGX Orin, 0 on a discrete GPU); asked once per
+    process, since making a Builder initialises CUDA."""
+    try:
+        trt = import_tensorrt()
+        return int(getattr(trt.Builder(trt.Logger(trt.Logger.WARNING)), "num_DLA_cores", 0))
+    except Exception:  # no TensorRT, no device or a broken driver: no DLA to offer
+        return 0
 
 
 def cuda_device(index: int = 0) -> CudaDevice | None:

@@ -24,6 +24,7 @@ class TensorRTRunner(Runner):
         self._outputs: list[str] = []
         self._dtypes: dict[str, np.dtype] = {}
         self._record: dict = {}
+        self._limits: tuple[int, int | None] = (1, None)
 
     def _activate_impl(self) -> None:
         trt = import_tensorrt("running a TensorRT engine")
@@ -40,6 +41,7 @@ class TensorRTRunner(Runner):
         self._outputs = [n for n in names if n not in self._inputs]
         self._dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
         self._engine, self._trt = engine, trt
+        self._limits = engine_batch_limits(engine, self._inputs)
         self._context = engine.create_execution_context()
         self._buffers = make_buffers()
 
@@ -76,6 +78,9 @@ class TensorRTRunner(Runner):
     def _input_names_impl(self) -> list[str]:
         return list(self._inputs)
 
+    def batch_limits(self) -> tuple[int, int | None]:
+        return self._limits
+
     def _profile(self, name: str) -> str:
         try:
             low, _, high = self._engine.get_tensor_profile_shape(name, 0)
@@ -93,3 +98,20 @@ class TensorRTRunner(Runner):
             "dla_core": build.get("dla_core"),
             "fp32_layers": build.get("fp32_layers"),
         }
+
+
+def engine_batch_limits(engine, inputs: list[str]) -> tuple[int, int | None]:
+    """(smallest, largest) batch every input accepts: a fixed leading dim, else profile 0's range
+    (the one the execution context uses)."""
+    low, high = 1, None
+    for name in inputs:
+        shape = tuple(engine.get_tensor_shape(name))
+        if not shape:  # a scalar input has no batch axis
+            continue
+        if shape[0] >= 0:
+            first, last = shape[0], shape[0]
+        else:
+            mins, _, maxs = engine.get_tensor_profile_shape(name, 0)
+            first, last = mins[0], maxs[0]
+        low, high = max(low, int(first)), (int(last) if high is None else min(high, int(last)))
+    return low, high
