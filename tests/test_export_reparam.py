@@ -71,3 +71,29 @@ def test_parity_failure_fails_the_export_and_leaves_nothing_behind(tmp_path, mon
         with atomic_output(final) as tmp:
             export_checked(_tiny_repvit(), ["logits"], [3, SIZE, SIZE], tmp, ExportConfig(), _batch())
     assert not final.exists() and not list(tmp_path.iterdir())
+
+
+class _EmbeddingAndLogits(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=4), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        self.head = torch.nn.Linear(8, 5)
+
+    def forward(self, x):
+        embedding = self.body(x)
+        return embedding, self.head(embedding)
+
+
+def test_a_broken_classifier_output_fails_parity_even_when_the_embedding_matches(tmp_path, monkeypatch):
+    def broken_head(model):
+        import copy
+
+        bad = copy.deepcopy(model)
+        with torch.no_grad():
+            bad.head.weight.mul_(1.5)  # the embedding is untouched, only the logits drift
+        return bad, ["head"]
+
+    monkeypatch.setattr(export_stage, "reparameterize", broken_head)
+    with pytest.raises(EdgedistillError, match="does not match torch"):
+        export_checked(_EmbeddingAndLogits().eval(), ["embedding", "logits"], [3, SIZE, SIZE], tmp_path / "m.onnx", ExportConfig(), _batch())

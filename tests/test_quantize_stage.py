@@ -58,3 +58,13 @@ def test_within_budget_keeps_every_layer_int8_and_trt_gets_the_batch(tmp_path, o
     assert int8.extra["symmetric_activations"] is True and int8.extra["fallback"]["trials"] == []
     batch, info = read_trt_calibration(tmp_path / produced["trt-calibration"].path)
     assert batch.shape == (64, 3, 32, 32) and info["recipe"]["samples"] == 64
+
+
+def test_openvino_int8_ir_says_int8_in_its_metadata(tmp_path, onnx_artifact):
+    import openvino as ov
+
+    target = TargetProfile(name="ov", backends=("openvino",), min_cosine=0.5, min_top1_agreement=0.0)
+    (artifact,) = stage.run(_cfg(), {"onnx": onnx_artifact}, tmp_path, target)
+    model = ov.Core().read_model(str(tmp_path / artifact.path / "model.xml"))
+    assert model.get_rt_info(["framework", "edgedistill.precision"]).astype(str) == "int8"  # it inherited fp32
+    assert json.loads(model.get_rt_info(["framework", "edgedistill.calibration"]).astype(str))["samples"] == 64

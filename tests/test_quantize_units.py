@@ -12,7 +12,7 @@ from onnx import TensorProto, helper
 
 from edgedistill.config import QuantizeConfig
 from edgedistill.errors import EdgedistillError
-from edgedistill.quantize.fallback import _clearly_better, _next_k
+from edgedistill.quantize.fallback import _clearly_better, _next_k, float_layer_cap
 from edgedistill.quantize.fidelity import Fidelity
 from edgedistill.quantize.fidelity import Budget, compare
 from edgedistill.quantize.nncf_ov import resolve_model_type
@@ -27,6 +27,13 @@ def test_search_doubles_then_bisects_to_the_smallest_passing_count():
         lo, hi = (lo, k) if passes(k) else (k, hi)
     assert tried == [1, 2, 4, 8, 6, 5] and hi == 6
     assert _next_k(25, None, cap=25) is None and _next_k(16, None, cap=25) == 25
+
+
+def test_float_layer_cap_never_exceeds_the_ranked_layers():
+    assert float_layer_cap(quantizable=40, max_share=0.5, fixed=2, ranked=30) == 18
+    assert float_layer_cap(quantizable=40, max_share=0.5, fixed=2, ranked=3) == 3  # trials past 3 would repeat k=3
+    assert float_layer_cap(quantizable=4, max_share=0.1, fixed=0, ranked=2) == 1  # at least one to try
+    assert float_layer_cap(quantizable=4, max_share=0.5, fixed=2, ranked=0) == 0  # nothing left: no search
 
 
 def _graph(op: str, path):

@@ -47,7 +47,10 @@ def export_checked(model: nn.Module, output_names: list[str], input_size: list[i
         single = runner.infer({INPUT_NAME: batch[:1]})  # the batch axis really is dynamic
     main = output_names[0]
     parity = compare(reference[main], exported[main], reference.get("logits"), exported.get("logits"))
-    for check in (parity, compare(reference[main][:1], single[main])):
+    # every output, at the full batch and at batch 1: a broken classifier export must not pass
+    checks = [parity, *(compare(reference[name], exported[name]) for name in output_names[1:]),
+              *(compare(reference[name][:1], single[name]) for name in output_names)]
+    for check in checks:
         if not check.within(cfg.parity_min_cosine, cfg.parity_max_abs):
             raise EdgedistillError(
                 f"ONNX export does not match torch: {check.describe()}",

@@ -78,6 +78,12 @@ def _clearly_better(candidate: Fidelity, incumbent: Fidelity, cosine_margin: flo
     return candidate.cosine > incumbent.cosine + cosine_margin
 
 
+def float_layer_cap(quantizable: int, max_share: float, fixed: int, ranked: int) -> int:
+    """Most layers the search may keep in float on top of the fixed ones: at least one when there is
+    one to try, never more than were ranked (trials past that would repeat the same exclusions)."""
+    return min(max(1, int(quantizable * max_share) - fixed), ranked)
+
+
 def _next_k(lo: int, hi: int | None, cap: int) -> int | None:
     """Doubling until a k passes (hi), then bisection between the largest failing lo and hi."""
     if hi is None:
@@ -107,7 +113,7 @@ def quantize_with_fallback(onnx_path: Path, out_path: Path, calibration: np.ndar
 
             sensitivity = layer_sensitivity(prepared, plain_path, calibration[: cfg.sensitivity_samples], tuple(cfg.op_types))
             ranking = [name for name in sensitivity if name not in fixed]
-            cap = max(1, int(result.quantizable_layers * cfg.fallback_max_float_share) - len(fixed))
+            cap = float_layer_cap(result.quantizable_layers, cfg.fallback_max_float_share, len(fixed), len(ranking))
             result.sensitivity_db = sensitivity
             best: tuple[Fidelity, int, Path] = (plain, 0, plain_path)
             lo, hi = 0, None

@@ -9,8 +9,8 @@ harmful quantizers until the drop is within `nncf_max_drop`.
 
 from __future__ import annotations
 
+import json
 import logging
-
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +54,7 @@ def _validation(compiled_model, data) -> float:
 
 
 def quantize_openvino_int8(onnx_path: Path, xml_path: Path, batch: np.ndarray, cfg: QuantizeConfig | None = None,
-                           validation: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+                           validation: tuple[np.ndarray, np.ndarray] | None = None, metadata: dict | None = None) -> dict:
     """Write an INT8 IR to `xml_path`; returns what was applied (recorded in the artifact).
 
     `validation` is (inputs, fp32 reference of the metric output: logits, else embedding);
@@ -92,6 +92,9 @@ def quantize_openvino_int8(onnx_path: Path, xml_path: Path, batch: np.ndarray, c
             **common)
     else:
         quantized = nncf.quantize(model, nncf_dataset(batch), advanced_parameters=advanced, **common)
+    # The IR carries the ONNX file's metadata_props under rt_info "framework"; they said fp32 until updated here
+    for key, value in (metadata or {}).items():
+        quantized.set_rt_info(value if isinstance(value, str) else json.dumps(value, sort_keys=True), ["framework", key])
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
     return {"model_type": model_type, "smooth_quant": smooth_quant, "accuracy_control": use_control,

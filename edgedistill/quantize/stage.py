@@ -77,6 +77,7 @@ def _openvino(cfg, target, onnx_path, batch, holdout, workdir, common, calibrati
         validation = (holdout, reference["logits"] if "logits" in reference else main_output(reference))
     final = workdir / "openvino" / "int8"
     with atomic_output(final) as tmp:
-        applied = quantize_openvino_int8(onnx_path, tmp / "model.xml", batch, cfg.quantize, validation)
+        applied = quantize_openvino_int8(onnx_path, tmp / "model.xml", batch, cfg.quantize, validation,
+                                         metadata={"edgedistill.precision": "int8", "edgedistill.calibration": calibration_record})
     return Artifact.record(workdir, final, kind="openvino-ir", name="openvino-int8", backend="openvino", device=target.device,
                            **common, extra={"calibration": calibration_record, "nncf": applied})
