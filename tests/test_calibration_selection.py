@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgedistill.data.sample_photos import bundled_photo_paths
-from edgedistill.data.sources import ImageDecoder
+from edgedistill.data.images import ImageSource
 from edgedistill.errors import EdgedistillError
 from edgedistill.quantize import calibration as calib
 from edgedistill.quantize.calibration import CalibrationRecipe, OrtCalibrationReader, calibration_batch, holdout_batch, load_recipe
@@ -32,10 +32,10 @@ def test_batch_is_cached_by_hash_of_recipe_config_and_files(tmp_path, monkeypatc
     first = calibration_batch(recipe, DC, tmp_path)
     assert len(list(tmp_path.glob("calib-*.npy"))) == 1
 
-    def no_decoding(self, paths):
+    def no_decoding(self, index):
         raise AssertionError("a cached batch must not decode images again")
 
-    monkeypatch.setattr(ImageDecoder, "load_all", no_decoding)
+    monkeypatch.setattr(ImageSource, "load", no_decoding)
     np.testing.assert_array_equal(calibration_batch(recipe, DC, tmp_path), first)
     monkeypatch.undo()
     calibration_batch(recipe, {**DC, "mean": [0.4, 0.4, 0.4]}, tmp_path)  # another data config: another entry

@@ -94,3 +94,19 @@ def test_uint8_views_scale_to_exactly_the_float_views_of_to_tensor():
             reference = float_transform(views._load(seed % 2))
         assert view.dtype == torch.uint8  # a quarter of the bytes through the DataLoader, the pin and the copy
         assert torch.equal(unit_interval(view.unsqueeze(0))[0], reference), seed
+
+
+def test_evaluation_and_calibration_views_read_tar_shards(tmp_path):
+    from edgedistill.data.eval_set import evaluation_views
+    from edgedistill.quantize.calibration import CalibrationRecipe, calibration_batch, load_recipe
+
+    _write_tar(tmp_path / "train-000.tar", {f"{i}.png": _png((10 * i, 0, 0)) for i in range(5)} | {"bad.jpg": b"not a jpeg"})
+    _write_tar(tmp_path / "train-001.tar", {f"{i}.png": _png((10 * i, 0, 0)) for i in range(5, 10)})
+    pattern = str(tmp_path / "train-{000..001}.tar")
+    views = evaluation_views(pattern, 4)  # export's parity batch and evalset read what distillation read
+    assert len(views) == 4 and len({v.getpixel((0, 0)) for v in views}) == 4
+    assert len(evaluation_views(pattern, 30)) == 30  # more views than images: the 10 readable ones, cropped again
+    recipe = load_recipe(pattern)
+    assert recipe.source == pattern and recipe.samples == 64
+    dc = {"input_size": [3, 8, 8], "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 1.0, "crop_mode": "center"}
+    assert calibration_batch(CalibrationRecipe(pattern, 6, 1), dc, tmp_path / "cache").shape == (6, 3, 8, 8)

@@ -68,3 +68,9 @@ def test_openvino_int8_ir_says_int8_in_its_metadata(tmp_path, onnx_artifact):
     model = ov.Core().read_model(str(tmp_path / artifact.path / "model.xml"))
     assert model.get_rt_info(["framework", "edgedistill.precision"]).astype(str) == "int8"  # it inherited fp32
     assert json.loads(model.get_rt_info(["framework", "edgedistill.calibration"]).astype(str))["samples"] == 64
+
+
+def test_the_calibration_record_says_when_held_out_views_share_calibration_images(tmp_path, onnx_artifact):
+    target = TargetProfile(name="loose", backends=("onnxruntime",), min_cosine=0.5, min_top1_agreement=0.0)
+    (artifact,) = stage.run(_cfg(), {"onnx": onnx_artifact}, tmp_path, target)
+    assert artifact.extra["calibration"]["holdout_shares_calibration_images"] is True  # 12 bundled photos, 64 samples

@@ -1,15 +1,31 @@
-"""Deterministic crops of real photos: many distinct evaluation/calibration views from few photos."""
+"""Deterministic crops of real photos: many distinct evaluation/calibration views from few photos,
+or one view per image from a seeded choice spread over a large source."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import numpy as np
 from PIL import Image
 
+from ..errors import EdgedistillError
+from .images import ImageSource
+
+_ORDER_STREAM = 0x0C40  # keeps the image order's random stream apart from the crop parameters'
+
+
+def seeded_order(n: int, seed: int) -> np.ndarray:
+    """A seeded permutation of range(n): the same for the same (n, seed), spread over the whole range
+    (a class-sorted folder's first indices are one class)."""
+    return np.random.default_rng([seed, _ORDER_STREAM]).permutation(n)
+
 
 def deterministic_crops(images: list[Image.Image], count: int, seed: int, scale: tuple[float, float] = (0.3, 1.0)) -> list[Image.Image]:
-    """`count` random-resized-crop style views, the same for the same (images, count, seed)."""
+    """`count` random-resized-crop style views, the same for the same (images, count, seed). With fewer
+    images than views each image gives several; with more, `count` images of a seeded choice give one each."""
+    if len(images) > count:
+        images = [images[i] for i in seeded_order(len(images), seed)[:count]]
     rng = np.random.default_rng(seed)
     crops = []
     for i in range(count):
@@ -24,3 +40,34 @@ def deterministic_crops(images: list[Image.Image], count: int, seed: int, scale:
         crop = img.crop((left, top, left + w, top + h))
         crops.append(crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else crop)
     return crops
+
+
+def pick_images(source: ImageSource, count: int, seed: int, exclude: Collection[int] = ()) -> tuple[list[int], list[Image.Image]]:
+    """(indices, decoded images) that `count` views are cropped from, skipping unreadable images and `exclude`.
+
+    A source with no more usable images than `count` gives all of them, in order (several crops each);
+    a larger one gives the first `count` readable images of a seeded order over the whole source.
+    Only these images are decoded, never the whole source."""
+    exclude = set(exclude)
+    usable = len(source) - sum(0 <= i < len(source) for i in exclude)
+    if count >= usable:
+        candidates = (i for i in range(len(source)) if i not in exclude)
+    else:
+        candidates = (int(i) for i in seeded_order(len(source), seed) if int(i) not in exclude)
+    indices, images = [], []
+    for index in candidates:
+        image = source.load(index)
+        if image is not None:
+            indices.append(index)
+            images.append(image)
+            if len(images) == count:
+                break
+    if not images:
+        raise EdgedistillError(f"none of the {usable} images of '{source.source}' could be decoded", "check the files are valid images")
+    return indices, images
+
+
+def source_crops(source: ImageSource, count: int, seed: int, exclude: Collection[int] = ()) -> tuple[list[int], list[Image.Image]]:
+    """(indices of the images used, `count` deterministic crops of them) from an image source."""
+    indices, images = pick_images(source, count, seed, exclude)
+    return indices, deterministic_crops(images, count, seed)

@@ -2,25 +2,34 @@
 
 The same array feeds ONNX Runtime's CalibrationDataReader, nncf.Dataset and a TensorRT
 calibration cache. Preprocessing comes from the student's timm data config, never restated.
-Selection is deterministic and cached by a hash of the recipe, data config and files.
+Images come through ImageSource (folders, .txt lists, tar shards, 'bundled'): a source with more
+images than samples gives one crop each of a seeded choice spread over all of it, and only those
+images are decoded. Selection is deterministic and cached by a hash of the recipe, data config and files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import yaml
+from PIL import Image
 
 from ..config import from_dict
-from ..data.crops import deterministic_crops
-from ..data.sources import ImageDecoder, resolve_image_paths
+from ..data.crops import pick_images, source_crops
+from ..data.images import ImageSource
 from ..errors import EdgedistillError
 from ..models.preprocess import preprocess_images
 from ..profiles import bundled_dir, bundled_names
+
+log = logging.getLogger(__name__)
+SELECTION = "seeded-spread/1"  # in the cache key: batches cached by the first-sorted-files selection are not reused
 
 
 @dataclass(frozen=True)
@@ -31,35 +40,49 @@ class CalibrationRecipe:
 
 
 def load_recipe(name_or_path: str) -> CalibrationRecipe:
-    """A bundled recipe name, a recipe YAML path, or an image folder (64 samples, seed 1234)."""
+    """A bundled recipe name, a recipe YAML path, or an image source (a folder, a .txt list or .tar
+    shards; 64 samples, seed 1234)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return CalibrationRecipe(source=str(path))
+    if name_or_path.endswith((".tar", ".txt")):
+        return CalibrationRecipe(source=name_or_path)
     if not path.is_file():
         path = bundled_dir("calibration") / f"{name_or_path}.yaml"
         if not path.is_file():
             raise EdgedistillError(
                 f"unknown calibration source '{name_or_path}'",
-                f"use a recipe ({', '.join(bundled_names('calibration'))}), a recipe .yaml file, or an image folder",
+                f"use a recipe ({', '.join(bundled_names('calibration'))}), a recipe .yaml file, an image folder, a .txt list or .tar shards",
             )
     data = yaml.safe_load(path.read_text()) or {}
     return from_dict(CalibrationRecipe, data, where=f"calibration {path.stem}")
 
 
-def _fingerprint(recipe: CalibrationRecipe, data_config: dict, paths: list[Path]) -> str:
-    files = [(str(p), p.stat().st_size, int(p.stat().st_mtime)) for p in paths]
-    blob = json.dumps({"recipe": recipe.__dict__, "data_config": data_config, "files": files}, sort_keys=True)
+def _stat(path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None  # a listed file that is missing is skipped like an unreadable one
+    return stat.st_size, int(stat.st_mtime)
+
+
+def _fingerprint(recipe: CalibrationRecipe, data_config: dict, paths: list, extra: dict | None = None) -> str:
+    files = [(str(p), _stat(p)) for p in paths]
+    blob = json.dumps({"recipe": recipe.__dict__, "data_config": data_config, "files": files, "selection": SELECTION, "extra": extra},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def calibration_batch(recipe: CalibrationRecipe, data_config: dict, cache_dir: Path | None = None) -> np.ndarray:
-    """[samples, C, H, W] float32, identical for identical inputs (and read from cache when present)."""
-    paths = resolve_image_paths(recipe.source)
-    cache = Path(cache_dir) / f"calib-{_fingerprint(recipe, data_config, paths)}.npy" if cache_dir else None
+def _source_files(source: ImageSource) -> list[str]:
+    """The files a source reads: its images, or its tar shards."""
+    return source.tars.shards if source.tars is not None else source.paths
+
+
+def _cached_batch(key: str, data_config: dict, cache_dir: Path | None, views: Callable[[], list[Image.Image]]) -> np.ndarray:
+    cache = Path(cache_dir) / f"calib-{key}.npy" if cache_dir else None
     if cache is not None and cache.is_file():
         return np.load(cache)
-    images = ImageDecoder().load_all(paths)
-    batch = preprocess_images(deterministic_crops(images, recipe.samples, recipe.seed), data_config)
+    batch = preprocess_images(views(), data_config)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_name(cache.stem + ".partial.npy")
@@ -68,13 +91,46 @@ def calibration_batch(recipe: CalibrationRecipe, data_config: dict, cache_dir: P
     return batch
 
 
+def calibration_batch(recipe: CalibrationRecipe, data_config: dict, cache_dir: Path | None = None) -> np.ndarray:
+    """[samples, C, H, W] float32, identical for identical inputs (and read from cache when present)."""
+    source = ImageSource(recipe.source)
+    key = _fingerprint(recipe, data_config, _source_files(source))
+    return _cached_batch(key, data_config, cache_dir, lambda: source_crops(source, recipe.samples, recipe.seed)[1])
+
+
 HOLDOUT_SEED = 97531  # fallback verification views: other crops than calibration (1234) and bench (20261123)
 
 
-def holdout_batch(recipe: CalibrationRecipe, data_config: dict, count: int, cache_dir: Path | None = None) -> np.ndarray:
-    """Held-out views from the calibration source, never the calibrated-on crops: same images, another seed."""
+@dataclass(frozen=True)
+class HeldOut:
+    batch: np.ndarray
+    shares_calibration_images: bool  # too few images to keep apart: other crops of the calibration images
+
+
+def holdout_views(recipe: CalibrationRecipe, data_config: dict, count: int, cache_dir: Path | None = None) -> HeldOut:
+    """Held-out views from the calibration source, never the calibrated-on crops. When the source holds
+    at least samples + count images they come from images calibration did not use; otherwise (the
+    bundled photos) they are other crops of the same images, and a warning says so."""
     seed = HOLDOUT_SEED if recipe.seed != HOLDOUT_SEED else HOLDOUT_SEED + 1
-    return calibration_batch(CalibrationRecipe(recipe.source, count, seed), data_config, cache_dir)
+    held = CalibrationRecipe(recipe.source, count, seed)
+    source = ImageSource(recipe.source)
+    if len(source) >= recipe.samples + count:
+        def views() -> list[Image.Image]:
+            calibrated, _ = pick_images(source, recipe.samples, recipe.seed)
+            return source_crops(source, count, seed, exclude=calibrated)[1]
+
+        key = _fingerprint(held, data_config, _source_files(source), extra={"apart_from": recipe.__dict__})
+        return HeldOut(_cached_batch(key, data_config, cache_dir, views), shares_calibration_images=False)
+    # recorded in the artifact (holdout_shares_calibration_images); info, not a warning, as every default build hits it
+    log.info("held-out views share images with calibration: '%s' holds %d images, fewer than %d calibration + %d held-out, "
+                "so INT8 fidelity is checked on other crops of the calibrated-on images; use a larger quantize.calibration source "
+                "for an independent check", recipe.source, len(source), recipe.samples, count)
+    return HeldOut(calibration_batch(held, data_config, cache_dir), shares_calibration_images=True)
+
+
+def holdout_batch(recipe: CalibrationRecipe, data_config: dict, count: int, cache_dir: Path | None = None) -> np.ndarray:
+    """The batch of holdout_views."""
+    return holdout_views(recipe, data_config, count, cache_dir).batch
 
 
 class OrtCalibrationReader:

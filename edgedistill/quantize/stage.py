@@ -9,7 +9,7 @@ from ..artifacts import Artifact, atomic_output
 from ..config import BuildConfig
 from ..progress import console
 from ..targets import TargetProfile
-from .calibration import calibration_batch, holdout_batch, load_recipe
+from .calibration import calibration_batch, holdout_views, load_recipe
 from .fidelity import Budget, main_output, run_model
 from .metadata import update_metadata
 from .nncf_ov import quantize_openvino_int8
@@ -33,8 +33,10 @@ def run(cfg: BuildConfig, inputs: dict, workdir: Path, target: TargetProfile) ->
         return []
     onnx_path = onnx_artifact.abspath(workdir)
     recipe, batch = calibration_for(cfg, target, onnx_artifact.data_config, workdir)
-    holdout = holdout_batch(recipe, onnx_artifact.data_config, cfg.quantize.holdout_images, workdir / ".cache")
-    calibration_record = {**recipe.__dict__, "method": cfg.quantize.method, "holdout_images": len(holdout)}
+    held = holdout_views(recipe, onnx_artifact.data_config, cfg.quantize.holdout_images, workdir / ".cache")
+    holdout = held.batch
+    calibration_record = {**recipe.__dict__, "method": cfg.quantize.method, "holdout_images": len(holdout),
+                          "holdout_shares_calibration_images": held.shares_calibration_images}
     common = dict(parents=[onnx_artifact.name], precision="int8", data_config=onnx_artifact.data_config, config_hash=cfg.section_hash("quantize"))
     produced = []
     if {"onnxruntime", "tensorrt"} & set(target.backends):
