@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,9 @@ class TargetProfile:
     # Fidelity budget: the selected artifact must keep these against the fp32 student.
     min_cosine: float = 0.98
     min_top1_agreement: float = 0.99
+    # Selection: measured p50s within this share of the fastest (0.05 = 5%) are tied, since
+    # run-to-run latency noise is that large; the tie goes to the smaller file (docs/report-schema.md).
+    selection_tolerance: float = 0.05
     # Toolchain the device ships (e.g. a JetPack's TensorRT), checked before building there.
     tensorrt_version: str | None = None
     jetpack: str | None = None
@@ -42,6 +46,12 @@ class TargetProfile:
     bandwidth_gbs: float | None = None
     notes: str = ""
     source: str = field(default="", compare=False)  # the file it came from
+
+    def __post_init__(self):
+        tol = self.selection_tolerance
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or not 0 <= tol < 1:
+            raise EdgedistillError(f"target {self.name}: selection_tolerance is {tol!r}, which is out of range",
+                                   "set it to a share in [0, 1), e.g. 0.05 to count p50s within 5% of the fastest as tied")
 
     def runs_on_this_host(self) -> tuple[bool, str]:
         """Whether the target's own backends can run here (so its latency is measured, not estimated)."""
@@ -55,9 +65,9 @@ class TargetProfile:
             ok, reason = backend.availability()
             if not ok:
                 return False, f"{name}: {reason}"
-            wanted = self.device.upper()
-            if wanted != "AUTO" and wanted not in backend.devices():
-                return False, f"{name} sees no {self.device} device here (it has: {', '.join(backend.devices()) or 'none'})"
+            wanted, devices = self.device.upper(), backend.devices()
+            if wanted != "AUTO" and wanted not in devices:
+                return False, f"{name} sees no {self.device} device here (it has: {', '.join(devices) or 'none'})"
         return True, ""
 
 

@@ -104,10 +104,14 @@ def test_jetson_rows_are_estimated_then_replaced_by_measurements(build):
     report = make_report(doc)
     assert report["selected"]["artifact"] is None  # an estimate never gets selected
     jetson = json.loads((DATA / "report_jetson_bench.json").read_text())
+    jetson["build"].update({k: doc["build"][k] for k in ("student", "teacher", "student_sha256")})  # this build, benched on the Jetson
     merged = merge_reports([report, jetson])
     for row in (r for r in merged["rows"] if r["target"] == "jetson-orin"):
         assert row["status"] == "measured" and row["replaces"][0]["status"] == "estimated"
         assert isinstance(row["estimate_error_pct"], float)
+    jetson["build"]["student_sha256"] = "another student's weights"
+    other = merge_reports([report, jetson])
+    assert sorted(r["status"] for r in other["rows"] if r["target"] == "jetson-orin") == ["estimated"] * 2 + ["measured"] * 2
 
 
 def test_without_peaks_a_device_row_stays_pending(build, tmp_path):

@@ -98,3 +98,42 @@ def test_comparison_with_estimate_only_device_build_reports_it():
     comp = merge_reports([load("sample"), load("estimated")])
     out = check_gates(comp, **gates(max_latency_ms=20))
     assert len(out) == 1 and "jetson-orin" in out[0] and "no artifact selected" in out[0]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_cosine_fails_the_cosine_gate(value):
+    report = make_report(load("sample"))
+    # Selected on its own figures, then the cosine is found NaN (e.g. a report edited or re-read).
+    next(a for a in report["artifacts"] if a["name"] == "onnxruntime-int8")["fidelity"]["cosine_vs_fp32"] = value
+    report = json.loads(json.dumps(report))
+    [v] = check_gates(report, **gates(min_cosine=0.98))
+    assert "x86-cpu/onnxruntime-int8" in v and "not finite" in v and "cosine" in v
+
+
+def test_non_finite_size_fails_the_size_gate(report):
+    next(a for a in report["artifacts"] if a["name"] == "onnxruntime-int8")["size_mb"] = float("nan")
+    [v] = check_gates(report, **gates(max_size_mb=50))
+    assert "size is nan, not finite" in v
+
+
+def test_nan_p50_is_no_measured_latency(report):
+    next(a for a in report["artifacts"] if a["name"] == "onnxruntime-int8")["latency_ms"]["p50"] = float("nan")
+    [v] = check_gates(report, **gates(max_latency_ms=20))
+    assert "not checked: no measured latency (status measured)" in v
+
+
+def test_a_nan_cosine_is_never_selected_so_the_gate_checks_the_real_choice():
+    bench = load("sample")
+    next(a for a in bench["artifacts"] if a["name"] == "onnxruntime-int8")["fidelity"]["cosine_vs_fp32"] = float("nan")
+    report = make_report(bench)
+    assert report["selected"]["artifact"] == "openvino-fp32"
+    assert check_gates(report, **gates(min_cosine=0.98)) == []
+
+
+def test_another_models_measurement_does_not_cover_a_build_that_selected_nothing():
+    # vit_small was only estimated for the Jetson; the Jetson measured vit_tiny. The vit_small
+    # build's gates cannot be checked, whatever vit_tiny measured.
+    small = load("estimated")
+    small["build"] = {"dir": "runs/small", "student": "vit_small_patch16_224", "teacher": "efficientnet_lite0.offline"}
+    out = check_gates(merge_reports([small, load("jetson")]), **gates(max_latency_ms=6))
+    assert len(out) == 1 and "jetson-orin (build runs/small)" in out[0] and "no artifact selected" in out[0]

@@ -137,3 +137,40 @@ def test_comparison_passes_through_alone_but_cannot_be_merged_again():
     assert merge_reports([comp]) == comp
     with pytest.raises(EdgedistillError, match="comparison"):
         merge_reports([comp, load("sample")])
+
+
+def small_estimated(**build) -> dict:
+    """The estimated jetson-orin bench of another model (vit_small, unless `build` says otherwise)."""
+    doc = load("estimated")
+    doc["build"] = {**doc["build"], "dir": "runs/small", "student": "vit_small_patch16_224", **build}
+    return doc
+
+
+@pytest.mark.parametrize("build", [{}, {"student": "vit_tiny_patch16_224", "teacher": "vit_base_patch16_224.dino"}])
+def test_measurement_of_another_model_does_not_replace_an_estimate(build):
+    comp = merge_reports([small_estimated(**build), load("jetson")])
+    jetson = rows_for(comp, "jetson-orin")
+    # Both models keep their rows: the estimates of one, the measurements of the other.
+    assert [(r["build"], r["artifact"], r["status"]) for r in jetson] == [
+        ("runs/small", "tensorrt-fp16", "estimated"), ("runs/small", "tensorrt-int8", "estimated"),
+        ("runs/jetson", "tensorrt-fp16", "measured"), ("runs/jetson", "tensorrt-int8", "measured")]
+    assert all(r["replaces"] == [] and r["estimate_error_pct"] is None for r in jetson)
+    assert len(comp["remaining_steps"]) == 2  # the other model's measurement does nothing for these
+    assert all("_model" not in r and "_input" not in r for r in comp["rows"])
+
+
+def test_same_model_in_another_build_dir_still_replaces():
+    est = load("estimated")
+    est["build"]["dir"] = "runs/host-copy"
+    comp = merge_reports([est, load("jetson")])
+    assert [r["status"] for r in comp["rows"]] == ["measured", "measured"]
+    assert [rep["build"] for rep in comp["rows"][0]["replaces"]] == ["runs/host-copy"]
+
+
+def test_measurement_replaces_only_the_estimate_of_its_own_model():
+    comp = merge_reports([small_estimated(), load("estimated"), load("jetson")])
+    jetson = rows_for(comp, "jetson-orin")
+    assert [(r["build"], r["status"]) for r in jetson] == [
+        ("runs/small", "estimated"), ("runs/small", "estimated"),
+        ("runs/jetson@orin-agx-01", "measured"), ("runs/jetson@orin-agx-01", "measured")]
+    assert all([rep["build"] for rep in r["replaces"]] == ["runs/jetson@ci-runner-7"] for r in jetson[2:])

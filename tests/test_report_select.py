@@ -169,3 +169,107 @@ def test_make_report_keeps_given_steps_and_drops_loader_keys():
 def test_make_report_rejects_other_documents():
     with pytest.raises(EdgedistillError, match="schema"):
         make_report({"schema": "something/9", "artifacts": []})
+
+
+# Latency noise: byte-identical models differ by several percent between runs, so p50s within
+# the target's selection_tolerance (default 5%) of the fastest are tied and the tie is decided
+# by size, then cosine, then name.
+
+def two_int8_within_tolerance(fast: str, slow: str) -> dict:
+    """sample with onnxruntime-int8 (6.2 MB) and openvino-fp32 (22.8 MB) 3% apart, `fast` the faster."""
+    bench = load("sample")
+    art(bench, fast)["latency_ms"]["p50"] = 5.0
+    art(bench, slow)["latency_ms"]["p50"] = 5.15
+    return bench
+
+
+@pytest.mark.parametrize("fast,slow", [("onnxruntime-int8", "openvino-fp32"), ("openvino-fp32", "onnxruntime-int8")])
+def test_p50s_within_tolerance_tie_and_the_smaller_file_wins_either_way(fast, slow):
+    sel = select_artifact(two_int8_within_tolerance(fast, slow))
+    assert sel["artifact"] == "onnxruntime-int8"
+    if fast == "openvino-fp32":  # the tie rule, not speed, decided: the reason says so
+        assert "within 5% of the fastest (5 ms)" in sel["reason"] and "smaller file" in sel["reason"]
+        assert "tied with openvino-fp32" in sel["reason"] and "within the budget (cosine >= 0.98" in sel["reason"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_identical_models_with_noisy_latency_always_select_the_same(seed):
+    import random
+
+    rng = random.Random(seed)
+    bench = load("sample")
+    twin = copy.deepcopy(art(bench, "onnxruntime-int8"))
+    twin["name"] = "openvino-int8-twin"
+    bench["artifacts"].append(twin)
+    for a in (art(bench, "onnxruntime-int8"), twin):
+        a["latency_ms"]["p50"] = 5.12 * (1 + rng.uniform(-0.02, 0.02))  # the same model, benched twice
+    sel = select_artifact(bench)
+    assert sel["artifact"] == "onnxruntime-int8"  # same size and cosine: the name decides, not the noise
+    assert "tied with openvino-int8-twin: name order" in sel["reason"]
+
+
+def test_tie_on_size_goes_to_the_higher_cosine_then_the_name():
+    bench = two_int8_within_tolerance("openvino-fp32", "onnxruntime-int8")
+    art(bench, "openvino-fp32")["size_mb"] = art(bench, "onnxruntime-int8")["size_mb"]
+    sel = select_artifact(bench)
+    assert sel["artifact"] == "openvino-fp32" and "higher cosine vs fp32" in sel["reason"]  # 0.99999 vs 0.9913
+    art(bench, "openvino-fp32")["fidelity"]["cosine_vs_fp32"] = art(bench, "onnxruntime-int8")["fidelity"]["cosine_vs_fp32"]
+    sel = select_artifact(bench)
+    assert sel["artifact"] == "onnxruntime-int8" and "name order" in sel["reason"]
+
+
+def test_outside_the_tolerance_the_fastest_wins_though_larger():
+    bench = load("sample")
+    art(bench, "openvino-fp32")["latency_ms"]["p50"] = 4.8  # 6.7% faster than onnxruntime-int8's 5.12
+    sel = select_artifact(bench)
+    assert sel["artifact"] == "openvino-fp32"
+    assert sel["reason"].startswith("fastest measured artifact within the budget")
+
+
+def test_tolerance_comes_from_the_target_record():
+    bench = load("sample")
+    art(bench, "openvino-fp32")["latency_ms"]["p50"] = 4.8
+    bench["target"]["selection_tolerance"] = 0.10
+    sel = select_artifact(bench)
+    assert sel["artifact"] == "onnxruntime-int8" and "within 10% of the fastest (4.8 ms)" in sel["reason"]
+    bench = two_int8_within_tolerance("openvino-fp32", "onnxruntime-int8")
+    bench["target"]["selection_tolerance"] = 0  # the plain minimum
+    assert select_artifact(bench)["artifact"] == "openvino-fp32"
+
+
+def test_target_profile_validates_selection_tolerance(tmp_path):
+    from edgedistill.targets import load_target
+
+    assert load_target("x86-cpu").selection_tolerance == 0.05
+    base = (Path(__file__).parent.parent / "targets" / "x86-cpu.yaml").read_text()
+    good = tmp_path / "good.yaml"
+    good.write_text(base + "selection_tolerance: 0.1\n")
+    assert load_target(str(good)).selection_tolerance == 0.1
+    for bad in ("1.5", "-0.01", ".nan", "true", "fast"):
+        path = tmp_path / "bad.yaml"
+        path.write_text(base + f"selection_tolerance: {bad}\n")
+        with pytest.raises(EdgedistillError, match="selection_tolerance"):
+            load_target(str(path))
+
+
+# Non-finite fidelity: NaN is not below any limit, so it used to pass the budget.
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_fidelity_fails_the_budget(value):
+    bench = json.loads(json.dumps(load("sample")))
+    art(bench, "onnxruntime-int8")["fidelity"]["cosine_vs_fp32"] = value
+    bench = json.loads(json.dumps(bench))  # as read back from a bench.json with NaN/Infinity in it
+    sel = select_artifact(bench)
+    assert sel["artifact"] == "openvino-fp32"  # the next one within the budget
+    art(bench, "openvino-fp32")["fidelity"]["top1_agreement_vs_fp32"] = value
+    art(bench, "onnxruntime-fp32")["fidelity"]["top1_agreement_vs_fp32"] = value
+    sel = select_artifact(bench)
+    assert sel["artifact"] == "onnxruntime-fp32" and "fell back" in sel["reason"]
+    assert f"onnxruntime-int8: cosine {value} is not finite" in sel["reason"]
+    assert f"openvino-fp32: top-1 agreement {value} is not finite" in sel["reason"]
+
+
+def test_non_finite_p50_is_no_latency():
+    bench = load("sample")
+    art(bench, "onnxruntime-int8")["latency_ms"]["p50"] = float("nan")
+    assert select_artifact(bench)["artifact"] == "openvino-fp32"

@@ -83,8 +83,10 @@ def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target:
     bench = {
         "schema": "edgedistill.bench/1",
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "build": {"dir": str(workdir), "student": artifacts["student"].extra.get("architecture", ""), "teacher": cfg.teacher.name},
-        "target": {k: getattr(target, k) for k in ("name", "device", "min_cosine", "min_top1_agreement", "peak_tflops_fp32", "peak_tflops_fp16", "peak_tops_int8", "bandwidth_gbs")},
+        "build": {"dir": str(workdir), "student": artifacts["student"].extra.get("architecture", ""), "teacher": cfg.teacher.name,
+                  "student_sha256": artifacts["student"].sha256},
+        "target": {k: getattr(target, k) for k in ("name", "device", "min_cosine", "min_top1_agreement", "selection_tolerance",
+                                                   "peak_tflops_fp32", "peak_tflops_fp16", "peak_tops_int8", "bandwidth_gbs")},
         "host": host,
         "eval": _eval_section(cfg, plan, artifacts),
         "settings": {"warmup": plan.warmup, "iterations": plan.iterations, "time_budget_s": plan.time_budget_s, "batch": plan.batch,

@@ -253,11 +253,16 @@ def budget_text(target: dict) -> str:
 
 
 def effective_selections(doc: dict) -> list[dict]:
-    """Each input's selection, except an empty one for a target that another input (the device's
-    own measured bench) did select for: a host that could only estimate has nothing to add there."""
-    sels = doc.get("selected") or []
-    covered = {s.get("target") for s in sels if s.get("artifact") is not None}
-    return [s for s in sels if s.get("artifact") is not None or s.get("target") not in covered]
+    """Each input's selection. An empty one (a host that could only estimate) is left out only when a
+    device measurement of that same build's model took its rows' place (merge.py); another model's
+    measurement on the same target says nothing about this one."""
+    rows = doc.get("rows") or []
+
+    def measured_elsewhere(sel: dict) -> bool:
+        return any(r.get("target") == sel.get("target") and any(p.get("build") == sel.get("build") for p in r.get("replaces") or [])
+                   for r in rows)
+
+    return [s for s in doc.get("selected") or [] if s.get("artifact") is not None or not measured_elsewhere(s)]
 
 
 def selected_for(doc: dict, target: str) -> list[dict]:

@@ -2,10 +2,12 @@
 
 Each violation is one line naming the target, artifact and build. A gate that cannot be
 checked is a violation too: an estimated latency is never allowed to pass (or fail) a
-latency gate, and a missing cosine or size never passes quietly.
+latency gate, a missing cosine or size never passes quietly, and a NaN/inf one fails.
 """
 
 from __future__ import annotations
+
+import math
 
 from .content import effective_selections
 from .merge import host_label, to_comparison
@@ -64,6 +66,8 @@ def _cosine(row: dict, limit: float) -> str | None:
     cos = fidelity_of(row, "cosine_vs_fp32")
     if cos is None:
         return f"{_who(row)}: cosine gate (>= {limit:g}) not checked: no cosine vs fp32 (status {row.get('status')})"
+    if not math.isfinite(cos):
+        return f"{_who(row)}: cosine vs fp32 is {cos}, not finite, so it fails the cosine gate (>= {limit:g})"
     if cos < limit:
         return f"{_who(row)}: cosine vs fp32 {cos:.4f} < {limit:g}"
     return None
@@ -73,6 +77,8 @@ def _size(row: dict, limit: float) -> str | None:
     size = row.get("size_mb")
     if not isinstance(size, (int, float)):
         return f"{_who(row)}: size gate (<= {limit:g} MB) not checked: size unknown (status {row.get('status')})"
+    if not math.isfinite(size):
+        return f"{_who(row)}: size is {size}, not finite, so it fails the size gate (<= {limit:g} MB)"
     if size > limit:
         return f"{_who(row)}: size {size:.1f} MB > {limit:g} MB"
     return None

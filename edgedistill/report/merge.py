@@ -2,7 +2,9 @@
 
 A host build can only estimate a device it does not have. When a bench.json measured on that
 device (e.g. a Jetson) is merged in, its measured row takes the estimate's place and keeps the
-estimate's error, so people see how far the estimator was off. Statuses are never blended.
+estimate's error, so people see how far the estimator was off. Statuses are never blended, and
+a measurement only replaces an estimate of the same model (same student and teacher): rows of
+different models stay side by side, each under its own build.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from .select import select_artifact
 _IN_FOLDER = ("report/report.json", "bench/bench.json", "report.json", "bench.json")
 # Statuses that a measured row from another input replaces.
 _REPLACEABLE = ("estimated", "pending")
+# What says two inputs built the same model: the student weights' sha256 when both bench.json
+# files record it (a build folder copied to the device keeps it), else architecture and teacher.
+_MODEL_KEYS = ("student", "teacher", "student_sha256")
 
 
 def _resolve(path: Path) -> Path:
@@ -80,6 +85,7 @@ def _source(doc: dict, label: str) -> dict:
         "host": copy.deepcopy(doc.get("host") or {}),
         "student": build.get("student"),
         "teacher": build.get("teacher"),
+        "student_sha256": build.get("student_sha256"),
         "eval": copy.deepcopy(doc.get("eval") or {}),
         "selected": copy.deepcopy(selected or select_artifact(doc)),
         "remaining_steps": list(steps if steps is not None else default_remaining_steps(doc)),
@@ -98,6 +104,17 @@ _ROW_FIELDS = ("backend", "precision", "device", "status", "size_mb", "batch", "
 _MERGE_FIELDS = ("build", "target", "host", "artifact", "selected", "estimate_error_pct", "replaces")
 
 
+def _model_of(src: dict) -> tuple:
+    """The identity of the model a source (or a bench document's build record) describes."""
+    return tuple(src.get(key) or None for key in _MODEL_KEYS)
+
+
+def _same_model(a: tuple, b: tuple) -> bool:
+    if a[2] and b[2]:
+        return a[2] == b[2]  # the weights themselves
+    return a[:2] == b[:2]
+
+
 def _row(art: dict, src: dict, index: int) -> dict:
     """A comparison row: every field of the artifact record (new bench fields such as `estimate`,
     `roofline_ms`, `throughput` and `memory` pass through untouched) plus where it came from."""
@@ -106,7 +123,7 @@ def _row(art: dict, src: dict, index: int) -> dict:
     row.update({k: copy.deepcopy(v) for k, v in art.items()
                 if k != "name" and k not in _MERGE_FIELDS and not str(k).startswith("_")})
     row.update(selected=art.get("name") == src["selected"].get("artifact"),
-               estimate_error_pct=None, replaces=[], _input=index)
+               estimate_error_pct=None, replaces=[], _input=index, _model=_model_of(src))
     return row
 
 
@@ -118,7 +135,8 @@ def _error_pct(estimated: dict, measured: dict) -> float | None:
 
 
 def _replace_estimates(rows: list[dict]) -> list[dict]:
-    """Put a measured row from another input in place of each estimated/pending row it covers."""
+    """Put a measured row from another input in place of each estimated/pending row it covers:
+    same target, artifact name and model. A row of another model is kept beside it."""
     measured: dict[tuple, list[int]] = {}
     for i, row in enumerate(rows):
         if row["status"] == "measured":
@@ -127,7 +145,8 @@ def _replace_estimates(rows: list[dict]) -> list[dict]:
     for i, row in enumerate(rows):
         if i in placed:
             continue
-        cands = [m for m in measured.get((row["target"], row["artifact"]), []) if rows[m]["_input"] != row["_input"]]
+        cands = [m for m in measured.get((row["target"], row["artifact"]), [])
+                 if rows[m]["_input"] != row["_input"] and _same_model(rows[m]["_model"], row["_model"])]
         if row["status"] in _REPLACEABLE and cands:
             meas = rows[cands[0]]
             err = _error_pct(row, meas)
@@ -167,7 +186,7 @@ def merge_reports(reports: list[dict]) -> dict:
         rows.extend(_row(art, src, index) for art in artifacts_of(doc))
     rows = _replace_estimates(rows)
     for row in rows:
-        del row["_input"]
+        del row["_input"], row["_model"]
     steps: list[str] = []
     for src in sources:
         steps.extend(s for s in src["remaining_steps"] if s not in steps and not _done(s, src["build"], rows))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..errors import EdgedistillError
 
 BENCH = "edgedistill.bench/1"
@@ -28,11 +30,12 @@ def artifacts_of(doc: dict) -> list[dict]:
 
 
 def p50_of(art: dict) -> float | None:
-    """The median latency in ms, or None when there is none (pending, failed, missing)."""
+    """The median latency in ms, or None when there is none (pending, failed, missing, NaN/inf)."""
     value = (art.get("latency_ms") or {}).get("p50")
-    return float(value) if isinstance(value, (int, float)) else None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def fidelity_of(art: dict, key: str) -> float | None:
+    """A fidelity figure, None when not computed. NaN/inf come back as they are: callers must fail them."""
     value = (art.get("fidelity") or {}).get(key)
     return float(value) if isinstance(value, (int, float)) else None

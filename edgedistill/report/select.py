@@ -2,14 +2,23 @@
 
 The rule is fixed by docs/report-schema.md. Estimated figures never win: only a measured
 latency says how fast an artifact really is. A null fidelity value does not disqualify
-(e.g. no classifier means no top-1 agreement), but the reason says it was not checked.
+(e.g. no classifier means no top-1 agreement), but the reason says it was not checked; a
+non-finite one (NaN, inf) fails the budget.
+Latency is noisy (byte-identical models differ by several percent between runs), so every
+artifact whose p50 lies within the target's `selection_tolerance` of the fastest counts as
+tied, and the tie goes to the smaller file, then the higher cosine, then the name.
 With nothing measured on the target at all, nothing is selected: the fp32 reference is a
 fallback for a budget nobody meets, not a choice to make from estimates.
 """
 
 from __future__ import annotations
 
+import math
+
 from .schema import artifacts_of, fidelity_of, p50_of
+
+# p50s within this share of the fastest are tied, unless the target record sets selection_tolerance.
+DEFAULT_TOLERANCE = 0.05
 
 # (fidelity key, target budget key, words used in reasons)
 _BUDGETS = (
@@ -33,7 +42,9 @@ def _failures(art: dict, budget: list[tuple[str, float, str]]) -> list[str]:
     misses = []
     for key, limit, words in budget:
         value = fidelity_of(art, key)
-        if value is not None and value < limit:
+        if value is not None and not math.isfinite(value):
+            misses.append(f"{words} {value} is not finite")
+        elif value is not None and value < limit:
             misses.append(f"{words} {value:.4g} < {limit:g}")
     return misses
 
@@ -57,9 +68,8 @@ def select_artifact(report: dict) -> dict:
     measured = [a for a in arts if a.get("status") == "measured" and p50_of(a) is not None]
     within = [a for a in measured if not _failures(a, budget)]
     if within:
-        # Ties on p50 go to the smaller file, then the name, so the choice is reproducible.
-        best = min(within, key=lambda a: (p50_of(a), a.get("size_mb") or float("inf"), str(a.get("name"))))
-        reason = f"fastest measured artifact within the budget ({budget_text})"
+        best, reason = _fastest_or_tied(within, _tolerance(report))
+        reason += f" ({budget_text})"
         unchecked = _unchecked(best, budget)
         if unchecked:
             reason += f"; {' and '.join(unchecked)} not computed for it, so not checked"
@@ -72,6 +82,43 @@ def select_artifact(report: dict) -> dict:
     if ref is None:
         return {"artifact": None, "reason": f"{why}; no fp32 ONNX Runtime reference to fall back to"}
     return {"artifact": ref.get("name"), "reason": f"{why}; fell back to the fp32 reference"}
+
+
+def _tolerance(report: dict) -> float:
+    """The target's selection_tolerance (a share: 0.05 = 5%); the default when absent or invalid."""
+    value = (report.get("target") or {}).get("selection_tolerance")
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value < 1
+    return float(value) if ok else DEFAULT_TOLERANCE
+
+
+def _number_or(value, default: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else default
+
+
+# The tie order, each with the words that say why the winner won on it.
+_TIE_ORDER = (
+    (lambda a: _number_or(a.get("size_mb"), math.inf), "smaller file"),
+    (lambda a: -_number_or(fidelity_of(a, "cosine_vs_fp32"), -math.inf), "higher cosine vs fp32"),
+    (lambda a: str(a.get("name")), "name order"),
+)
+
+
+def _fastest_or_tied(within: list[dict], tolerance: float) -> tuple[dict, str]:
+    """The artifact to ship among those within the budget, and the start of the reason.
+
+    p50s within `tolerance` of the fastest are tied (the gap is below the run-to-run noise);
+    the tie goes to the smaller file, then the higher cosine vs fp32, then the name."""
+    fastest = min(p50_of(a) for a in within)
+    tied = [a for a in within if p50_of(a) <= fastest * (1 + tolerance)]
+    tied.sort(key=lambda a: tuple(key(a) for key, _ in _TIE_ORDER))
+    best = tied[0]
+    if len(tied) == 1:
+        return best, "fastest measured artifact within the budget"
+    runner_up = tied[1]
+    decided = next((words for key, words in _TIE_ORDER if key(best) != key(runner_up)), _TIE_ORDER[-1][1])
+    others = ", ".join(str(a.get("name")) for a in tied[1:])
+    return best, (f"{p50_of(best):.4g} ms, within {tolerance * 100:g}% of the fastest ({fastest:.4g} ms), "
+                  f"tied with {others}: {decided}; measured, within the budget")
 
 
 NOTHING_MEASURED = "nothing measured on this target yet"
