@@ -58,3 +58,26 @@ def test_size_on_disk_counts_every_file_of_a_folder(tmp_path):
     (tmp_path / "ir" / "model.xml").write_bytes(b"x" * 1000)
     (tmp_path / "ir" / "model.bin").write_bytes(b"x" * 2_000_000)
     assert size_on_disk_mb(tmp_path / "ir") == 2.001
+
+
+def test_the_memory_column_is_the_model_at_its_deployment_batch_not_the_measurement_around_it(tmp_path, monkeypatch):
+    """The probe (sklearn) and the batch sweep ran inside the window, so the first artifact carried
+    their memory and the column depended on bench order."""
+    from edgedistill.artifacts import Artifact
+    from edgedistill.bench import measure as measure_mod
+
+    def hungry(*args, **kwargs):
+        block = np.ones(128 * 2**20 // 8)  # 128 MiB, touched, as a first sklearn import or a big batch would
+        del block
+        return {"knn_top1": 1.0}
+
+    monkeypatch.setattr(measure_mod, "probe_accuracy", hungry)
+    model = embedder(tmp_path / "m.onnx")
+    artifact = Artifact.record(tmp_path, model, kind="onnx", name="onnx-fp32", precision="fp32", backend="onnxruntime")
+    inputs = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    plan = measure_mod.Plan(inputs=inputs, reference={}, teacher_logits=None, warmup=1, iterations=3, time_budget_s=None,
+                            batch=1, batch_sizes=[1], threads=1, labelled=(inputs, np.array([0, 1, 0, 1])))
+    monkeypatch.setattr(measure_mod, "fidelity", lambda *a: {})
+    row = measure_mod.measure(artifact, tmp_path, "CPU", plan, timed=True)
+    assert row["status"] == "measured", row.get("notes")
+    assert row["memory"]["peak_rss_delta_mb"] < 64 and row["memory"]["batch"] == 1

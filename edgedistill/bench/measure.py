@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,9 +66,16 @@ def measure(artifact: Artifact, workdir: Path, device: str, plan: Plan, timed: b
     if artifact.extra.get("fallback"):
         row["quantization"] = {"float_layers": artifact.extra.get("float_layers") or [], "within_budget": artifact.extra["fallback"].get("within_budget")}
     try:
-        runner = get_backend(artifact.backend).runner(model_file(artifact, workdir), device=device, threads=plan.threads)
-        # Peak memory spans activation (weights, runtime arenas) and inference; timing adds nothing to it.
-        with PeakMemory() as memory, runner:
+        backend = get_backend(artifact.backend)
+        backend.devices()  # imports the runtime before the memory window: its first import is not this model's memory
+        runner = backend.runner(model_file(artifact, workdir), device=device, threads=plan.threads)
+        with contextlib.ExitStack() as active:
+            # Peak memory: activation (weights, arenas, compilation) and one inference at the deployment batch,
+            # before the fidelity chunks, the probe's sklearn import and the batch sweep can raise it
+            with PeakMemory() as memory:
+                active.enter_context(runner)
+                runner.infer({"input": batch_of(plan.inputs, plan.batch)})
+                memory.sample_gpu()
             outputs = runner.infer_all(plan.inputs)
             row["fidelity"] = fidelity(outputs, plan.reference, plan.teacher_logits)
             if plan.labelled is not None:
@@ -80,8 +88,7 @@ def measure(artifact: Artifact, workdir: Path, device: str, plan: Plan, timed: b
                 main = {"batch": plan.batch, "status": "measured", "latency_ms": stats.as_dict(), "throughput_ips": row["throughput_ips"]}
                 others = sweep(runner, plan.inputs, [b for b in plan.batch_sizes if b != plan.batch], **plan.timing())
                 row["throughput"] = sorted([main, *others], key=lambda t: t["batch"])
-            memory.sample_gpu()
-        row["memory"] = memory.as_dict()
+        row["memory"] = {**memory.as_dict(), "batch": plan.batch}
         if plan.cpus:
             row["runtime_settings"]["pinned_cpus"] = sorted(plan.cpus)
     except Exception as exc:  # one broken artifact must not hide the others' results
