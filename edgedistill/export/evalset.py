@@ -18,11 +18,18 @@ from ..models.preprocess import preprocess_images
 from ..models.teacher import create_teacher
 
 
+def same_view_config(teacher_config: dict, student_config: dict) -> dict:
+    """The teacher's data config with the student's field of view (crop_pct, crop_mode): each model
+    keeps its own size and normalisation, and both see the same pixels, as in training; with each
+    model's own crop, top-1 vs teacher would compare different crops."""
+    return {**teacher_config, "crop_pct": student_config["crop_pct"], "crop_mode": student_config.get("crop_mode", "center")}
+
+
 def write_evalset(cfg: BuildConfig, data_config: dict, workdir: Path, parent: str) -> Artifact:
     views = evaluation_views(cfg.data.source, cfg.bench.eval_images)
     teacher = create_teacher(cfg.teacher)
     inputs = preprocess_images(views, data_config)
-    teacher_inputs = torch.from_numpy(preprocess_images(views, teacher.data_config))
+    teacher_inputs = torch.from_numpy(preprocess_images(views, same_view_config(teacher.data_config, data_config)))
     with torch.no_grad():
         targets = teacher.targets(teacher_inputs)
         logits = teacher.classifier(targets.token) if teacher.classifier is not None else None
