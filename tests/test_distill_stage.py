@@ -89,3 +89,25 @@ def test_a_diverged_run_stops_with_a_fix_and_keeps_no_nan_checkpoint(tmp_path, m
     assert "distill.lr" in error.value.fix
     checkpoint = torch.load(tmp_path / "distill_state" / "checkpoint.pt", weights_only=False)
     assert checkpoint["step"] == 2 and not (tmp_path / "student").exists()  # the last good state is kept
+
+
+def test_resuming_with_other_arithmetic_warns_that_it_is_not_bit_exact(tmp_path, caplog):
+    import logging
+
+    cfg = load_config(None, BASE + VIT_STUDENT + ["distill.steps=4", "distill.checkpoint_every=2"])
+
+    def stop(step):
+        if step == 3:
+            raise KeyboardInterrupt  # pre-empted after the step-2 checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        stage.run(cfg, {}, tmp_path, on_step=stop)
+    path = tmp_path / "distill_state" / "checkpoint.pt"
+    checkpoint = torch.load(path, weights_only=False)
+    assert checkpoint["arithmetic"] == {"device": "cpu", "bf16": False, "compile": False}
+    checkpoint["arithmetic"] = {"device": "cuda", "bf16": True, "compile": False}  # as if written on a GPU
+    torch.save(checkpoint, path)
+    with caplog.at_level(logging.WARNING):
+        artifact = stage.run(cfg, {}, tmp_path)
+    assert artifact.extra["train"]["resumed_from_step"] == 2
+    assert "not bit-exact" in caplog.text and "'device': 'cuda'" in caplog.text

@@ -67,6 +67,12 @@ def autocast_for(cfg: DistillConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
 
 
+def arithmetic(cfg: DistillConfig, device: torch.device) -> dict:
+    """What decides the numbers a step computes besides the hashed config: device kind, autocast, compile.
+    distill.device and distill.compile stay out of the resume hash, so a job can move machines."""
+    return {"device": device.type, "bf16": not isinstance(autocast_for(cfg, device), contextlib.nullcontext), "compile": cfg.compile}
+
+
 def objective_for(cfg: DistillConfig, patch_level: bool) -> Objective:
     return Objective(cfg.token_weight, cfg.patch_weight if patch_level else 0.0, cfg.feature_weight, cfg.loss)
 
@@ -155,6 +161,10 @@ def train(job: TrainJob) -> TrainResult:
         start_step, skipped = checkpoint["step"], set(checkpoint.get("skipped", ()))
         if ctx.is_main:
             log.info("resuming distillation at step %d from %s", start_step, job.state_dir)
+            then, now = checkpoint.get("arithmetic"), arithmetic(cfg, job.device)
+            if then is not None and then != now:  # allowed (a job may move machines), but say what it costs
+                log.warning("resuming a checkpoint written with %s under %s: training goes on, but not bit-exact with an uninterrupted run",
+                            then, now)
     if cfg.compile:
         compile_models(module, job.targets)
     stream = SampleStream(len(job.dataset), cfg.batch_size, cfg.steps, cfg.seed, start_step, ctx.rank, ctx.world)
@@ -239,7 +249,7 @@ def _checkpoint(job: TrainJob, module, optimizer, scheduler, ema, step: int, ski
     module_state, optimizer_state = fsdp.full_state(module, optimizer) if sharded else (None, None)
     if job.ctx.is_main:
         save_checkpoint(job.state_dir, {
-            "config_hash": job.config_hash, "step": step, "world": job.ctx.world,
+            "config_hash": job.config_hash, "step": step, "world": job.ctx.world, "arithmetic": arithmetic(job.cfg, job.device),
             "module": module_state if sharded else module.state_dict(),
             "optimizer": optimizer_state if sharded else optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "ema": ema.state_dict() if ema is not None else None,
