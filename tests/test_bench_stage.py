@@ -122,3 +122,10 @@ def test_without_peaks_a_device_row_stays_pending(build, tmp_path):
     doc = json.loads((root / "bench" / "bench.json").read_text())
     assert {r["status"] for r in doc["artifacts"]} == {"pending"}
     assert {r["name"] for r in doc["artifacts"]} == {"onnx-fp32", "onnxruntime-int8"}
+
+
+def test_pinned_cpus_set_the_thread_count_unless_bench_threads_does():
+    from edgedistill.bench.stage import bench_threads
+
+    assert bench_threads(None, {0, 1}, 4) == 2  # arm64-cpu's default of 4 would oversubscribe 2 pinned CPUs
+    assert bench_threads(3, {0, 1}, 4) == 3 and bench_threads(None, set(), 4) == 4 and bench_threads(None, set(), None) is None

@@ -31,13 +31,18 @@ RUNNABLE_KINDS = ("onnx", "openvino-ir", "trt-engine")
 BENCH_JSON = Path("bench") / "bench.json"
 
 
+def bench_threads(asked: int | None, cpus: set[int], target_default: int | None) -> int | None:
+    """bench.threads when set; else one thread per pinned CPU, so the runtime does not oversubscribe
+    the CPUs the user pinned (the target's default, e.g. 4 on arm64-cpu, would); else the target's."""
+    return asked or (len(cpus) if cpus else None) or target_default
+
+
 def _plan(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target: TargetProfile) -> Plan:
     evalset = artifacts["evalset"].abspath(workdir)
     inputs = np.load(evalset / "inputs.npy")
     logits = evalset / "teacher_logits.npy"
     cpus = parse_cpus(cfg.bench.pin_cpus)
-    # Pinned to n CPUs with no thread count set: n threads, so the runtime does not oversubscribe them.
-    threads = cfg.bench.threads or target.bench_threads or (len(cpus) if cpus else None)
+    threads = bench_threads(cfg.bench.threads, cpus, target.bench_threads)
     ref_path = artifacts["onnx-fp32"].abspath(workdir)
     with get_backend("onnxruntime").runner(ref_path, threads=threads) as ref_runner:
         reference = ref_runner.infer_all(inputs)
