@@ -77,7 +77,7 @@ class Pipeline:
         """Content stamps of what the config only names by path (image sources, checkpoints, a teacher
         cache), so editing those files re-runs the stage; computed once per source and run."""
         from .artifacts import sha256_file
-        from .data.images import ImageSource
+        from .data.images import source_stamp
 
         stamps = []
         for source in sources:
@@ -91,7 +91,7 @@ class Pipeline:
                     self._stamps[source] = sha256_file(path / "cache.json")  # a teacher cache
                 else:
                     try:
-                        self._stamps[source] = ImageSource(source).stamp()
+                        self._stamps[source] = source_stamp(source)
                     except EdgedistillError as exc:  # the stage itself reports it, and records the failure
                         self._stamps[source] = f"unreadable: {exc}"
             stamps.append(self._stamps[source])

@@ -110,3 +110,23 @@ def test_evaluation_and_calibration_views_read_tar_shards(tmp_path):
     assert recipe.source == pattern and recipe.samples == 64
     dc = {"input_size": [3, 8, 8], "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 1.0, "crop_mode": "center"}
     assert calibration_batch(CalibrationRecipe(pattern, 6, 1), dc, tmp_path / "cache").shape == (6, 3, 8, 8)
+
+
+def test_source_stamp_follows_files_and_shards_without_decoding(tmp_path):
+    import os
+
+    from edgedistill.data.images import source_stamp
+
+    (tmp_path / "a.png").write_bytes(_png((1, 2, 3)))
+    first = source_stamp(str(tmp_path))
+    (tmp_path / "b.png").write_bytes(_png((4, 5, 6)))
+    second = source_stamp(str(tmp_path))
+    (tmp_path / "b.png").write_bytes(_png((4, 5, 6)) + b"more")  # rewritten in place
+    assert len({first, second, source_stamp(str(tmp_path))}) == 3
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    _write_tar(shards / "s-0.tar", {"x.png": _png((0, 0, 0))})
+    before = source_stamp(str(shards / "s-{0..0}.tar"))
+    _write_tar(shards / "s-0.tar", {"x.png": _png((0, 0, 0)), "y.png": _png((9, 9, 9))})
+    os.utime(shards / "s-0.tar", ns=(1, 1))  # even with an old mtime, the size tells
+    assert source_stamp(str(shards / "s-{0..0}.tar")) != before

@@ -47,13 +47,6 @@ class ImageSource:
             names = [os.path.relpath(os.path.abspath(p), root) for p in self.paths]
         return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
 
-    def stamp(self) -> str:
-        """A hash of the names plus each underlying file's size and mtime: changes when any image (or
-        shard) is added, removed, renamed or rewritten, so a build stage knows its inputs changed."""
-        files = self.tars.shards if self.tars is not None else self.paths
-        stats = [(os.path.getsize(f), os.stat(f).st_mtime_ns) if os.path.exists(f) else None for f in files]
-        return hashlib.sha256(f"{self.fingerprint()}{stats}".encode()).hexdigest()[:16]
-
     def load(self, index: int) -> Image.Image | None:
         try:
             if self.tars is not None:
@@ -64,3 +57,14 @@ class ImageSource:
         except DECODE_ERRORS as exc:
             log.warning("skipping unreadable image %s (%s)", self.name(index), type(exc).__name__)
             return None
+
+
+def source_stamp(source: str) -> str:
+    """A hash of the files an image source reads (names, sizes, mtimes): it changes when an image or
+    a shard is added, removed, renamed or rewritten, so a build stage knows its inputs changed.
+    Shards are stamped by their files alone, without indexing every member."""
+    files = shard_paths(source) if source != "bundled" else None
+    if files is None:
+        files = resolve_image_paths(source)
+    stats = [(str(f), *((os.stat(f).st_size, os.stat(f).st_mtime_ns) if os.path.exists(f) else ())) for f in files]
+    return hashlib.sha256(repr(stats).encode()).hexdigest()[:16]
