@@ -73,28 +73,29 @@ class Pipeline:
         return produced
 
     # -- stages ----------------------------------------------------------------------------
-    def _file_inputs(self, *sources: str | None) -> list:
+    def _file_inputs(self, *sources: str | tuple | None) -> list:
         """Content stamps of what the config only names by path (image sources, checkpoints, a teacher
         cache), so editing those files re-runs the stage; computed once per source and run."""
         from .artifacts import sha256_file
         from .data.images import source_stamp
 
         stamps = []
-        for source in sources:
-            if source not in self._stamps:
+        for item in sources:
+            source, limit = item if isinstance(item, tuple) else (item, None)  # (image source, max_images)
+            if item not in self._stamps:
                 path = Path(source).expanduser() if source else None
                 if not source or source == "bundled":
-                    self._stamps[source] = None
+                    self._stamps[item] = None
                 elif path.is_file() and path.suffix != ".txt" and not source.endswith(".tar"):
-                    self._stamps[source] = sha256_file(path)  # a checkpoint or a recipe
+                    self._stamps[item] = sha256_file(path)  # a checkpoint or a recipe
                 elif path.is_dir() and (path / "cache.json").is_file():
-                    self._stamps[source] = sha256_file(path / "cache.json")  # a teacher cache
+                    self._stamps[item] = sha256_file(path / "cache.json")  # a teacher cache
                 else:
                     try:
-                        self._stamps[source] = source_stamp(source)
+                        self._stamps[item] = source_stamp(source, limit)
                     except EdgedistillError as exc:  # the stage itself reports it, and records the failure
-                        self._stamps[source] = f"unreadable: {exc}"
-            stamps.append(self._stamps[source])
+                        self._stamps[item] = f"unreadable: {exc}"
+            stamps.append(self._stamps[item])
         return stamps
 
     def _teacher_checkpoints(self) -> list[str | None]:
@@ -106,7 +107,7 @@ class Pipeline:
         from .distill import stage
 
         key = _key(self.cfg.section_hash("teacher", "student", "data", "distill"),
-                   self._file_inputs(self.cfg.data.source, self.cfg.distill.cache, *self._teacher_checkpoints()))
+                   self._file_inputs((self.cfg.data.source, self.cfg.data.max_images), self.cfg.distill.cache, *self._teacher_checkpoints()))
         return self._run_stage("distill", key, lambda: [stage.run(self.cfg, {}, self.workdir)])
 
     def export(self) -> list[Artifact]:

@@ -81,6 +81,23 @@ def test_onnxruntime_gpu_runner_uses_the_provider_devices_counted():
         providers_for("GPU", ["CPUExecutionProvider"])
 
 
+def test_a_gpu_session_that_fell_back_to_the_cpu_is_refused(tmp_path, monkeypatch):
+    """onnxruntime-gpu lists CUDA without a usable GPU, then retries on the CPU with a printed note."""
+    from .test_bench_fixtures import embedder
+
+    real = onnxruntime.InferenceSession
+
+    def falls_back(path, options, providers):
+        return real(path, options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(onnxruntime, "InferenceSession", falls_back)
+    runner = get_backend("onnxruntime").runner(embedder(tmp_path / "m.onnx"), device="GPU")
+    with pytest.raises(EdgedistillError, match="could not start CUDAExecutionProvider"):
+        with runner:
+            pass
+
+
 def test_openvino_counts_numbered_devices_under_their_family(monkeypatch):
     calls = []
     fake_ov_core(monkeypatch, ["CPU", "GPU.0", "GPU.1", "NPU"], calls)
@@ -178,7 +195,7 @@ def test_infer_all_keeps_to_the_runners_batch_range(limits, rows, batches):
 
 def test_bench_fidelity_runs_on_an_engine_that_takes_at_most_8(tmp_path, monkeypatch):
     (tmp_path / "fp16.engine").write_bytes(b"engine")
-    backend = types.SimpleNamespace(runner=lambda path, **options: RangedRunner(1, 8))
+    backend = types.SimpleNamespace(runner=lambda path, **options: RangedRunner(1, 8), devices=lambda: ["GPU"])
     monkeypatch.setattr(bench_measure, "get_backend", lambda name: backend)
     x = np.random.default_rng(1).standard_normal((20, 3, 2, 2)).astype(np.float32)
     plan = bench_measure.Plan(x, {"embedding": x.reshape(20, -1) * 2}, None, warmup=0, iterations=1, time_budget_s=None,

@@ -42,3 +42,11 @@ def test_two_process_gloo_run_checkpoints_and_resumes(tmp_path):
     assert [r["skipped_images"] for r in results(workdir)] == [2, 2]  # both ranks met both files: still 2
     log = (workdir / "student" / "train_log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4"]
+
+
+def test_ddp_without_a_masked_pass_trains(tmp_path):
+    """mask_ratio 0 (or share × batch rounding to 0) leaves the patch head without gradients: DDP must know."""
+    workdir = tmp_path / "build"
+    run = torchrun(tmp_path, workdir, extra=("distill.mask_ratio=0", "distill.steps=2", "distill.checkpoint_every=0"))
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    assert [r["patch_level"] for r in results(workdir)] == [False, False]  # and the build says so

@@ -66,7 +66,7 @@ def test_calibration_samples_spread_and_holdout_uses_other_images(tmp_path, capl
     recipe = CalibrationRecipe(str(root), samples=16, seed=1234)
     calibrated = _colours(calibration_batch(recipe, DC))
     assert len({c for c, _ in calibrated}) >= 5 and len(set(calibrated)) == 16
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         held = _colours(holdout_batch(recipe, DC, 24, tmp_path / "cache"))
     assert len(held) == 24 and len(set(held)) == 24
     assert not set(held) & set(calibrated)  # 80 images hold 16 + 24: the held-out images are others

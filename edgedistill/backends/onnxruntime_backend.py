@@ -58,6 +58,11 @@ class OnnxRuntimeRunner(Runner):
             options.inter_op_num_threads = 1
         providers = providers_for(self.device, ort.get_available_providers())
         self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
+        if providers[0] not in self.session.get_providers():
+            # ORT retries on the CPU, with only a printed message, when the GPU provider fails to load
+            # (no driver, wrong CUDA/cuDNN): that must not be timed and recorded as a GPU measurement
+            raise EdgedistillError(f"ONNX Runtime could not start {providers[0]} (the session has {', '.join(self.session.get_providers())})",
+                                   "check the NVIDIA driver and the CUDA/cuDNN versions onnxruntime-gpu needs, or run on the CPU")
 
     def _deactivate_impl(self) -> None:
         self.session = None

@@ -65,10 +65,13 @@ def wrap(module: nn.Module, ctx: DistContext, device: torch.device, find_unused:
 
 
 def sum_tensors_(tensors: list[torch.Tensor], ctx: DistContext) -> None:
-    """Each tensor summed over all ranks, in place (statistics that every rank's data feeds)."""
+    """Each tensor summed over all ranks, in place (statistics that every rank's data feeds), in one
+    all_reduce of their concatenation: one collective per call, not one per tensor."""
     if ctx.active:
-        for t in tensors:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        flat = torch.cat([t.reshape(-1).to(torch.float64) for t in tensors])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+            t.copy_(part.view_as(t))
 
 
 def from_main_(tensors: list[torch.Tensor], ctx: DistContext) -> None:

@@ -24,6 +24,7 @@ from ..models.student import create_student, probe_student, save_student
 from ..models.teacher import create_teachers, teacher_configs
 from ..progress import console
 from . import distributed
+from .masking import masked_rows
 from .module import DistillModule
 from .standardize import TargetStandardizer, TeacherNorms
 from .targets import CachedTargets, OnlineTargets
@@ -94,6 +95,11 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
     probe = probe_student(backbone, data_config["input_size"][-1])
     dataset, targets, teachers, classifier = _teacher_sources(cfg, data_config)
     patch_level = cfg.distill.patch_weight > 0 and probe["maskable"]
+    if patch_level and masked_rows(cfg.distill.batch_size, probe["n_patches"], cfg.distill.mask_share, cfg.distill.mask_ratio) == 0:
+        patch_level = False
+        if ctx.is_main:
+            console.print("[yellow]note:[/yellow] distill.mask_share × batch_size or distill.mask_ratio × patches rounds to 0, "
+                          "so no sample is masked and masked patch distillation is off (token and feature levels stay)")
     if cfg.distill.patch_weight > 0 and not probe["maskable"] and ctx.is_main:
         console.print(f"[yellow]note:[/yellow] student {cfg.student.name} is not a plain ViT, so masked patch distillation is off (token and feature levels stay)")
     torch.manual_seed(cfg.distill.seed + 1)  # heads start the same whether or not teachers were built (cache)

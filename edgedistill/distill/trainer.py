@@ -22,7 +22,7 @@ from ..data.stream import SampleStream
 from ..models.preprocess import to_model_input
 from ..progress import progress_bar
 from . import distributed, fsdp
-from .masking import random_masks
+from .masking import masked_rows, random_masks
 from .metrics_log import MetricsLog
 from .module import DistillModule, Objective
 from .prefetch import prefetch
@@ -132,7 +132,8 @@ def train(job: TrainJob) -> TrainResult:
         module.to(memory_format=torch.channels_last)
     template = copy.deepcopy(module).cpu() if sharded else None  # unsharded shell for the final weights
     # FSDP shards parameters in place, so it comes before the optimizer sees them
-    model = distributed.wrap(module, ctx, job.device, find_unused=not job.patch_level or cfg.mask_share <= 0, strategy=cfg.strategy)
+    no_masked_pass = masked_rows(cfg.batch_size, job.n_patches, cfg.mask_share, cfg.mask_ratio) == 0
+    model = distributed.wrap(module, ctx, job.device, find_unused=not job.patch_level or no_masked_pass, strategy=cfg.strategy)
     optimizer = build_optimizer(module, cfg, job.device)
     scheduler = CosineLRScheduler(optimizer, t_initial=cfg.steps, warmup_t=cfg.warmup_steps, warmup_lr_init=cfg.lr * 0.01,
                                   lr_min=cfg.lr * 0.01, t_in_epochs=False)
@@ -192,14 +193,16 @@ def train(job: TrainJob) -> TrainResult:
             done = step + 1
             if bar is not None:
                 bar.update(task, completed=done)
-            if metrics is not None and (done % max(1, cfg.log_every) == 0 or done == cfg.steps):
+            log_step = done % max(1, cfg.log_every) == 0 or done == cfg.steps
+            save_step = bool(job.state_dir and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps)
+            if log_step or save_step:  # every rank checks every rank's loss, so all stop together; never save NaNs
+                _check_finite(distributed.gather_objects(loss.item(), ctx), done, cfg)
+            if metrics is not None and log_step:
                 rate = (done - start_step) * global_batch / (time.perf_counter() - start)
                 row = {"step": done, "loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": lr, "images_per_s": rate}
-                _check_finite([row["loss"]], done, cfg)
                 metrics.append(row)
                 bar.update(task, completed=done, info=f"loss {row['loss']:.4f}  {rate:.0f} img/s")
-            if job.state_dir and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-                _check_finite(distributed.gather_objects(loss.item(), ctx), done, cfg)  # never overwrite a good checkpoint with NaNs
+            if save_step:
                 _checkpoint(job, module, optimizer, scheduler, ema, done, skipped, sharded)
             if job.on_step is not None:
                 job.on_step(done)
