@@ -117,6 +117,9 @@ def _fastest_or_tied(within: list[dict], tolerance: float) -> tuple[dict, str]:
     runner_up = tied[1]
     decided = next((words for key, words in _TIE_ORDER if key(best) != key(runner_up)), _TIE_ORDER[-1][1])
     others = ", ".join(str(a.get("name")) for a in tied[1:])
+    if p50_of(best) == fastest:  # the tie changed nothing, but say that it was one
+        return best, (f"fastest measured artifact within the budget ({fastest:.4g} ms); {others} within {tolerance * 100:g}% "
+                      f"of it tied, and the tie also goes to this one: {decided}")
     return best, (f"{p50_of(best):.4g} ms, within {tolerance * 100:g}% of the fastest ({fastest:.4g} ms), "
                   f"tied with {others}: {decided}; measured, within the budget")
 
