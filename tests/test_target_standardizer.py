@@ -102,3 +102,26 @@ def test_checkpoints_from_when_norms_were_module_buffers_still_resume(tmp_path):
     loaded = load_checkpoint(tmp_path, "h")
     assert list(loaded["module"]) == ["backbone.w"] and list(loaded["ema"]) == ["module.backbone.w"]
     assert list(loaded["norms"]) == ["norms.0.token.mean"]  # the key TargetStandardizer.state_dict() uses
+
+
+def test_norms_count_on_the_host_and_take_the_loaded_count_after_a_resume():
+    torch.manual_seed(0)
+    running = TargetNorm(4)
+    for _ in range(3):
+        running.update(torch.randn(8, 4))
+    resumed = TargetNorm(4)
+    resumed.update(torch.randn(8, 4))  # a count of 1 on the host...
+    resumed.load_state_dict(running.state_dict())  # ...then 3 from the checkpoint
+    batch = torch.randn(8, 4) + 5
+    running.update(batch)
+    resumed.update(batch)
+    assert int(resumed.count) == 4 and torch.equal(resumed.mean, running.mean)  # weight 1/4, as uninterrupted
+
+    phi_s = PhiSNorm(4, estimate_batches=1)
+    phi_s.update(torch.randn(16, 4))
+    phi_s.update(torch.randn(16, 4))  # frozen after one batch
+    fresh = PhiSNorm(4, estimate_batches=1)
+    state = fresh.state_dict()
+    phi_s.load_state_dict(state)  # back to an unfitted state (count 0)
+    phi_s.update(torch.randn(16, 4))
+    assert int(phi_s.count) == 1  # it fitted again instead of staying frozen

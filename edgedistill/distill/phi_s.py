@@ -35,6 +35,10 @@ class PhiSNorm(nn.Module):
         self.register_buffer("outer", torch.zeros(dim, dim, dtype=torch.float64))
         self.register_buffer("samples", torch.zeros((), dtype=torch.float64))
 
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._frozen = False  # decided again from the loaded count
+
     @torch.no_grad()
     def update(self, x: torch.Tensor, ctx: DistContext = DistContext()) -> None:
         """Add the global batch [..., D] to the statistics and refit the map, until the estimate is frozen."""

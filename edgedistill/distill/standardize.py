@@ -29,6 +29,11 @@ class TargetNorm(nn.Module):
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("var", torch.ones(dim))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self._seen: int | None = None  # `count` mirrored on the host: reading the buffer each step would sync with the GPU
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._seen = None  # re-read once from the loaded buffer
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, ctx: DistContext = DistContext()) -> None:
@@ -40,10 +45,13 @@ class TargetNorm(nn.Module):
         sum_tensors_(moments, ctx)
         pooled_mean = moments[0] / moments[2]
         pooled_var = (moments[1] / moments[2] - pooled_mean.square()).clamp_min(0)
-        rate = max(self.momentum, 1.0 / float(self.count + 1))
+        if self._seen is None:
+            self._seen = int(self.count)
+        rate = max(self.momentum, 1.0 / (self._seen + 1))
         self.mean.lerp_(pooled_mean.float(), rate)
         self.var.lerp_(pooled_var.float(), rate)
         self.count += 1
+        self._seen += 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x.dtype)) / (self.var + self.eps).sqrt().to(x.dtype)
