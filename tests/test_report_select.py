@@ -135,6 +135,14 @@ def test_no_reference_to_fall_back_to():
     assert sel["artifact"] is None and "no fp32 ONNX Runtime reference to fall back to" in sel["reason"]
 
 
+def test_a_failed_reference_is_not_shipped_as_the_fallback():
+    bench = load("sample")
+    art(bench, "onnxruntime-fp32").update(status="failed", latency_ms=None)
+    bench["target"]["min_cosine"] = 1.01
+    sel = select_artifact(bench)
+    assert sel["artifact"] is None and "fp32 reference to fall back to is failed too" in sel["reason"]
+
+
 def test_real_bench_with_new_row_fields_selects_as_before():
     sel = select_artifact(load("probe"))
     assert sel["artifact"] == "onnxruntime-int8" and "within the budget" in sel["reason"]

@@ -81,6 +81,8 @@ def select_artifact(report: dict) -> dict:
     ref = reference_artifact(report)
     if ref is None:
         return {"artifact": None, "reason": f"{why}; no fp32 ONNX Runtime reference to fall back to"}
+    if ref.get("status") != "measured":  # a failed reference is no artifact to ship
+        return {"artifact": None, "reason": f"{why}; the fp32 reference to fall back to is {ref.get('status')} too"}
     return {"artifact": ref.get("name"), "reason": f"{why}; fell back to the fp32 reference"}
 
 
