@@ -99,7 +99,8 @@ class QuantizeConfig:
     calibration: str = "bundled-photos"  # a recipe in calibration/, a recipe file, or an image folder
     method: str = "minmax"  # minmax | entropy | percentile
     per_channel: bool = True
-    symmetric_activations: bool = False  # True gives a TensorRT-compatible QDQ graph
+    symmetric_activations: bool = False  # int8 (signed) activations with zero point 0, as TensorRT needs
+    quantize_bias: bool = True  # int32 bias DequantizeLinear (ORT's default); TensorRT's ONNX parser rejects them
     op_types: tuple = ("MatMul", "Gemm", "Conv")  # LayerNorm, Softmax and GELU stay in float
     # Accuracy-aware fallback (ONNX Runtime): keep the most sensitive layers in float until the
     # held-out fidelity meets the target's min_top1_agreement / min_cosine.

@@ -56,6 +56,9 @@ def test_within_budget_keeps_every_layer_int8_and_trt_gets_the_batch(tmp_path, o
     # Only the output head (the Linear writing `logits`) stays float; TensorRT wants s8 activations.
     assert int8.extra["float_layers"] == int8.extra["fallback"]["output_layers"] == ["/8/Gemm"]
     assert int8.extra["symmetric_activations"] is True and int8.extra["fallback"]["trials"] == []
+    from edgedistill.backends.trt_onnx import non_int8_dequantize
+
+    assert non_int8_dequantize(onnx.load(str(tmp_path / int8.path))) == 0  # float biases: TensorRT parses no int32 DequantizeLinear
     batch, info = read_trt_calibration(tmp_path / produced["trt-calibration"].path)
     assert batch.shape == (64, 3, 32, 32) and info["recipe"]["samples"] == 64
 

@@ -53,3 +53,34 @@ def test_cudart_buffers_roundtrip():
 @needs_cuda
 def test_make_buffers_prefers_torch():
     assert isinstance(make_buffers(), TorchBuffers)
+
+
+def test_cudart_buffers_reuse_blocks_across_calls(monkeypatch):
+    """No cudaMalloc/cudaFree pair per inference: it would sit inside the timed call (fake cudart, no GPU needed)."""
+    import types
+
+    from edgedistill.backends import trt_buffers
+
+    calls = {"malloc": 0, "free": 0}
+    next_ptr = iter(range(0x1000, 0x100000, 0x100))
+
+    def malloc(nbytes):
+        calls["malloc"] += 1
+        return 0, next(next_ptr)
+
+    def free(ptr):
+        calls["free"] += 1
+        return (0,)
+
+    rt = types.SimpleNamespace(cudaStreamCreate=lambda: (0, 7), cudaMalloc=malloc, cudaFree=free,
+                               cudaMemcpyAsync=lambda *a: (0,), cudaStreamSynchronize=lambda s: (0,), cudaStreamDestroy=lambda s: (0,),
+                               cudaMemcpyKind=types.SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2))
+    monkeypatch.setattr(trt_buffers, "load_cudart", lambda: rt)
+    buffers = CudartBuffers()
+    for _ in range(3):  # three inferences of the same shapes
+        buffers.upload(np.zeros((2, 3), np.float32))
+        buffers.empty((2, 4), np.float32)
+        buffers.release()
+    assert calls == {"malloc": 2, "free": 0}
+    buffers.close()
+    assert calls["free"] == 2

@@ -58,8 +58,9 @@ class _Reader:
         return next(self._batches, None)
 
 
-def quantize_qdq(src: Path, dst: Path, *, symmetric: bool = True) -> Path:
-    """QDQ int8 via onnxruntime: symmetric int8 activations (TensorRT style) or the uint8 default."""
+def quantize_qdq(src: Path, dst: Path, *, symmetric: bool = True, quantize_bias: bool | None = None) -> Path:
+    """QDQ int8 via onnxruntime: symmetric int8 activations and float biases (TensorRT style, as the
+    quantize stage writes for TensorRT targets) or ORT's defaults (uint8 activations, int32 biases)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     quantize_static(
@@ -67,7 +68,8 @@ def quantize_qdq(src: Path, dst: Path, *, symmetric: bool = True) -> Path:
         quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
         weight_type=QuantType.QInt8,
-        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                       "QuantizeBias": (not symmetric) if quantize_bias is None else quantize_bias},
     )
     return Path(dst)
 

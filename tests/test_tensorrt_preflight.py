@@ -99,6 +99,14 @@ def test_int8_without_qdq_is_an_error(models):
     assert codes(preflight(models["opset17"], load_target("jetson-orin"), precision="best")) == ["best-without-qdq"]
 
 
+def test_int32_bias_dequantize_is_rejected(models, tmp_path):
+    """ORT quantizes biases to int32 by default; TensorRT's parser takes only int8 DequantizeLinear inputs."""
+    int32_bias = quantize_qdq(models["opset17"], tmp_path / "bias.qdq.onnx", symmetric=True, quantize_bias=True)
+    found = preflight(int32_bias, load_target("jetson-orin"), precision="int8")
+    assert "qdq-int32-dequantize" in codes(found, "error")
+    assert "quantize_bias=false" in next(f.fix for f in found if f.code == "qdq-int32-dequantize")
+
+
 def test_symmetric_qdq_passes_and_uint8_qdq_is_rejected(models):
     assert preflight(models["qdq"], load_target("jetson-orin"), precision="int8") == []
     found = preflight(models["qdq_uint8"], load_target("jetson-orin"), precision="int8")
@@ -124,6 +132,8 @@ def test_dla_findings(models):
     assert "dla-static-batch" in codes(preflight(models["opset17"], ranged, precision="fp16"))
     assert "dla-static-batch" not in codes(found)
     assert "dla-unavailable" in codes(preflight(models["opset17"], dla, precision="fp16", trt_version="11.1"), "error")
+    assert "dla-unavailable" in codes(preflight(models["opset17"], dla, precision="fp16", trt_version="10.8"), "error")  # 10.7 was the last
+    assert "dla-unavailable" not in codes(preflight(models["opset17"], dla, precision="fp16", trt_version="10.3"))
 
 
 def test_unknown_trt_version_is_a_warning(models):

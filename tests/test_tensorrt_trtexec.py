@@ -44,10 +44,25 @@ def test_shapes_follow_the_target_batch_range():
     assert not any(c.startswith(("--fp16", "--int8", "--best", "--layerPrecisions")) for c in cmd)
 
 
-@pytest.mark.parametrize("precision,flags", [("int8", ["--int8", "--fp16"]), ("best", ["--best"]), ("fp32", [])])
+@pytest.mark.parametrize("precision,flags", [("int8", ["--int8", "--fp16"]), ("best", ["--fp16"]), ("fp32", [])])
 def test_precision_flags(precision, flags):
     cmd = trtexec_command("m.onnx", "m.engine", precision, load_target("jetson-orin"), "input", DYNAMIC)
     assert cmd[3:3 + len(flags)] == flags and cmd[3 + len(flags)].startswith("--minShapes=")
+
+
+def test_best_adds_int8_only_for_a_qdq_model(tmp_path):
+    """trtexec --best would also run INT8 on an fp32 model, with placeholder scales (and bf16 on Ampere+)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    scale, zero = numpy_helper.from_array(np.float32(0.1), "s"), numpy_helper.from_array(np.int8(0), "z")
+    nodes = [helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q"]), helper.make_node("DequantizeLinear", ["q", "s", "z"], ["out"])]
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 4, 4])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 3, 4, 4])], [scale, zero])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "qdq.onnx"))
+    cmd = trtexec_command(tmp_path / "qdq.onnx", "m.engine", "best", load_target("jetson-orin"), "input", DYNAMIC)
+    assert "--fp16" in cmd and "--int8" in cmd and "--best" not in cmd
 
 
 def test_layer_pins_only_when_reduced_precision():

@@ -77,7 +77,10 @@ class CudartBuffers:
         if self._rt is None:
             raise EdgedistillError("neither a CUDA-enabled torch nor cuda-python is installed", "pip install 'edgedistill[tensorrt]'")
         self._stream = self._call(self._rt.cudaStreamCreate())
-        self._allocs: list[int] = []
+        self._allocs: list[tuple[int, int]] = []  # (pointer, bytes) handed out since the last release
+        # Released blocks by size, reused as torch's caching allocator does: a cudaMalloc/cudaFree
+        # pair per inference would land inside the timed call and slow this path against torch's
+        self._pool: dict[int, list[int]] = {}
         self._staged: list[np.ndarray] = []  # host arrays kept alive until their async copy ran
 
     def _call(self, result):
@@ -91,8 +94,10 @@ class CudartBuffers:
         return int(self._stream)
 
     def _malloc(self, nbytes: int) -> int:
-        ptr = int(self._call(self._rt.cudaMalloc(max(int(nbytes), 1))))
-        self._allocs.append(ptr)
+        nbytes = max(int(nbytes), 1)
+        free = self._pool.get(nbytes)
+        ptr = free.pop() if free else int(self._call(self._rt.cudaMalloc(nbytes)))
+        self._allocs.append((ptr, nbytes))
         return ptr
 
     def upload(self, array: np.ndarray) -> _DeviceArray:
@@ -123,14 +128,19 @@ class CudartBuffers:
         self._call(self._rt.cudaStreamSynchronize(self._stream))
 
     def release(self) -> None:
+        """The call's buffers go back to the pool (the next call of the same shapes reuses them)."""
         self.synchronize()
-        for ptr in self._allocs:
-            self._call(self._rt.cudaFree(ptr))
+        for ptr, nbytes in self._allocs:
+            self._pool.setdefault(nbytes, []).append(ptr)
         self._allocs.clear()
         self._staged.clear()
 
     def close(self) -> None:
         self.release()
+        for ptrs in self._pool.values():
+            for ptr in ptrs:
+                self._call(self._rt.cudaFree(ptr))
+        self._pool.clear()
         self._call(self._rt.cudaStreamDestroy(self._stream))
 
 

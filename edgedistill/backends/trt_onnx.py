@@ -119,6 +119,15 @@ def zero_point_problems(model: onnx.ModelProto) -> Counter:
     return problems
 
 
+def non_int8_dequantize(model: onnx.ModelProto) -> int:
+    """DequantizeLinear nodes whose constant input is not int8 (e.g. ORT's int32 quantized biases):
+    TensorRT's ONNX parser takes only int8 (and fp8/int4) there."""
+    constants = _constants(model)
+    allowed = {onnx.TensorProto.INT8, onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.INT4}
+    return sum(1 for node in iter_nodes(model.graph)
+               if node.op_type == "DequantizeLinear" and node.input[0] in constants and constants[node.input[0]].data_type not in allowed)
+
+
 def has_float16(model: onnx.ModelProto) -> bool:
     """Whether the graph already computes in fp16 (e.g. converted by ModelOpt AutoCast)."""
     fp16 = onnx.TensorProto.FLOAT16

@@ -97,9 +97,9 @@ def _check_input(model: onnx.ModelProto, input_name: str | None, target: TargetP
 def _check_parser(model: onnx.ModelProto, version: tuple[int, ...]) -> list[Finding]:
     label = version_label(version[:2])
     top = max_opset(version)
-    if top is None:
-        return [Finding("error", "trt-too-old", f"TensorRT {label} is older than 8.0, which edgedistill does not build for",
-                        "move the device to a JetPack with TensorRT >= 8.5")]
+    if top is None or tuple(version[:2]) < (8, 5):  # the runner's name-based I/O (set_input_shape, execute_async_v3) is 8.5+
+        return [Finding("error", "trt-too-old", f"TensorRT {label} is older than 8.5, which edgedistill does not build or run for",
+                        "move the device to a JetPack with TensorRT >= 8.5 (JetPack 5.1)")]
     findings = []
     ops = ox.op_counts(model)
     missing = missing_ops(version, ops)
@@ -146,6 +146,10 @@ def _check_precision(model: onnx.ModelProto, precision: str, version: tuple[int,
     if qdq and precision in ("fp16", "fp32"):
         findings.append(Finding("warning", "qdq-in-float", f"the model has Q/DQ nodes but is built as {precision}; TensorRT runs those layers in INT8 anyway",
                                 "build QDQ models with precision int8"))
+    if qdq and (wide := ox.non_int8_dequantize(model)):
+        findings.append(Finding("error", "qdq-int32-dequantize", f"{wide} DequantizeLinear nodes dequantize non-int8 constants (int32 biases); "
+                                "TensorRT's ONNX parser takes only int8 there",
+                                "re-quantize with quantize.quantize_bias=false (edgedistill does so for TensorRT targets)"))
     bad = ox.zero_point_problems(model)
     if bad.get("uint8"):
         findings.append(Finding("error", "qdq-uint8", f"{bad['uint8']} Q/DQ nodes use uint8 zero points (asymmetric activations); TensorRT accepts only symmetric int8 with zero point 0",
@@ -162,9 +166,10 @@ def _check_precision(model: onnx.ModelProto, precision: str, version: tuple[int,
 
 def _check_dla(model: onnx.ModelProto, target: TargetProfile, precision: str | None, version: tuple[int, ...] | None) -> list[Finding]:
     findings = []
-    if version is not None and (11, 0) <= tuple(version[:2]) < (11, 4):
-        findings.append(Finding("error", "dla-unavailable", f"TensorRT {version_label(version[:2])} has no DLA support (10.7 was the last 10.x with it)",
-                                "use the JetPack's TensorRT 10.x, or unset dla_core"))
+    if version is not None and tuple(version[:2]) > (10, 7):
+        # "TensorRT 10.7 was the last 10.x release that supported DLA"; 11.4.0 has it on Windows on ARM only
+        findings.append(Finding("error", "dla-unavailable", f"TensorRT {version_label(version[:2])} has no DLA support on Linux (10.7 was the last with it)",
+                                "use the JetPack's TensorRT (10.3 on JetPack 6), or unset dla_core"))
     if precision == "fp32":
         findings.append(Finding("warning", "dla-fp32", "DLA runs only FP16 and INT8, so an fp32 engine runs entirely on the GPU",
                                 "build fp16 or int8 for DLA"))

@@ -18,8 +18,16 @@ from .trt_support import has_weak_typing, parse_version
 
 log = logging.getLogger(__name__)
 
-PRECISION_ARGS = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"], "best": ["--best"]}
+# No --best: trtexec then also enables INT8 on a model without Q/DQ and gives it placeholder scales
+# (and bf16 on Ampere+), which the Python builder never does; "best" is fp16, plus int8 for a QDQ model.
+PRECISION_ARGS = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"], "best": ["--fp16"]}
 DEFAULT_VERSION = (10, 0)
+
+
+def _is_qdq(onnx_path: Path | str) -> bool:
+    from .trt_onnx import has_qdq, load_graph
+
+    return Path(onnx_path).is_file() and has_qdq(load_graph(Path(onnx_path)))
 
 
 def trtexec_command(
@@ -46,6 +54,8 @@ def trtexec_command(
     cmd = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}"]
     if weak:
         cmd += PRECISION_ARGS[precision]
+        if precision == "best" and _is_qdq(onnx):
+            cmd.append("--int8")  # the Q/DQ nodes carry the scales
     shapes = profile_shapes(list(input_shape), target)
     if shapes is not None:
         for flag, shape in zip(("--minShapes", "--optShapes", "--maxShapes"), shapes):

@@ -44,6 +44,6 @@ def quantize_ort_static(onnx_path: Path, out_path: Path, batch: np.ndarray | Non
             calibrate_method=getattr(CalibrationMethod, METHODS[cfg.method]),
             nodes_to_exclude=list(nodes_to_exclude or []),
             calibration_cache_path=str(ranges_cache) if ranges_cache is not None else None,
-            extra_options={"ActivationSymmetric": cfg.symmetric_activations, "WeightSymmetric": True},
+            extra_options={"ActivationSymmetric": cfg.symmetric_activations, "WeightSymmetric": True, "QuantizeBias": cfg.quantize_bias},
         )
     return out_path

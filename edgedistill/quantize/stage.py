@@ -56,8 +56,9 @@ def _onnxruntime(cfg, target, onnx_path, batch, holdout, workdir, common, calibr
     from .fallback import quantize_with_fallback
 
     qcfg = cfg.quantize
-    if "tensorrt" in target.backends and not qcfg.symmetric_activations:
-        qcfg = replace(qcfg, symmetric_activations=True)  # TensorRT only accepts symmetric (signed) activation Q/DQ
+    if "tensorrt" in target.backends:
+        # TensorRT's parser takes only symmetric int8 Q/DQ, and no int32 (bias) DequantizeLinear: biases stay float
+        qcfg = replace(qcfg, symmetric_activations=True, quantize_bias=False)
     final = workdir / "quantized" / "model.int8.qdq.onnx"
     with atomic_output(final) as tmp:
         result = quantize_with_fallback(onnx_path, tmp, batch, holdout, qcfg, Budget.of(target))

@@ -1,10 +1,12 @@
-"""The calibration batch exported for a TensorRT calibrator, so TensorRT calibrates on exactly
-the samples ONNX Runtime and NNCF saw.
+"""The calibration batch written beside a TensorRT bundle, so anyone can check, or redo, the INT8
+scales on exactly the samples ONNX Runtime and NNCF saw.
 
 calibration.npy holds the float32 NCHW batch (already preprocessed with the student's data
-config); calibration.json says its shape, input name, the recipe and a hash. A TensorRT
-IInt8EntropyCalibrator2 on the device feeds it batch by batch; its `read_calibration_cache`
-must only return a cache whose `batch_sha256` and TensorRT version match (never reuse silently).
+config); calibration.json says its shape, input name, the recipe and a hash. TensorRT itself
+builds INT8 engines from the QDQ model, whose Q/DQ nodes carry the scales (explicit
+quantization); edgedistill runs no TensorRT calibrator, since TensorRT 10 deprecated implicit
+INT8 calibration and TensorRT 11 removed it. A calibrator written against TensorRT 10 may read
+this batch; it must then only accept a cache whose `batch_sha256` and TensorRT version match.
 """
 
 from __future__ import annotations
