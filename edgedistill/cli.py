@@ -209,8 +209,27 @@ def report(paths, out, max_latency_ms, min_cosine, max_size_mb):
     click.echo(render_markdown(doc))  # stdout only, so `>> $GITHUB_STEP_SUMMARY` gets clean Markdown
     console.print(summary_table(doc))
     violations = check_gates(doc, max_latency_ms=max_latency_ms, min_cosine=min_cosine, max_size_mb=max_size_mb)
+    unfinished = _unfinished_builds(paths)
+    for line in unfinished:
+        console.print(f"[yellow]note:[/yellow] {line}")
+    if unfinished and any(g is not None for g in (max_latency_ms, min_cosine, max_size_mb)):
+        violations = unfinished + violations  # a report.json left by an earlier run must not pass CI for a broken build
     if violations:
         raise GateError("gate failed: " + "; ".join(violations))
+
+
+def _unfinished_builds(paths) -> list[str]:
+    """One line per build folder whose manifest is not complete (its report may predate a failure)."""
+    from .artifacts import Manifest
+
+    lines = []
+    for path in paths:
+        if (Path(path) / "manifest.json").is_file():
+            data = Manifest.load(path).data
+            if data.get("status") != "complete":
+                where = data.get("failed_stage") or ", ".join(data.get("missing_stages") or []) or "a stage"
+                lines.append(f"build {path} is {data.get('status')} ({where}), so its report may not describe it")
+    return lines
 
 
 @cli.command(name="cache-teacher", context_settings=CONTEXT)

@@ -50,13 +50,17 @@ class Pipeline:
         if not self.force and self.manifest.stage_is_fresh(stage, key):
             console.print(f"[dim]{stage}: unchanged, reusing {', '.join(self.manifest.data['stages'][stage]['outputs']) or 'nothing'}[/dim]")
             return [self.artifacts()[n] for n in self.manifest.data["stages"][stage]["outputs"]]
-        # What this stage made last time goes out of the manifest now: if the stage fails, or no longer
-        # makes an artifact (another target profile), later stages must not pick up the old file
-        for name in (self.manifest.data["stages"].get(stage) or {}).get("outputs", []):
-            self.manifest.data["artifacts"].pop(name, None)
+        # What this stage and every later one made last time goes out of the manifest now: if the stage
+        # fails, or no longer makes an artifact (another target profile), nothing downstream may pick up
+        # an old file, and later artifacts were derived from this stage's old outputs anyway
+        for later in STAGES[STAGES.index(stage):]:
+            record = self.manifest.data["stages"].pop(later, None) if later != stage else self.manifest.data["stages"].get(stage)
+            for name in (record or {}).get("outputs", []):
+                self.manifest.data["artifacts"].pop(name, None)
         self.manifest.set_status("incomplete")
-        for stale in ("failed_stage", "traceback"):  # belonged to an earlier failed run
+        for stale in ("failed_stage", "traceback", "selected"):  # belonged to an earlier run
             self.manifest.data.pop(stale, None)
+        self.manifest.save()  # on disk before the stage replaces any file: a killed run must not read as complete
         try:
             produced = work()
         except BaseException as exc:
@@ -152,7 +156,8 @@ class Pipeline:
         from .bench import stage
 
         found = self.need("student", "onnx-fp32", "evalset")
-        key = _key(self.cfg.section_hash("bench"), self.target, sorted(a.sha256 for a in found.values()), self._bench_input_digests())
+        inputs = sorted(a.sha256 for name, a in found.items() if name != "bench")  # not its own last output: it never matched
+        key = _key(self.cfg.section_hash("bench"), self.target, inputs, self._bench_input_digests())
         return self._run_stage("bench", key, lambda: [stage.run(self.cfg, self.artifacts(), self.workdir, self.target)])
 
     def _bench_input_digests(self) -> list:
@@ -171,7 +176,13 @@ class Pipeline:
         bench = self.need("bench")["bench"]
         report = write_build_report(self.workdir, bench.abspath(self.workdir), self.remaining_steps())
         self.manifest.data["selected"] = report.get("selected")
-        self.manifest.set_status("complete")
+        stages = self.manifest.data["stages"]
+        missing = [s for s in STAGES[:-1] if (stages.get(s) or {}).get("status") != "done"]
+        if missing:  # a report over what exists, but the build is not finished
+            self.manifest.set_status("incomplete", missing_stages=missing)
+        else:
+            self.manifest.data.pop("missing_stages", None)
+            self.manifest.set_status("complete")
         self.manifest.save()
         return report
 
@@ -181,7 +192,7 @@ class Pipeline:
             return []
         return [
             f"copy the build folder '{self.workdir}' to the {self.target.name} device",
-            "there: pip install 'edgedistill[tensorrt]'",
+            "there: pip install edgedistill, with the JetPack's own TensorRT Python bindings (python3-libnvinfer)",
             f"there: edgedistill compile {self.workdir / bundle.path}   (or run {bundle.path}/build_engines.sh with trtexec)",
             f"there: edgedistill bench {self.workdir} --target {self.target.name}",
         ]

@@ -134,3 +134,24 @@ def test_a_rerun_stage_drops_its_old_outputs_and_notices_an_edited_recipe(tiny_b
     assert main(quantize) == 0
     manifest = Manifest.load(out)
     assert {"onnxruntime-int8", "openvino-int8"} <= set(manifest.artifacts()) and "failed_stage" not in manifest.data
+
+
+def test_a_broken_rebuild_never_reads_as_complete_nor_passes_gates(tiny_build, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "b"
+    shutil.copytree(tiny_build, out)
+    assert main(["bench", str(out), "--target", "x86-cpu"]) == 0
+    assert "bench: unchanged" in capsys.readouterr().err  # its own last output no longer changes its key
+
+    assert main(["bench", str(out), "--target", "x86-cpu", "--pin-cpus", "99"]) == 2  # a CPU this host does not have
+    manifest = Manifest.load(out)
+    assert manifest.data["status"] == "failed" and manifest.data["failed_stage"] == "bench"
+    capsys.readouterr()
+    assert main(["report", str(out), "--min-cosine", "0.5"]) == 1  # the old report.json must not pass CI
+    assert "is failed (bench)" in capsys.readouterr().err
+
+    assert main(["export", str(out), "--target", "x86-cpu", "--force"]) == 0
+    manifest = Manifest.load(out)  # everything made from the old model.onnx is gone with it
+    assert not {"onnxruntime-int8", "openvino-int8", "openvino-fp32", "bench"} & set(manifest.artifacts())
+    assert set(manifest.data["stages"]) == {"distill", "export"}

@@ -31,6 +31,16 @@ def parse_cpus(spec) -> set[int]:
     return cpus
 
 
+def require_usable(cpus: set[int]) -> set[int]:
+    """`cpus`, once it is known that this process may run on all of them (checked before any timing,
+    so a wrong pin fails the bench stage instead of every artifact one by one)."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if cpus and usable is not None and not cpus <= usable:
+        raise EdgedistillError(f"bench.pin_cpus names CPUs {sorted(cpus - usable)} this process cannot run on",
+                               f"pin to CPUs among {sorted(usable)}")
+    return cpus
+
+
 def _thread_ids() -> list[int]:
     task = Path("/proc/self/task")
     return [int(p.name) for p in task.iterdir()] if task.is_dir() else [0]

@@ -17,11 +17,12 @@ from ..backends import get_backend
 from ..config import BuildConfig
 from ..progress import progress_bar
 from ..targets import TargetProfile
-from .affinity import parse_cpus
+from .affinity import parse_cpus, require_usable
 from .device_rows import device_rows
 from .estimate.apply import add_roofline, estimate_row, predict_measured
 from .estimate.efficiency import PRIOR_EFFICIENCY, fit, load_samples, samples_of
 from .estimate.peaks import from_target, host_cpu
+from ..errors import EdgedistillError
 from .host import describe_host
 from .labelled import load_labelled
 from .measure import Plan, measure
@@ -41,7 +42,7 @@ def _plan(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, targe
     evalset = artifacts["evalset"].abspath(workdir)
     inputs = np.load(evalset / "inputs.npy")
     logits = evalset / "teacher_logits.npy"
-    cpus = parse_cpus(cfg.bench.pin_cpus)
+    cpus = require_usable(parse_cpus(cfg.bench.pin_cpus))
     threads = bench_threads(cfg.bench.threads, cpus, target.bench_threads)
     ref_path = artifacts["onnx-fp32"].abspath(workdir)
     with get_backend("onnxruntime").runner(ref_path, threads=threads) as ref_runner:
@@ -72,6 +73,9 @@ def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target:
             device = target.device if artifact.backend != "onnxruntime" else "CPU"
             rows.append(measure(artifact, workdir, device if on_host else "CPU", plan, timed=on_host))
             bar.advance(task)
+    if rows and all(r.get("status") == "failed" for r in rows):  # nothing measured: a failed stage, not a complete build
+        raise EdgedistillError(f"every artifact failed to run here, e.g. {rows[0]['name']}: {rows[0].get('notes') or 'no reason given'}",
+                               "fix that cause (bench settings, runtime installation), then run edgedistill bench again")
     onnx_paths = {a.name: a.abspath(workdir) for a in artifacts.values() if a.kind == "onnx"}
     file_samples = load_samples(cfg.bench.efficiency_from)
     peaks = from_target(target) or (host_cpu(host, plan.threads or len(plan.cpus) or host.get("cores_physical") or 1) if on_host else None)
