@@ -180,8 +180,14 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if annotation in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise EdgedistillError(f"config '{where}' must be a number, got {value!r}", f"set {where} to a number")
+        if annotation is int and value != int(value):  # 2.7 steps is a typo, not 2
+            raise EdgedistillError(f"config '{where}' must be a whole number, got {value!r}", f"set {where} to an integer")
         return annotation(value)
     if annotation is str:
+        if value is None:  # `--set key=` (YAML null): the empty string, e.g. data.auto_augment= turns augmentation off
+            return ""
+        if isinstance(value, bool):  # YAML reads yes/no/on/off as booleans; a string field wants the word
+            raise EdgedistillError(f"config '{where}' got {value!r}, which YAML read as a boolean", "quote the word in YAML (e.g. 'no'), so it stays text")
         return str(value)
     if annotation is tuple:
         return tuple(value) if isinstance(value, (list, tuple)) else (value,)

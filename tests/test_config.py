@@ -22,6 +22,8 @@ def test_defaults_and_overrides(tmp_path):
     ("distill.steps=0", "'distill.steps' is 0, which is out of range (fix: set it at least 1)"),
     ("distill.mask_share=1.5", "out of range (fix: set it in [0, 1])"),
     ("distill.ema_decay=1", "in [0, 1)"),
+    ("distill.steps=2.7", "must be a whole number"),
+    ("distill.device=no", "read as a boolean"),
 ])
 def test_bad_overrides_are_clear(override, fragment):
     with pytest.raises(EdgedistillError) as info:
@@ -42,3 +44,7 @@ def test_section_hash_tracks_only_named_sections():
     a, b = load_config(), load_config(None, ["bench.batch=4"])
     assert a.section_hash("distill") == b.section_hash("distill")
     assert a.section_hash("bench") != b.section_hash("bench")
+
+
+def test_an_empty_string_override_is_the_empty_string():
+    assert load_config(None, ["data.auto_augment="]).data.auto_augment == ""  # augmentation off, not the policy 'None'
