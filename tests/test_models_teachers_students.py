@@ -41,6 +41,12 @@ def test_cnn_teacher_and_local_safetensors_checkpoint(tmp_path):
         create_teacher(TeacherConfig(name="resnet14t", checkpoint=str(path)))
 
 
+def test_the_offline_teacher_refuses_settings_it_would_ignore(tmp_path):
+    for setting in ({"checkpoint": str(tmp_path / "mine.safetensors")}, {"model_args": {"depth": 1}}, {"pretrained": False}):
+        with pytest.raises(EdgedistillError, match="takes no checkpoint"):
+            create_teacher(TeacherConfig(**setting))
+
+
 def test_unknown_teacher_and_bad_extra_are_user_errors():
     with pytest.raises(EdgedistillError, match="unknown teacher"):
         create_teacher(TeacherConfig(name="no_such_model_xyz", pretrained=False))

@@ -117,6 +117,9 @@ def _create_timm(cfg: TeacherConfig) -> nn.Module:
 
 def create_teacher(cfg: TeacherConfig) -> Teacher:
     if cfg.name == OFFLINE_TEACHER:
+        if cfg.checkpoint or cfg.model_args or not cfg.pretrained:  # it is one fixed set of weights: say so, never ignore
+            raise EdgedistillError(f"the offline teacher '{OFFLINE_TEACHER}' takes no checkpoint, model_args or pretrained=false",
+                                   "set teacher.name to a timm model (e.g. tf_efficientnet_lite0) to use those, or drop them")
         model = load_offline_efficientnet_lite0()
     elif cfg.name.startswith(OPEN_CLIP_PREFIX):
         model = create_open_clip_visual(cfg.name, cfg.pretrained, cfg.checkpoint)
