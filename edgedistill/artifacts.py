@@ -85,6 +85,14 @@ class Artifact:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def shareable(path: Path | str) -> None:
+    """The permissions a plain open() would give (0644 under umask 022): mkstemp and safetensors
+    write 0600, which another user (a container USER, a web server) could not read."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
     """Write to a temp file beside `path`, then rename: readers never see half a file."""
     path = Path(path)
@@ -93,6 +101,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        shareable(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -26,3 +26,17 @@ def test_manifest_freshness_follows_content(tmp_path):
     assert not loaded.stage_is_fresh("export", "key2")
     path.write_bytes(b"changed")
     assert not loaded.stage_is_fresh("export", "key1")
+
+
+def test_written_files_are_readable_by_others_as_plain_files_are(tmp_path):
+    import os
+    import stat
+
+    from edgedistill.artifacts import write_bytes_atomic
+
+    old = os.umask(0o022)
+    try:
+        path = write_bytes_atomic(tmp_path / "manifest.json", b"{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # mkstemp alone gives 0600

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..artifacts import shareable
 from ..config import StudentConfig
 from ..errors import EdgedistillError
 from .heads import ProteusHeads, build_classifier, describe_classifier
@@ -78,6 +79,8 @@ def save_student(out_dir: Path, backbone: nn.Module, heads: ProteusHeads, classi
         head_state.update({f"classifier.{k}": v for k, v in classifier.state_dict().items()})
         spec = {**spec, "classifier": describe_classifier(classifier)}
     save_file({k: v.contiguous() for k, v in head_state.items()}, str(out_dir / HEADS_WEIGHTS))
+    for name in (STUDENT_WEIGHTS, HEADS_WEIGHTS):
+        shareable(out_dir / name)
     (out_dir / STUDENT_SPEC).write_text(json.dumps(spec, indent=2) + "\n")
 
 
