@@ -26,7 +26,7 @@ from edgedistill.bench.fidelity import fidelity
 from edgedistill.bench.host import describe_host
 from edgedistill.bench.latency import measure_latency
 from edgedistill.config import QuantizeConfig
-from edgedistill.quantize.calibration import calibration_batch, holdout_batch, load_recipe
+from edgedistill.quantize.calibration import calibration_batch, holdout_views, load_recipe
 from edgedistill.quantize.fallback import quantize_with_fallback
 from edgedistill.quantize.fidelity import Budget
 from edgedistill.quantize.nncf_ov import quantize_openvino_int8
@@ -54,7 +54,7 @@ def make_variants(build: Path, work: Path, target) -> tuple[list[dict], dict]:
     data_config = manifest["artifacts"]["onnx-fp32"]["data_config"]
     recipe = load_recipe(target.calibration)
     batch = calibration_batch(recipe, data_config, build / ".cache")
-    holdout = holdout_batch(recipe, data_config, QuantizeConfig().holdout_images, build / ".cache")
+    holdout = holdout_views(recipe, data_config, QuantizeConfig().holdout_images, build / ".cache").batch
     work.mkdir(parents=True, exist_ok=True)
     notes = {}
     quantize_with_fallback(onnx, work / "int8-plain.onnx", batch, holdout, QuantizeConfig(fallback=False, float_output_layers=False), Budget.of(target))

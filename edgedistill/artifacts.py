@@ -101,6 +101,8 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before the rename, so a crash never leaves an empty file
         shareable(tmp)
         os.replace(tmp, path)
     except BaseException:

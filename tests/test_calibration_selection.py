@@ -13,7 +13,7 @@ from edgedistill.data.sample_photos import bundled_photo_paths
 from edgedistill.data.images import ImageSource
 from edgedistill.errors import EdgedistillError
 from edgedistill.quantize import calibration as calib
-from edgedistill.quantize.calibration import CalibrationRecipe, OrtCalibrationReader, calibration_batch, holdout_batch, load_recipe
+from edgedistill.quantize.calibration import CalibrationRecipe, OrtCalibrationReader, calibration_batch, holdout_views, load_recipe
 from edgedistill.quantize.trt_calibration import read_trt_calibration, write_trt_calibration
 
 DC = {"input_size": [3, 32, 32], "interpolation": "bilinear", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "crop_pct": 1.0, "crop_mode": "center"}
@@ -46,7 +46,7 @@ def test_batch_is_cached_by_hash_of_recipe_config_and_files(tmp_path, monkeypatc
 def test_holdout_views_are_not_the_calibration_views():
     recipe = CalibrationRecipe(samples=8)
     cal = calibration_batch(recipe, DC).reshape(8, -1)
-    held = holdout_batch(recipe, DC, 8).reshape(8, -1)
+    held = holdout_views(recipe, DC, 8).batch.reshape(8, -1)
     assert not any(np.allclose(h, c) for h in held for c in cal)
 
 
@@ -84,8 +84,8 @@ def test_cache_fingerprint_changes_when_a_file_changes(tmp_path):
     for path in bundled_photo_paths()[:2]:
         shutil.copy(path, tmp_path / path.name)
     recipe = CalibrationRecipe(str(tmp_path), 2, 1)
-    from edgedistill.data.sources import resolve_image_paths
+    from edgedistill.data.images import ImageSource
 
-    before = calib._fingerprint(recipe, DC, resolve_image_paths(str(tmp_path)))
+    before = calib._fingerprint(recipe, DC, ImageSource(str(tmp_path)))
     shutil.copy(bundled_photo_paths()[3], tmp_path / "extra.png")
-    assert calib._fingerprint(recipe, DC, resolve_image_paths(str(tmp_path))) != before
+    assert calib._fingerprint(recipe, DC, ImageSource(str(tmp_path))) != before

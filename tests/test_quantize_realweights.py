@@ -20,7 +20,7 @@ from edgedistill.export.parity import compare as parity_compare
 from edgedistill.export.stage import export_checked
 from edgedistill.models.offline_teacher import load_offline_efficientnet_lite0
 from edgedistill.models.preprocess import preprocess_images, resolve_data_config
-from edgedistill.quantize.calibration import CalibrationRecipe, calibration_batch, holdout_batch
+from edgedistill.quantize.calibration import CalibrationRecipe, calibration_batch, holdout_views
 from edgedistill.quantize.fallback import quantize_with_fallback
 from edgedistill.quantize.fidelity import Budget, compare, run_model
 from edgedistill.quantize.nncf_ov import quantize_openvino_int8
@@ -40,7 +40,7 @@ class Real:
         self.holdout = preprocess_images(evaluation_views("bundled", 48), self.data_config)
         self.calibration = calibration_batch(CalibrationRecipe(samples=64), self.data_config, root / "cache")
         # The fallback chooses on these; the assertions below re-measure on `holdout` (other crops).
-        self.validation = holdout_batch(CalibrationRecipe(samples=64), self.data_config, 48, root / "cache")
+        self.validation = holdout_views(CalibrationRecipe(samples=64), self.data_config, 48, root / "cache").batch
         self.onnx = root / "teacher.onnx"
         self.parity, _ = export_checked(self.model, ["logits"], self.data_config["input_size"], self.onnx, ExportConfig(), self.holdout[:8])
         with torch.no_grad():

@@ -11,9 +11,8 @@ from PIL import Image
 
 from edgedistill.data.crops import deterministic_crops
 from edgedistill.data.eval_set import EVAL_SEED, evaluation_views
-from edgedistill.data.sample_photos import bundled_photo_paths
-from edgedistill.data.sources import ImageDecoder
-from edgedistill.quantize.calibration import CalibrationRecipe, calibration_batch, holdout_batch
+from edgedistill.data.images import ImageSource
+from edgedistill.quantize.calibration import CalibrationRecipe, calibration_batch, holdout_views
 
 DC = {"input_size": [3, 8, 8], "interpolation": "bilinear", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "crop_pct": 1.0, "crop_mode": "center"}
 CLASSES, PER_CLASS = 8, 10
@@ -67,17 +66,18 @@ def test_calibration_samples_spread_and_holdout_uses_other_images(tmp_path, capl
     calibrated = _colours(calibration_batch(recipe, DC))
     assert len({c for c, _ in calibrated}) >= 5 and len(set(calibrated)) == 16
     with caplog.at_level(logging.INFO):
-        held = _colours(holdout_batch(recipe, DC, 24, tmp_path / "cache"))
+        held = _colours(holdout_views(recipe, DC, 24, tmp_path / "cache").batch)
     assert len(held) == 24 and len(set(held)) == 24
     assert not set(held) & set(calibrated)  # 80 images hold 16 + 24: the held-out images are others
     assert "share images" not in caplog.text
-    np.testing.assert_array_equal(holdout_batch(recipe, DC, 24, tmp_path / "cache"), holdout_batch(recipe, DC, 24))
+    np.testing.assert_array_equal(holdout_views(recipe, DC, 24, tmp_path / "cache").batch, holdout_views(recipe, DC, 24).batch)
 
 
 def test_small_source_keeps_several_crops_per_photo_and_says_holdout_shares_them(caplog):
     from edgedistill.quantize.calibration import holdout_views
 
-    photos = ImageDecoder().load_all(bundled_photo_paths())
+    source = ImageSource("bundled")
+    photos = [source.load(i) for i in range(len(source))]
     assert len(photos) < 48
     expected = deterministic_crops(photos, 48, EVAL_SEED)  # the crops the bundled photos have always given
     assert [v.tobytes() for v in evaluation_views("bundled", 48)] == [v.tobytes() for v in expected]
@@ -86,9 +86,3 @@ def test_small_source_keeps_several_crops_per_photo_and_says_holdout_shares_them
     assert held.shares_calibration_images and held.batch.shape == (8, 3, 8, 8)
     assert "held-out views share images with calibration" in caplog.text
 
-
-def test_deterministic_crops_of_more_images_than_views_use_a_seeded_spread():
-    images = [Image.new("RGB", (6, 6), (i, 0, 0)) for i in range(40)]
-    picked = [crop.getpixel((0, 0))[0] for crop in deterministic_crops(images, 8, seed=3)]
-    assert len(set(picked)) == 8 and max(picked) >= 8  # not the first 8 images
-    assert picked == [crop.getpixel((0, 0))[0] for crop in deterministic_crops(images, 8, seed=3)]

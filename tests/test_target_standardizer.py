@@ -81,7 +81,11 @@ def test_ema_averages_the_student_not_the_standardisation(tmp_path):
     cfg = load_config(None, TINY + ["data.auto_augment=''", "distill.ema_decay=0.9", "distill.standardize=phi-s",
                                     "distill.standardize_batches=2", "distill.checkpoint_every=0"])
     prepared = stage.prepare(cfg, tmp_path)
+    # the module is what EMA copies and averages: no statistic of the targets may be part of it
+    assert not [k for k in prepared.job.module.state_dict() if "mean" in k.split(".")[-1] or "rotation" in k]
+    before = {k: v.clone() for k, v in prepared.job.module.state_dict().items()}
     stage.train(prepared.job)
+    assert any(not torch.equal(before[k], v) for k, v in prepared.job.module.state_dict().items())  # EMA weights were loaded
     norm = prepared.job.norms.norms[0].patch
     assert isinstance(norm, PhiSNorm) and int(norm.count) == 2
     rotation = norm.rotation

@@ -22,10 +22,8 @@ def seeded_order(n: int, seed: int) -> np.ndarray:
 
 
 def deterministic_crops(images: list[Image.Image], count: int, seed: int, scale: tuple[float, float] = (0.3, 1.0)) -> list[Image.Image]:
-    """`count` random-resized-crop style views, the same for the same (images, count, seed). With fewer
-    images than views each image gives several; with more, `count` images of a seeded choice give one each."""
-    if len(images) > count:
-        images = [images[i] for i in seeded_order(len(images), seed)[:count]]
+    """`count` random-resized-crop style views, the same for the same (images, count, seed); with fewer
+    images than views each image gives several (pick_images chooses which images of a large source)."""
     rng = np.random.default_rng(seed)
     crops = []
     for i in range(count):

@@ -46,9 +46,3 @@ class ImageDecoder:
             self.failures[str(path)] = type(exc).__name__
             log.warning("skipping unreadable image %s (%s)", path, type(exc).__name__)
             return None
-
-    def load_all(self, paths: list[Path]) -> list[Image.Image]:
-        images = [img for img in (self(p) for p in paths) if img is not None]
-        if not images:
-            raise EdgedistillError(f"none of the {len(paths)} images could be decoded", "check the files are valid images")
-        return images

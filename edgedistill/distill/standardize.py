@@ -38,11 +38,20 @@ class TargetNorm(nn.Module):
     @torch.no_grad()
     def update(self, x: torch.Tensor, ctx: DistContext = DistContext()) -> None:
         """Fold the global batch [..., D] in: a cumulative average first, an EMA once 1/momentum batches are in."""
+        moments = self.local_moments(x)
+        sum_tensors_(moments, ctx)
+        self.apply_moments(moments)
+
+    @torch.no_grad()
+    def local_moments(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """This rank's share as float64 sums (n·mean, n·E[x²], n), to be summed over ranks."""
         flat = x.detach().float().reshape(-1, x.shape[-1])
         var, mean = torch.var_mean(flat, 0, correction=0)  # two-pass on this rank's share, then exact pooling in float64
         n = float(flat.shape[0])
-        moments = [mean.double() * n, (var.double() + mean.double().square()) * n, mean.new_tensor(n, dtype=torch.float64)]
-        sum_tensors_(moments, ctx)
+        return [mean.double() * n, (var.double() + mean.double().square()) * n, mean.new_tensor(n, dtype=torch.float64)]
+
+    @torch.no_grad()
+    def apply_moments(self, moments: list[torch.Tensor]) -> None:
         pooled_mean = moments[0] / moments[2]
         pooled_var = (moments[1] / moments[2] - pooled_mean.square()).clamp_min(0)
         if self._seen is None:
@@ -88,9 +97,16 @@ class TargetStandardizer(nn.Module):
 
     @torch.no_grad()
     def update(self, targets: list[TeacherTargets], ctx: DistContext = DistContext()) -> None:
-        for norm, t in zip(self.norms, targets):
-            norm.token.update(t.token, ctx)
-            norm.patch.update(t.patches, ctx)
+        pairs = [pair for norm, t in zip(self.norms, targets) for pair in ((norm.token, t.token), (norm.patch, t.patches))]
+        running = [(norm, x) for norm, x in pairs if isinstance(norm, TargetNorm)]
+        if running:  # every step, all run: one all_reduce for all of them, not one per norm
+            moments = [norm.local_moments(x) for norm, x in running]
+            sum_tensors_([m for per_norm in moments for m in per_norm], ctx)
+            for (norm, _), per_norm in zip(running, moments):
+                norm.apply_moments(per_norm)
+        for norm, x in pairs:
+            if not isinstance(norm, TargetNorm):  # PHI-S: only until its estimate freezes
+                norm.update(x, ctx)
 
     @torch.no_grad()
     def forward(self, targets: list[TeacherTargets]) -> list[TeacherTargets]:

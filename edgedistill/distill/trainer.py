@@ -196,10 +196,11 @@ def train(job: TrainJob) -> TrainResult:
             log_step = done % max(1, cfg.log_every) == 0 or done == cfg.steps
             save_step = bool(job.state_dir and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps)
             if log_step or save_step:  # every rank checks every rank's loss, so all stop together; never save NaNs
-                _check_finite(distributed.gather_objects(loss.item(), ctx), done, cfg)
+                _check_finite(loss, done, cfg, ctx)
             if metrics is not None and log_step:
                 rate = (done - start_step) * global_batch / (time.perf_counter() - start)
-                row = {"step": done, "loss": loss.item(), **{k: v.item() for k, v in parts.items()}, "lr": lr, "images_per_s": rate}
+                values = torch.stack([loss.detach(), *parts.values()]).tolist()  # one device sync for the whole row
+                row = {"step": done, "loss": values[0], **dict(zip(parts, values[1:])), "lr": lr, "images_per_s": rate}
                 metrics.append(row)
                 bar.update(task, completed=done, info=f"loss {row['loss']:.4f}  {rate:.0f} img/s")
             if save_step:
@@ -215,10 +216,12 @@ def train(job: TrainJob) -> TrainResult:
     return TrainResult(metrics, start_step, skipped)
 
 
-def _check_finite(losses: list[float], step: int, cfg: DistillConfig) -> None:
-    bad = next((v for v in losses if not math.isfinite(v)), None)
-    if bad is not None:
-        raise EdgedistillError(f"distillation diverged: the loss is {bad} at step {step}",
+def _check_finite(loss: torch.Tensor, step: int, cfg: DistillConfig, ctx: distributed.DistContext) -> None:
+    bad = (~torch.isfinite(loss.detach())).to(torch.float64).reshape(1)
+    distributed.sum_tensors_([bad], ctx)  # one small all_reduce: every rank learns whether any rank diverged
+    if bad.item():
+        value = loss.item()
+        raise EdgedistillError(f"distillation diverged: the loss is {value if not math.isfinite(value) else 'not finite on another rank'} at step {step}",
                                f"lower distill.lr (now {cfg.lr}) or set distill.grad_clip > 0 (now {cfg.grad_clip}), then run again")
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from PIL import Image
 
 from ..config import from_dict
 from ..data.crops import pick_images, source_crops
-from ..data.images import ImageSource
+from ..data.images import ImageSource, source_stamp
 from ..errors import EdgedistillError
 from ..models.preprocess import preprocess_images
 from ..profiles import bundled_dir, bundled_names
@@ -58,24 +57,10 @@ def load_recipe(name_or_path: str) -> CalibrationRecipe:
     return from_dict(CalibrationRecipe, data, where=f"calibration {path.stem}")
 
 
-def _stat(path) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None  # a listed file that is missing is skipped like an unreadable one
-    return stat.st_size, int(stat.st_mtime)
-
-
-def _fingerprint(recipe: CalibrationRecipe, data_config: dict, paths: list, extra: dict | None = None) -> str:
-    files = [(str(p), _stat(p)) for p in paths]
-    blob = json.dumps({"recipe": recipe.__dict__, "data_config": data_config, "files": files, "selection": SELECTION, "extra": extra},
-                      sort_keys=True)
+def _fingerprint(recipe: CalibrationRecipe, data_config: dict, source: ImageSource, extra: dict | None = None) -> str:
+    blob = json.dumps({"recipe": recipe.__dict__, "data_config": data_config, "files": source_stamp(source), "selection": SELECTION,
+                       "extra": extra}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _source_files(source: ImageSource) -> list[str]:
-    """The files a source reads: its images, or its tar shards."""
-    return source.tars.shards if source.tars is not None else source.paths
 
 
 def _cached_batch(key: str, data_config: dict, cache_dir: Path | None, views: Callable[[], list[Image.Image]]) -> np.ndarray:
@@ -94,7 +79,7 @@ def _cached_batch(key: str, data_config: dict, cache_dir: Path | None, views: Ca
 def calibration_batch(recipe: CalibrationRecipe, data_config: dict, cache_dir: Path | None = None) -> np.ndarray:
     """[samples, C, H, W] float32, identical for identical inputs (and read from cache when present)."""
     source = ImageSource(recipe.source)
-    key = _fingerprint(recipe, data_config, _source_files(source))
+    key = _fingerprint(recipe, data_config, source)
     return _cached_batch(key, data_config, cache_dir, lambda: source_crops(source, recipe.samples, recipe.seed)[1])
 
 
@@ -119,18 +104,13 @@ def holdout_views(recipe: CalibrationRecipe, data_config: dict, count: int, cach
             calibrated, _ = pick_images(source, recipe.samples, recipe.seed)
             return source_crops(source, count, seed, exclude=calibrated)[1]
 
-        key = _fingerprint(held, data_config, _source_files(source), extra={"apart_from": recipe.__dict__})
+        key = _fingerprint(held, data_config, source, extra={"apart_from": recipe.__dict__})
         return HeldOut(_cached_batch(key, data_config, cache_dir, views), shares_calibration_images=False)
     # recorded in the artifact (holdout_shares_calibration_images); info, not a warning, as every default build hits it
     log.info("held-out views share images with calibration: '%s' holds %d images, fewer than %d calibration + %d held-out, "
                 "so INT8 fidelity is checked on other crops of the calibrated-on images; use a larger quantize.calibration source "
                 "for an independent check", recipe.source, len(source), recipe.samples, count)
     return HeldOut(calibration_batch(held, data_config, cache_dir), shares_calibration_images=True)
-
-
-def holdout_batch(recipe: CalibrationRecipe, data_config: dict, count: int, cache_dir: Path | None = None) -> np.ndarray:
-    """The batch of holdout_views."""
-    return holdout_views(recipe, data_config, count, cache_dir).batch
 
 
 class OrtCalibrationReader:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import math
 
+from ..targets import TargetProfile
 from .schema import artifacts_of, fidelity_of, p50_of
 
 # p50s within this share of the fastest are tied, unless the target record sets selection_tolerance.
-DEFAULT_TOLERANCE = 0.05
+DEFAULT_TOLERANCE = TargetProfile.selection_tolerance  # the profile field's default, 5%
 
 # (fidelity key, target budget key, words used in reasons)
 _BUDGETS = (
