@@ -55,6 +55,11 @@ class LevelLosses:
         return {"token": self.token.detach(), "patch": self.patch.detach(), "feature": self.feature.detach()}
 
 
+# Eager even inside a compiled student step: Triton 3.6 (torch 2.11) crashed compiling Inductor's fused
+# weighted-loss reduction at the ViT-S/16 + ViT-L/14 batch-256 shapes ("PassManager::run failed" in
+# make_ttgir, on an H100; tiny shapes compile). The losses are a few memory-bound passes, so the graph
+# break costs little next to the backbone and heads, which stay compiled.
+@torch.compiler.disable
 def proteus_losses(
     token_pred: torch.Tensor,  # [B, D] student summary (clean pass) through the token head
     token_target: torch.Tensor,  # [B, D]
