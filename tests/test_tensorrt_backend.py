@@ -206,3 +206,42 @@ def test_infer_all_feeds_the_engine_only_batches_its_profile_takes(tmp_path, mon
             runner.infer({"input": np.zeros((high + 1, 3), np.float32)})
     assert engine.context.batches == batches
     np.testing.assert_array_equal(out["embedding"], x * 2)
+
+
+@pytest.mark.parametrize(("dla_core", "cores", "expected"), [(1, 2, 1), (None, 2, None), (1, 0, "error")])
+def test_runner_sets_the_dla_core_the_engine_was_built_for(tmp_path, monkeypatch, dla_core, cores, expected):
+    runtimes = []
+
+    class Runtime:  # TensorRT's IRuntime: DLA_core must be set before deserializing
+        num_DLA_cores = cores
+
+        def __init__(self, logger):
+            self.DLA_core, self.core_at_deserialize = None, "never"
+            runtimes.append(self)
+
+        def deserialize_cuda_engine(self, data):
+            self.core_at_deserialize = self.DLA_core
+            return RangedEngine(1, 1, True)
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, severity):
+            pass
+
+    trt = fake_tensorrt(Runtime=Runtime, Logger=Logger, TensorIOMode=types.SimpleNamespace(INPUT="INPUT"), nptype=lambda dtype: np.float32)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(trt_runner, "check_engine_tag", lambda path, tag: None)
+    monkeypatch.setattr(trt_runner, "current_tag", lambda: None)
+    monkeypatch.setattr(trt_runner, "read_engine_tag", lambda path: {"build": {"dla_core": dla_core}})
+    monkeypatch.setattr(trt_runner, "make_buffers", HostBuffers)
+    (tmp_path / "fp16.engine").write_bytes(b"engine")
+    runner = trt_runner.TensorRTRunner(tmp_path / "fp16.engine")
+    if expected == "error":
+        with pytest.raises(EdgedistillError, match="built for DLA core 1, this device has 0 DLA core"):
+            runner.activate()
+        assert runtimes[0].core_at_deserialize == "never"
+        return
+    with runner:
+        assert runner.runtime_settings()["dla_core"] == dla_core
+    assert runtimes[0].core_at_deserialize == expected

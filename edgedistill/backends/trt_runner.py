@@ -33,6 +33,15 @@ class TensorRTRunner(Runner):
         check_engine_tag(self.engine_path, current_tag())
         self._record = read_engine_tag(self.engine_path)
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        dla_core = self._record.get("build", {}).get("dla_core")
+        if dla_core is not None:
+            # The core is a runtime setting, not part of the engine: without it a DLA engine runs on core 0
+            # (or fails where that core is taken), whichever core the target named.
+            available = int(getattr(self._runtime, "num_DLA_cores", 0))
+            if not 0 <= int(dla_core) < available:
+                raise EdgedistillError(f"engine '{self.engine_path.name}' was built for DLA core {dla_core}, this device has {available} DLA core(s)",
+                                       "run it on the Jetson it was built for, or rebuild with a dla_core this device has (or none)")
+            self._runtime.DLA_core = int(dla_core)
         engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if engine is None:
             raise EdgedistillError(f"TensorRT could not deserialize '{self.engine_path.name}'", REBUILD_FIX)
