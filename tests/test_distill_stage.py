@@ -111,3 +111,24 @@ def test_resuming_with_other_arithmetic_warns_that_it_is_not_bit_exact(tmp_path,
         artifact = stage.run(cfg, {}, tmp_path)
     assert artifact.extra["train"]["resumed_from_step"] == 2
     assert "not bit-exact" in caplog.text and "'device': 'cuda'" in caplog.text
+
+
+def test_a_failed_run_destroys_the_process_group_it_created(tmp_path, monkeypatch):
+    import torch.distributed as dist
+
+    from edgedistill.distill import distributed
+
+    dist.init_process_group("gloo", rank=0, world_size=1, store=dist.FileStore(str(tmp_path / "store"), 1))
+    try:
+        monkeypatch.setattr(distributed, "init", lambda kind: distributed.DistContext(0, 2, 0, owns_group=True))
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("data source vanished")
+
+        monkeypatch.setattr(stage, "prepare", broken)
+        with pytest.raises(RuntimeError, match="vanished"):
+            stage.run(load_config(None, []), {}, tmp_path / "build")
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -52,6 +52,12 @@ def shutdown(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
+def abandon(ctx: DistContext) -> None:
+    """Destroy the group init() created after a failure, with no barrier: the other ranks may be gone."""
+    if ctx.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def wrap(module: nn.Module, ctx: DistContext, device: torch.device, find_unused: bool, strategy: str = "ddp") -> nn.Module:
     """DDP around the trainable module, or FSDP2 shards of it in place (strategy=fsdp)."""
     if not ctx.active:

@@ -122,6 +122,14 @@ def deploy_heads(module: DistillModule, norms: TargetStandardizer | None) -> lis
 
 def run(cfg: BuildConfig, inputs: dict, workdir: Path, on_step=None) -> Artifact:
     ctx = distributed.init(pick_device(cfg.distill.device).type)
+    try:
+        return _run(cfg, workdir, ctx, on_step)
+    except BaseException:
+        distributed.abandon(ctx)  # torch warns of a leaked group otherwise, and the error is what matters
+        raise
+
+
+def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step) -> Artifact:
     prepared = prepare(cfg, workdir, ctx, on_step)
     job = prepared.job
     if not cfg.distill.resume and job.state_dir.exists() and ctx.is_main:
