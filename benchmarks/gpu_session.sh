@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Every GPU measurement the distillation engine still owes, in one command, for a session that
-# has the lent GPU device (its budget is 30 min, and each restart costs minutes, so run it once):
+# The distillation engine's GPU measurements, for a session that has the lent GPU device (its budget
+# is 30 min and each restart costs a minute or more, so put several steps into one call). Steps:
 #   gpu-tests      the GPU tests (bf16 + torch.compile distill runs)
 #   throughput     benchmarks/distill_throughput.py (MFU, online vs cached, teacher alone, a profile)
 #   throughput-bf16-teacher   the same online and teacher modes with the teacher's weights in bf16
+#   throughput-autotune       the teacher and online modes with the teacher compiled by max-autotune
+#   loader         benchmarks/cache_loader.py with 1 worker and with $WORKERS: decode + augment per worker
+#                  (the epoch run saw about 22 images/s per worker there, 86 per core on the CI VM)
 #   epoch          benchmarks/distill_epoch.py (online, seed cache, stored views)
 #   quality        benchmarks/distill_quality.py --large (only when its data came along)
 # One device command may run 10 minutes, so STEPS picks the steps of one call (all by default), and
 # DEADLINE (seconds, default none) stops the step in flight in time for its results to come back.
+# Seen on the H100 (2026-11-23): gpu-tests 43 s, throughput 140 s, throughput-bf16-teacher 80 s,
+# epoch 185 s; quality --large did not finish in 562 s (it now stores the views; not run on a GPU since).
 #
 # From the repository root, through the device tool (carry the ignored inputs it needs):
 #   carry: .photos .whl .fmnist     (see docs/benchmarks.md for how to fill them)
@@ -20,7 +25,7 @@ set -uo pipefail
 OUT=${OUT:-runs/gpu_session}
 SCRATCH=${SCRATCH:-/tmp/gpu_session}
 RESULTS=$SCRATCH/results
-STEPS=${STEPS:-gpu-tests throughput throughput-bf16-teacher epoch quality}
+STEPS=${STEPS:-gpu-tests throughput throughput-bf16-teacher throughput-autotune loader epoch quality}
 mkdir -p "$OUT" "$RESULTS"
 export EDGEDISTILL_NO_PROGRESS=1 PYTHONPATH=.
 PY=${PY:-python3}
@@ -53,7 +58,7 @@ if [ -n "${TINY:-}" ]; then SIZE=(--tiny); fi
 status=0
 run() {  # run one wanted step under the deadline, keep going when it fails, and remember the failure
     local name=$1; shift
-    wanted "$name" || return 0
+    wanted "$name" || wanted "${GROUP:-}" || return 0  # GROUP: the step a sub-run belongs to
     local limit=()
     if [ -n "${DEADLINE:-}" ]; then
         local left=$(( DEADLINE - SECONDS ))
@@ -74,7 +79,14 @@ if [ -z "${TINY:-}" ]; then  # bf16 weights need the bf16 autocast of a GPU
     run throughput-bf16-teacher $PY benchmarks/distill_throughput.py --teacher-dtype bf16 \
         --modes online-bf16,teacher-bf16,online-compiled,teacher-compiled --profile --out "$SCRATCH/tp-bf16"
     keep throughput-bf16-teacher "$SCRATCH/tp-bf16"
+    run throughput-autotune $PY benchmarks/distill_throughput.py --teacher-compile-mode max-autotune-no-cudagraphs \
+        --modes teacher-compiled,online-compiled --out "$SCRATCH/tp-autotune"
+    keep throughput-autotune "$SCRATCH/tp-autotune"
 fi
+GROUP=loader run loader-1 $PY benchmarks/cache_loader.py --workers 1 --count 512 --out "$SCRATCH/loader-1"
+keep loader-1 "$SCRATCH/loader-1"
+GROUP=loader run loader-n $PY benchmarks/cache_loader.py --workers "$WORKERS" --count $(( 512 * WORKERS )) --out "$SCRATCH/loader-n"
+keep loader-n "$SCRATCH/loader-n"
 run epoch $PY benchmarks/distill_epoch.py "${PHOTOS[@]}" --workers "$WORKERS" "${SIZE[@]}" --out "$SCRATCH/epoch"
 keep epoch "$SCRATCH/epoch"
 if ! wanted quality; then
