@@ -10,6 +10,7 @@ cleanly where TensorRT is not importable.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import types
@@ -249,6 +250,15 @@ def test_int8_qdq_on_dla(fake, models, tmp_path):
     assert set(config.flags) == {"INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS", "GPU_FALLBACK"}
     assert config.default_device_type == "DLA" and config.DLA_core == 0
     assert config.profiles[0].shapes["input"] == ((1, 3, IMG, IMG),) * 3
+
+
+def test_fp32_on_a_dla_target_builds_for_the_gpu_and_records_no_dla_core(fake, models, tmp_path):
+    trt = fake()
+    out = build_engine(models["fp"], tmp_path / "fp32.engine", precision="fp32", target=dataclasses.replace(load_target("jetson-orin-dla"), batch_max=8))
+    config = trt.builders[0].config
+    assert config.default_device_type == "GPU" and config.DLA_core == -1 and "GPU_FALLBACK" not in config.flags
+    assert config.profiles[0].shapes["input"][2][0] == 8  # the GPU takes the target's batch range
+    assert json.loads(sidecar_path(out).read_text())["build"]["dla_core"] is None  # so the runner sets no DLA core
 
 
 def test_dla_core_the_device_lacks(fake, models, tmp_path):

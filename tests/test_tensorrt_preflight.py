@@ -128,6 +128,8 @@ def test_dla_findings(models):
     assert "LayerNormalization x1" in fallback.message and "ReduceMean x1" in fallback.message
     assert "Conv" not in fallback.message and "Softmax" not in fallback.message
     assert "dla-fp32" in codes(preflight(models["opset17"], dla, precision="fp32"))
+    # an fp32 engine is built for the GPU alone, so no DLA limit applies to it
+    assert codes(preflight(models["opset17"], dataclasses.replace(dla, batch_max=8), precision="fp32", trt_version="11.1"), "error") == []
     ranged = dataclasses.replace(dla, batch_max=8)
     assert "dla-static-batch" in codes(preflight(models["opset17"], ranged, precision="fp16"))
     assert "dla-static-batch" not in codes(found)

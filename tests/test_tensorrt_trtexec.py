@@ -78,6 +78,13 @@ def test_dla_fixes_the_batch_and_allows_gpu_fallback():
     assert cmd[-3:-1] == ["--useDLACore=0", "--allowGPUFallback"]
 
 
+def test_fp32_on_a_dla_target_is_a_gpu_engine_with_the_batch_range():
+    # DLA runs only FP16 and INT8: asking trtexec for DLA without either would not give an fp32 DLA engine
+    cmd = trtexec_command("m.onnx", "m.engine", "fp32", dataclasses.replace(load_target("jetson-orin-dla"), batch_max=8), "input", DYNAMIC)
+    assert not any(c.startswith(("--useDLACore", "--allowGPUFallback", "--fp16", "--int8")) for c in cmd)
+    assert "--maxShapes=input:8x3x112x112" in cmd
+
+
 def test_static_batch_model_takes_no_shape_flags():
     cmd = trtexec_command("m.onnx", "m.engine", "fp16", load_target("jetson-orin"), "input", [1, 3, 112, 112])
     assert not any(c.startswith(("--minShapes", "--optShapes", "--maxShapes")) for c in cmd)

@@ -30,15 +30,21 @@ log = logging.getLogger(__name__)
 PRECISION_FLAGS = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16"), "best": ("FP16", "INT8")}
 
 
-def profile_shapes(dims: list[int | None], target: TargetProfile) -> tuple[tuple, tuple, tuple] | None:
+def engine_dla_core(target: TargetProfile, precision: str) -> int | None:
+    """The DLA core an engine of this precision is built for. DLA runs only FP16 and INT8, so an
+    fp32 engine is built for the GPU alone (both builders, and the record the runner reads)."""
+    return None if precision == "fp32" else target.dla_core
+
+
+def profile_shapes(dims: list[int | None], target: TargetProfile, dla_core: int | None) -> tuple[tuple, tuple, tuple] | None:
     """(min, opt, max) NCHW shapes for a dynamic batch; None when the batch is fixed in the ONNX.
 
-    DLA has no dynamic shapes, so with a DLA core all three are the target's batch_opt.
+    DLA has no dynamic shapes, so for an engine on a DLA core all three are the target's batch_opt.
     """
     if dims[0] is not None:
         return None
     chw = tuple(int(d) for d in dims[1:])
-    if target.dla_core is not None:
+    if dla_core is not None:
         batches = (target.batch_opt,) * 3
     else:
         batches = (target.batch_min, target.batch_opt, target.batch_max)
@@ -93,10 +99,11 @@ def build_engine(
         pinned = keep_fp32(network, trt)
         if pinned:
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-    if target.dla_core is not None:
-        _use_dla(trt, builder, config, target.dla_core)
+    dla_core = engine_dla_core(target, precision)
+    if dla_core is not None:
+        _use_dla(trt, builder, config, dla_core)
 
-    shapes = profile_shapes(dims, target)
+    shapes = profile_shapes(dims, target, dla_core)
     if shapes is not None:
         profile = builder.create_optimization_profile()
         profile.set_shape(name, *shapes)
@@ -124,7 +131,7 @@ def build_engine(
         "input": {"name": name, "profile": [list(s) for s in shapes] if shapes else None, "static_shape": None if shapes else dims},
         "target": target.name,
         "workspace_mb": target.workspace_mb,
-        "dla_core": target.dla_core,
+        "dla_core": dla_core,
         "fp32_layers": pinned,
         "seconds": round(time.perf_counter() - started, 1),
     })

@@ -165,14 +165,14 @@ def _check_precision(model: onnx.ModelProto, precision: str, version: tuple[int,
 
 
 def _check_dla(model: onnx.ModelProto, target: TargetProfile, precision: str | None, version: tuple[int, ...] | None) -> list[Finding]:
+    if precision == "fp32":  # built for the GPU alone (trt_build.engine_dla_core): no DLA check applies
+        return [Finding("warning", "dla-fp32", "DLA runs only FP16 and INT8, so the fp32 engine is built for the GPU alone",
+                        "build fp16 or int8 for DLA")]
     findings = []
     if version is not None and tuple(version[:2]) > (10, 7):
         # "TensorRT 10.7 was the last 10.x release that supported DLA"; 11.4.0 has it on Windows on ARM only
         findings.append(Finding("error", "dla-unavailable", f"TensorRT {version_label(version[:2])} has no DLA support on Linux (10.7 was the last with it)",
                                 "use the JetPack's TensorRT (10.3 on JetPack 6), or unset dla_core"))
-    if precision == "fp32":
-        findings.append(Finding("warning", "dla-fp32", "DLA runs only FP16 and INT8, so an fp32 engine runs entirely on the GPU",
-                                "build fp16 or int8 for DLA"))
     if not (target.batch_min == target.batch_opt == target.batch_max):
         findings.append(Finding("warning", "dla-static-batch",
                                 f"DLA needs static shapes, so the engine is built for batch {target.batch_opt} only (the target asks {target.batch_min}..{target.batch_max})",

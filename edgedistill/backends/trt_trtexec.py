@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import EdgedistillError
 from ..targets import TargetProfile
-from .trt_build import profile_shapes
+from .trt_build import engine_dla_core, profile_shapes
 from .trt_preflight import PRECISIONS
 from .trt_support import has_weak_typing, parse_version
 
@@ -56,7 +56,8 @@ def trtexec_command(
         cmd += PRECISION_ARGS[precision]
         if precision == "best" and _is_qdq(onnx):
             cmd.append("--int8")  # the Q/DQ nodes carry the scales
-    shapes = profile_shapes(list(input_shape), target)
+    dla_core = engine_dla_core(target, precision)
+    shapes = profile_shapes(list(input_shape), target, dla_core)
     if shapes is not None:
         for flag, shape in zip(("--minShapes", "--optShapes", "--maxShapes"), shapes):
             cmd.append(f"{flag}={input_name}:{'x'.join(str(d) for d in shape)}")
@@ -64,8 +65,8 @@ def trtexec_command(
     cmd.append(f"--memPoolSize=workspace:{int(target.workspace_mb)}{unit}")
     if timing_cache is not None:
         cmd.append(f"--timingCacheFile={timing_cache}")
-    if target.dla_core is not None:
-        cmd += [f"--useDLACore={target.dla_core}", "--allowGPUFallback"]
+    if dla_core is not None:
+        cmd += [f"--useDLACore={dla_core}", "--allowGPUFallback"]
     names = [n for n in fp32_layers if "," not in n and ":" not in n]
     if len(names) < len(fp32_layers):
         log.warning("left %d layer names with ',' or ':' out of --layerPrecisions", len(fp32_layers) - len(names))
