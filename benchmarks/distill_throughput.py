@@ -9,7 +9,7 @@ Modes, all in one run on the same models:
   cached-compiled   cached-bf16 with torch.compile on the student step
   teacher-bf16      the online teacher's forward alone (bf16 autocast), to split the online step's time
   teacher-compiled  the same, compiled
---teacher-dtype bf16 holds the frozen teacher's weights in bf16 (no per-step weight casts; bf16 residual stream).
+--teacher-dtype bf16 holds the frozen teacher's weights in bf16, as teacher.dtype=bf16 does (no per-step weight casts).
 --profile writes the top CUDA kernels of the last online mode (torch.profiler) to profile_<mode>.txt.
 Views are synthetic tensors already on the device, so the figures are the model-side ceiling
 (decoding and augmentation run in DataLoader workers and scale with CPU cores).
@@ -41,7 +41,7 @@ from edgedistill.distill.targets import CachedTargets, OnlineTargets
 from edgedistill.distill.trainer import TrainJob, autocast_for, build_optimizer, compile_models, objective_for, step_loss
 from edgedistill.models.heads import ProteusHeads
 from edgedistill.models.student import create_backbone, probe_student
-from edgedistill.models.teacher import create_teacher
+from edgedistill.models.teacher import create_teacher, hold_for_distillation
 from edgedistill.models.preprocess import resolve_data_config
 
 FLOPS: dict[str, int] = {}  # FLOPs per training step, by mode kind (naive / online / cached)
@@ -226,8 +226,8 @@ def main():
         args.no_compile = args.no_compile or device.type == "cpu"
     args.view = max(args.size, args.teacher_size)
     teacher, module, probe, data_config = build(args, device)
-    if args.teacher_dtype == "bf16":
-        teacher.to(torch.bfloat16)
+    if args.teacher_dtype == "bf16":  # as distill does with teacher.dtype=bf16
+        hold_for_distillation([teacher], [TeacherConfig(name=args.teacher, dtype="bf16")], bf16_autocast=device.type == "cuda")
     if args.teacher_compile_mode:  # compiled here with this mode; compile_models then leaves the teacher alone
         teacher.model.forward_features = torch.compile(teacher.model.forward_features, mode=args.teacher_compile_mode)
         teacher.model._edgedistill_compiled = True

@@ -31,6 +31,9 @@ class TeacherConfig:
     img_size: int | None = None  # None: the teacher's own default input size
     model_args: dict = field(default_factory=dict)  # extra timm.create_model kwargs (depth, ...)
     weight: float = 1.0  # this teacher's share of the loss when several teachers are distilled
+    # Weights of the frozen teacher while distilling and caching: bf16 halves its memory (needs bf16
+    # autocast, i.e. distill.amp=bf16, or auto on CUDA); evaluation keeps fp32.
+    dtype: str = "fp32"
     # Further teachers distilled at once (RADIO/UNIC style), each a mapping with the keys above
     # except `extra`; every teacher gets its own token/patch/feature heads on the student.
     extra: tuple = ()
@@ -200,6 +203,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
 
 # Fields that take one of a few names: checked when the config loads, before any model is built.
 CHOICES = {
+    "teacher.dtype": ("fp32", "bf16"),
     "distill.standardize": ("none", "running", "phi-s"),
     "distill.loss": ("mse", "cosine_smoothl1"),
     "distill.amp": ("auto", "bf16", "fp32"),

@@ -132,3 +132,35 @@ def test_a_failed_run_destroys_the_process_group_it_created(tmp_path, monkeypatc
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_a_bf16_teacher_distils_under_bf16_autocast_and_keeps_its_classifier_fp32(tmp_path, monkeypatch):
+    from edgedistill.models import teacher as teacher_module
+
+    held = []
+    real = teacher_module.hold_for_distillation
+
+    def spy(teachers, configs, bf16_autocast):
+        real(teachers, configs, bf16_autocast)
+        held.extend(teachers)
+
+    monkeypatch.setattr(stage, "hold_for_distillation", spy)
+    cfg = load_config(None, BASE + ["student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}",
+                                    "teacher.dtype=bf16", "distill.amp=bf16", "distill.device=cpu"])
+    artifact = stage.run(cfg, {}, tmp_path / "build")
+    assert next(held[0].model.parameters()).dtype == torch.bfloat16
+    assert held[0].classifier.weight.dtype == torch.float32  # saved beside the student
+    assert all(v.dtype == torch.float32 for v in load_file(str(tmp_path / "build" / "student" / "student.safetensors")).values())
+    assert artifact.extra["train"]["loss_last"] == artifact.extra["train"]["loss_last"]  # finite, not NaN
+
+
+def test_a_bf16_teacher_without_bf16_autocast_is_refused_before_training(tmp_path):
+    from edgedistill.errors import EdgedistillError
+
+    cfg = load_config(None, BASE + ["student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}",
+                                    "teacher.dtype=bf16", "distill.amp=fp32"])
+    with pytest.raises(EdgedistillError, match="needs bf16 autocast") as caught:
+        stage.run(cfg, {}, tmp_path / "build")
+    assert "distill.amp=bf16" in caught.value.fix and not (tmp_path / "build" / "student").exists()
+    with pytest.raises(EdgedistillError, match="teacher.dtype"):
+        load_config(None, ["teacher.dtype=fp16"])

@@ -31,7 +31,7 @@ from ..data.images import ImageSource
 from ..errors import EdgedistillError
 from ..progress import console, progress_bar
 from .targets import OnlineTargets
-from .trainer import autocast_for, pick_device
+from .trainer import autocast_for, pick_device, uses_bf16
 
 FORMAT = "edgedistill.teacher-cache/1"
 META = "cache.json"
@@ -41,13 +41,14 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
                   store_views: bool = False) -> Path:
     """Run every configured teacher on K seeded augmentations of each image; write the cache folder."""
     from ..models.heads import canonical_classifier
-    from ..models.teacher import create_teachers, teacher_configs
+    from ..models.teacher import create_teachers, hold_for_distillation, teacher_configs
     from .stage import view_size_for
 
     if augmentations < 1:
         raise EdgedistillError(f"augmentations must be at least 1, got {augmentations}", "pass --augmentations K with K >= 1")
     out_dir, device = Path(out_dir), pick_device(cfg.distill.device)
     teachers = create_teachers(cfg.teacher)
+    hold_for_distillation(teachers, teacher_configs(cfg.teacher), uses_bf16(cfg.distill, device))
     source = ImageSource(cfg.data.source, cfg.data.max_images)
     size = view_size_for(cfg, [t.data_config for t in teachers])
     views = AugmentedViews(source, size, cfg.data)

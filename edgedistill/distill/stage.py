@@ -21,14 +21,14 @@ from ..data.augment import AugmentedViews
 from ..data.images import ImageSource
 from ..models.heads import ProteusHeads, canonical_classifier
 from ..models.student import create_student, probe_student, save_student
-from ..models.teacher import create_teachers, teacher_configs
+from ..models.teacher import create_teachers, hold_for_distillation, teacher_configs
 from ..progress import console
 from . import distributed
 from .masking import masked_rows
 from .module import DistillModule
 from .standardize import TargetStandardizer, TeacherNorms
 from .targets import CachedTargets, OnlineTargets
-from .trainer import TrainJob, pick_device, train
+from .trainer import TrainJob, pick_device, train, uses_bf16
 
 CONFIG_SECTIONS = ("teacher", "student", "data", "distill")
 STATE_DIR = "distill_state"
@@ -77,6 +77,7 @@ def _teacher_sources(cfg: BuildConfig, data_config: dict):
         teachers = [{**t, "weight": w} for t, w in zip(meta["teachers"], weights)]
         return CachedViews(cfg.distill.cache, views, meta), CachedTargets([t["grid"] for t in teachers]), teachers, load_cached_classifier(cfg.distill.cache, meta)
     live = create_teachers(cfg.teacher)
+    hold_for_distillation(live, teacher_configs(cfg.teacher), uses_bf16(cfg.distill, pick_device(cfg.distill.device)))
     size = view_size_for(cfg, [t.data_config for t in live])
     views = AugmentedViews(ImageSource(cfg.data.source, cfg.data.max_images), size, cfg.data)
     teachers = [{"name": t.name, "dim": t.dim, "patch_dim": t.patch_dim, "grid": list(t.grid), "data_config": t.data_config, "weight": t.weight} for t in live]

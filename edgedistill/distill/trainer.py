@@ -62,15 +62,18 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def uses_bf16(cfg: DistillConfig, device: torch.device) -> bool:
+    return cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+
+
 def autocast_for(cfg: DistillConfig, device: torch.device):
-    use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
-    return torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16) if uses_bf16(cfg, device) else contextlib.nullcontext()
 
 
 def arithmetic(cfg: DistillConfig, device: torch.device) -> dict:
     """What decides the numbers a step computes besides the hashed config: device kind, autocast, compile.
     distill.device and distill.compile stay out of the resume hash, so a job can move machines."""
-    return {"device": device.type, "bf16": not isinstance(autocast_for(cfg, device), contextlib.nullcontext), "compile": cfg.compile}
+    return {"device": device.type, "bf16": uses_bf16(cfg, device), "compile": cfg.compile}
 
 
 def objective_for(cfg: DistillConfig, patch_level: bool) -> Objective:

@@ -128,6 +128,25 @@ def create_teacher(cfg: TeacherConfig) -> Teacher:
     return Teacher(model, cfg.name, cfg.img_size, cfg.weight)
 
 
+TEACHER_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def hold_for_distillation(teachers: list[Teacher], configs: list[TeacherConfig], bf16_autocast: bool) -> None:
+    """Cast each teacher to its configured dtype for distillation or caching. The classifier stays
+    fp32: it is saved beside the student, and targets never pass through it."""
+    for teacher, c in zip(teachers, configs):
+        if c.dtype not in TEACHER_DTYPES:  # the extra teachers' keys are not checked at load
+            raise EdgedistillError(f"teacher '{c.name}' has dtype {c.dtype!r}, which is not a known choice", "use one of: fp32, bf16")
+        if c.dtype == "fp32":
+            continue
+        if not bf16_autocast:  # bf16 weights against fp32 activations would fail in the first layer
+            raise EdgedistillError(f"teacher '{c.name}' has dtype {c.dtype}, which needs bf16 autocast",
+                                   "set distill.amp=bf16 (auto uses it on CUDA), or teacher.dtype=fp32")
+        teacher.to(TEACHER_DTYPES[c.dtype])
+        if teacher.classifier is not None:
+            teacher.classifier.float()
+
+
 def teacher_configs(cfg: TeacherConfig) -> list[TeacherConfig]:
     """The primary teacher followed by `cfg.extra` (each a mapping of TeacherConfig keys)."""
     extra = []
