@@ -130,3 +130,19 @@ def test_source_stamp_follows_files_and_shards_without_decoding(tmp_path):
     _write_tar(shards / "s-0.tar", {"x.png": _png((0, 0, 0)), "y.png": _png((9, 9, 9))})
     os.utime(shards / "s-0.tar", ns=(1, 1))  # even with an old mtime, the size tells
     assert source_stamp(str(shards / "s-{0..0}.tar")) != before
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P"])
+def test_every_image_mode_loads_as_rgb_pixels_of_convert_from_folders_and_shards(tmp_path, mode):
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)).convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "a.png").write_bytes(buffer.getvalue())
+    _write_tar(tmp_path / "s-0.tar", {"a.png": buffer.getvalue()})
+    expected = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    for source in (str(tmp_path / "folder"), str(tmp_path / "s-0.tar")):
+        loaded = ImageSource(source).load(0)
+        assert loaded.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(loaded), expected)

@@ -49,14 +49,20 @@ class ImageSource:
 
     def load(self, index: int) -> Image.Image | None:
         try:
-            if self.tars is not None:
-                with self.tars.open(index) as img:
-                    return img.convert("RGB")
-            with Image.open(Path(self.paths[index])) as img:
-                return img.convert("RGB")
+            with (self.tars.open(index) if self.tars is not None else Image.open(Path(self.paths[index]))) as img:
+                return as_rgb(img)
         except DECODE_ERRORS as exc:
             log.warning("skipping unreadable image %s (%s)", self.name(index), type(exc).__name__)
             return None
+
+
+def as_rgb(img: Image.Image) -> Image.Image:
+    """The decoded RGB image. An RGB file is only loaded: convert() would copy the whole decoded image
+    once more for every training view, though its pixels are already what the view needs."""
+    if img.mode == "RGB":
+        img.load()  # decode now, while the file is open
+        return img
+    return img.convert("RGB")
 
 
 def source_stamp(source: "str | ImageSource", max_images: int | None = None) -> str:
