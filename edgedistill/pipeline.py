@@ -119,7 +119,8 @@ class Pipeline:
         from .export.evalset import write_evalset
 
         student = self.need("student")["student"]
-        key = _key(self.cfg.section_hash("export", "teacher", "data"), self.target.opset, self.cfg.bench.eval_images, student.sha256,
+        # teacher.dtype is how distillation runs the teacher; the evalset's teacher runs in fp32
+        key = _key(self.cfg.section_hash("export", "teacher", "data", ignore={"teacher.dtype"}), self.target.opset, self.cfg.bench.eval_images, student.sha256,
                    self._file_inputs(self.cfg.data.source, *self._teacher_checkpoints()))  # eval views and teacher logits
 
         # A device's toolchain may parse only older opsets (JetPack 5's TensorRT 8.5: 16).

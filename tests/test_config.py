@@ -48,3 +48,21 @@ def test_section_hash_tracks_only_named_sections():
 
 def test_an_empty_string_override_is_the_empty_string():
     assert load_config(None, ["data.auto_augment="]).data.auto_augment == ""  # augmentation off, not the policy 'None'
+
+
+def test_a_compatible_addition_at_its_old_behaviour_leaves_every_hash_as_it_was():
+    import dataclasses
+    import hashlib
+    import json
+
+    from edgedistill.config import COMPATIBLE_ADDITIONS
+
+    cfg = load_config(None, [])
+    sections = ("teacher", "student", "data", "distill")
+    before = {name: dataclasses.asdict(getattr(cfg, name)) for name in sections}  # the hash before teacher.dtype existed
+    del before["teacher"]["dtype"]
+    assert COMPATIBLE_ADDITIONS["teacher.dtype"] == "fp32"
+    assert cfg.section_hash(*sections) == hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    bf16 = load_config(None, ["teacher.dtype=bf16"])
+    assert bf16.section_hash(*sections) != cfg.section_hash(*sections)  # a distilled student depends on it
+    assert bf16.section_hash("teacher", ignore={"teacher.dtype"}) == cfg.section_hash("teacher")  # export's evalset does not

@@ -1,6 +1,9 @@
 """Teacher cache: a step from the cache gives the same loss as the same step with the teacher online,
 and distillation from the cache runs without building any teacher."""
 
+import json
+import math
+
 import pytest
 import torch
 from torch.utils.data import default_collate
@@ -105,6 +108,14 @@ def test_cache_refuses_images_that_no_longer_match_and_teachers_set_differently(
 
     with pytest.raises(EdgedistillError, match="img_size"):  # same name, other input size: other targets
         stage.prepare(load_config(None, use + ["teacher.img_size=56"]), None)
+    with pytest.raises(EdgedistillError, match="dtype"):  # targets of a bf16 teacher are not the fp32 one's
+        stage.prepare(load_config(None, use + ["teacher.dtype=bf16", "distill.amp=bf16"]), None)
+    meta_path = made / cache_mod.META
+    meta = json.loads(meta_path.read_text())
+    for record in meta["teacher_configs"]:  # a cache from before teacher.dtype: its teachers ran in fp32
+        del record["dtype"]
+    meta_path.write_text(json.dumps(meta))
+    assert len(stage.prepare(load_config(None, use), None).job.dataset) == 3
     first = sorted(folder.iterdir())[0]
     shutil.copy(bundled_photo_paths()[0], folder / ("0" + first.name))  # sorts first: every index shifts by one
     first.unlink()  # the count stays 3, only the names tell
@@ -129,3 +140,16 @@ def test_stored_view_cache_reports_the_unreadable_images_it_met(tmp_path):
     shutil.rmtree(folder)  # stored views need no source images
     artifact = stage.run(load_config(None, overrides + [f"distill.cache={made}"]), {}, tmp_path / "build")
     assert artifact.extra["train"]["skipped_images"] == 1
+
+
+def test_bf16_teachers_fill_a_cache_with_finite_targets_and_say_so(tmp_path):
+    # both teachers of TINY, the ViT and the extra CNN (BatchNorm), held in bf16 under CPU bf16 autocast
+    cfg = load_config(None, TINY + ["teacher.dtype=bf16", "teacher.extra=[{name: resnet10t, pretrained: false, img_size: 32, weight: 0.5, dtype: bf16}]",
+                                    "distill.amp=bf16"])
+    made = cache_mod.cache_teacher(cfg, tmp_path / "cache", augmentations=1)
+    meta = json.loads((made / cache_mod.META).read_text())
+    assert [t["dtype"] for t in meta["teacher_configs"]] == ["bf16", "bf16"]
+    from safetensors.torch import load_file
+
+    shard = load_file(str(made / meta["shards"][0]["file"]))
+    assert all(math.isfinite(v) for k, t in shard.items() if k.startswith("t") for v in t.float().flatten().tolist())

@@ -176,3 +176,21 @@ def test_compile_rejects_a_changed_or_foreign_folder(tmp_path, onnx_files):
         compile_bundle(bundle)
     with pytest.raises(EdgedistillError, match="not a TensorRT bundle"):
         compile_bundle(tmp_path / "elsewhere")
+
+
+def test_a_dla_bundle_says_which_engines_run_on_dla_and_tagging_records_their_core(tmp_path, onnx_files, monkeypatch):
+    from edgedistill.backends import trt_tag
+
+    target = load_target("jetson-orin-dla")
+    bundle = write_bundle(tmp_path / "out", {"fp32": onnx_files["fp16"], "int8": onnx_files["int8"]}, target)
+    fp32, int8 = json.loads((bundle / "bundle.json").read_text())["models"]
+    assert (fp32["dla_core"], int8["dla_core"]) == (None, target.dla_core)
+    readme = (bundle / "README.md").read_text()
+    assert "GPU fallback for int8;" in readme and "the fp32 engine is built for the GPU alone" in readme
+    for model in (fp32, int8):  # what build_engines.sh's trtexec lines would leave, then its tagging line
+        (bundle / model["engine"]).write_bytes(b"engine")
+    monkeypatch.setattr(trt_tag, "current_tag", lambda: {"tensorrt": "10.3.0.30", "device": "Orin", "compute_capability": "8.7"})
+    assert trt_tag.main([str(bundle / fp32["engine"]), str(bundle / int8["engine"])]) == 0
+    recorded = {m["precision"]: trt_tag.read_engine_tag(bundle / m["engine"])["build"] for m in (fp32, int8)}
+    assert recorded == {"fp32": {"built_by": "trtexec", "precision": "fp32", "dla_core": None},
+                        "int8": {"built_by": "trtexec", "precision": "int8", "dla_core": target.dla_core}}

@@ -25,6 +25,7 @@ from ..artifacts import atomic_output, sha256_file, write_json_atomic
 from .trt_precision import fp32_node_names
 from .trt_preflight import PRECISIONS, errors, preflight
 from .trt_support import parse_version
+from .trt_build import engine_dla_core
 from .trt_trtexec import trtexec_command
 
 __all__ = ["write_bundle", "compile_bundle", "load_bundle", "trtexec_command", "BUNDLE_DIR"]
@@ -80,6 +81,7 @@ def write_bundle(
                 "engine": engine,
                 "fp32_layers": pins,
                 "trtexec": trtexec_command(rel, engine, precision, target, name, dims, fp32_layers=pins, timing_cache=TIMING_CACHE),
+                "dla_core": engine_dla_core(target, precision),  # trt_tag records it, and the runner sets it
                 "findings": [f.to_dict() for f in findings],
             })
             for finding in findings:

@@ -100,9 +100,12 @@ def readme(manifest: dict) -> str:
         shape = "x".join("N" if d is None else str(d) for d in model["input"]["shape"])
         out.append(f"| {model['precision']} | `{model['onnx']}` | `{model['input']['name']}` {shape} | `{model['engine']}` | {len(model['fp32_layers'])} |")
     out += ["", f"Batch range: {target['batch_min']}..{target['batch_max']} (optimised for {target['batch_opt']}); workspace {target['workspace_mb']} MiB."]
-    if target.get("dla_core") is not None:
-        out.append(f"DLA core {target['dla_core']} with GPU fallback; DLA needs static shapes, so the fp16 and int8 engines are built for batch "
-                   f"{target['batch_opt']}. DLA runs only FP16 and INT8, so the fp32 engine is built for the GPU alone, with the batch range above.")
+    on_dla = [m["precision"] for m in manifest["models"] if m.get("dla_core") is not None]
+    if on_dla:
+        out.append(f"DLA core {target['dla_core']} with GPU fallback for {', '.join(on_dla)}; DLA needs static shapes, so "
+                   f"{'that engine is' if len(on_dla) == 1 else 'those engines are'} built for batch {target['batch_opt']}.")
+    if target.get("dla_core") is not None and any(m.get("dla_core") is None for m in manifest["models"]):
+        out.append("DLA runs only FP16 and INT8, so the fp32 engine is built for the GPU alone, with the batch range above.")
     out += ["", "## Checks", ""]
     found = [(m["precision"], f) for m in manifest["models"] for f in m.get("findings", [])]
     if not found:

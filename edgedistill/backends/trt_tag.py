@@ -126,6 +126,19 @@ def load_tagged_cache(path: Path | None, tag: dict) -> bytes | None:
     return path.read_bytes()
 
 
+def bundle_build_settings(engine_path: Path) -> dict:
+    """How build_engines.sh built this engine, from the bundle.json beside its engines/ folder
+    ({} for an engine from elsewhere): the runner needs the DLA core, which the engine does not hold."""
+    manifest_path = Path(engine_path).resolve().parent.parent / "bundle.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        return {}
+    wanted = f"engines/{Path(engine_path).name}"
+    model = next((m for m in manifest.get("models", []) if m.get("engine") == wanted), None)
+    return {} if model is None else {"precision": model.get("precision"), "dla_core": model.get("dla_core")}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Tag engines built outside edgedistill (e.g. by trtexec) with this machine's tag."""
     paths = [Path(p) for p in (sys.argv[1:] if argv is None else argv)]
@@ -137,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in paths:
             if not path.is_file():
                 raise EdgedistillError(f"engine '{path}' does not exist", "pass the --saveEngine path trtexec wrote")
-            print(f"tagged {write_engine_tag(path, tag, {'built_by': 'trtexec'})}")
+            print(f"tagged {write_engine_tag(path, tag, {'built_by': 'trtexec', **bundle_build_settings(path)})}")
     except EdgedistillError as exc:
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code

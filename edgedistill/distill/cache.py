@@ -122,7 +122,7 @@ def read_cache(cache_dir: str | Path) -> dict:
 def teacher_identity(c) -> dict:
     """What makes a teacher's outputs what they are (its loss weight does not), as JSON would store it."""
     return json.loads(json.dumps({"name": c.name, "checkpoint": c.checkpoint, "pretrained": c.pretrained,
-                                  "img_size": c.img_size, "model_args": dict(c.model_args)}))
+                                  "img_size": c.img_size, "model_args": dict(c.model_args), "dtype": c.dtype}))
 
 
 def check_teachers(cache_dir, meta: dict, configs: list) -> None:
@@ -132,6 +132,7 @@ def check_teachers(cache_dir, meta: dict, configs: list) -> None:
         raise EdgedistillError(f"teacher cache '{cache_dir}' holds {held}, the config asks for {wanted}",
                                "re-create the cache with this teacher config, or unset distill.cache")
     for recorded, c in zip(meta.get("teacher_configs") or [], configs):  # caches before this check lack the record
+        recorded = {"dtype": "fp32", **recorded}  # caches from before teacher.dtype ran their teachers in fp32
         if recorded != teacher_identity(c):
             differ = sorted(k for k in recorded if recorded[k] != teacher_identity(c)[k])
             raise EdgedistillError(f"teacher cache '{cache_dir}' was made with {c.name} set differently ({', '.join(differ)})",

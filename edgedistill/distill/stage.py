@@ -43,7 +43,7 @@ def seed_everything(seed: int) -> None:
 
 
 def resume_hash(cfg: BuildConfig) -> str:
-    data = {name: dataclasses.asdict(getattr(cfg, name)) for name in CONFIG_SECTIONS}
+    data = {name: cfg.hashed_section(name) for name in CONFIG_SECTIONS}
     data["distill"] = {k: v for k, v in data["distill"].items() if k not in NOT_HASHED}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -112,8 +112,8 @@ def build_optimizer(module: DistillModule, cfg: DistillConfig, device: torch.dev
 
 
 def compile_models(module: DistillModule, targets) -> None:
-    """torch.compile in place (state_dict keys unchanged): the whole student step (backbone, heads,
-    losses; no data-dependent branches, so one graph) and each online teacher's forward_features."""
+    """torch.compile in place (state_dict keys unchanged): the student step's backbone and heads (the
+    losses stay eager: losses.proteus_losses says why) and each online teacher's forward_features."""
     module.compile()
     for teacher in getattr(targets, "teachers", ()):
         if not getattr(teacher.model, "_edgedistill_compiled", False):
