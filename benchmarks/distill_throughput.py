@@ -102,13 +102,34 @@ def run_mode(name, args, device, teacher, module, probe, data_config, cfg: Disti
         optimizer.step()
         return loss
 
+    row = time_mode(name, args, device, step, kind=name.split("-")[0])
+    if args.profile and name == args.profile_mode:
+        profile_step(step, args.out, name, device)
+    return row
+
+
+def run_teacher_mode(name, args, device, teacher, cfg: DistillConfig):
+    """The teacher's forward alone, as the online step runs it: MFU of the frozen side of the step."""
+    reset_peak_memory(device)
+    views = torch.rand(args.batch, 3, args.view, args.view, device=device)
+    online, autocast = OnlineTargets([teacher]), autocast_for(cfg, device)
+
+    def step(i):
+        with torch.no_grad(), autocast:
+            online({}, views)
+
+    return time_mode(name, args, device, step, kind="teacher")
+
+
+def time_mode(name, args, device, step, kind: str) -> dict:
+    """Warm up, count one step's FLOPs (once per kind), time args.steps steps, print and return the row.
+    `step(i)` returns the loss, or None for a step without one."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
     for i in range(args.warmup + (args.compile_warmup if "compiled" in name else 0)):
         step(i)
     sync()
     warm_s = time.perf_counter() - t0
-    kind = name.split("-")[0]
     if kind not in FLOPS:  # counted in eager mode: compiling changes the kernels, not the FLOPs
         counter = FlopCounterMode(display=False)
         with counter:
@@ -121,46 +142,11 @@ def run_mode(name, args, device, teacher, module, probe, data_config, cfg: Disti
         loss = step(i)
     sync()
     elapsed = time.perf_counter() - start
-    rate = args.steps * args.batch / elapsed
     peak = peak_flops(device)
-    row = {"mode": name, "images_per_s": rate, "step_ms": 1000 * elapsed / args.steps, "tflops_per_step": flops / 1e12,
-           "achieved_tflops": flops * args.steps / elapsed / 1e12, "mfu": flops * args.steps / elapsed / peak if peak else None,
-           "warmup_s": warm_s, "loss": loss.item(), "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None}
-    print(json.dumps(row), flush=True)
-    if args.profile and name == args.profile_mode:
-        profile_step(step, args.out, name, device)
-    return row
-
-
-def run_teacher_mode(name, args, device, teacher, cfg: DistillConfig):
-    """The teacher's forward alone, as the online step runs it: MFU of the frozen side of the step."""
-    reset_peak_memory(device)
-    views = torch.rand(args.batch, 3, args.view, args.view, device=device)
-    online, autocast = OnlineTargets([teacher]), autocast_for(cfg, device)
-
-    def step():
-        with torch.no_grad(), autocast:
-            return online({}, views)[0].patches
-
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(args.warmup + (args.compile_warmup if "compiled" in name else 0)):
-        step()
-    if "teacher" not in FLOPS:
-        counter = FlopCounterMode(display=False)
-        with counter:
-            step()
-        FLOPS["teacher"] = counter.get_total_flops()
-    sync()
-    start = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    sync()
-    elapsed = time.perf_counter() - start
-    peak = peak_flops(device)
-    flops = FLOPS["teacher"]
     row = {"mode": name, "images_per_s": args.steps * args.batch / elapsed, "step_ms": 1000 * elapsed / args.steps, "tflops_per_step": flops / 1e12,
            "achieved_tflops": flops * args.steps / elapsed / 1e12, "mfu": flops * args.steps / elapsed / peak if peak else None,
-           "warmup_s": None, "loss": float("nan"), "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None}
+           "warmup_s": warm_s, "loss": loss.item() if loss is not None else float("nan"),
+           "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None}
     print(json.dumps(row), flush=True)
     return row
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -245,10 +246,11 @@ LIMITS = {
 
 
 def _check_value(where: str, value) -> None:
-    if where in CHOICES and value not in CHOICES[where]:
-        raise EdgedistillError(f"config '{where}' is {value!r}, which is not a known choice", f"use one of: {', '.join(CHOICES[where])}")
-    if where in LIMITS and isinstance(value, (int, float)) and not LIMITS[where][0](value):
-        raise EdgedistillError(f"config '{where}' is {value!r}, which is out of range", f"set it {LIMITS[where][1]}")
+    field_name = re.sub(r"\.extra\[\d+\]", "", where)  # teacher.extra[1].dtype follows teacher.dtype's rule
+    if field_name in CHOICES and value not in CHOICES[field_name]:
+        raise EdgedistillError(f"config '{where}' is {value!r}, which is not a known choice", f"use one of: {', '.join(CHOICES[field_name])}")
+    if field_name in LIMITS and isinstance(value, (int, float)) and not LIMITS[field_name][0](value):
+        raise EdgedistillError(f"config '{where}' is {value!r}, which is out of range", f"set it {LIMITS[field_name][1]}")
 
 
 def from_dict(cls, data: dict, where: str = ""):

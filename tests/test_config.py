@@ -66,3 +66,12 @@ def test_a_compatible_addition_at_its_old_behaviour_leaves_every_hash_as_it_was(
     bf16 = load_config(None, ["teacher.dtype=bf16"])
     assert bf16.section_hash(*sections) != cfg.section_hash(*sections)  # a distilled student depends on it
     assert bf16.section_hash("teacher", ignore={"teacher.dtype"}) == cfg.section_hash("teacher")  # export's evalset does not
+
+
+def test_extra_teachers_follow_the_primary_teachers_choices():
+    from edgedistill.models.teacher import teacher_configs
+
+    cfg = load_config(None, ["teacher.extra=[{name: resnet10t, dtype: fp16}]"])
+    with pytest.raises(EdgedistillError, match=r"teacher.extra\[0\].dtype' is 'fp16'") as caught:
+        teacher_configs(cfg.teacher)
+    assert "fp32, bf16" in caught.value.fix

@@ -169,6 +169,25 @@ class HostBuffers:
         pass
 
 
+def fake_runner_setup(tmp_path, monkeypatch, runtime_cls, record: dict) -> None:
+    """A fake `tensorrt` around `runtime_cls`, a tag check that passes, the engine record `record`,
+    host buffers, and tmp_path/fp16.engine to open."""
+
+    class Logger:
+        WARNING = 2
+
+        def __init__(self, severity):
+            pass
+
+    trt = fake_tensorrt(Runtime=runtime_cls, Logger=Logger, TensorIOMode=types.SimpleNamespace(INPUT="INPUT"), nptype=lambda dtype: np.float32)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(trt_runner, "check_engine_tag", lambda path, tag: None)
+    monkeypatch.setattr(trt_runner, "current_tag", lambda: None)
+    monkeypatch.setattr(trt_runner, "read_engine_tag", lambda path: record)
+    monkeypatch.setattr(trt_runner, "make_buffers", HostBuffers)
+    (tmp_path / "fp16.engine").write_bytes(b"engine")
+
+
 @pytest.mark.parametrize(("low", "high", "static", "rows", "batches"), [
     (1, 8, False, 20, [8, 8, 4]),  # Jetson GPU targets: batch_max 8
     (1, 1, True, 3, [1, 1, 1]),  # DLA: a static batch of 1
@@ -185,19 +204,7 @@ def test_infer_all_feeds_the_engine_only_batches_its_profile_takes(tmp_path, mon
         def deserialize_cuda_engine(self, data):
             return engine
 
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, severity):
-            pass
-
-    trt = fake_tensorrt(Runtime=Runtime, Logger=Logger, TensorIOMode=types.SimpleNamespace(INPUT="INPUT"), nptype=lambda dtype: np.float32)
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setattr(trt_runner, "check_engine_tag", lambda path, tag: None)
-    monkeypatch.setattr(trt_runner, "current_tag", lambda: None)
-    monkeypatch.setattr(trt_runner, "read_engine_tag", lambda path: {})
-    monkeypatch.setattr(trt_runner, "make_buffers", HostBuffers)
-    (tmp_path / "fp16.engine").write_bytes(b"engine")
+    fake_runner_setup(tmp_path, monkeypatch, Runtime, record={})
     x = np.random.default_rng(0).standard_normal((rows, 3)).astype(np.float32)
     with trt_runner.TensorRTRunner(tmp_path / "fp16.engine") as runner:
         assert runner.batch_limits() == (low, high)
@@ -223,19 +230,7 @@ def test_runner_sets_the_dla_core_the_engine_was_built_for(tmp_path, monkeypatch
             self.core_at_deserialize = self.DLA_core
             return RangedEngine(1, 1, True)
 
-    class Logger:
-        WARNING = 2
-
-        def __init__(self, severity):
-            pass
-
-    trt = fake_tensorrt(Runtime=Runtime, Logger=Logger, TensorIOMode=types.SimpleNamespace(INPUT="INPUT"), nptype=lambda dtype: np.float32)
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setattr(trt_runner, "check_engine_tag", lambda path, tag: None)
-    monkeypatch.setattr(trt_runner, "current_tag", lambda: None)
-    monkeypatch.setattr(trt_runner, "read_engine_tag", lambda path: {"build": {"dla_core": dla_core}})
-    monkeypatch.setattr(trt_runner, "make_buffers", HostBuffers)
-    (tmp_path / "fp16.engine").write_bytes(b"engine")
+    fake_runner_setup(tmp_path, monkeypatch, Runtime, record={"build": {"dla_core": dla_core}})
     runner = trt_runner.TensorRTRunner(tmp_path / "fp16.engine")
     if expected == "error":
         with pytest.raises(EdgedistillError, match="built for DLA core 1, this device has 0 DLA core"):

@@ -129,10 +129,11 @@ def load_tagged_cache(path: Path | None, tag: dict) -> bytes | None:
 def bundle_build_settings(engine_path: Path) -> dict:
     """How build_engines.sh built this engine, from the bundle.json beside its engines/ folder
     ({} for an engine from elsewhere): the runner needs the DLA core, which the engine does not hold."""
-    manifest_path = Path(engine_path).resolve().parent.parent / "bundle.json"
+    from .trt_bundle import load_bundle  # here: trt_bundle imports this module through trt_build
+
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError):
+        manifest = load_bundle(Path(engine_path).resolve().parent.parent)
+    except EdgedistillError:
         return {}
     wanted = f"engines/{Path(engine_path).name}"
     model = next((m for m in manifest.get("models", []) if m.get("engine") == wanted), None)

@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
 from ..artifacts import atomic_output
-from ..config import BuildConfig
+from ..config import COMPATIBLE_ADDITIONS, BuildConfig
 from ..data.augment import AugmentedViews, unit_interval, view_seed
 from ..data.images import ImageSource
 from ..errors import EdgedistillError
@@ -132,7 +132,7 @@ def check_teachers(cache_dir, meta: dict, configs: list) -> None:
         raise EdgedistillError(f"teacher cache '{cache_dir}' holds {held}, the config asks for {wanted}",
                                "re-create the cache with this teacher config, or unset distill.cache")
     for recorded, c in zip(meta.get("teacher_configs") or [], configs):  # caches before this check lack the record
-        recorded = {"dtype": "fp32", **recorded}  # caches from before teacher.dtype ran their teachers in fp32
+        recorded = {"dtype": COMPATIBLE_ADDITIONS["teacher.dtype"], **recorded}  # caches from before teacher.dtype ran their teachers in fp32
         if recorded != teacher_identity(c):
             differ = sorted(k for k in recorded if recorded[k] != teacher_identity(c)[k])
             raise EdgedistillError(f"teacher cache '{cache_dir}' was made with {c.name} set differently ({', '.join(differ)})",

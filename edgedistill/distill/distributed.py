@@ -49,7 +49,7 @@ def shutdown(ctx: DistContext) -> None:
     """Destroy the group init() created (torch warns at exit otherwise); a caller's own group stays."""
     if ctx.owns_group and dist.is_initialized():
         dist.barrier()
-        dist.destroy_process_group()
+        abandon(ctx)
 
 
 def abandon(ctx: DistContext) -> None:
