@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import EdgedistillError, MissingBackendError
 from .base import Backend, Runner
+from .signal_stack import kept_signal_stack
 
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 # "auto": f32 where the device can compute it (fidelity first); the NPU computes f16 natively and
@@ -35,7 +36,8 @@ def _import_ov():
 def available_devices() -> tuple[str, ...]:
     """OpenVINO's device names here (CPU, GPU.0, NPU); asked once per process, Core() loads every plugin."""
     try:
-        return tuple(_import_ov().Core().available_devices)
+        with kept_signal_stack():
+            return tuple(_import_ov().Core().available_devices)
     except Exception:  # a broken install or plugin: report no device rather than fail the caller
         return ()
 
@@ -107,15 +109,17 @@ class OpenVinoRunner(Runner):
 
     def _activate_impl(self) -> None:
         ov = _import_ov()
-        core = ov.Core()
-        check_device(core, self.device)
-        self.config = compile_config(self.device, self.precision_hint, self.threads)
-        self.compiled = core.compile_model(str(self.model_path), self.device, self.config)
-        self.request = self.compiled.create_infer_request()
+        with kept_signal_stack():
+            core = ov.Core()
+            check_device(core, self.device)
+            self.config = compile_config(self.device, self.precision_hint, self.threads)
+            self.compiled = core.compile_model(str(self.model_path), self.device, self.config)
+            self.request = self.compiled.create_infer_request()
 
     def _deactivate_impl(self) -> None:
-        self.request = None
-        self.compiled = None
+        with kept_signal_stack():
+            self.request = None
+            self.compiled = None
 
     def _infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self.request.infer(feeds)

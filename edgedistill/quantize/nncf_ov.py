@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends.signal_stack import kept_signal_stack
 from ..config import QuantizeConfig
 from ..errors import EdgedistillError, MissingBackendError
 
@@ -80,18 +81,19 @@ def quantize_openvino_int8(onnx_path: Path, xml_path: Path, batch: np.ndarray, c
                   model_type=nncf.ModelType.TRANSFORMER if model_type == "transformer" else None)
     model = ov.Core().read_model(str(onnx_path))
     use_control = cfg.nncf_accuracy_control and validation is not None
-    if use_control:
-        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+    with kept_signal_stack():  # NNCF compiles on several ov.Core objects: see signal_stack
+        if use_control:
+            from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
-        inputs, reference = validation
-        items = [(inputs[i : i + 8], reference[i : i + 8]) for i in range(0, len(inputs), 8)]
-        quantized = nncf.quantize_with_accuracy_control(
-            model, nncf_dataset(batch), nncf.Dataset(items, lambda item: item[0]), _validation,
-            max_drop=cfg.nncf_max_drop, advanced_quantization_parameters=advanced,
-            advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(max_num_iterations=cfg.fallback_max_trials),
-            **common)
-    else:
-        quantized = nncf.quantize(model, nncf_dataset(batch), advanced_parameters=advanced, **common)
+            inputs, reference = validation
+            items = [(inputs[i : i + 8], reference[i : i + 8]) for i in range(0, len(inputs), 8)]
+            quantized = nncf.quantize_with_accuracy_control(
+                model, nncf_dataset(batch), nncf.Dataset(items, lambda item: item[0]), _validation,
+                max_drop=cfg.nncf_max_drop, advanced_quantization_parameters=advanced,
+                advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(max_num_iterations=cfg.fallback_max_trials),
+                **common)
+        else:
+            quantized = nncf.quantize(model, nncf_dataset(batch), advanced_parameters=advanced, **common)
     # The IR carries the ONNX file's metadata_props under rt_info "framework"; they said fp32 until updated here
     for key, value in (metadata or {}).items():
         quantized.set_rt_info(value if isinstance(value, str) else json.dumps(value, sort_keys=True), ["framework", key])

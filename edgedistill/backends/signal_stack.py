@@ -1,0 +1,73 @@
+"""Keep the thread's signal stack valid across OpenVINO calls.
+
+OpenVINO's CPU plugin gives the thread that loads it a larger sigaltstack (room for AMX state)
+and, when the plugin is destroyed, unmaps it and puts back the stack it found, but only when its
+own is still the current one. Each ov.Core loads its own plugin (NNCF makes several), so two
+plugins destroyed in the order they were made leave the thread on an unmapped stack. The next
+signal that reaches a Python handler (CPython installs them SA_ONSTACK: SIGINT, or the SIGCHLD
+handler a DataLoader with workers sets) then kills the process with SIGSEGV.
+
+`kept_signal_stack()` ends each OpenVINO scope with the thread on a stack this module owns and
+never frees. A plugin destroyed later finds its stack not current and leaves ours alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import sys
+import threading
+
+log = logging.getLogger(__name__)
+AT_MINSIGSTKSZ = 51  # getauxval key: the kernel's minimum signal frame, AMX state included
+MIN_STACK_BYTES = 256 * 1024
+
+
+class StackT(ctypes.Structure):
+    _fields_ = [("ss_sp", ctypes.c_void_p), ("ss_flags", ctypes.c_int), ("ss_size", ctypes.c_size_t)]
+
+
+_owned = threading.local()  # per thread: sigaltstack is a per-thread setting
+
+
+def current_signal_stack() -> StackT | None:
+    """The calling thread's sigaltstack, or None where there is none to query (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    stack = StackT()
+    if ctypes.CDLL(None, use_errno=True).sigaltstack(None, ctypes.byref(stack)) != 0:
+        return None
+    return stack
+
+
+def _owned_stack() -> StackT:
+    if getattr(_owned, "stack", None) is None:
+        libc = ctypes.CDLL(None)
+        libc.getauxval.restype = ctypes.c_ulong
+        size = max(MIN_STACK_BYTES, int(libc.getauxval(AT_MINSIGSTKSZ)) * 4)
+        _owned.buffer = ctypes.create_string_buffer(size)  # kept for the thread's life, never freed
+        _owned.stack = StackT(ctypes.addressof(_owned.buffer), 0, size)
+    return _owned.stack
+
+
+def use_owned_signal_stack() -> None:
+    """Point the calling thread at this module's stack unless it already is."""
+    current = current_signal_stack()
+    if current is None:
+        return
+    stack = _owned_stack()
+    if current.ss_sp == stack.ss_sp and not current.ss_flags & 2:  # 2: SS_DISABLE
+        return
+    if ctypes.CDLL(None, use_errno=True).sigaltstack(ctypes.byref(stack), None) != 0:
+        log.debug("could not set the signal stack (errno %d); leaving it as OpenVINO left it", ctypes.get_errno())
+
+
+@contextlib.contextmanager
+def kept_signal_stack():
+    """Run an OpenVINO scope (compile, NNCF quantization, a Core's device query) and leave the
+    thread on a valid signal stack afterwards, even when the scope raised."""
+    try:
+        yield
+    finally:
+        use_owned_signal_stack()
