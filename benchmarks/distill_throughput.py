@@ -7,6 +7,8 @@ Modes, all in one run on the same models:
   cached-bf16       the same step with teacher targets from a cache (fp16, copied from pinned memory)
   online-compiled   online-bf16 with torch.compile on the student step and the teacher
   cached-compiled   cached-bf16 with torch.compile on the student step
+  online-overlap    online-bf16 with the teacher one batch ahead on a side stream (distill.overlap_teacher)
+  online-compiled-overlap  the same, compiled
   teacher-bf16      the online teacher's forward alone (bf16 autocast), to split the online step's time
   teacher-compiled  the same, compiled
 --teacher-dtype bf16 holds the frozen teacher's weights in bf16, as teacher.dtype=bf16 does (no per-step weight casts).
@@ -38,6 +40,7 @@ from edgedistill.distill.module import DistillModule
 from edgedistill.distill.prefetch import prefetch
 from edgedistill.distill.standardize import TargetStandardizer, TeacherNorms
 from edgedistill.distill.targets import CachedTargets, OnlineTargets
+from edgedistill.distill.teacher_ahead import teacher_ahead
 from edgedistill.distill.trainer import TrainJob, autocast_for, build_optimizer, compile_models, objective_for, step_loss
 from edgedistill.models.heads import ProteusHeads
 from edgedistill.models.student import create_backbone, probe_student
@@ -89,20 +92,22 @@ def run_mode(name, args, device, teacher, module, probe, data_config, cfg: Disti
 
     def host_batches():  # what the DataLoader hands over: cached targets in pinned host memory
         while True:
-            yield dict(store) if cached else {}
+            yield {"view": views, **store} if cached else {"view": views}
 
     batches = prefetch(host_batches(), device)  # the trainer's side-stream copy of the next batch
+    if name.endswith("-overlap"):  # as the trainer does with distill.overlap_teacher
+        batches = teacher_ahead(batches, online, device, autocast)
 
     def step(i):
-        batch = {"view": views, **next(batches)}
-        loss, _ = step_loss(module, job, batch, i, autocast, objective)
+        loss, _ = step_loss(module, job, next(batches), i, autocast, objective)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
         optimizer.step()
         return loss
 
-    row = time_mode(name, args, device, step, kind=name.split("-")[0])
+    # overlap modes are counted on their own: one teacher forward per step is then checked, not assumed
+    row = time_mode(name, args, device, step, kind="overlap" if name.endswith("-overlap") else name.split("-")[0])
     if args.profile and name == args.profile_mode:
         profile_step(step, args.out, name, device)
     return row
@@ -200,7 +205,8 @@ def main():
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--modes", default="naive-fp32,online-bf16,cached-bf16,teacher-bf16,online-compiled,cached-compiled,teacher-compiled")
     parser.add_argument("--teacher-dtype", choices=["fp32", "bf16"], default="fp32", help="dtype of the frozen teacher's weights")
-    parser.add_argument("--teacher-compile-mode", default=None, help="torch.compile mode for the teacher (e.g. max-autotune-no-cudagraphs)")
+    parser.add_argument("--compile-mode", default="default", help="torch.compile mode of the compiled modes (distill.compile_mode)")
+    parser.add_argument("--teacher-compile-mode", default=None, help="another torch.compile mode for the teacher alone (e.g. max-autotune-no-cudagraphs)")
     parser.add_argument("--profile", action="store_true", help="profile the last online mode that runs (torch.profiler)")
     parser.add_argument("--out", type=Path, default=Path("runs/distill_throughput"))
     parser.add_argument("--smoke-stage", action="store_true", help="first run the distill stage once on tiny models")
@@ -240,10 +246,7 @@ def main():
     compiled = False  # eager modes run first in the default order and must not see compiled models
     for name in modes:
         if "compiled" in name and not compiled:
-            if args.teacher_compile_mode:  # this mode for the teacher; compile_models then leaves the teacher alone
-                teacher.model.forward_features = torch.compile(teacher.model.forward_features, mode=args.teacher_compile_mode)
-                teacher.model._edgedistill_compiled = True
-            compile_models(module, OnlineTargets([teacher]))
+            compile_models(module, OnlineTargets([teacher]), args.compile_mode, args.teacher_compile_mode)
             compiled = True
         try:
             if name.startswith("teacher"):
@@ -260,7 +263,8 @@ def main():
     env = {"date": dt.date.today().isoformat(), "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
            "torch": torch.__version__, "timm": timm.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
            "student": f"{args.student} {args.student_args} @{args.size}", "teacher": f"{args.teacher} {args.teacher_args} @{args.teacher_size} (random init, {args.teacher_dtype} weights)",
-           "batch": args.batch, "steps": args.steps, "peak_flops": peak_flops(device)}
+           "batch": args.batch, "steps": args.steps, "peak_flops": peak_flops(device),
+           "compile_mode": args.compile_mode, "teacher_compile_mode": args.teacher_compile_mode or args.compile_mode}
     (args.out / "distill_throughput.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2) + "\n")
     lines = ["| mode | images/s | step ms | TFLOP/step | achieved TFLOP/s | MFU | × naive |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

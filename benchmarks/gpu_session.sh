@@ -4,7 +4,9 @@
 #   gpu-tests      the GPU tests (bf16 + torch.compile distill runs)
 #   throughput     benchmarks/distill_throughput.py (MFU, online vs cached, teacher alone, a profile)
 #   throughput-bf16-teacher   the same online and teacher modes with the teacher's weights in bf16
-#   throughput-autotune       the teacher and online modes with the teacher compiled by max-autotune
+#   throughput-autotune       the teacher, cached and online modes compiled by max-autotune (distill.compile_mode)
+#   throughput-overlap        online modes with and without the teacher one batch ahead on a side stream
+#                             (distill.overlap_teacher), eager and compiled, in one run
 #   loader         benchmarks/cache_loader.py with 1 worker and with $WORKERS: decode + augment per worker
 #                  (the epoch run saw about 22 images/s per worker there, 86 per core on the CI VM)
 #   epoch          benchmarks/distill_epoch.py (online, seed cache, stored views)
@@ -25,7 +27,7 @@ set -uo pipefail
 OUT=${OUT:-runs/gpu_session}
 SCRATCH=${SCRATCH:-/tmp/gpu_session}
 RESULTS=$SCRATCH/results
-STEPS=${STEPS:-gpu-tests throughput throughput-bf16-teacher throughput-autotune loader epoch quality}
+STEPS=${STEPS:-gpu-tests throughput throughput-bf16-teacher throughput-autotune throughput-overlap loader epoch quality}
 rm -rf "$RESULTS"  # a warm machine keeps /tmp between calls: pack nothing an earlier call left
 mkdir -p "$OUT" "$RESULTS"
 export EDGEDISTILL_NO_PROGRESS=1 PYTHONPATH=.
@@ -81,8 +83,10 @@ run throughput $PY benchmarks/distill_throughput.py ${TINY:+--tiny} --smoke-stag
 if [ -z "${TINY:-}" ]; then  # bf16 weights need the bf16 autocast of a GPU
     run throughput-bf16-teacher $PY benchmarks/distill_throughput.py --teacher-dtype bf16 \
         --modes online-bf16,teacher-bf16,online-compiled,teacher-compiled --profile --out "$SCRATCH/throughput-bf16-teacher"
-    run throughput-autotune $PY benchmarks/distill_throughput.py --teacher-compile-mode max-autotune-no-cudagraphs \
-        --modes teacher-compiled,online-compiled --out "$SCRATCH/throughput-autotune"
+    run throughput-autotune $PY benchmarks/distill_throughput.py --compile-mode max-autotune-no-cudagraphs \
+        --modes teacher-compiled,cached-compiled,online-compiled --out "$SCRATCH/throughput-autotune"
+    run throughput-overlap $PY benchmarks/distill_throughput.py \
+        --modes online-bf16,online-overlap,online-compiled,online-compiled-overlap --out "$SCRATCH/throughput-overlap"
 fi
 GROUP=loader run loader-1 $PY benchmarks/cache_loader.py --workers 1 --count 512 --out "$SCRATCH/loader-1"
 GROUP=loader run loader-n $PY benchmarks/cache_loader.py --workers "$WORKERS" --count $(( 512 * WORKERS )) --out "$SCRATCH/loader-n"

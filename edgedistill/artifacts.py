@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import glob
 import hashlib
 import json
 import os
@@ -129,6 +130,7 @@ def atomic_output(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(final)
     tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
     if tmp.exists():
         _remove(tmp)
@@ -144,6 +146,30 @@ def atomic_output(final: Path) -> Iterator[Path]:
     os.replace(tmp, final)
     if old.exists() or old.is_symlink():
         _remove(old)
+
+
+def _remove_orphans(final: Path) -> None:
+    """Temp folders a killed writer (SIGKILL, OOM) left beside `final`: gigabytes for a teacher cache.
+    A writer still alive keeps its own (same host; its pid is in the name)."""
+    for kind in ("partial", "old"):
+        for stale in final.parent.glob(f".{glob.escape(final.name)}.{kind}-*"):
+            pid = stale.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            if kind == "old" and not (final.exists() or final.is_symlink()):
+                os.replace(stale, final)  # killed between the two renames: the previous version comes back
+            else:
+                _remove(stale)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 class Manifest:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -40,7 +42,8 @@ def _print_written(pipe, produced) -> None:
 
     for artifact in produced:
         state = " (pending: finish on the device)" if artifact.status == "pending" else ""
-        console.print(f"wrote [bold]{artifact.name}[/bold] -> {escape(str(pipe.workdir / artifact.path))}{state}")
+        verb = "kept" if artifact.name in pipe.reused else "wrote"
+        console.print(f"{verb} [bold]{artifact.name}[/bold] -> {escape(str(pipe.workdir / artifact.path))}{state}")
 
 
 @click.group(context_settings=CONTEXT)
@@ -296,7 +299,31 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        code = exc.errno if isinstance(exc, OSError) else _os_error_in(str(exc))  # safetensors words its OS errors
+        if code not in DISK_FIXES:
+            raise
+        if debug:
+            traceback.print_exc()
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else os.strerror(code)
+        where = f" writing '{exc.filename}'" if getattr(exc, "filename", None) else ""
+        click.echo(f"error: {cause}{where} (fix: {DISK_FIXES[code]}; outputs written before are kept)", err=True)
+        return 1
     return 0
+
+
+def _os_error_in(message: str) -> int | None:
+    found = re.search(r"\(os error (\d+)\)", message)
+    return int(found.group(1)) if found else None
+
+
+# Disk problems are the user's to fix, not tracebacks; atomic writes leave the previous outputs intact
+DISK_FIXES = {
+    errno.ENOSPC: "free space there or choose another --out",
+    errno.EDQUOT: "free space there or choose another --out",
+    errno.EROFS: "choose a writable --out folder",
+    errno.EACCES: "choose a folder you may write to, or fix its permissions",
+}
 
 
 if __name__ == "__main__":

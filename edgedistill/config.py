@@ -74,7 +74,7 @@ class DistillConfig:
     loss: str = "mse"  # mse | cosine_smoothl1
     grad_clip: float = 1.0
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 0
     strategy: str = "ddp"  # ddp | fsdp (FSDP2 shards per block) when launched with torchrun on several processes
     checkpoint_every: int = 100  # steps between atomic checkpoints in BUILD/distill_state (0: none)
@@ -83,7 +83,10 @@ class DistillConfig:
     standardize: str = "phi-s"  # none | running (per-channel mean/std) | phi-s (PCA + Hadamard, one scale); folded into the heads when saved
     standardize_batches: int = 32  # phi-s: batches whose teacher targets estimate the statistics, then frozen
     amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp32
-    compile: bool = False  # torch.compile the student forward
+    compile: bool = False  # torch.compile the student step (backbone + heads) and each online teacher's forward
+    compile_mode: str = "default"  # torch.compile mode when distill.compile: default | max-autotune-no-cudagraphs | max-autotune | reduce-overhead
+    # run the online teacher one batch ahead on a side CUDA stream, overlapping the student's step (same numbers)
+    overlap_teacher: bool = False
     channels_last: bool = False  # channels_last memory format for CNN-like students
     cache: str | None = None  # a teacher cache folder (edgedistill cache-teacher): train without the teacher
     tensorboard: bool = True  # also log to TensorBoard when the tensorboard package is installed
@@ -176,7 +179,7 @@ _NO_DEFAULT = object()
 # Fields added after builds and checkpoints already existed, with the value that reproduces the old
 # behaviour: left out of every hash at that value, so upgrading edgedistill neither re-runs finished
 # stages nor drops a resumable checkpoint.
-COMPATIBLE_ADDITIONS = {"teacher.dtype": "fp32"}
+COMPATIBLE_ADDITIONS = {"teacher.dtype": "fp32", "distill.compile_mode": "default", "distill.overlap_teacher": False}
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -225,6 +228,7 @@ CHOICES = {
     "distill.loss": ("mse", "cosine_smoothl1"),
     "distill.amp": ("auto", "bf16", "fp32"),
     "distill.strategy": ("ddp", "fsdp"),
+    "distill.compile_mode": ("default", "max-autotune-no-cudagraphs", "max-autotune", "reduce-overhead"),  # torch.compile's modes
     "quantize.method": ("minmax", "entropy", "percentile"),
 }
 
@@ -242,6 +246,26 @@ LIMITS = {
     "distill.checkpoint_every": (lambda v: v >= 0, "0 (no checkpoints) or more"),
     "distill.num_workers": (lambda v: v >= 0, "0 or more"),
     "distill.log_every": (lambda v: v >= 1, "at least 1"),
+    "distill.weight_decay": (lambda v: v >= 0, "0 or more"),
+    "distill.grad_clip": (lambda v: v >= 0, "0 (no clipping) or more"),
+    "distill.token_weight": (lambda v: v >= 0, "0 (off) or more"),
+    "distill.patch_weight": (lambda v: v >= 0, "0 (off) or more"),
+    "distill.feature_weight": (lambda v: v >= 0, "0 (off) or more"),
+    "distill.seed": (lambda v: 0 <= v < 2**32, f"in [0, {2**32 - 1}] (numpy's seed range)"),
+    "data.max_images": (lambda v: v >= 1, "at least 1, or data.max_images= (null) for all images"),  # None: all images
+    "student.img_size": (lambda v: v >= 1, "at least 1"),
+    "teacher.img_size": (lambda v: v >= 1, "at least 1, or teacher.img_size= (null) for the teacher's default"),
+    "teacher.weight": (lambda v: v >= 0, "0 or more"),
+}
+
+# String fields with a pattern rather than a fixed list: (check, the forms it accepts).
+# Auto-augment: the first '-' section picks timm's policy (timm.data.auto_augment); importing timm
+# here would cost seconds on every config load, so only the policy name is checked.
+_AA_POLICIES = ("rand", "augmix", "original", "originalr", "v0", "v0r", "3a")
+FORMATS = {
+    "distill.device": (lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None, "auto, cpu, cuda, cuda:N"),
+    "data.auto_augment": (lambda v: v == "" or v.split("-")[0] in _AA_POLICIES,
+                          f"a timm policy starting with {', '.join(_AA_POLICIES)} (e.g. rand-m9-mstd0.5), or data.auto_augment= for none"),
 }
 
 
@@ -251,6 +275,8 @@ def _check_value(where: str, value) -> None:
         raise EdgedistillError(f"config '{where}' is {value!r}, which is not a known choice", f"use one of: {', '.join(CHOICES[field_name])}")
     if field_name in LIMITS and isinstance(value, (int, float)) and not LIMITS[field_name][0](value):
         raise EdgedistillError(f"config '{where}' is {value!r}, which is out of range", f"set it {LIMITS[field_name][1]}")
+    if field_name in FORMATS and isinstance(value, str) and not FORMATS[field_name][0](value):
+        raise EdgedistillError(f"config '{where}' is {value!r}, which is not a known choice", f"use one of: {FORMATS[field_name][1]}")
 
 
 def from_dict(cls, data: dict, where: str = ""):
@@ -268,6 +294,10 @@ def from_dict(cls, data: dict, where: str = ""):
         sub = f"{where}.{name}" if where else name
         kwargs[name] = _coerce(value, known[name].type, sub)
         _check_value(sub, kwargs[name])
+        if sub == "teacher.extra":  # further teachers follow the same rules, checked now rather than when models are built
+            for i, item in enumerate(kwargs[name]):
+                if isinstance(item, dict) and "extra" not in item:  # other shapes: teacher_configs says what it wants
+                    from_dict(TeacherConfig, item, f"teacher.extra[{i}]")
     return cls(**kwargs)
 
 

@@ -34,6 +34,7 @@ class Pipeline:
         self.manifest.data["target"] = target.name
         self.manifest.data["config"] = cfg.to_dict()
         self._stamps: dict = {}
+        self.reused: set[str] = set()  # artifacts an unchanged stage kept, so the CLI says "kept", not "wrote"
 
     # -- helpers ---------------------------------------------------------------------------
     def artifacts(self) -> dict[str, Artifact]:
@@ -49,6 +50,7 @@ class Pipeline:
     def _run_stage(self, stage: str, key: str, work: Callable[[], list[Artifact]]) -> list[Artifact]:
         if not self.force and self.manifest.stage_is_fresh(stage, key):
             console.print(f"[dim]{stage}: unchanged, reusing {', '.join(self.manifest.data['stages'][stage]['outputs']) or 'nothing'}[/dim]")
+            self.reused.update(self.manifest.data["stages"][stage]["outputs"])
             return [self.artifacts()[n] for n in self.manifest.data["stages"][stage]["outputs"]]
         # What this stage and every later one made last time goes out of the manifest now: if the stage
         # fails, or no longer makes an artifact (another target profile), nothing downstream may pick up
@@ -110,7 +112,8 @@ class Pipeline:
     def distill(self) -> list[Artifact]:
         from .distill import stage
 
-        key = _key(self.cfg.section_hash("teacher", "student", "data", "distill"),
+        # settings that change neither the arithmetic nor the data (log_every, num_workers, ...) do not re-train
+        key = _key(self.cfg.section_hash("teacher", "student", "data", "distill", ignore={f"distill.{k}" for k in stage.NOT_HASHED}),
                    self._file_inputs((self.cfg.data.source, self.cfg.data.max_images), self.cfg.distill.cache, *self._teacher_checkpoints()))
         return self._run_stage("distill", key, lambda: [stage.run(self.cfg, {}, self.workdir)])
 

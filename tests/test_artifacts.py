@@ -1,6 +1,6 @@
 import pytest
 
-from edgedistill.artifacts import Artifact, Manifest, atomic_output
+from edgedistill.artifacts import Artifact, Manifest, _remove_orphans, atomic_output
 
 
 def test_atomic_output_leaves_nothing_on_failure(tmp_path):
@@ -12,6 +12,27 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
             raise RuntimeError("stage crashed")
     assert not final.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_output_clears_what_killed_writers_left(tmp_path):
+    """SIGKILL skips every cleanup: the next write removes a dead writer's temp folder, puts back a
+    previous version caught between the two renames, and leaves a live writer's folder alone."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / f".cache.partial-{dead}").mkdir()
+    (tmp_path / f".cache.partial-{dead}" / "shard.bin").write_bytes(b"x" * 1000)
+    (tmp_path / f".other.old-{dead}").mkdir()  # another output's previous version, its final missing
+    live = tmp_path / f".cache.partial-{os.getppid()}"
+    live.mkdir()
+    with atomic_output(tmp_path / "cache") as tmp:
+        tmp.mkdir()
+    (tmp_path / f".other.old-{dead}" / "previous.txt").write_text("kept")
+    _remove_orphans(tmp_path / "other")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["cache", "other", live.name])
+    assert (tmp_path / "other" / "previous.txt").read_text() == "kept"
 
 
 def test_manifest_freshness_follows_content(tmp_path):

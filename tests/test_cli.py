@@ -60,3 +60,26 @@ def test_cache_teacher_rejects_zero_augmentations_and_writes_nothing(tmp_path, c
     assert main(["cache-teacher", str(tmp_path / "cache"), "-k", "0"]) == 2
     assert "augmentations must be at least 1" in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("error", [
+    OSError(28, "No space left on device", "/out/student/student.safetensors"),
+    RuntimeError("Error while serializing: IoError(Os { code: 28 }) No space left on device (os error 28)"),  # safetensors' wording
+])
+def test_a_full_disk_is_one_line_with_a_fix(error, monkeypatch, capsys):
+    def fail(**kwargs):
+        raise error
+
+    monkeypatch.setattr(cli, "main", fail)
+    assert main(["distill", "runs/x"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: No space left on device") and "free space there or choose another --out" in err[0]
+
+
+def test_other_crashes_still_show_their_traceback(monkeypatch):
+    def fail(**kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(cli, "main", fail)
+    with pytest.raises(OSError):
+        main(["distill", "runs/x"])

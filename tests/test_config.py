@@ -24,11 +24,61 @@ def test_defaults_and_overrides(tmp_path):
     ("distill.ema_decay=1", "in [0, 1)"),
     ("distill.steps=2.7", "must be a whole number"),
     ("distill.device=no", "read as a boolean"),
+    ("distill.compile_mode=fast", "'distill.compile_mode' is 'fast', which is not a known choice (fix: use one of: default, max-autotune-no-cudagraphs"),
+    ("data.max_images=-3", "'data.max_images' is -3, which is out of range (fix: set it at least 1, or data.max_images= (null) for all images)"),
+    ("data.max_images=0", "'data.max_images' is 0, which is out of range"),
+    ("distill.token_weight=-1", "'distill.token_weight' is -1.0, which is out of range (fix: set it 0 (off) or more)"),
+    ("distill.patch_weight=-0.5", "'distill.patch_weight' is -0.5, which is out of range"),
+    ("distill.feature_weight=-1", "'distill.feature_weight' is -1.0, which is out of range"),
+    ("distill.grad_clip=-1", "'distill.grad_clip' is -1.0, which is out of range (fix: set it 0 (no clipping) or more)"),
+    ("distill.weight_decay=-1", "'distill.weight_decay' is -1.0, which is out of range (fix: set it 0 or more)"),
+    ("distill.seed=-1", "'distill.seed' is -1, which is out of range (fix: set it in [0, 4294967295]"),
+    ("distill.seed=4294967296", "'distill.seed' is 4294967296, which is out of range"),
+    ("student.img_size=0", "'student.img_size' is 0, which is out of range (fix: set it at least 1)"),
+    ("teacher.img_size=-5", "'teacher.img_size' is -5, which is out of range"),
+    ("teacher.weight=-1", "'teacher.weight' is -1.0, which is out of range (fix: set it 0 or more)"),
+    ("teacher.extra=[{name: resnet10t, weight: -2}]", "'teacher.extra[0].weight' is -2.0, which is out of range (fix: set it 0 or more)"),
+    ("teacher.extra=[{name: resnet10t, img_size: 0}]", "'teacher.extra[0].img_size' is 0, which is out of range"),
+    ("data.auto_augment=bogus", "'data.auto_augment' is 'bogus', which is not a known choice (fix: use one of: a timm policy starting with rand, augmix"),
+    ("data.auto_augment=randbogus-m9", "'data.auto_augment' is 'randbogus-m9', which is not a known choice"),
+    ("distill.device=tpu", "'distill.device' is 'tpu', which is not a known choice (fix: use one of: auto, cpu, cuda, cuda:N)"),
+    ("distill.device=cuda:x", "'distill.device' is 'cuda:x', which is not a known choice"),
 ])
 def test_bad_overrides_are_clear(override, fragment):
     with pytest.raises(EdgedistillError) as info:
         load_config(None, [override])
     assert fragment in info.value.one_line()
+
+
+def test_good_values_at_the_new_limits_still_load():
+    cfg = load_config(None, ["data.max_images=", "teacher.img_size=", "distill.seed=4294967295", "distill.grad_clip=0",
+                             "distill.patch_weight=0", "teacher.weight=0", "distill.device=cuda:1",
+                             "teacher.extra=[{name: resnet10t, weight: 0.5}]"])
+    assert cfg.data.max_images is None and cfg.teacher.img_size is None  # null still means all images / the default size
+    assert cfg.distill.device == "cuda:1" and cfg.teacher.extra == ({"name": "resnet10t", "weight": 0.5},)
+    for policy in ("", "rand-m9-mstd0.5-inc1", "augmix-m5-w4-d2", "original", "v0r", "3a"):
+        assert load_config(None, [f"data.auto_augment={policy}"]).data.auto_augment == policy
+
+
+def test_every_accepted_auto_augment_policy_is_one_timm_builds():
+    from timm.data import create_transform
+
+    for policy in ("rand-m9-mstd0.5", "augmix-m5-w4-d2", "original", "originalr", "v0", "v0r", "3a"):
+        load_config(None, [f"data.auto_augment={policy}"])
+        create_transform(input_size=32, is_training=True, auto_augment=policy)
+
+
+def test_cuda_without_cuda_is_a_clear_error(monkeypatch):
+    import torch
+
+    from edgedistill.distill.trainer import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto").type == "cpu" and pick_device("cpu").type == "cpu"
+    for name in ("cuda", "cuda:0"):
+        with pytest.raises(EdgedistillError) as info:
+            pick_device(name)
+        assert info.value.one_line() == f"distill.device is '{name}', but CUDA is not available on this machine (fix: set distill.device=cpu or auto)"
 
 
 def test_missing_and_invalid_files(tmp_path):
@@ -59,9 +109,9 @@ def test_a_compatible_addition_at_its_old_behaviour_leaves_every_hash_as_it_was(
 
     cfg = load_config(None, [])
     sections = ("teacher", "student", "data", "distill")
-    before = {name: dataclasses.asdict(getattr(cfg, name)) for name in sections}  # the hash before teacher.dtype existed
-    del before["teacher"]["dtype"]
-    assert COMPATIBLE_ADDITIONS["teacher.dtype"] == "fp32"
+    before = {name: dataclasses.asdict(getattr(cfg, name)) for name in sections}  # the hash before these fields existed
+    del before["teacher"]["dtype"], before["distill"]["compile_mode"], before["distill"]["overlap_teacher"]
+    assert COMPATIBLE_ADDITIONS == {"teacher.dtype": "fp32", "distill.compile_mode": "default", "distill.overlap_teacher": False}
     assert cfg.section_hash(*sections) == hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
     bf16 = load_config(None, ["teacher.dtype=bf16"])
     assert bf16.section_hash(*sections) != cfg.section_hash(*sections)  # a distilled student depends on it
@@ -71,7 +121,11 @@ def test_a_compatible_addition_at_its_old_behaviour_leaves_every_hash_as_it_was(
 def test_extra_teachers_follow_the_primary_teachers_choices():
     from edgedistill.models.teacher import teacher_configs
 
-    cfg = load_config(None, ["teacher.extra=[{name: resnet10t, dtype: fp16}]"])
-    with pytest.raises(EdgedistillError, match=r"teacher.extra\[0\].dtype' is 'fp16'") as caught:
-        teacher_configs(cfg.teacher)
+    from edgedistill.config import TeacherConfig
+
+    with pytest.raises(EdgedistillError, match=r"teacher.extra\[0\].dtype' is 'fp16'") as caught:  # when the config loads
+        load_config(None, ["teacher.extra=[{name: resnet10t, dtype: fp16}]"])
+    assert "fp32, bf16" in caught.value.fix
+    with pytest.raises(EdgedistillError, match=r"teacher.extra\[0\].dtype' is 'fp16'") as caught:  # a config built in code
+        teacher_configs(TeacherConfig(extra=({"name": "resnet10t", "dtype": "fp16"},)))
     assert "fp32, bf16" in caught.value.fix

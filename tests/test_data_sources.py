@@ -72,6 +72,22 @@ def test_views_are_a_pure_function_of_index_and_seed():
     assert (random.random(), torch.rand(1)) == (before[0], before[2])  # global RNGs are untouched
 
 
+def test_consecutive_views_of_one_image_decode_it_once_and_keep_their_pixels(monkeypatch):
+    import edgedistill.data.augment as augment
+
+    monkeypatch.setattr(augment, "PRELOAD_LIMIT", 0)  # a large source: every view reads its image
+    source = ImageSource("bundled", 3)
+    decodes = []
+    load = source.load
+    monkeypatch.setattr(source, "load", lambda i: decodes.append(i) or load(i))
+    views = AugmentedViews(source, 24)
+    keys = [(i, 100 * i + k) for i in range(3) for k in range(4)] + [(0, 7), (2, 8), (0, 9)]  # cache-teacher's order, then jumps
+    got = [views[key]["view"] for key in keys]
+    assert decodes == [0, 1, 2, 0, 2, 0]  # one decode per run of keys of one image
+    fresh = [AugmentedViews(source, 24)[key]["view"] for key in keys]  # each view from an image decoded for it alone
+    assert all(torch.equal(a, b) for a, b in zip(got, fresh))
+
+
 def test_stream_resumes_mid_way_and_shards_across_ranks():
     full = list(SampleStream(5, batch=2, steps=6, seed=3))
     assert sorted(k[0] for k in full[:5]) == list(range(5))  # an epoch visits every image once
@@ -146,3 +162,132 @@ def test_every_image_mode_loads_as_rgb_pixels_of_convert_from_folders_and_shards
         loaded = ImageSource(source).load(0)
         assert loaded.mode == "RGB"
         np.testing.assert_array_equal(np.asarray(loaded), expected)
+
+
+def _folder(root, good: int, bad: int, bad_first: bool = False):
+    """A folder of `good` tiny PNGs and `bad` corrupt .jpg files, sorted so the corrupt ones come first or last."""
+    root.mkdir()
+    for i in range(good):
+        (root / f"{'b' if bad_first else 'a'}{i:03d}.png").write_bytes(_png((10 * i, 0, 0)))
+    for i in range(bad):
+        (root / f"{'a' if bad_first else 'b'}{i:03d}.jpg").write_bytes(b"not a jpeg")
+    return str(root)
+
+
+@pytest.mark.parametrize("limit", [0, 512])  # streamed (a large source) and preloaded
+def test_a_source_of_only_corrupt_images_is_a_one_line_error_not_a_traceback(tmp_path, monkeypatch, limit):
+    import edgedistill.data.augment as augment
+
+    monkeypatch.setattr(augment, "PRELOAD_LIMIT", limit)
+    views = None
+    with pytest.raises(EdgedistillError, match=r"none of the 6 images of .* could be decoded \(e\.g\. .*b00\d\.jpg: UnidentifiedImageError\)") as error:
+        views = AugmentedViews(ImageSource(_folder(tmp_path / "corrupt", 0, 6)), 16, DataConfig(auto_augment=""))
+        views[(2, 7)]
+    assert error.value.fix == "check the files are valid images" and "\n" not in error.value.one_line()
+    assert (views is not None) == (limit == 0)  # the streamed source finds out at its first view
+
+
+def test_no_readable_images_in_a_dataloader_worker_stays_one_line_with_its_fix(tmp_path, monkeypatch):
+    import edgedistill.data.augment as augment
+
+    monkeypatch.setattr(augment, "PRELOAD_LIMIT", 0)
+    views = AugmentedViews(ImageSource(_folder(tmp_path / "corrupt", 0, 3)), 16, DataConfig(auto_augment=""))
+    loader = torch.utils.data.DataLoader(views, batch_size=2, sampler=[(0, 1), (1, 2)], num_workers=1)
+    with pytest.raises(EdgedistillError) as error:
+        next(iter(loader))
+    assert error.value.one_line().startswith("none of the 3 images of ")  # not torch's "Caught ... in DataLoader worker" traceback
+    assert error.value.fix == "check the files are valid images" and "\n" not in error.value.one_line()
+
+
+def test_an_unreadable_image_is_logged_once_however_often_views_fall_through_it(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import edgedistill.data.augment as augment
+
+    monkeypatch.setattr(augment, "PRELOAD_LIMIT", 0)
+    views = AugmentedViews(ImageSource(_folder(tmp_path / "mixed", 2, 5, bad_first=True)), 16, DataConfig(auto_augment=""))
+    with caplog.at_level(logging.WARNING):
+        for seed in range(3):
+            for index in range(len(views)):
+                views[(index, seed)]
+    warned = [r.getMessage() for r in caplog.records if "skipping unreadable image" in r.getMessage()]
+    assert len(warned) == 5 and len(set(warned)) == 5  # one line per bad file, not one per attempt
+
+
+def test_a_view_reports_every_unreadable_image_it_fell_through(tmp_path, monkeypatch):
+    import edgedistill.data.augment as augment
+    from edgedistill.data.augment import unreadable_indices
+    from edgedistill.distill.trainer import _count_bad
+
+    monkeypatch.setattr(augment, "PRELOAD_LIMIT", 0)
+    source = ImageSource(_folder(tmp_path / "mixed", 2, 3, bad_first=True))  # indices 0-2 corrupt, 3-4 readable
+    views = AugmentedViews(source, 16, DataConfig(auto_augment=""))
+    item = views[(0, 9)]
+    assert (item["bad"], item["bad_run"]) == (0, 3)  # the first failure, and the run of three behind it
+    assert torch.equal(item["view"], views[(3, 9)]["view"])  # still the view of the image it falls through to
+    assert views.view(0, 9)[1] == 0 and (views[(4, 9)]["bad"], views[(4, 9)]["bad_run"]) == (-1, 0)
+    loader = torch.utils.data.DataLoader(views, batch_size=2, sampler=[(0, 1), (4, 2)])
+    skipped = set()
+    assert [batch["index"].tolist() for batch in _count_bad(loader, skipped)] == [[0, 4]]
+    assert skipped == {0, 1, 2}  # the whole chain, not only its first index
+    wrapped = AugmentedViews(ImageSource(_folder(tmp_path / "wrap", 2, 3)), 16, DataConfig(auto_augment=""))  # 2-4 corrupt
+    item = wrapped[(3, 5)]
+    assert (item["bad"], item["bad_run"]) == (3, 2) and torch.equal(item["view"], wrapped[(0, 5)]["view"])
+    assert unreadable_indices({"bad": torch.tensor([3, -1]), "bad_run": torch.tensor([2, 0])}, 5) == {3, 4}
+    assert unreadable_indices({"bad": torch.tensor([4, -1]), "bad_run": torch.tensor([3, 0])}, 5) == {4, 0, 1}  # wraps at the last image
+    assert unreadable_indices({"bad": torch.tensor([2, -1])}, 5) == {2}  # a teacher cache's batch: no runs
+
+
+def test_views_of_readable_images_keep_their_pixels_with_bad_images_around(tmp_path, monkeypatch):
+    import edgedistill.data.augment as augment
+
+    clean = AugmentedViews(ImageSource(_folder(tmp_path / "clean", 3, 0)), 16)
+    mixed_root = _folder(tmp_path / "mixed", 3, 0)
+    for name in ("a000x.jpg", "a001x.jpg"):  # corrupt files sorted between a000.png, a001.png and a002.png
+        (tmp_path / "mixed" / name).write_bytes(b"broken")
+    for limit in (0, 512):
+        monkeypatch.setattr(augment, "PRELOAD_LIMIT", limit)
+        mixed = AugmentedViews(ImageSource(mixed_root), 16)
+        for clean_index, mixed_index in ((0, 0), (1, 2), (2, 4)):
+            for seed in (1, 2):
+                assert torch.equal(clean[(clean_index, seed)]["view"], mixed[(mixed_index, seed)]["view"])
+        assert torch.equal(mixed[(1, 3)]["view"], clean[(1, 3)]["view"])  # a bad index falls through to the next image
+
+
+def test_sources_that_do_not_exist_say_so(tmp_path):
+    with pytest.raises(EdgedistillError, match=r"image source '.*nowhere' does not exist"):
+        ImageSource(str(tmp_path / "nowhere"))
+    with pytest.raises(EdgedistillError, match=r"image list '.*missing\.txt' does not exist"):
+        ImageSource(str(tmp_path / "missing.txt"))
+    with pytest.raises(EdgedistillError, match=r"nomatch-\*\.tar' matches no tar shards"):
+        ImageSource(str(tmp_path / "nomatch-*.tar"))
+    with pytest.raises(EdgedistillError, match="does not exist") as error:
+        ImageSource(str(tmp_path / "*.jpg"))
+    assert "glob names .tar shards only" in error.value.fix
+    (tmp_path / "notes.csv").write_text("x")
+    with pytest.raises(EdgedistillError, match="is neither a folder nor a .txt file list"):  # it exists, but is no source
+        ImageSource(str(tmp_path / "notes.csv"))
+
+
+def test_a_list_of_missing_files_says_they_are_missing_and_where_relative_paths_resolve(tmp_path, monkeypatch):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "train.txt").write_text("a.png\nsub/b.png\n")
+    with pytest.raises(EdgedistillError, match=r"none of the 2 files listed in '.*train\.txt' exist \(e\.g\. '.*lists/a\.png'\)") as error:
+        ImageSource(str(lists / "train.txt"))
+    assert f"relative ones resolve against its folder, {lists}" in error.value.fix
+    (tmp_path / "a.png").write_bytes(_png((1, 2, 3)))  # the paths were written relative to the current folder
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EdgedistillError, match="none of the 2 files listed") as error:
+        ImageSource(str(lists / "train.txt"))
+    assert "not the current one" in error.value.fix
+    (lists / "a.png").write_bytes(_png((1, 2, 3)))
+    source = ImageSource(str(lists / "train.txt"))  # one file there: the missing one is skipped and counted, not fatal
+    assert source.load(0) is not None and source.load(1) is None
+
+
+def test_a_file_that_is_not_a_tar_is_a_one_line_error(tmp_path):
+    (tmp_path / "train-000.tar").write_bytes(b"not a tar archive at all" * 40)
+    with pytest.raises(EdgedistillError, match="cannot read tar shard .*: it is not a tar archive") as error:
+        ImageSource(str(tmp_path / "train-000.tar"))
+    assert "\n" not in error.value.one_line()

@@ -153,3 +153,58 @@ def test_bf16_teachers_fill_a_cache_with_finite_targets_and_say_so(tmp_path):
 
     shard = load_file(str(made / meta["shards"][0]["file"]))
     assert all(math.isfinite(v) for k, t in shard.items() if k.startswith("t") for v in t.float().flatten().tolist())
+
+
+def test_cache_teacher_never_replaces_a_folder_that_is_not_a_cache(tmp_path):
+    """cache-teacher replaces its output folder whole: a folder of other files, or the source images
+    themselves, must survive a wrong OUT untouched."""
+    from edgedistill.errors import EdgedistillError
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "keep.txt").write_text("mine")
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, name in enumerate(("a.png", "b.png")):
+        from PIL import Image
+
+        Image.new("RGB", (40, 40), (60 * i, 90, 30)).save(images / name)
+    cfg = load_config(None, TINY)
+    with pytest.raises(EdgedistillError, match="is not a teacher cache, and cache-teacher replaces"):
+        cache_mod.cache_teacher(cfg, notes, augmentations=1)
+    for out in (images, tmp_path):  # the image folder itself, or a folder holding it
+        with pytest.raises(EdgedistillError, match="is not a teacher cache"):
+            cache_mod.check_output_folder(out, str(images))
+    (tmp_path / "cache.json").write_text("{}")  # even an old cache may not hold the images it is remade from
+    with pytest.raises(EdgedistillError, match="lies inside the output folder"):
+        cache_mod.check_output_folder(tmp_path, str(images))
+    assert (notes / "keep.txt").read_text() == "mine" and sorted(p.name for p in images.iterdir()) == ["a.png", "b.png"]
+
+
+def test_a_damaged_cache_is_a_one_line_error_with_a_fix(caches, tmp_path):
+    import shutil
+
+    from edgedistill.errors import EdgedistillError
+
+    _, dirs = caches
+    damages = {
+        "bad-json": lambda d: (d / "cache.json").write_text('{"format": '),
+        "missing-shard": lambda d: (d / "shard-00001.safetensors").unlink(),
+        "truncated-shard": lambda d: (d / "shard-00000.safetensors").write_bytes((d / "shard-00000.safetensors").read_bytes()[:40]),
+    }
+    for name, damage in damages.items():
+        broken = shutil.copytree(dirs["float16"], tmp_path / name)
+        damage(broken)
+        with pytest.raises(EdgedistillError) as error:
+            cache_mod.CachedViews(broken, None)
+        assert "re-create the cache" in error.value.fix, name
+        assert str(broken) in error.value.one_line(), name
+
+
+def test_training_from_a_cache_names_the_data_settings_it_ignores(caches, tmp_path, capsys):
+    _, dirs = caches
+    stage.prepare(load_config(None, TINY + [f"distill.cache={dirs['float16']}", "data.source=/elsewhere", "data.auto_augment="]), None)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "ignored: data.source='/elsewhere' (the cache has 'bundled'), data.auto_augment='' (the cache has 'rand-m9-mstd0.5')" in said
+    stage.prepare(load_config(None, TINY + [f"distill.cache={dirs['float16']}"]), None)  # defaults: nothing to say
+    assert "ignored" not in capsys.readouterr().err

@@ -39,11 +39,11 @@ def _weights(student_dir: Path) -> dict:
     return {**load_file(str(student_dir / "student.safetensors")), **load_file(str(student_dir / "heads.safetensors"))}
 
 
-def _child(tmp_path: Path, workdir: Path, delay: float, overrides: list) -> subprocess.Popen:
+def _child(tmp_path: Path, workdir: Path, delay: float, overrides: list, **popen) -> subprocess.Popen:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = {**os.environ, "EDGEDISTILL_NO_PROGRESS": "1"}
-    return subprocess.Popen([sys.executable, str(script), json.dumps(overrides), str(workdir), str(delay)], env=env)
+    return subprocess.Popen([sys.executable, str(script), json.dumps(overrides), str(workdir), str(delay)], env=env, **popen)
 
 
 # phi-s estimates over 6 batches, so the kill (after the step-4 checkpoint) lands mid-estimate
@@ -64,8 +64,10 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path, standardize
     assert not (killed / "student").exists()
     assert torch.load(killed / "distill_state" / "checkpoint.pt", weights_only=False)["step"] == 4
 
-    resumed = _child(tmp_path, killed, delay=0.0, overrides=overrides)
-    assert resumed.wait(timeout=240) == 0
+    resumed = _child(tmp_path, killed, delay=0.0, overrides=overrides, stderr=subprocess.PIPE, text=True)
+    _, err = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, err[-3000:]
+    assert "distill: resuming at step 4 of 8" in err
     spec = json.loads((killed / "student" / "student.json").read_text())
     assert spec["train"]["resumed_from_step"] == 4
     assert not (killed / "distill_state").exists()  # checkpoints are removed once the student is written
@@ -80,7 +82,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(tmp_path, standardize
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_changed_config_starts_fresh(tmp_path):
+def test_changed_config_starts_fresh_and_says_so(tmp_path, capsys):
     cfg = load_config(None, TINY + ["distill.steps=2", "distill.checkpoint_every=1"])
     prepared = stage.prepare(cfg, tmp_path)
     (tmp_path / "distill_state").mkdir()
@@ -88,6 +90,7 @@ def test_changed_config_starts_fresh(tmp_path):
     artifact = stage.run(cfg, {}, tmp_path)
     assert artifact.extra["train"]["resumed_from_step"] == 0
     assert prepared.job.config_hash == stage.resume_hash(cfg)
+    assert "(step 1) was written with another config, so training starts from step 0" in " ".join(capsys.readouterr().err.split())
 
 
 def test_a_save_clears_temp_files_that_killed_saves_left(tmp_path):

@@ -165,3 +165,31 @@ def test_a_bf16_teacher_without_bf16_autocast_is_refused_before_training(tmp_pat
     assert "distill.amp=bf16" in caught.value.fix and not (tmp_path / "build" / "student").exists()
     with pytest.raises(EdgedistillError, match="teacher.dtype"):
         load_config(None, ["teacher.dtype=fp16"])
+
+
+def test_compile_mode_reaches_torch_compile_for_student_and_teacher(tmp_path, monkeypatch):
+    """distill.compile_mode is passed to every torch.compile the stage makes (recorded, not compiled:
+    the GPU tests compile for real)."""
+    modes = []
+
+    def record(fn, *args, mode=None, **kwargs):
+        modes.append(mode)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", record)
+    cfg = load_config(None, BASE + ["student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}",
+                                    "distill.compile=true", "distill.compile_mode=max-autotune-no-cudagraphs"])
+    stage.run(cfg, {}, tmp_path)
+    assert modes == ["max-autotune-no-cudagraphs"] * 2  # the student step, then the teacher's forward
+
+
+def test_overlapping_the_teacher_trains_the_same_weights(tmp_path):
+    """distill.overlap_teacher runs each batch's teacher one step early (a side stream on CUDA); the
+    batches must still meet their own targets, so the weights match a plain run's exactly."""
+    student = ["student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}", "distill.steps=3"]
+    weights = {}
+    for overlap in ("false", "true"):
+        stage.run(load_config(None, BASE + student + [f"distill.overlap_teacher={overlap}"]), {}, tmp_path / overlap)
+        weights[overlap] = load_file(str(tmp_path / overlap / "student" / "student.safetensors"))
+    assert weights["true"].keys() == weights["false"].keys()
+    assert all(torch.equal(weights["true"][k], weights["false"][k]) for k in weights["true"])

@@ -161,3 +161,52 @@ def test_one_pass_over_clean_and_masked_inputs_matches_timm(args):
     some[1, 3] = True
     _, masked = token_maps(backbone, x, some, mask_token)
     assert torch.allclose(masked[0], unmasked[0], atol=1e-5) and not torch.allclose(masked[1], unmasked[1], atol=1e-3)
+
+
+@pytest.mark.parametrize("name,args,grid", [
+    ("volo_d1_224", {}, (14, 14)),  # a class token without timm's num_prefix_tokens
+    ("coat_lite_tiny", {}, (7, 7)),  # the last stage's cls_token4
+])
+def test_prefix_tokens_of_families_without_the_attribute_are_not_patches(name, args, grid):
+    teacher = create_teacher(TeacherConfig(name=name, pretrained=False, model_args=args))
+    assert teacher.grid == grid
+
+
+@pytest.mark.parametrize("name,cause", [
+    ("pit_ti_224", "returns only its 1 class token(s), no patch tokens"),  # was read as a 1x1 grid
+    ("crossvit_tiny_240", "returns no single token or feature map"),  # was an AttributeError traceback
+])
+def test_models_without_a_spatial_map_are_refused_with_a_fix(name, cause):
+    with pytest.raises(EdgedistillError, match=r"no (patch tokens|single token)") as teacher_error:
+        create_teacher(TeacherConfig(name=name, pretrained=False))
+    assert cause in teacher_error.value.one_line() and "choose a model" in teacher_error.value.fix
+    with pytest.raises(EdgedistillError, match=cause.split("(")[0][:20]):
+        probe_student(timm.create_model(name, pretrained=False, num_classes=0), 240 if "240" in name else 224)
+
+
+def test_model_args_of_another_family_are_a_config_error():
+    with pytest.raises(EdgedistillError, match=r"student 'resnet18' does not take student.model_args \{'depth': 1\}") as error:
+        create_backbone("resnet18", 32, {"depth": 1})
+    assert "drop or correct student.model_args" in error.value.fix
+    with pytest.raises(EdgedistillError, match=r"teacher 'resnet10t' does not take teacher.model_args"):
+        create_teacher(TeacherConfig(name="resnet10t", pretrained=False, model_args={"depth": 1}))
+
+
+def test_unreadable_teacher_checkpoints_are_one_line_errors(tmp_path):
+    model = timm.create_model("resnet10t", pretrained=False)
+    files = {"junk.safetensors": b"\x00" * 7, "junk.pth": b"not a zip or pickle" * 10}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    torch.save(model, tmp_path / "whole-model.pth")  # a pickled module, which weights_only refuses
+    for name in [*files, "whole-model.pth"]:
+        with pytest.raises(EdgedistillError, match="cannot read checkpoint") as error:
+            create_teacher(TeacherConfig(name="resnet10t", pretrained=False, checkpoint=str(tmp_path / name)))
+        assert "state_dict" in error.value.fix, name
+    with pytest.raises(EdgedistillError, match="is a folder"):
+        create_teacher(TeacherConfig(name="resnet10t", pretrained=False, checkpoint=str(tmp_path)))
+
+
+def test_a_student_that_pools_to_no_vector_is_refused_before_training():
+    backbone = create_backbone("vit_tiny_patch16_224", 32, {"depth": 1, "global_pool": ""})
+    with pytest.raises(EdgedistillError, match=r"pools to shape \(1, 5, 192\), not one vector per image"):
+        probe_student(backbone, 32)

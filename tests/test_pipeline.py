@@ -66,10 +66,14 @@ def test_rerun_skips_unchanged_stages(tiny_build, capsys):
     args = ["build", "--target", "x86-cpu", "--out", str(tiny_build)]
     for override in TINY_OVERRIDES:
         args += ["--set", override]
+    args += ["--set", "distill.log_every=7", "--set", "distill.num_workers=1"]  # bookkeeping: nothing to re-train
     assert main(args) == 0
     assert (tiny_build / "student" / "train_log.csv").stat().st_mtime_ns == before
     assert Manifest.load(tiny_build).get("onnx-fp32").sha256 == onnx_sha
     assert "distill: unchanged" in capsys.readouterr().err
+    assert main(["distill", str(tiny_build), *[a for o in TINY_OVERRIDES for a in ("--set", o)]]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "distill: unchanged" in err and "kept student ->" in err and "wrote" not in err  # nothing was written
 
 
 def test_failed_stage_never_looks_finished(tmp_path, capsys):

@@ -72,11 +72,22 @@ def seeded_rng(seed: int):
         torch.set_rng_state(states[2])
 
 
-class AugmentedViews(Dataset):
-    """Map-style dataset keyed by (image index, view seed) -> {"view", "index", "seed", "bad"}.
+def unreadable_indices(batch: dict, images: int) -> set[int]:
+    """The unreadable image indices a collated batch reports (see AugmentedViews); `images` is the
+    source's image count, where a run of failures wraps around. A batch without `bad_run` (a teacher
+    cache's) reports each `bad` alone."""
+    bad = [int(i) for i in batch["bad"]]
+    runs = [int(r) for r in batch["bad_run"]] if "bad_run" in batch else [1] * len(bad)
+    return {(first + k) % images for first, run in zip(bad, runs) if first >= 0 for k in range(max(run, 1))}
 
-    An unreadable image is replaced by the next readable one; `bad` carries the failing index
-    (or -1) so the trainer can count unique failures even across worker processes.
+
+class AugmentedViews(Dataset):
+    """Map-style dataset keyed by (image index, view seed) -> {"view", "index", "seed", "bad", "bad_run"}.
+
+    An unreadable image is replaced by the next readable one, so a view falls through a run of
+    consecutive unreadable indices: `bad` is the first (the requested index; -1 if readable) and
+    `bad_run` how many there were (0 if none), which lets the trainer count every unique failure even
+    across worker processes (two fixed-size ints per sample, as the default collate needs).
     """
 
     def __init__(self, source: ImageSource, size: int, cfg: DataConfig | None = None):
@@ -85,12 +96,11 @@ class AugmentedViews(Dataset):
         self.size = size
         self.transform = training_transform(size, cfg.auto_augment, cfg.scale_min)
         self._cache = None
+        self._last = (-1, None)  # (index, decoded image): the one decode that the next view of the same image reuses
         if len(source) <= PRELOAD_LIMIT:
             self._cache = [source.load(i) for i in range(len(source))]
             if all(img is None for img in self._cache):
-                from ..errors import EdgedistillError
-
-                raise EdgedistillError(f"none of the {len(source)} images could be decoded", "check the files are valid images")
+                raise source.nothing_readable()
 
     def __len__(self) -> int:
         return len(self.source)
@@ -99,19 +109,35 @@ class AugmentedViews(Dataset):
         return {i for i, img in enumerate(self._cache or []) if img is None}
 
     def _load(self, index: int):
-        return self._cache[index] if self._cache is not None else self.source.load(index)
+        """The decoded image. Consecutive views of one image (cache-teacher asks for its K views in a row, so
+        each DataLoader batch holds runs of K keys of one image) decode it once: the transform only reads
+        its input (the random resized crop makes a new image first), so every view gets the same pixels."""
+        if self._cache is not None:
+            return self._cache[index]
+        if self._last[0] != index:
+            self._last = (-1, None)  # let the previous image go before decoding the next
+            self._last = (index, self.source.load(index))
+        return self._last[1]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_last": (-1, None)}  # a worker starts without the parent's last image
 
     def view(self, index: int, seed: int) -> tuple[torch.Tensor, int]:
-        bad = -1
-        for offset in range(len(self.source)):  # fall through to the next readable image
-            img = self._load((index + offset) % len(self.source))
+        """The view, and the first unreadable index it fell through (-1 if none)."""
+        view, bad, _ = self._fall_through(index, seed)
+        return view, bad
+
+    def _fall_through(self, index: int, seed: int) -> tuple[torch.Tensor, int, int]:
+        """(view, first unreadable index or -1, how many consecutive indices from it were unreadable)."""
+        n = len(self.source)
+        for offset in range(n):  # fall through to the next readable image
+            img = self._load((index + offset) % n)
             if img is not None:
                 with seeded_rng(seed):
-                    return self.transform(img), bad
-            bad = (index + offset) % len(self.source) if bad < 0 else bad
-        raise RuntimeError("no readable images left")
+                    return self.transform(img), (index if offset else -1), offset
+        raise self.source.nothing_readable()
 
     def __getitem__(self, key) -> dict:
         index, seed = key
-        view, bad = self.view(index, seed)
-        return {"view": view, "index": index, "seed": seed, "bad": bad}
+        view, bad, run = self._fall_through(index, seed)
+        return {"view": view, "index": index, "seed": seed, "bad": bad, "bad_run": run}

@@ -9,7 +9,6 @@ from collections.abc import Collection
 import numpy as np
 from PIL import Image
 
-from ..errors import EdgedistillError
 from .images import ImageSource
 
 _ORDER_STREAM = 0x0C40  # keeps the image order's random stream apart from the crop parameters'
@@ -61,7 +60,7 @@ def pick_images(source: ImageSource, count: int, seed: int, exclude: Collection[
             if len(images) == count:
                 break
     if not images:
-        raise EdgedistillError(f"none of the {usable} images of '{source.source}' could be decoded", "check the files are valid images")
+        raise source.nothing_readable(usable)
     return indices, images
 
 

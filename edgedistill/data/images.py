@@ -11,10 +11,29 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import EdgedistillError
 from .shards import TarShardImages, shard_paths
-from .sources import resolve_image_paths
+from .sources import resolve_image_paths, warn_unreadable
 
 log = logging.getLogger(__name__)
 DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
+
+
+class NoReadableImages(EdgedistillError):
+    """None of a source's images could be read.
+
+    Raised in a DataLoader worker, it reaches the main process rebuilt by torch as
+    NoReadableImages(<the worker's traceback as text>); that text ends with this error's one line,
+    which is parsed back, so the CLI still prints one line with its fix, not a traceback."""
+
+    def __init__(self, cause: str, fix: str = "check the files are valid images"):
+        if "\nOriginal Traceback" in cause:  # torch's ExceptionWrapper.reraise
+            last = cause.rstrip().splitlines()[-1].split(": ", 1)[-1]  # "edgedistill....NoReadableImages: <one line>"
+            cause, sep, rest = last.rpartition(" (fix: ")
+            cause, fix = (cause, rest[:-1]) if sep and rest.endswith(")") else (last, fix)
+        super().__init__(cause, fix)
+        self.args = (cause, fix)  # pickles whole
+
+    def __str__(self) -> str:
+        return self.one_line()  # the traceback's last line then carries the fix too
 
 
 class ImageSource:
@@ -26,6 +45,7 @@ class ImageSource:
         self.tars = TarShardImages(shards) if shards else None
         self.paths = None if self.tars else [str(p) for p in resolve_image_paths(source, max_images)]
         self.limit = max_images if self.tars else None
+        self.last_failure: tuple[str, str] | None = None  # (image name, error type) of the latest unreadable image
         if self.tars is not None and len(self.tars) == 0:
             raise EdgedistillError(f"tar shards of '{source}' hold no images", "put .jpg/.png members in the shards")
 
@@ -52,8 +72,16 @@ class ImageSource:
             with (self.tars.open(index) if self.tars is not None else Image.open(Path(self.paths[index]))) as img:
                 return as_rgb(img)
         except DECODE_ERRORS as exc:
-            log.warning("skipping unreadable image %s (%s)", self.name(index), type(exc).__name__)
+            self.last_failure = (self.name(index), type(exc).__name__)
+            warn_unreadable(self.name(index), exc)
             return None
+
+    def nothing_readable(self, count: int | None = None) -> NoReadableImages:
+        """The error for `count` (default: all) images of this source, every one unreadable."""
+        name, error = self.last_failure or ("", "")
+        example = f" (e.g. {name}: {error})" if name else ""
+        fix = "check the files exist and are valid images" if error == "FileNotFoundError" else "check the files are valid images"
+        return NoReadableImages(f"none of the {len(self) if count is None else count} images of '{self.source}' could be decoded{example}", fix)
 
 
 def as_rgb(img: Image.Image) -> Image.Image:

@@ -48,11 +48,25 @@ def shard_paths(source: str) -> list[Path] | None:
         return None
     paths = []
     for part in expand_braces(source):
-        paths += sorted(Path(p) for p in glob.glob(str(Path(part).expanduser()))) if any(c in part for c in "*?[") else [Path(part).expanduser()]
+        if any(c in part for c in "*?["):
+            matched = sorted(Path(p) for p in glob.glob(str(Path(part).expanduser())))
+            if not matched:
+                raise EdgedistillError(f"'{part}' matches no tar shards", "check data.source (e.g. /data/train-*.tar or /data/train-{000000..000099}.tar)")
+            paths += matched
+        else:
+            paths.append(Path(part).expanduser())
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise EdgedistillError(f"tar shard '{missing[0]}' does not exist", "check data.source (e.g. /data/train-{000000..000099}.tar)")
     return paths
+
+
+def _tar_problem(exc: BaseException) -> str:
+    """One line for why a shard could not be read: tarfile lists each compression it tried, one a line."""
+    lines = str(exc).splitlines()
+    if isinstance(exc, tarfile.ReadError) and len(lines) > 1:  # "file could not be opened successfully:\n- method gz: ..."
+        return "it is not a tar archive (nor a gzip, bz2 or xz-compressed one)"
+    return lines[0] if lines else type(exc).__name__
 
 
 class TarShardImages:
@@ -68,7 +82,7 @@ class TarShardImages:
                         if info.isfile() and Path(info.name).suffix.lower() in SHARD_IMAGE_SUFFIXES:
                             self.members.append((s, info.offset_data, info.size, info.name))
             except (tarfile.TarError, OSError) as exc:
-                raise EdgedistillError(f"cannot read tar shard '{path}': {exc}", "re-create the shard or drop it from data.source") from exc
+                raise EdgedistillError(f"cannot read tar shard '{path}': {_tar_problem(exc)}", "re-create the shard or drop it from data.source") from exc
         self._handles: dict[int, object] = {}
 
     def __len__(self) -> int:

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def resolve_image_paths(source: str, max_images: int | None = None) -> list[Path]:
-    """'bundled', a folder (searched recursively) or a .txt file listing one path per line."""
+    """'bundled', a folder (searched recursively) or a .txt file listing one path per line (relative
+    paths resolve against the list's folder, not the current one)."""
     if source == "bundled":
         paths = bundled_photo_paths()
     else:
@@ -25,11 +26,41 @@ def resolve_image_paths(source: str, max_images: int | None = None) -> list[Path
         elif root.is_file() and root.suffix == ".txt":
             lines = [line.strip() for line in root.read_text().splitlines() if line.strip() and not line.startswith("#")]
             paths = [(root.parent / line) if not Path(line).is_absolute() else Path(line) for line in lines]
+            if not paths:
+                raise EdgedistillError(f"image list '{source}' lists no files", "write one image path per line")
+            paths = paths[:max_images] if max_images else paths
+            if not any(p.is_file() for p in paths):  # one stat when the first file is there
+                raise _listed_files_missing(source, root, lines[0], paths)
+        elif not root.exists():
+            if root.suffix == ".txt":
+                raise EdgedistillError(f"image list '{source}' does not exist", "check the path, or pass an existing .txt list with one image path per line")
+            fix = ("pass the folder that holds the images: a glob names .tar shards only" if any(c in source for c in "*?[")
+                   else "check the path, or pass data.source=bundled, a folder of images, a .txt list or .tar shards")
+            raise EdgedistillError(f"image source '{source}' does not exist", fix)
         else:
-            raise EdgedistillError(f"image source '{source}' is neither a folder nor a .txt file list", "pass data.source=bundled, a folder of images, or a .txt list")
+            raise EdgedistillError(f"image source '{source}' is neither a folder nor a .txt file list",
+                                   "pass data.source=bundled, a folder of images, a .txt list or .tar shards")
     if not paths:
         raise EdgedistillError(f"image source '{source}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})", "add images or point at another folder")
     return paths[:max_images] if max_images else paths
+
+
+def _listed_files_missing(source: str, root: Path, first_line: str, paths: list[Path]) -> EdgedistillError:
+    cause = f"none of the {len(paths)} files listed in '{source}' exist (e.g. '{paths[0]}')"
+    folder = root.parent.resolve()
+    if not Path(first_line).is_absolute() and Path(first_line).exists():  # written relative to the current folder
+        return EdgedistillError(cause, f"relative paths resolve against the list's folder {folder}, not the current one: write them relative to it, or absolute")
+    return EdgedistillError(cause, f"correct the paths in the list; relative ones resolve against its folder, {folder}")
+
+
+_warned: set[str] = set()  # files already reported unreadable by this process
+
+
+def warn_unreadable(name: str, exc: BaseException) -> None:
+    """Log an unreadable image once per file and process: a view falls through it again and again."""
+    if name not in _warned:
+        _warned.add(name)
+        log.warning("skipping unreadable image %s (%s)", name, type(exc).__name__)
 
 
 class ImageDecoder:
@@ -44,5 +75,5 @@ class ImageDecoder:
                 return img.convert("RGB")
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             self.failures[str(path)] = type(exc).__name__
-            log.warning("skipping unreadable image %s (%s)", path, type(exc).__name__)
+            warn_unreadable(str(path), exc)
             return None

@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
-from ..artifacts import atomic_output
+from ..artifacts import atomic_output, shareable
 from ..config import COMPATIBLE_ADDITIONS, BuildConfig
 from ..data.augment import AugmentedViews, unit_interval, view_seed
 from ..data.images import ImageSource
@@ -35,6 +35,7 @@ from .trainer import autocast_for, pick_device, uses_bf16
 
 FORMAT = "edgedistill.teacher-cache/1"
 META = "cache.json"
+DAMAGED_FIX = "re-create the cache with `edgedistill cache-teacher` (it writes atomically, so a copy or a disk went wrong)"
 
 
 def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_size: int = 1024, dtype: str = "float16",
@@ -47,6 +48,7 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
     if augmentations < 1:
         raise EdgedistillError(f"augmentations must be at least 1, got {augmentations}", "pass --augmentations K with K >= 1")
     out_dir, device = Path(out_dir), pick_device(cfg.distill.device)
+    check_output_folder(out_dir, cfg.data.source)
     teachers = create_teachers(cfg.teacher)
     hold_for_distillation(teachers, teacher_configs(cfg.teacher), uses_bf16(cfg.distill, device))
     source = ImageSource(cfg.data.source, cfg.data.max_images)
@@ -65,6 +67,7 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
                 name = f"shard-{len(shards):05d}.safetensors"
                 tensors = {k: torch.cat(v).contiguous() for k, v in pending.items()}
                 save_file(tensors, str(tmp / name))
+                shareable(tmp / name)  # safetensors writes 0600
                 shards.append({"file": name, "entries": int(tensors["index"].shape[0])})
                 pending.clear()
 
@@ -89,6 +92,7 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
         classifier = canonical_classifier(teachers[0].classifier)
         if classifier is not None:
             save_file({k: v.contiguous() for k, v in classifier.state_dict().items()}, str(tmp / "classifier.safetensors"))
+            shareable(tmp / "classifier.safetensors")
         meta = {
             "format": FORMAT, "images": len(views), "augmentations": augmentations, "entries": len(keys), "view_size": size,
             "dtype": dtype, "seed": seed, "skipped_images": len(bad), "shards": shards, "views_stored": store_views,
@@ -103,6 +107,18 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
     return out_dir
 
 
+def check_output_folder(out_dir: Path, source: str) -> None:
+    """cache-teacher replaces its output folder whole: refuse one that holds anything but a cache,
+    or the images the cache is made from."""
+    if out_dir.exists() and not (out_dir / META).is_file() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise EdgedistillError(f"'{out_dir}' exists and is not a teacher cache, and cache-teacher replaces its output folder",
+                               "choose a new or empty folder (an existing cache is replaced)")
+    images = Path(source).expanduser().resolve() if source and source != "bundled" else None
+    if images is not None and (images == out_dir.resolve() or out_dir.resolve() in images.parents):
+        raise EdgedistillError(f"data.source '{source}' lies inside the output folder '{out_dir}', which cache-teacher replaces",
+                               "write the cache to a folder outside the images")
+
+
 def _describe(classifier) -> dict | None:
     from ..models.heads import describe_classifier
 
@@ -113,9 +129,16 @@ def read_cache(cache_dir: str | Path) -> dict:
     path = Path(cache_dir) / META
     if not path.is_file():
         raise EdgedistillError(f"'{cache_dir}' is not a teacher cache (no {META})", "create one with `edgedistill cache-teacher`")
-    meta = json.loads(path.read_text())
-    if meta.get("format") != FORMAT:
-        raise EdgedistillError(f"teacher cache '{cache_dir}' has format {meta.get('format')!r}, expected {FORMAT}", "re-create it with this edgedistill version")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgedistillError(f"teacher cache '{cache_dir}' has an unreadable {META}: {exc}", DAMAGED_FIX) from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise EdgedistillError(f"teacher cache '{cache_dir}' has format {found!r}, expected {FORMAT}", "re-create it with this edgedistill version")
+    missing = [shard["file"] for shard in meta["shards"] if not (Path(cache_dir) / shard["file"]).is_file()]
+    if missing:
+        raise EdgedistillError(f"teacher cache '{cache_dir}' lacks {len(missing)} of its {len(meta['shards'])} shards ({missing[0]} first)", DAMAGED_FIX)
     return meta
 
 
@@ -175,9 +198,14 @@ class CachedViews(Dataset):
         for shard in self.meta["shards"]:
             self.starts.append(total)
             total += shard["entries"]
-            with safe_open(str(self.dir / shard["file"]), framework="pt") as f:
-                index.append(f.get_tensor("index"))
-                seed.append(f.get_tensor("seed"))
+            try:
+                with safe_open(str(self.dir / shard["file"]), framework="pt") as f:
+                    index.append(f.get_tensor("index"))
+                    seed.append(f.get_tensor("seed"))
+            except Exception as exc:  # safetensors raises its own error type for a truncated or foreign file
+                raise EdgedistillError(f"teacher cache '{cache_dir}' has a damaged shard {shard['file']}: {str(exc).splitlines()[0]}", DAMAGED_FIX) from exc
+            if index[-1].shape[0] != shard["entries"]:
+                raise EdgedistillError(f"teacher cache '{cache_dir}' shard {shard['file']} holds {index[-1].shape[0]} entries, {META} says {shard['entries']}", DAMAGED_FIX)
         self.index, self.seed = torch.cat(index).numpy(), torch.cat(seed).numpy()  # compact at ImageNet x K scale
         self._handles: dict[int, object] = {}
 

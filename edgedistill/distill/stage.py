@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from ..artifacts import Artifact, atomic_output
-from ..config import BuildConfig
+from ..config import BuildConfig, DataConfig
 from ..data.augment import AugmentedViews
 from ..data.images import ImageSource
 from ..models.heads import ProteusHeads, canonical_classifier
@@ -33,7 +34,7 @@ from .trainer import TrainJob, pick_device, train, uses_bf16
 CONFIG_SECTIONS = ("teacher", "student", "data", "distill")
 STATE_DIR = "distill_state"
 # Settings that change neither the arithmetic nor the data: a checkpoint stays valid across them.
-NOT_HASHED = {"resume", "checkpoint_every", "tensorboard", "num_workers", "device", "compile", "log_every"}
+NOT_HASHED = {"resume", "checkpoint_every", "tensorboard", "num_workers", "device", "compile", "compile_mode", "overlap_teacher", "log_every"}
 
 
 def seed_everything(seed: int) -> None:
@@ -63,6 +64,18 @@ class Prepared:
     probe: dict
 
 
+def _say_what_the_cache_decides(cfg: BuildConfig, meta: dict) -> None:
+    """The cache fixed the images and their augmentation when it was made: data.* settings the user
+    changed from their defaults and that differ from the cache's are ignored, and said so."""
+    made = {**meta["data"], "view_size": meta["view_size"]}
+    default = DataConfig()
+    ignored = [f"data.{k}={getattr(cfg.data, k)!r} (the cache has {made[k]!r})" for k in made
+               if getattr(cfg.data, k) != getattr(default, k) and getattr(cfg.data, k) != made[k]]
+    if ignored and os.environ.get("RANK", "0") == "0":  # once per job, not once per torchrun process
+        console.print(f"distill: training from teacher cache {cfg.distill.cache}, whose images and views were fixed when it was made; "
+                      f"ignored: {', '.join(ignored)}. To change them, re-create the cache with these settings")
+
+
 def _teacher_sources(cfg: BuildConfig, data_config: dict):
     """(dataset, targets, teacher descriptions, classifier) from live teachers or from the cache."""
     if cfg.distill.cache:
@@ -70,6 +83,7 @@ def _teacher_sources(cfg: BuildConfig, data_config: dict):
 
         meta = read_cache(cfg.distill.cache)
         check_teachers(cfg.distill.cache, meta, teacher_configs(cfg.teacher))
+        _say_what_the_cache_decides(cfg, meta)
         weights = [c.weight for c in teacher_configs(cfg.teacher)]
         data_cfg = dataclasses.replace(cfg.data, **{k: v for k, v in meta["data"].items() if k in ("auto_augment", "scale_min")})
         # stored views need no source images (they may not even be on this machine)

@@ -55,13 +55,16 @@ def save_checkpoint(state_dir: Path, payload: dict) -> Path:
     return final
 
 
-def load_checkpoint(state_dir: Path, config_hash: str) -> dict | None:
-    """The checkpoint in state_dir when it was made with the same config, else None."""
+def load_checkpoint(state_dir: Path, config_hash: str, on_mismatch=None) -> dict | None:
+    """The checkpoint in state_dir when it was made with the same config, else None (after calling
+    `on_mismatch(step)` with the step of the checkpoint that does not fit)."""
     path = state_dir / CHECKPOINT
     if not path.is_file():
         return None
     payload = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG states are not tensors
     if payload.get("config_hash") != config_hash:
+        if on_mismatch is not None:
+            on_mismatch(payload.get("step"))
         return None
     if "norms" not in payload and "module" in payload:  # written when the target norms were part of the module, under the same key names
         payload["norms"] = {k: payload["module"].pop(k) for k in list(payload["module"]) if k.startswith("norms.")} or None

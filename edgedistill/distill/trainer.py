@@ -20,13 +20,15 @@ from ..errors import EdgedistillError
 from ..data.augment import unit_interval, view_seed
 from ..data.stream import SampleStream
 from ..models.preprocess import to_model_input
-from ..progress import progress_bar
+from ..progress import console, progress_bar
 from . import distributed, fsdp
 from .masking import masked_rows, random_masks
 from .metrics_log import MetricsLog
 from .module import DistillModule, Objective
 from .prefetch import prefetch
 from .standardize import TargetStandardizer
+from .targets import OnlineTargets
+from .teacher_ahead import teacher_ahead
 from .state import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,14 @@ class TrainResult:
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EdgedistillError(f"distill.device is '{name}', but CUDA is not available on this machine", "set distill.device=cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise EdgedistillError(f"distill.device is '{name}', but this machine has {torch.cuda.device_count()} CUDA device(s)",
+                                   "set distill.device=cuda:0 (or another index it has) or auto")
+    return device
 
 
 def uses_bf16(cfg: DistillConfig, device: torch.device) -> bool:
@@ -90,8 +99,10 @@ def step_mask(cfg: DistillConfig, objective: Objective, batch: int, n_patches: i
 def step_loss(model, job: TrainJob, batch: dict, step: int, autocast, objective: Objective) -> tuple[torch.Tensor, dict]:
     """Targets (online or cached) for the batch, then the student's weighted Proteus loss."""
     view = unit_interval(batch["view"].to(job.device, non_blocking=True))
-    with torch.no_grad(), autocast:
-        targets = job.targets(batch, view)
+    targets = batch.get("targets")  # already there when teacher_ahead ran the teacher
+    if targets is None:
+        with torch.no_grad(), autocast:
+            targets = job.targets(batch, view)
     if job.norms is not None:
         job.norms.update(targets, job.ctx)
         targets = job.norms(targets)
@@ -111,13 +122,14 @@ def build_optimizer(module: DistillModule, cfg: DistillConfig, device: torch.dev
     return create_optimizer_v2(module, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
 
 
-def compile_models(module: DistillModule, targets) -> None:
+def compile_models(module: DistillModule, targets, mode: str = "default", teacher_mode: str | None = None) -> None:
     """torch.compile in place (state_dict keys unchanged): the student step's backbone and heads (the
-    losses stay eager: losses.proteus_losses says why) and each online teacher's forward_features."""
-    module.compile()
+    losses stay eager: losses.proteus_losses says why) and each online teacher's forward_features,
+    the teacher under `teacher_mode` when given (the frozen teacher is most of an online step's FLOPs)."""
+    module.compile(mode=mode)
     for teacher in getattr(targets, "teachers", ()):
         if not getattr(teacher.model, "_edgedistill_compiled", False):
-            teacher.model.forward_features = torch.compile(teacher.model.forward_features)
+            teacher.model.forward_features = torch.compile(teacher.model.forward_features, mode=teacher_mode or mode)
             teacher.model._edgedistill_compiled = True
 
 
@@ -164,13 +176,13 @@ def train(job: TrainJob) -> TrainResult:
         set_rng_state(checkpoint["rng"][ctx.rank] if ctx.rank < len(checkpoint["rng"]) else checkpoint["rng"][0])
         start_step, skipped = checkpoint["step"], set(checkpoint.get("skipped", ()))
         if ctx.is_main:
-            log.info("resuming distillation at step %d from %s", start_step, job.state_dir)
+            console.print(f"distill: resuming at step {start_step} of {cfg.steps} from {job.state_dir}")
             then, now = checkpoint.get("arithmetic"), arithmetic(cfg, job.device)
             if then is not None and then != now:  # allowed (a job may move machines), but say what it costs
                 log.warning("resuming a checkpoint written with %s under %s: training goes on, but not bit-exact with an uninterrupted run",
                             then, now)
     if cfg.compile:
-        compile_models(module, job.targets)
+        compile_models(module, job.targets, cfg.compile_mode)
     stream = SampleStream(len(job.dataset), cfg.batch_size, cfg.steps, cfg.seed, start_step, ctx.rank, ctx.world)
     loader = DataLoader(job.dataset, batch_size=cfg.batch_size, sampler=stream, num_workers=cfg.num_workers,
                         pin_memory=job.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed),
@@ -179,10 +191,13 @@ def train(job: TrainJob) -> TrainResult:
     objective = objective_for(cfg, job.patch_level)
     metrics = MetricsLog(job.state_dir / "train_log.csv" if job.state_dir else None, start_step, cfg.tensorboard) if ctx.is_main else None
     job.targets.to(job.device)
+    batches = prefetch(_count_bad(loader, skipped), job.device)
+    if cfg.overlap_teacher and isinstance(job.targets, OnlineTargets):  # with a teacher cache no teacher runs
+        batches = teacher_ahead(batches, job.targets, job.device, autocast)
     start, global_batch = time.perf_counter(), cfg.batch_size * ctx.world
     with progress_bar() if ctx.is_main else contextlib.nullcontext() as bar:
         task = bar.add_task("distill", total=cfg.steps, completed=start_step, info="") if bar else None
-        for step, batch in enumerate(prefetch(_count_bad(loader, skipped), job.device), start=start_step):
+        for step, batch in enumerate(batches, start=start_step):
             loss, parts = step_loss(model, job, batch, step, autocast, objective)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -230,7 +245,12 @@ def _check_finite(loss: torch.Tensor, step: int, cfg: DistillConfig, ctx: distri
 
 def _resumable_checkpoint(job: TrainJob) -> dict | None:
     """The checkpoint to resume from, once every rank found the same one and the world size matches it."""
-    checkpoint = load_checkpoint(job.state_dir, job.config_hash) if job.state_dir and job.cfg.resume else None
+    def starting_over(step):  # a user who changed distill.steps to train longer should not lose N steps unknowingly
+        if job.ctx.is_main:
+            console.print(f"distill: the checkpoint in {job.state_dir} (step {step}) was written with another config, so training starts "
+                          "from step 0 and replaces it (the config of a run decides its whole schedule: distill.steps, lr, data, ...)")
+
+    checkpoint = load_checkpoint(job.state_dir, job.config_hash, starting_over) if job.state_dir and job.cfg.resume else None
     found = distributed.gather_objects(checkpoint["step"] if checkpoint else None, job.ctx)
     if len(set(found)) > 1:
         raise EdgedistillError(f"the ranks found different checkpoints to resume from (steps {found})",
@@ -243,11 +263,14 @@ def _resumable_checkpoint(job: TrainJob) -> dict | None:
 
 
 def _count_bad(loader, skipped: set):
-    """Collect the indices of unreadable images while the batch is still on the CPU."""
+    """Collect the indices of unreadable images while the batch is still on the CPU (each run a view fell through)."""
+    from ..data.augment import unreadable_indices
+
+    images = len(loader.dataset)  # AugmentedViews: one index per image, where a run of failures wraps around
     for batch in loader:
         bad = batch["bad"]
         if bool((bad >= 0).any()):
-            skipped.update(int(i) for i in bad if int(i) >= 0)
+            skipped.update(unreadable_indices(batch, images))
         yield batch
 
 

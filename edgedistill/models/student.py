@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import timm
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -22,6 +21,7 @@ from ..config import StudentConfig
 from ..errors import EdgedistillError
 from .heads import ProteusHeads, build_classifier, describe_classifier
 from .preprocess import resolve_data_config
+from .timm_create import create_timm_model
 
 STUDENT_WEIGHTS = "student.safetensors"
 STUDENT_SPEC = "student.json"
@@ -30,15 +30,7 @@ HEADS_WEIGHTS = "heads.safetensors"
 
 def create_backbone(name: str, img_size: int | None, model_args: dict, pretrained: bool = False, **extra) -> nn.Module:
     """A headless timm model (num_classes=0); img_size is passed where the family accepts it."""
-    kwargs = {"num_classes": 0, **model_args, **extra}
-    try:
-        return timm.create_model(name, pretrained=pretrained, img_size=img_size, **kwargs) if img_size else timm.create_model(name, pretrained=pretrained, **kwargs)
-    except TypeError:  # families without an img_size argument (most CNNs)
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
-    except RuntimeError as exc:
-        if "Unknown model" in str(exc):
-            raise EdgedistillError(f"unknown student '{name}'", "use a timm model name, e.g. vit_tiny_patch16_224") from exc
-        raise
+    return create_timm_model("student", name, pretrained, img_size, model_args, num_classes=0, **extra)
 
 
 def create_student(cfg: StudentConfig) -> tuple[nn.Module, dict]:
@@ -58,8 +50,11 @@ def probe_student(model: nn.Module, img_size: int) -> dict:
     was_training = model.training
     model.eval()
     features = model.forward_features(torch.zeros(1, 3, img_size, img_size))
+    patches, grid = patch_tokens(model, features)  # first: it refuses outputs that are no token or feature map
     summary = summary_token(model, features)
-    patches, grid = patch_tokens(model, features)
+    if summary.ndim != 2:  # e.g. a ViT with global_pool='' keeps every token: the token level needs one vector
+        raise EdgedistillError(f"student '{type(model).__name__}' pools to shape {tuple(summary.shape)}, not one vector per image",
+                               "keep the family's default global_pool in student.model_args (token, avg, map)")
     model.train(was_training)
     return {"dim": patches.shape[-1], "summary_dim": summary.shape[-1], "grid": tuple(grid), "n_patches": patches.shape[1],
             "spatial_map": features.ndim == 4, "maskable": is_maskable(model) and features.ndim == 3}

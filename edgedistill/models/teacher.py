@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import timm
 import torch
 from torch import nn
 
@@ -19,7 +18,8 @@ from ..errors import EdgedistillError
 from .offline_teacher import load_offline_efficientnet_lite0
 from .open_clip_teacher import PREFIX as OPEN_CLIP_PREFIX, create_open_clip_visual
 from .preprocess import resolve_data_config
-from .tokens import infer_grid, map_tokens, num_prefix_tokens
+from .timm_create import create_timm_model
+from .tokens import patch_tokens
 
 
 @dataclass
@@ -31,14 +31,11 @@ class TeacherTargets:
 
 def split_feature_map(model: nn.Module, features: torch.Tensor) -> TeacherTargets:
     """Turn forward_features output (NCHW map or NLC tokens) into token + patch targets."""
+    patches, grid = patch_tokens(model, features)  # refuses outputs without a spatial map, with a fix
     token = model.forward_head(features, pre_logits=True) if hasattr(model, "forward_head") else None
-    if features.ndim == 4:  # CNN or hierarchical transformer: a feature map
-        patches, grid = map_tokens(model, features)
-        return TeacherTargets(token if token is not None else patches.mean(1), patches, grid)
-    patches = features[:, num_prefix_tokens(model):]
-    if token is None:
-        token = features[:, 0] if getattr(model, "cls_token", None) is not None else patches.mean(1)
-    return TeacherTargets(token, patches, infer_grid(model, patches.shape[1]))
+    if token is None:  # a CNN or hierarchical map pools; a token map gives its class token when it has one
+        token = features[:, 0] if features.ndim == 3 and getattr(model, "cls_token", None) is not None else patches.mean(1)
+    return TeacherTargets(token, patches, grid)
 
 
 def classifier_from_token(model: nn.Module) -> nn.Module | None:
@@ -74,8 +71,9 @@ class Teacher(nn.Module):
         if hasattr(self.model, "forward_targets"):
             return TeacherTargets(*self.model.forward_targets(x))
         features = self.model.forward_features(x)
+        targets = split_feature_map(self.model, features)  # first: it refuses outputs that are no map
         self._is_cnn = features.ndim == 4
-        return split_feature_map(self.model, features)
+        return targets
 
     @torch.no_grad()
     def targets(self, x: torch.Tensor) -> TeacherTargets:
@@ -92,22 +90,7 @@ class Teacher(nn.Module):
 
 
 def _create_timm(cfg: TeacherConfig) -> nn.Module:
-    kwargs = {**({"img_size": cfg.img_size} if cfg.img_size else {}), **dict(cfg.model_args)}
-    pretrained = cfg.pretrained and not cfg.checkpoint
-    try:
-        try:
-            model = timm.create_model(cfg.name, pretrained=pretrained, **kwargs)
-        except TypeError:  # CNN families take no img_size; the data config still sets the input size
-            model = timm.create_model(cfg.name, pretrained=pretrained, **dict(cfg.model_args))
-    except RuntimeError as exc:
-        if "Unknown model" in str(exc):
-            raise EdgedistillError(f"unknown teacher '{cfg.name}'", "use a timm name (timm.list_models), hf-hub:ORG/REPO, open_clip:ARCH/TAG or efficientnet_lite0.offline") from exc
-        raise
-    except (OSError, ConnectionError) as exc:  # hub download failed: offline or no such tag
-        raise EdgedistillError(
-            f"could not fetch pretrained weights for teacher '{cfg.name}': {str(exc).splitlines()[0][:120]}",
-            "connect to the internet, or set teacher.checkpoint=PATH to local weights",
-        ) from exc
+    model = create_timm_model("teacher", cfg.name, cfg.pretrained and not cfg.checkpoint, cfg.img_size, cfg.model_args)
     if cfg.checkpoint:
         from .checkpoint import load_weights
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
@@ -19,7 +21,15 @@ def infer_grid(model: nn.Module, n_patches: int) -> tuple[int, int]:
 
 
 def num_prefix_tokens(model: nn.Module) -> int:
-    return int(getattr(model, "num_prefix_tokens", 0))
+    """Class/distillation/register tokens ahead of the patches. Families without timm's attribute are
+    counted by their token parameters ([1, n, D]): VOLO's cls_token, PiT's (n=2 when distilled),
+    CoaT's last stage's cls_token4."""
+    count = getattr(model, "num_prefix_tokens", None)
+    if count is not None:
+        return int(count)
+    stages = sorted(name for name, _ in model.named_parameters(recurse=False) if re.fullmatch(r"cls_token\d+", name))
+    names = ("cls_token", "dist_token") + tuple(stages[-1:])
+    return sum(int(getattr(model, name).shape[-2]) for name in names if getattr(model, name, None) is not None)
 
 
 def is_maskable(backbone: nn.Module) -> bool:
@@ -64,7 +74,13 @@ def map_tokens(model: nn.Module, features: torch.Tensor) -> tuple[torch.Tensor, 
 
 def patch_tokens(backbone: nn.Module, tokens: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """Spatial tokens [B, N, D] and their (H, W) grid from a token map or a CNN feature map."""
+    name = type(backbone).__name__
+    if not isinstance(tokens, torch.Tensor) or tokens.ndim not in (3, 4):  # e.g. CrossViT's list of branches
+        raise EdgedistillError(f"{name}.forward_features returns no single token or feature map", "choose a model whose forward_features returns one (ViT, CNN, Swin, ...)")
     if tokens.ndim == 4:
         return map_tokens(backbone, tokens)
     patches = tokens[:, num_prefix_tokens(backbone):]
+    if patches.shape[1] == 0:  # PiT returns its class token(s) only
+        raise EdgedistillError(f"{name}.forward_features returns only its {tokens.shape[1]} class token(s), no patch tokens",
+                               "choose a model with a spatial output (ViT, CNN, Swin, ...)")
     return patches, infer_grid(backbone, patches.shape[1])
