@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from .data.augment_policy import EXAMPLE as AA_EXAMPLE, auto_augment_error
 from .errors import EdgedistillError
 
 OFFLINE_TEACHER = "efficientnet_lite0.offline"
@@ -256,16 +257,21 @@ LIMITS = {
     "student.img_size": (lambda v: v >= 1, "at least 1"),
     "teacher.img_size": (lambda v: v >= 1, "at least 1, or teacher.img_size= (null) for the teacher's default"),
     "teacher.weight": (lambda v: v >= 0, "0 or more"),
+    "data.view_size": (lambda v: v >= 1, "at least 1, or data.view_size= (null) for the largest model input"),
+    "data.scale_min": (lambda v: 0 < v <= 1, "in (0, 1]: the smallest share of the image a random crop keeps"),
+    "bench.warmup": (lambda v: v >= 0, "0 or more, or bench.warmup= (null) for the target's"),
+    "bench.iterations": (lambda v: v >= 1, "at least 1, or bench.iterations= (null) for the target's"),
+    "bench.time_budget_s": (lambda v: v > 0, "above 0, or bench.time_budget_s= (null) for none"),
+    "bench.batch": (lambda v: v >= 1, "at least 1"),
+    "bench.threads": (lambda v: v >= 1, "at least 1, or bench.threads= (null) for the target's"),
+    "bench.eval_images": (lambda v: v >= 1, "at least 1"),
+    "bench.eval_max_images": (lambda v: v >= 2, "at least 2 (two per class for a probe)"),
+    "bench.knn_k": (lambda v: v >= 1, "at least 1"),
 }
 
 # String fields with a pattern rather than a fixed list: (check, the forms it accepts).
-# Auto-augment: the first '-' section picks timm's policy (timm.data.auto_augment); importing timm
-# here would cost seconds on every config load, so only the policy name is checked.
-_AA_POLICIES = ("rand", "augmix", "original", "originalr", "v0", "v0r", "3a")
 FORMATS = {
     "distill.device": (lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None, "auto, cpu, cuda, cuda:N"),
-    "data.auto_augment": (lambda v: v == "" or v.split("-")[0] in _AA_POLICIES,
-                          f"a timm policy starting with {', '.join(_AA_POLICIES)} (e.g. rand-m9-mstd0.5), or data.auto_augment= for none"),
 }
 
 
@@ -277,6 +283,9 @@ def _check_value(where: str, value) -> None:
         raise EdgedistillError(f"config '{where}' is {value!r}, which is out of range", f"set it {LIMITS[field_name][1]}")
     if field_name in FORMATS and isinstance(value, str) and not FORMATS[field_name][0](value):
         raise EdgedistillError(f"config '{where}' is {value!r}, which is not a known choice", f"use one of: {FORMATS[field_name][1]}")
+    if field_name == "data.auto_augment" and (problem := auto_augment_error(value)):
+        raise EdgedistillError(f"config 'data.auto_augment' is {value!r}: {problem}",
+                               f"write a timm policy such as {AA_EXAMPLE}, or data.auto_augment= for none")
 
 
 def from_dict(cls, data: dict, where: str = ""):

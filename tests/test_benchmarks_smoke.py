@@ -26,3 +26,10 @@ def test_throughput_benchmark_counts_flops_for_each_mode(tmp_path):
     # the online step runs the teacher too; the naive step does the same arithmetic as online
     assert rows["online-bf16"]["tflops_per_step"] > rows["cached-bf16"]["tflops_per_step"] > 0
     assert rows["naive-fp32"]["tflops_per_step"] > rows["cached-bf16"]["tflops_per_step"]
+
+
+def test_view_decode_benchmark_compares_the_same_views(tmp_path):
+    run = _run("view_decode.py", "--count", "2", "--views", "2", "--size", "32", "--repeats", "1", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads((tmp_path / "view_decode.json").read_text())["rows"]
+    assert [r["views_per_image"] for r in rows] == [2] and rows[0]["speedup"] > 0

@@ -39,10 +39,26 @@ def test_defaults_and_overrides(tmp_path):
     ("teacher.weight=-1", "'teacher.weight' is -1.0, which is out of range (fix: set it 0 or more)"),
     ("teacher.extra=[{name: resnet10t, weight: -2}]", "'teacher.extra[0].weight' is -2.0, which is out of range (fix: set it 0 or more)"),
     ("teacher.extra=[{name: resnet10t, img_size: 0}]", "'teacher.extra[0].img_size' is 0, which is out of range"),
-    ("data.auto_augment=bogus", "'data.auto_augment' is 'bogus', which is not a known choice (fix: use one of: a timm policy starting with rand, augmix"),
-    ("data.auto_augment=randbogus-m9", "'data.auto_augment' is 'randbogus-m9', which is not a known choice"),
+    ("data.auto_augment=bogus", "'data.auto_augment' is 'bogus': the policy 'bogus' is not one of rand, augmix, original, originalr, v0, v0r, 3a (fix: write a timm policy such as rand-m9-mstd0.5-inc1"),
+    ("data.auto_augment=randbogus-m9", "the policy 'randbogus' is not one of rand"),
+    ("data.auto_augment=rand-m9-mstd0,5", "'mstd0,5' needs a number after 'mstd'"),  # timm would skip it without a word
+    ("data.auto_augment=rand-mx", "the section 'mx' is not a setting of rand (m, n, mstd, mmax, inc, p, t<set>, each followed by its number)"),
+    ("data.auto_augment=rand-m9.5", "'m9.5' needs a whole number after 'm'"),
+    ("data.auto_augment=original-m9", "the section 'm9' is not a setting of original (mstd, each"),
+    ("data.auto_augment=augmix-q1", "the section 'q1' is not a setting of augmix"),
     ("distill.device=tpu", "'distill.device' is 'tpu', which is not a known choice (fix: use one of: auto, cpu, cuda, cuda:N)"),
     ("distill.device=cuda:x", "'distill.device' is 'cuda:x', which is not a known choice"),
+    ("data.view_size=0", "'data.view_size' is 0, which is out of range (fix: set it at least 1, or data.view_size= (null)"),
+    ("data.scale_min=0", "'data.scale_min' is 0.0, which is out of range (fix: set it in (0, 1]"),
+    ("data.scale_min=1.5", "'data.scale_min' is 1.5, which is out of range"),
+    ("bench.warmup=-1", "'bench.warmup' is -1, which is out of range (fix: set it 0 or more"),
+    ("bench.iterations=0", "'bench.iterations' is 0, which is out of range (fix: set it at least 1"),
+    ("bench.time_budget_s=0", "'bench.time_budget_s' is 0.0, which is out of range (fix: set it above 0"),
+    ("bench.batch=0", "'bench.batch' is 0, which is out of range"),
+    ("bench.threads=0", "'bench.threads' is 0, which is out of range"),
+    ("bench.eval_images=0", "'bench.eval_images' is 0, which is out of range"),
+    ("bench.eval_max_images=1", "'bench.eval_max_images' is 1, which is out of range (fix: set it at least 2"),
+    ("bench.knn_k=0", "'bench.knn_k' is 0, which is out of range"),
 ])
 def test_bad_overrides_are_clear(override, fragment):
     with pytest.raises(EdgedistillError) as info:
@@ -63,7 +79,7 @@ def test_good_values_at_the_new_limits_still_load():
 def test_every_accepted_auto_augment_policy_is_one_timm_builds():
     from timm.data import create_transform
 
-    for policy in ("rand-m9-mstd0.5", "augmix-m5-w4-d2", "original", "originalr", "v0", "v0r", "3a"):
+    for policy in ("rand-m9-n3-mstd0.5-mmax10-inc1-p0.5", "augmix-m5-w4-d2-a1.0-b1-mstd0.5", "original-mstd0.5", "originalr", "v0", "v0r", "3a"):
         load_config(None, [f"data.auto_augment={policy}"])
         create_transform(input_size=32, is_training=True, auto_augment=policy)
 

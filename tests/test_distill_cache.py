@@ -208,3 +208,29 @@ def test_training_from_a_cache_names_the_data_settings_it_ignores(caches, tmp_pa
     assert "ignored: data.source='/elsewhere' (the cache has 'bundled'), data.auto_augment='' (the cache has 'rand-m9-mstd0.5')" in said
     stage.prepare(load_config(None, TINY + [f"distill.cache={dirs['float16']}"]), None)  # defaults: nothing to say
     assert "ignored" not in capsys.readouterr().err
+
+
+def test_seed_only_cache_reports_every_unreadable_image_a_view_fell_through(tmp_path):
+    import shutil
+
+    from edgedistill.data.augment import AugmentedViews, unreadable_indices
+    from edgedistill.data.images import ImageSource
+    from edgedistill.data.sample_photos import bundled_photo_paths
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("0a.jpg", "0b.jpg"):  # sorted first: image 0's views fall through 0 and 1
+        (folder / name).write_bytes(b"not an image")
+    for path in bundled_photo_paths()[:3]:
+        shutil.copy(path, folder / path.name)
+    overrides = [o for o in TINY if not o.startswith("data.max_images")] + [f"data.source={folder}"]
+    cfg = load_config(None, overrides)
+    made = cache_mod.cache_teacher(cfg, tmp_path / "cache", augmentations=1)
+    meta = cache_mod.read_cache(made)
+    views = AugmentedViews(ImageSource(str(folder)), meta["view_size"], cfg.data)
+    cached = cache_mod.CachedViews(made, views, meta)
+    first = next(j for j in range(len(cached)) if int(cached.index[j]) == 0)
+    item = cached[first]
+    assert (item["bad"], item["bad_run"]) == (0, 2)
+    assert cached.image_count == 5
+    assert unreadable_indices(default_collate([item]), cached.image_count) == {0, 1}

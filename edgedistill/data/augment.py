@@ -27,18 +27,42 @@ PRELOAD_LIMIT = 512  # small sets (the bundled photos) are decoded once and kept
 def training_transform(size: int, auto_augment: str = "rand-m9-mstd0.5", scale_min: float = 0.25):
     from timm.data import create_transform
 
-    return create_transform(
+    transform = create_transform(
         input_size=size,
         is_training=True,
         scale=(scale_min, 1.0),
         hflip=0.5,
-        auto_augment=auto_augment or None,  # no "inc1": its posterize can ask Pillow for 0 bits
+        auto_augment=auto_augment or None,
         interpolation="bicubic",
         mean=(0.0, 0.0, 0.0),  # not a normalisation here: it sets RandAugment's fill colour (black), as before uint8 views
         std=(1.0, 1.0, 1.0),
         re_prob=0.0,
         use_prefetcher=True,  # stop at a uint8 CHW tensor; scaling happens after the copy
     )
+    _keep_posterize_valid(transform)
+    return transform
+
+
+def _keep_posterize_valid(transform) -> None:
+    """timm's increasing posterize keeps 4 - 4*level/10 bits, 0 at the top magnitude (reached with
+    inc1 and magnitude noise, or AugMix), which Pillow rejects: the view, and the run, would fail
+    now and then. Keeping 1 bit instead is the strongest posterize Pillow allows."""
+    from timm.data.auto_augment import AugmentOp
+
+    def at_least_one_bit(posterize):
+        return lambda img, bits_to_keep, **kwargs: posterize(img, max(int(bits_to_keep), 1), **kwargs)
+
+    pending = list(getattr(transform, "transforms", [transform]))
+    while pending:
+        item = pending.pop()
+        if isinstance(item, AugmentOp):
+            if "Posterize" in item.name:
+                item.aug_fn = at_least_one_bit(item.aug_fn)
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+        else:  # RandAugment / AugMixAugment keep `ops`, AutoAugment a `policy` of op lists
+            pending.extend(getattr(item, "ops", ()))
+            pending.extend(getattr(item, "policy", ()))
 
 
 def unit_interval(view: torch.Tensor) -> torch.Tensor:
@@ -104,6 +128,10 @@ class AugmentedViews(Dataset):
 
     def __len__(self) -> int:
         return len(self.source)
+
+    @property
+    def image_count(self) -> int:
+        return len(self.source)  # one key index per image
 
     def preload_failures(self) -> set[int]:
         return {i for i, img in enumerate(self._cache or []) if img is None}

@@ -212,6 +212,11 @@ class CachedViews(Dataset):
     def __len__(self) -> int:
         return len(self.index)
 
+    @property
+    def image_count(self) -> int:
+        """How many source images the entries' indices refer to (where a run of unreadable ones wraps around)."""
+        return len(self.views) if self.views is not None else int(self.index.max(initial=-1)) + 1
+
     def _row(self, j: int) -> tuple[object, int]:
         s = bisect.bisect_right(self.starts, j) - 1
         if s not in self._handles:  # opened lazily: one set of memory maps per DataLoader worker
@@ -223,10 +228,9 @@ class CachedViews(Dataset):
         index, seed = int(self.index[j]), int(self.seed[j])
         handle, row = self._row(j)
         if self.meta.get("views_stored"):  # unreadable images were replaced (and counted) when caching
-            view, bad = handle.get_slice("view")[row], -1
-        else:
-            view, bad = self.views.view(index, seed)
-        item = {"view": view, "index": index, "seed": seed, "bad": bad}
+            item = {"view": handle.get_slice("view")[row], "index": index, "seed": seed, "bad": -1, "bad_run": 0}
+        else:  # regenerated: reports the unreadable images it fell through, as AugmentedViews does
+            item = self.views[(index, seed)]
         for i in range(self.n_teachers):
             item[f"t{i}.token"] = handle.get_slice(f"t{i}.token")[row]
             item[f"t{i}.patches"] = handle.get_slice(f"t{i}.patches")[row]

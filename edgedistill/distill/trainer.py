@@ -266,7 +266,7 @@ def _count_bad(loader, skipped: set):
     """Collect the indices of unreadable images while the batch is still on the CPU (each run a view fell through)."""
     from ..data.augment import unreadable_indices
 
-    images = len(loader.dataset)  # AugmentedViews: one index per image, where a run of failures wraps around
+    images = loader.dataset.image_count  # where a run of failures wraps around (a cache has K entries per image)
     for batch in loader:
         bad = batch["bad"]
         if bool((bad >= 0).any()):
