@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -19,6 +18,7 @@ from ..errors import EdgedistillError
 from ..targets import TargetProfile
 from ..versions import tool_versions
 from . import trt_onnx as ox
+from .trt_bundle_manifest import BUNDLE_DIR, FORMAT, load_bundle
 from .trt_bundle_text import build_script, readme
 from .trt_env import import_tensorrt, tensorrt_version
 from ..artifacts import atomic_output, sha256_file, write_json_atomic
@@ -32,8 +32,6 @@ __all__ = ["write_bundle", "compile_bundle", "load_bundle", "trtexec_command", "
 
 log = logging.getLogger(__name__)
 
-BUNDLE_DIR = "trt_bundle"
-FORMAT = "edgedistill-tensorrt-bundle"
 TIMING_CACHE = "engines/timing.cache"
 
 
@@ -112,19 +110,6 @@ def write_bundle(
         script.chmod(0o755)
         (tmp / "README.md").write_text(readme(manifest))
     return final
-
-
-def load_bundle(bundle_dir: Path) -> dict:
-    path = Path(bundle_dir) / "bundle.json"
-    if not path.is_file():
-        raise EdgedistillError(f"'{bundle_dir}' is not a TensorRT bundle (no bundle.json)", f"pass the {BUNDLE_DIR}/ folder that edgedistill build wrote")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as exc:
-        raise EdgedistillError(f"'{path}' is not valid JSON", "copy the bundle from the host again") from exc
-    if manifest.get("format") != FORMAT:
-        raise EdgedistillError(f"'{path}' is not an edgedistill TensorRT bundle", f"pass the {BUNDLE_DIR}/ folder that edgedistill build wrote")
-    return manifest
 
 
 def compile_bundle(bundle_dir: Path) -> list[Path]:

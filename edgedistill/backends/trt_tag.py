@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import EdgedistillError
 from ..artifacts import sha256_file, write_bytes_atomic, write_json_atomic
+from .trt_bundle_manifest import load_bundle
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,6 @@ def load_tagged_cache(path: Path | None, tag: dict) -> bytes | None:
 def bundle_build_settings(engine_path: Path) -> dict:
     """How build_engines.sh built this engine, from the bundle.json beside its engines/ folder
     ({} for an engine from elsewhere): the runner needs the DLA core, which the engine does not hold."""
-    from .trt_bundle import load_bundle  # here: trt_bundle imports this module through trt_build
-
     try:
         manifest = load_bundle(Path(engine_path).resolve().parent.parent)
     except EdgedistillError:

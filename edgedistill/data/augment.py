@@ -18,10 +18,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import DataConfig
+from ..config import BuildConfig, DataConfig
 from .images import ImageSource
 
 PRELOAD_LIMIT = 512  # small sets (the bundled photos) are decoded once and kept in memory
+
+
+def view_size_for(cfg: BuildConfig, teacher_data_configs: list[dict]) -> int:
+    """data.view_size, else the largest model input, so no model sees an upsampled view."""
+    if cfg.data.view_size:
+        return cfg.data.view_size
+    return max([c["input_size"][-1] for c in teacher_data_configs] + [cfg.student.img_size])
 
 
 def training_transform(size: int, auto_augment: str = "rand-m9-mstd0.5", scale_min: float = 0.25):

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..artifacts import atomic_output, shareable
 from ..config import COMPATIBLE_ADDITIONS, BuildConfig
-from ..data.augment import AugmentedViews, unit_interval, view_seed
+from ..data.augment import AugmentedViews, unit_interval, view_seed, view_size_for
 from ..data.images import ImageSource
 from ..errors import EdgedistillError
 from ..progress import console, progress_bar
@@ -43,7 +43,6 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
     """Run every configured teacher on K seeded augmentations of each image; write the cache folder."""
     from ..models.heads import canonical_classifier
     from ..models.teacher import create_teachers, hold_for_distillation, teacher_configs
-    from .stage import view_size_for
 
     if augmentations < 1:
         raise EdgedistillError(f"augmentations must be at least 1, got {augmentations}", "pass --augmentations K with K >= 1")

@@ -18,7 +18,7 @@ import torch
 
 from ..artifacts import Artifact, atomic_output
 from ..config import BuildConfig, DataConfig
-from ..data.augment import AugmentedViews
+from ..data.augment import AugmentedViews, view_size_for
 from ..data.images import ImageSource
 from ..models.heads import ProteusHeads, canonical_classifier
 from ..models.student import create_student, probe_student, save_student
@@ -47,13 +47,6 @@ def resume_hash(cfg: BuildConfig) -> str:
     data = {name: cfg.hashed_section(name) for name in CONFIG_SECTIONS}
     data["distill"] = {k: v for k, v in data["distill"].items() if k not in NOT_HASHED}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def view_size_for(cfg: BuildConfig, teacher_data_configs: list[dict]) -> int:
-    """data.view_size, else the largest model input, so no model sees an upsampled view."""
-    if cfg.data.view_size:
-        return cfg.data.view_size
-    return max([c["input_size"][-1] for c in teacher_data_configs] + [cfg.student.img_size])
 
 
 @dataclasses.dataclass
