@@ -44,10 +44,10 @@ def current_signal_stack() -> StackT | None:
 def _owned_stack() -> StackT:
     if getattr(_owned, "stack", None) is None:
         libc = ctypes.CDLL(None)
-        libc.getauxval.restype = ctypes.c_ulong
+        libc.getauxval.restype, libc.malloc.restype = ctypes.c_ulong, ctypes.c_void_p
         size = max(MIN_STACK_BYTES, int(libc.getauxval(AT_MINSIGSTKSZ)) * 4)
-        _owned.buffer = ctypes.create_string_buffer(size)  # kept for the thread's life, never freed
-        _owned.stack = StackT(ctypes.addressof(_owned.buffer), 0, size)
+        # malloc'd, never freed: a signal may come until the process ends, after Python's own objects are gone
+        _owned.stack = StackT(libc.malloc(ctypes.c_size_t(size)), 0, size)
     return _owned.stack
 
 
@@ -57,6 +57,8 @@ def use_owned_signal_stack() -> None:
     if current is None:
         return
     stack = _owned_stack()
+    if not stack.ss_sp:  # malloc failed: leave the stack as it is
+        return
     if current.ss_sp == stack.ss_sp and not current.ss_flags & 2:  # 2: SS_DISABLE
         return
     if ctypes.CDLL(None, use_errno=True).sigaltstack(ctypes.byref(stack), None) != 0:
