@@ -44,7 +44,10 @@ keep() {  # copy a run's small result files into the results folder, then re-pac
 pack() { tar -czf "$OUT/results.tgz.part" -C "$RESULTS" . && mv "$OUT/results.tgz.part" "$OUT/results.tgz"; }
 wanted() { [ -n "$1" ] && [[ " $STEPS " == *" $1 "* ]]; }
 
-{ nvidia-smi; $PY -c 'import torch, timm; print("torch", torch.__version__, "timm", timm.__version__)'; git rev-parse HEAD; } \
+# the CPUs too: nproc can show more cores than the container's CPU quota (cpu.max) lets it use,
+# one explanation for slow DataLoader workers on the device
+{ nvidia-smi; $PY -c 'import torch, timm; print("torch", torch.__version__, "timm", timm.__version__)'; git rev-parse HEAD
+  echo "nproc $(nproc)"; echo "cpu.max $(cat /sys/fs/cgroup/cpu.max 2> /dev/null || echo unknown)"; lscpu | grep -E 'Model name|^CPU\(s\)|Thread'; } \
     > "$RESULTS/device.txt" 2>&1
 
 # Offline inputs the quality benchmark needs, when the session carried them
