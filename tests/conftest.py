@@ -23,6 +23,16 @@ TINY_OVERRIDES = (
 )
 
 
+@pytest.fixture(autouse=True)
+def signal_stack_stays_valid():
+    """Each test leaves the thread on a mapped signal stack. A stale one (OpenVINO's plugins do this,
+    see edgedistill/backends/signal_stack.py) segfaults a later test at its first signal, far from the cause."""
+    yield
+    from edgedistill.backends.signal_stack import signal_stack_is_valid
+
+    assert signal_stack_is_valid(), "this test left the thread on an unmapped signal stack"
+
+
 @pytest.fixture(scope="session")
 def tiny_build(tmp_path_factory) -> Path:
     """A complete x86-cpu build folder made through the real CLI entry point."""

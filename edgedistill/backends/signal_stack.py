@@ -18,6 +18,7 @@ import ctypes
 import logging
 import sys
 import threading
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 AT_MINSIGSTKSZ = 51  # getauxval key: the kernel's minimum signal frame, AMX state included
@@ -39,6 +40,18 @@ def current_signal_stack() -> StackT | None:
     if ctypes.CDLL(None, use_errno=True).sigaltstack(None, ctypes.byref(stack)) != 0:
         return None
     return stack
+
+
+def signal_stack_is_valid() -> bool:
+    """True when the calling thread has no signal stack, or one in mapped memory (always True off Linux)."""
+    stack = current_signal_stack()
+    if stack is None or stack.ss_flags & 2 or not stack.ss_sp:  # 2: SS_DISABLE
+        return True
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        start, end = (int(x, 16) for x in line.split(" ", 1)[0].split("-"))
+        if start <= stack.ss_sp < end:
+            return True
+    return False
 
 
 def _owned_stack() -> StackT:
