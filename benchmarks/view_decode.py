@@ -3,8 +3,8 @@ for an image's K augmentations in a row).
 
 Times AugmentedViews over the keys cache-teacher uses, (image, view 0..K-1) for every image, with
 the one-image decode memo and with a decode per view, in one process (no DataLoader workers, so
-the ratio is the per-view CPU cost). The images are the bundled photos (full size, 300 KB to 4 MP)
-cycled to --count files, so the decode cost is real.
+the ratio is the per-view CPU cost). The images are the 12 bundled photos (PNG and JPEG, 451x300
+to 1411x1411 px) cycled to --count files, so the decode cost is real.
 
   PYTHONPATH=. python benchmarks/view_decode.py --out runs/view_decode
 """

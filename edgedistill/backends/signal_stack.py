@@ -30,14 +30,15 @@ class StackT(ctypes.Structure):
 
 
 _owned = threading.local()  # per thread: sigaltstack is a per-thread setting
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def current_signal_stack() -> StackT | None:
     """The calling thread's sigaltstack, or None where there is none to query (not Linux)."""
-    if not sys.platform.startswith("linux"):
+    if _libc is None:
         return None
     stack = StackT()
-    if ctypes.CDLL(None, use_errno=True).sigaltstack(None, ctypes.byref(stack)) != 0:
+    if _libc.sigaltstack(None, ctypes.byref(stack)) != 0:
         return None
     return stack
 
@@ -56,11 +57,10 @@ def signal_stack_is_valid() -> bool:
 
 def _owned_stack() -> StackT:
     if getattr(_owned, "stack", None) is None:
-        libc = ctypes.CDLL(None)
-        libc.getauxval.restype, libc.malloc.restype = ctypes.c_ulong, ctypes.c_void_p
-        size = max(MIN_STACK_BYTES, int(libc.getauxval(AT_MINSIGSTKSZ)) * 4)
+        _libc.getauxval.restype, _libc.malloc.restype = ctypes.c_ulong, ctypes.c_void_p
+        size = max(MIN_STACK_BYTES, int(_libc.getauxval(AT_MINSIGSTKSZ)) * 4)
         # malloc'd, never freed: a signal may come until the process ends, after Python's own objects are gone
-        _owned.stack = StackT(libc.malloc(ctypes.c_size_t(size)), 0, size)
+        _owned.stack = StackT(_libc.malloc(ctypes.c_size_t(size)), 0, size)
     return _owned.stack
 
 
@@ -74,7 +74,7 @@ def use_owned_signal_stack() -> None:
         return
     if current.ss_sp == stack.ss_sp and not current.ss_flags & 2:  # 2: SS_DISABLE
         return
-    if ctypes.CDLL(None, use_errno=True).sigaltstack(ctypes.byref(stack), None) != 0:
+    if _libc.sigaltstack(ctypes.byref(stack), None) != 0:
         log.debug("could not set the signal stack (errno %d); leaving it as OpenVINO left it", ctypes.get_errno())
 
 

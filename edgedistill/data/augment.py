@@ -104,12 +104,9 @@ def seeded_rng(seed: int):
 
 
 def unreadable_indices(batch: dict, images: int) -> set[int]:
-    """The unreadable image indices a collated batch reports (see AugmentedViews); `images` is the
-    source's image count, where a run of failures wraps around. A batch without `bad_run` (a teacher
-    cache's) reports each `bad` alone."""
-    bad = [int(i) for i in batch["bad"]]
-    runs = [int(r) for r in batch["bad_run"]] if "bad_run" in batch else [1] * len(bad)
-    return {(first + k) % images for first, run in zip(bad, runs) if first >= 0 for k in range(max(run, 1))}
+    """The unreadable image indices a collated batch reports (see AugmentedViews; a teacher cache's
+    batches report the same); `images` is the source's image count, where a run of failures wraps around."""
+    return {(int(first) + k) % images for first, run in zip(batch["bad"], batch["bad_run"]) if first >= 0 for k in range(int(run))}
 
 
 class AugmentedViews(Dataset):
@@ -157,22 +154,13 @@ class AugmentedViews(Dataset):
     def __getstate__(self):
         return {**self.__dict__, "_last": (-1, None)}  # a worker starts without the parent's last image
 
-    def view(self, index: int, seed: int) -> tuple[torch.Tensor, int]:
-        """The view, and the first unreadable index it fell through (-1 if none)."""
-        view, bad, _ = self._fall_through(index, seed)
-        return view, bad
-
-    def _fall_through(self, index: int, seed: int) -> tuple[torch.Tensor, int, int]:
-        """(view, first unreadable index or -1, how many consecutive indices from it were unreadable)."""
+    def __getitem__(self, key) -> dict:
+        index, seed = key
         n = len(self.source)
         for offset in range(n):  # fall through to the next readable image
             img = self._load((index + offset) % n)
             if img is not None:
                 with seeded_rng(seed):
-                    return self.transform(img), (index if offset else -1), offset
+                    view = self.transform(img)
+                return {"view": view, "index": index, "seed": seed, "bad": index if offset else -1, "bad_run": offset}
         raise self.source.nothing_readable()
-
-    def __getitem__(self, key) -> dict:
-        index, seed = key
-        view, bad, run = self._fall_through(index, seed)
-        return {"view": view, "index": index, "seed": seed, "bad": bad, "bad_run": run}

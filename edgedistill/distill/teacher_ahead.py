@@ -35,17 +35,19 @@ def _launch(batch: dict, targets, side, device, autocast) -> tuple:
     if side is not None:  # the batch's copy to the GPU (prefetch) is ordered on the current stream
         side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side) if side is not None else contextlib.nullcontext(), torch.no_grad(), autocast:
-        out = targets(batch, unit_interval(batch["view"]))
-    return batch, out, side.record_event() if side is not None else None
+        view = unit_interval(batch["view"])
+        out = targets(batch, view)
+    # the [0,1] view goes on to the student's step, whose unit_interval then passes it through
+    return {**batch, "view": view, "uint8_view": batch["view"]}, out, side.record_event() if side is not None else None
 
 
 def _ready(batch: dict, out: list, event, side, device) -> dict:
+    uint8_view = batch.pop("uint8_view")
     if event is not None:
         current = torch.cuda.current_stream(device)
         current.wait_event(event)
         # the caching allocator must not hand these out again while the other stream still uses them
-        batch["view"].record_stream(side)
-        for t in out:
-            t.token.record_stream(current)
-            t.patches.record_stream(current)
+        uint8_view.record_stream(side)
+        for t in (batch["view"], *(part for t in out for part in (t.token, t.patches))):
+            t.record_stream(current)
     return {**batch, "targets": out}

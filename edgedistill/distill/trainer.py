@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from ..config import DistillConfig
 from ..errors import EdgedistillError
-from ..data.augment import unit_interval, view_seed
+from ..data.augment import unit_interval, unreadable_indices, view_seed
 from ..data.stream import SampleStream
 from ..models.preprocess import to_model_input
 from ..progress import console, progress_bar
@@ -264,8 +264,6 @@ def _resumable_checkpoint(job: TrainJob) -> dict | None:
 
 def _count_bad(loader, skipped: set):
     """Collect the indices of unreadable images while the batch is still on the CPU (each run a view fell through)."""
-    from ..data.augment import unreadable_indices
-
     images = loader.dataset.image_count  # where a run of failures wraps around (a cache has K entries per image)
     for batch in loader:
         bad = batch["bad"]
