@@ -28,6 +28,23 @@ def test_vit_teacher_with_registers_and_hub_tag_name():
     features = teacher.model.forward_features(torch.zeros(1, 3, 28, 28))
     assert torch.allclose(teacher.targets(torch.zeros(1, 3, 28, 28)).token, features[:, 0], atol=1e-6)  # the normed CLS
 
+@pytest.mark.parametrize("name, size, args", [
+    ("eva02_tiny_patch14_224", 28, {"depth": 1}),  # EVA02 / BEiT: norm only in fc_norm, after pooling
+    ("vit_tiny_patch16_224", 32, {"depth": 1, "global_pool": "avg"}),  # timm ViT with avg pooling does the same
+])
+def test_teachers_that_norm_only_their_pooled_summary_give_normed_patch_targets(name, size, args):
+    teacher = create_teacher(TeacherConfig(name=name, pretrained=False, img_size=size, model_args=args))
+    model, x = teacher.model, torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        model.fc_norm.weight.uniform_(0.5, 2.0)  # a trained norm's scale, so an un-normed map cannot pass by chance
+        model.fc_norm.bias.normal_()
+        raw = model.forward_features(x)[:, model.num_prefix_tokens:]
+        targets = teacher.targets(x)
+    assert isinstance(model.norm, torch.nn.Identity)  # forward_features skipped the final norm
+    assert torch.allclose(targets.patches, model.fc_norm(raw), atol=1e-5)
+    assert torch.allclose(targets.token, model.forward_head(model.forward_features(x), pre_logits=True), atol=1e-6)
+
+
 
 def test_cnn_teacher_and_local_safetensors_checkpoint(tmp_path):
     reference = timm.create_model("resnet10t", pretrained=False)

@@ -33,7 +33,7 @@ from ..progress import console, progress_bar
 from .targets import OnlineTargets
 from .trainer import autocast_for, pick_device, uses_bf16
 
-FORMAT = "edgedistill.teacher-cache/1"
+FORMAT = "edgedistill.teacher-cache/2"  # 2: patch targets of fc_norm teachers (BEiT, EVA) are normed
 META = "cache.json"
 DAMAGED_FIX = "re-create the cache with `edgedistill cache-teacher` (it writes atomically, so a copy or a disk went wrong)"
 

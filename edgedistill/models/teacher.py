@@ -2,7 +2,8 @@
 
 Any timm model works (a hub tag such as vit_large_patch14_dinov2.lvd142m, or local weights):
 the summary is the model's own pooled pre-logits (CLS for ViTs, attention/avg pool otherwise)
-and the patch tokens are its final, normed token map without prefix tokens (CLS, registers);
+and the patch tokens are its final, normed token map without prefix tokens (CLS, registers;
+models that norm only the pooled summary have their patch tokens put through that norm too);
 CNNs give their last feature map as tokens. open_clip image towers come through the [vl] extra.
 """
 
@@ -35,7 +36,19 @@ def split_feature_map(model: nn.Module, features: torch.Tensor) -> TeacherTarget
     token = model.forward_head(features, pre_logits=True) if hasattr(model, "forward_head") else None
     if token is None:  # a CNN or hierarchical map pools; a token map gives its class token when it has one
         token = features[:, 0] if features.ndim == 3 and getattr(model, "cls_token", None) is not None else patches.mean(1)
+    norm = pooled_only_norm(model)
+    if norm is not None and features.ndim == 3:  # Proteus regresses the final, normed tokens
+        patches = norm(patches)
     return TeacherTargets(token, patches, grid)
+
+
+def pooled_only_norm(model: nn.Module) -> nn.Module | None:
+    """The final norm of a model that applies it to its pooled summary only (timm's fc_norm, with
+    `norm` an Identity: BEiT, EVA, EVA02 and avg-pool ViTs), whose token map is therefore un-normed."""
+    fc_norm = getattr(model, "fc_norm", None)
+    if not isinstance(fc_norm, nn.Module) or isinstance(fc_norm, nn.Identity):
+        return None
+    return fc_norm if isinstance(getattr(model, "norm", nn.Identity()), nn.Identity) else None
 
 
 def classifier_from_token(model: nn.Module) -> nn.Module | None:
