@@ -62,6 +62,24 @@ def test_folder_errors(tmp_path):
         list_labelled(tmp_path)
 
 
+def test_unreadable_images_are_skipped_and_labels_stay_with_their_images(tmp_path):
+    for cls, shade in (("a", 40), ("b", 200)):
+        (tmp_path / cls).mkdir()
+        Image.new("L", (20, 20), shade).save(tmp_path / cls / "0.png")  # greyscale: decoded as RGB
+        Image.new("RGB", (20, 20), (shade,) * 3).save(tmp_path / cls / "1.jpg")
+    good = (tmp_path / "a" / "0.png").read_bytes()
+    (tmp_path / "a" / "2.png").write_bytes(good[: len(good) // 2])  # truncated mid-stream: OSError
+    (tmp_path / "b" / "2.png").write_bytes(b"not an image")
+    x, y, classes = load_labelled(tmp_path, DATA_CONFIG)
+    assert classes == ["a", "b"] and y.tolist() == [0, 0, 1, 1]
+    shade = x[:, 0].mean(axis=(1, 2)) * DATA_CONFIG["std"][0] + DATA_CONFIG["mean"][0]
+    assert np.allclose(shade, [40 / 255] * 2 + [200 / 255] * 2, atol=0.02)  # each label kept its own image
+    for path in tmp_path.glob("*/[01].*"):
+        path.write_bytes(b"")
+    with pytest.raises(EdgedistillError, match="no image in bench.eval_dir .* could be decoded"):
+        load_labelled(tmp_path, DATA_CONFIG)
+
+
 @pytest.mark.parametrize("size", [(300, 200), (180, 260), (112, 112)])
 def test_numpy_preprocess_matches_timm(size):
     from edgedistill.models.preprocess import preprocess_images

@@ -55,9 +55,54 @@ def test_tar_shards_with_a_broken_member_are_read_and_counted(tmp_path):
 
 def test_txt_file_list_and_brace_expansion(tmp_path):
     (tmp_path / "x.png").write_bytes(_png((1, 2, 3)))
-    (tmp_path / "list.txt").write_text("# photos\nx.png\n")
+    (tmp_path / "list.txt").write_text("# photos\nx.png\n   # an indented comment\n")
+    assert ImageSource(str(tmp_path / "list.txt")).paths == [str(tmp_path / "x.png")]
     assert ImageSource(str(tmp_path / "list.txt")).load(0).getpixel((0, 0)) == (1, 2, 3)
     assert expand_braces("s-{08..10}.tar") == ["s-08.tar", "s-09.tar", "s-10.tar"]
+
+
+def test_a_listed_home_relative_path_resolves_against_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "x.png").write_bytes(_png((4, 5, 6)))
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "train.txt").write_text("~/x.png\n")
+    assert ImageSource(str(tmp_path / "lists" / "train.txt")).load(0).getpixel((0, 0)) == (4, 5, 6)
+
+
+def test_compressed_shards_are_refused_with_the_fix(tmp_path):
+    # offsets index the uncompressed stream, so seeking in a .tar.gz would read garbage as "unreadable images"
+    with tarfile.open(tmp_path / "train-000.tar", "w:gz") as tar:
+        info = tarfile.TarInfo("a.png")
+        info.size = len(_png((1, 1, 1)))
+        tar.addfile(info, io.BytesIO(_png((1, 1, 1))))
+    with pytest.raises(EdgedistillError, match="it is a compressed tar") as error:
+        ImageSource(str(tmp_path / "train-000.tar"))
+    assert "uncompressed" in error.value.fix
+
+
+def test_many_shards_keep_few_files_open(tmp_path, monkeypatch):
+    monkeypatch.setattr("edgedistill.data.shards.OPEN_SHARDS", 2)
+    for s in range(5):
+        _write_tar(tmp_path / f"train-{s:03d}.tar", {f"{s}.png": _png((s, 0, 0))})
+    source = ImageSource(str(tmp_path / "train-{000..004}.tar"))
+    for _ in range(2):
+        assert [source.load(i).getpixel((0, 0))[0] for i in (0, 1, 2, 3, 4, 1)] == [0, 1, 2, 3, 4, 1]
+        assert len(source.tars._handles) == 2
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path):
+    ramp = (np.arange(16 * 20, dtype=np.uint16).reshape(16, 20) * 200)  # 0..63800 of 65535
+    Image.fromarray(ramp).save(tmp_path / "a.png")
+    loaded = np.asarray(ImageSource(str(tmp_path)).load(0))
+    np.testing.assert_array_equal(loaded[..., 0], np.round(ramp / 257.0).astype(np.uint8))
+
+
+def test_an_image_over_pillows_pixel_limit_is_skipped_not_fatal(tmp_path, monkeypatch):
+    (tmp_path / "a.png").write_bytes(_png((1, 2, 3)))  # 320 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # over twice the limit: DecompressionBombError
+    source = ImageSource(str(tmp_path))
+    assert source.load(0) is None and source.last_failure[1] == "DecompressionBombError"
 
 
 def test_views_are_a_pure_function_of_index_and_seed():

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data.sources import IMAGE_SUFFIXES, ImageDecoder
+from ..data.images import ImageSource
+from ..data.sources import IMAGE_SUFFIXES
 from ..errors import EdgedistillError
 
 _RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "lanczos": Image.LANCZOS}
@@ -67,10 +68,10 @@ def preprocess(img: Image.Image, data_config: dict) -> np.ndarray:
 def load_labelled(root: str | Path, data_config: dict, max_images: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(NCHW float32 inputs, labels, class names); unreadable images are skipped."""
     paths, labels, classes = list_labelled(root, max_images)
-    decode = ImageDecoder()
+    images = ImageSource(str(root), paths=paths)
     arrays, kept = [], []
-    for path, label in zip(paths, labels):
-        img = decode(path)
+    for index, label in enumerate(labels):
+        img = images.load(index)
         if img is not None:
             arrays.append(preprocess(img, data_config))
             kept.append(label)

@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import EdgedistillError
@@ -14,7 +15,8 @@ from .shards import TarShardImages, shard_paths
 from .sources import resolve_image_paths, warn_unreadable
 
 log = logging.getLogger(__name__)
-DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
+# SyntaxError: Pillow's parsers on some damaged files; DecompressionBombError: a header claiming a huge image
+DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 class NoReadableImages(EdgedistillError):
@@ -37,13 +39,16 @@ class NoReadableImages(EdgedistillError):
 
 
 class ImageSource:
-    """`load(i)` gives an RGB image or None (unreadable); `describe()` says where images come from."""
+    """`load(i)` gives an RGB image or None (unreadable); `source` names where the images come from.
+    `paths`, when given, are the files already listed (an evaluation folder's, class by class)."""
 
-    def __init__(self, source: str, max_images: int | None = None):
+    def __init__(self, source: str, max_images: int | None = None, paths: list | None = None):
         self.source = source
-        shards = shard_paths(source) if source != "bundled" else None
+        shards = shard_paths(source) if source != "bundled" and paths is None else None
         self.tars = TarShardImages(shards) if shards else None
-        self.paths = None if self.tars else [str(p) for p in resolve_image_paths(source, max_images)]
+        if paths is None and self.tars is None:
+            paths = resolve_image_paths(source, max_images)
+        self.paths = None if self.tars else [str(p) for p in paths]
         self.limit = max_images if self.tars else None
         self.last_failure: tuple[str, str] | None = None  # (image name, error type) of the latest unreadable image
         if self.tars is not None and len(self.tars) == 0:
@@ -90,6 +95,9 @@ def as_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         img.load()  # decode now, while the file is open
         return img
+    if img.mode.startswith("I;16") or (img.mode == "I" and img.getextrema()[1] > 255):  # 16-bit greyscale
+        # convert() would clip 0..65535 to 0..255 (a white image); scale it to 8 bits instead
+        return Image.fromarray((np.asarray(img, dtype=np.float32) / 257.0).round().astype(np.uint8)).convert("RGB")
     return img.convert("RGB")
 
 

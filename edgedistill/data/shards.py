@@ -10,6 +10,7 @@ import glob
 import io
 import re
 import tarfile
+from collections import OrderedDict
 from pathlib import Path
 
 from PIL import Image
@@ -17,6 +18,7 @@ from PIL import Image
 from ..errors import EdgedistillError
 
 SHARD_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".ppm", ".pgm", ".tif", ".tiff"}
+OPEN_SHARDS = 32  # file handles a process keeps: thousands of shards must not exhaust `ulimit -n`
 
 
 def expand_braces(pattern: str) -> list[str]:
@@ -61,11 +63,15 @@ def shard_paths(source: str) -> list[Path] | None:
     return paths
 
 
-def _tar_problem(exc: BaseException) -> str:
-    """One line for why a shard could not be read: tarfile lists each compression it tried, one a line."""
+def _tar_problem(path: str, exc: BaseException) -> str:
+    """One line for why a shard could not be read as an uncompressed tar."""
+    if isinstance(exc, tarfile.ReadError):
+        try:
+            with tarfile.open(path):  # any compression tarfile knows
+                return "it is a compressed tar, and reading members by offset needs an uncompressed one"
+        except (tarfile.TarError, OSError):
+            return "it is not a tar archive (nor a gzip, bz2 or xz-compressed one)"
     lines = str(exc).splitlines()
-    if isinstance(exc, tarfile.ReadError) and len(lines) > 1:  # "file could not be opened successfully:\n- method gz: ..."
-        return "it is not a tar archive (nor a gzip, bz2 or xz-compressed one)"
     return lines[0] if lines else type(exc).__name__
 
 
@@ -77,13 +83,14 @@ class TarShardImages:
         self.members: list[tuple[int, int, int, str]] = []  # (shard, offset, size, name)
         for s, path in enumerate(self.shards):
             try:
-                with tarfile.open(path) as tar:
+                with tarfile.open(path, "r:") as tar:  # "r:": offsets into a compressed stream would not seek
                     for info in tar:
                         if info.isfile() and Path(info.name).suffix.lower() in SHARD_IMAGE_SUFFIXES:
                             self.members.append((s, info.offset_data, info.size, info.name))
             except (tarfile.TarError, OSError) as exc:
-                raise EdgedistillError(f"cannot read tar shard '{path}': {_tar_problem(exc)}", "re-create the shard or drop it from data.source") from exc
-        self._handles: dict[int, object] = {}
+                raise EdgedistillError(f"cannot read tar shard '{path}': {_tar_problem(path, exc)}",
+                                       "re-create the shard as an uncompressed .tar (e.g. gunzip it) or drop it from data.source") from exc
+        self._handles: OrderedDict[int, object] = OrderedDict()  # least recently used first
 
     def __len__(self) -> int:
         return len(self.members)
@@ -101,9 +108,12 @@ class TarShardImages:
         s, offset, size, _ = self.members[index]
         handle = self._handles.get(s)
         if handle is None:  # opened lazily, so each DataLoader worker has its own handles
+            if len(self._handles) >= OPEN_SHARDS:
+                self._handles.popitem(last=False)[1].close()
             handle = self._handles[s] = open(self.shards[s], "rb")
+        self._handles.move_to_end(s)
         handle.seek(offset)
         return Image.open(io.BytesIO(handle.read(size)))
 
     def __getstate__(self):
-        return {**self.__dict__, "_handles": {}}
+        return {**self.__dict__, "_handles": OrderedDict()}

@@ -1,11 +1,9 @@
-"""Resolve an image source to file paths and decode images robustly (bad files are counted, not fatal)."""
+"""Resolve an image source to file paths; report unreadable images once (images.py decodes them)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-
-from PIL import Image, UnidentifiedImageError
 
 from ..errors import EdgedistillError
 from .sample_photos import bundled_photo_paths
@@ -24,8 +22,9 @@ def resolve_image_paths(source: str, max_images: int | None = None) -> list[Path
         if root.is_dir():
             paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif root.is_file() and root.suffix == ".txt":
-            lines = [line.strip() for line in root.read_text().splitlines() if line.strip() and not line.startswith("#")]
-            paths = [(root.parent / line) if not Path(line).is_absolute() else Path(line) for line in lines]
+            lines = [line.strip() for line in root.read_text().splitlines()]
+            lines = [line for line in lines if line and not line.startswith("#")]
+            paths = [root.parent / Path(line).expanduser() for line in lines]  # an absolute (or ~) path replaces the folder
             if not paths:
                 raise EdgedistillError(f"image list '{source}' lists no files", "write one image path per line")
             paths = paths[:max_images] if max_images else paths
@@ -62,18 +61,3 @@ def warn_unreadable(name: str, exc: BaseException) -> None:
         _warned.add(name)
         log.warning("skipping unreadable image %s (%s)", name, type(exc).__name__)
 
-
-class ImageDecoder:
-    """Open images as RGB; unreadable files are skipped and counted, never fatal."""
-
-    def __init__(self):
-        self.failures: dict[str, str] = {}
-
-    def __call__(self, path: Path) -> Image.Image | None:
-        try:
-            with Image.open(path) as img:
-                return img.convert("RGB")
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            self.failures[str(path)] = type(exc).__name__
-            warn_unreadable(str(path), exc)
-            return None
