@@ -63,6 +63,7 @@ def test_distill_from_cache_never_builds_a_teacher(caches, tmp_path, monkeypatch
     monkeypatch.setattr(stage, "create_teachers", no_teachers)
     artifact = stage.run(load_config(None, TINY + [f"distill.cache={dirs['float16']}"]), {}, tmp_path)
     assert artifact.extra["train"]["cache"] == str(dirs["float16"])
+    assert artifact.extra["train"]["images"] == 3  # images, not the cache's 6 entries (K=2)
     assert (tmp_path / "student" / "heads.safetensors").is_file()
 
 
@@ -116,6 +117,12 @@ def test_cache_refuses_images_that_no_longer_match_and_teachers_set_differently(
         del record["dtype"]
     meta_path.write_text(json.dumps(meta))
     assert len(stage.prepare(load_config(None, use), None).job.dataset) == 3
+    last = sorted(folder.iterdir())[-1]
+    kept = last.read_bytes()
+    last.write_bytes(kept[: len(kept) // 2])  # same name, other pixels (a copy that was half done, or a rewrite)
+    with pytest.raises(EdgedistillError, match="no longer .* names or sizes changed"):
+        stage.prepare(load_config(None, use), None)
+    last.write_bytes(kept)
     first = sorted(folder.iterdir())[0]
     shutil.copy(bundled_photo_paths()[0], folder / ("0" + first.name))  # sorts first: every index shifts by one
     first.unlink()  # the count stays 3, only the names tell

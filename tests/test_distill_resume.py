@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from edgedistill.config import load_config
 from edgedistill.distill import stage
+from edgedistill.errors import EdgedistillError
 
 TINY = [
     "teacher.name=vit_tiny_patch16_224", "teacher.pretrained=false", "teacher.img_size=28",
@@ -30,6 +31,7 @@ import json, sys, time
 from pathlib import Path
 from edgedistill.config import load_config
 from edgedistill.distill import stage
+from edgedistill.errors import EdgedistillError
 overrides, workdir, delay = json.loads(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
 stage.run(load_config(None, overrides), {}, workdir, on_step=lambda step: time.sleep(delay))
 """
@@ -89,8 +91,41 @@ def test_changed_config_starts_fresh_and_says_so(tmp_path, capsys):
     torch.save({"config_hash": "something-else", "step": 1}, tmp_path / "distill_state" / "checkpoint.pt")
     artifact = stage.run(cfg, {}, tmp_path)
     assert artifact.extra["train"]["resumed_from_step"] == 0
-    assert prepared.job.config_hash == stage.resume_hash(cfg)
-    assert "(step 1) was written with another config, so training starts from step 0" in " ".join(capsys.readouterr().err.split())
+    assert prepared.job.config_hash == stage.resume_hash(cfg, stage.dataset_identity(prepared.job.dataset))
+    assert "(step 1) was written with another config or other images, so training starts from step 0" in " ".join(capsys.readouterr().err.split())
+
+
+def test_a_checkpoint_over_other_images_starts_fresh(tmp_path, capsys):
+    import shutil
+
+    from edgedistill.data.sample_photos import bundled_photo_paths
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in bundled_photo_paths()[:3]:
+        shutil.copy(path, folder / path.name)
+    cfg = load_config(None, [o for o in TINY if not o.startswith("data.")] + [f"data.source={folder}", "distill.steps=2", "distill.checkpoint_every=1"])
+    state = tmp_path / "build" / "distill_state"
+    written = stage.prepare(cfg, tmp_path / "build").job.config_hash
+    shutil.copy(bundled_photo_paths()[3], folder / bundled_photo_paths()[3].name)  # the sample stream now draws over 4 images
+    state.mkdir(parents=True)
+    torch.save({"config_hash": written, "step": 1}, state / "checkpoint.pt")
+    artifact = stage.run(cfg, {}, tmp_path / "build")
+    assert artifact.extra["train"]["resumed_from_step"] == 0 and artifact.extra["train"]["images"] == 4
+    assert "written with another config or other images" in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 half a zip", b"not a checkpoint"])
+def test_a_damaged_checkpoint_is_a_one_line_error_with_a_fix(tmp_path, content):
+    from edgedistill.distill.state import load_checkpoint
+
+    (tmp_path / "checkpoint.pt").write_bytes(content)
+    with pytest.raises(EdgedistillError, match="checkpoint .* is damaged") as error:
+        load_checkpoint(tmp_path, "h")
+    assert "distill.resume=false" in error.value.fix and "\n" not in error.value.one_line()
+    torch.save(["a list"], tmp_path / "checkpoint.pt")
+    with pytest.raises(EdgedistillError, match="not an edgedistill checkpoint"):
+        load_checkpoint(tmp_path, "h")
 
 
 def test_a_save_clears_temp_files_that_killed_saves_left(tmp_path):

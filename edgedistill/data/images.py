@@ -63,13 +63,15 @@ class ImageSource:
         return self.tars.name(index) if self.tars is not None else self.paths[index]
 
     def fingerprint(self) -> str:
-        """A hash of the image names in order, relative to their source (a moved folder keeps it), so a
-        teacher cache can tell whether index i still names the image it stored targets for."""
+        """A hash of the image names in order, relative to their source (a moved folder keeps it), and
+        their sizes, so a teacher cache or a checkpoint can tell whether index i still names the image
+        it was made from (a file rewritten since, or copied only half then, changes its size)."""
         if self.tars is not None:
-            names = [self.tars.relative_name(i) for i in range(len(self))]
+            names = [f"{self.tars.relative_name(i)} {self.tars.members[i][2]}" for i in range(len(self))]
         else:
             root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in self.paths])
-            names = [os.path.relpath(os.path.abspath(p), root) for p in self.paths]
+            stats = [_size_and_mtime(p) for p in self.paths]  # the size only: a copied folder has new mtimes
+            names = [f"{os.path.relpath(os.path.abspath(p), root)} {stat and stat[0]}" for p, stat in zip(self.paths, stats)]
         return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
 
     def load(self, index: int) -> Image.Image | None:

@@ -163,12 +163,13 @@ def check_teachers(cache_dir, meta: dict, configs: list) -> None:
 
 def cached_image_source(cache_dir, meta: dict) -> ImageSource:
     """The images a seed-only cache regenerates its views from, refused when index i no longer names
-    the image the teacher saw (a file added, removed or renamed shifts every index after it)."""
+    the image the teacher saw (a file added, removed or renamed shifts every index after it; one
+    rewritten since holds other pixels)."""
     source = ImageSource(meta["data"]["source"], meta["data"]["max_images"])
     recorded = meta.get("image_list")
     if len(source) != meta["images"] or (recorded is not None and source.fingerprint() != recorded):
         raise EdgedistillError(f"the images in '{meta['data']['source']}' are no longer the {meta['images']} that teacher cache '{cache_dir}' was made from "
-                               f"({len(source)} now, or their names changed)",
+                               f"({len(source)} now, or their names or sizes changed)",
                                "restore those images, re-create the cache, or make caches with --store-views so they need no source images")
     return source
 

@@ -43,10 +43,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resume_hash(cfg: BuildConfig) -> str:
+def resume_hash(cfg: BuildConfig, images: str = "") -> str:
+    """What a checkpoint must share with the run that resumes it: the config and `images`, the
+    dataset's identity (the sample stream's position means nothing over another image list)."""
     data = {name: cfg.hashed_section(name) for name in CONFIG_SECTIONS}
     data["distill"] = {k: v for k, v in data["distill"].items() if k not in NOT_HASHED}
+    data["images"] = images
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def dataset_identity(dataset) -> str:
+    """The images (their names, order and sizes) a dataset draws from; a cache's entries stand for them."""
+    meta = getattr(dataset, "meta", None)
+    return f"cache {meta['image_list']} {meta['entries']}" if meta is not None else dataset.source.fingerprint()
 
 
 @dataclasses.dataclass
@@ -116,7 +125,7 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
         [TeacherNorms(t["dim"], t["patch_dim"], cfg.distill.standardize, cfg.distill.standardize_batches) for t in teachers])
     module = DistillModule(backbone, heads[0], heads[1:], [t["weight"] for t in teachers])
     job = TrainJob(module, dataset, targets, cfg.distill, data_config, device, probe["n_patches"], patch_level, norms,
-                   Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg), ctx, on_step)
+                   Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg, dataset_identity(dataset)), ctx, on_step)
     return Prepared(job, teachers, classifier, probe)
 
 
@@ -161,7 +170,7 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step)
         "data_config": job.student_data_config,
         "teacher": {k: primary[k] for k in ("name", "dim", "patch_dim", "grid", "data_config")},
         "extra_teachers": [{k: t[k] for k in ("name", "dim", "patch_dim", "grid", "weight")} for t in prepared.teachers[1:]],
-        "train": {"steps": cfg.distill.steps, "batch_size": cfg.distill.batch_size, "world_size": ctx.world, "images": len(job.dataset),
+        "train": {"steps": cfg.distill.steps, "batch_size": cfg.distill.batch_size, "world_size": ctx.world, "images": job.dataset.image_count,
                   "skipped_images": skipped, "resumed_from_step": result.start_step, "patch_level": job.patch_level, "standardize": cfg.distill.standardize,
                   "cache": cfg.distill.cache, "loss_first": result.log.mean_loss(first=True) if result.log else None,
                   "loss_last": result.log.mean_loss(first=False) if result.log else None, "device": str(job.device)},

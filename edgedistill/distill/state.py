@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import EdgedistillError
+
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -61,7 +63,13 @@ def load_checkpoint(state_dir: Path, config_hash: str, on_mismatch=None) -> dict
     path = state_dir / CHECKPOINT
     if not path.is_file():
         return None
-    payload = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG states are not tensors
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG states are not tensors
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError... for a truncated or foreign file
+        raise EdgedistillError(f"the checkpoint {path} is damaged: {(str(exc).splitlines() or [type(exc).__name__])[0]}",
+                               f"delete {state_dir} to start over, or set distill.resume=false") from exc
+    if not isinstance(payload, dict):
+        raise EdgedistillError(f"the checkpoint {path} is not an edgedistill checkpoint", f"delete {state_dir} to start over, or set distill.resume=false")
     if payload.get("config_hash") != config_hash:
         if on_mismatch is not None:
             on_mismatch(payload.get("step"))

@@ -247,8 +247,8 @@ def _resumable_checkpoint(job: TrainJob) -> dict | None:
     """The checkpoint to resume from, once every rank found the same one and the world size matches it."""
     def starting_over(step):  # a user who changed distill.steps to train longer should not lose N steps unknowingly
         if job.ctx.is_main:
-            console.print(f"distill: the checkpoint in {job.state_dir} (step {step}) was written with another config, so training starts "
-                          "from step 0 and replaces it (the config of a run decides its whole schedule: distill.steps, lr, data, ...)")
+            console.print(f"distill: the checkpoint in {job.state_dir} (step {step}) was written with another config or other images, so training "
+                          "starts from step 0 and replaces it (the config of a run decides its whole schedule: distill.steps, lr, data, ...)")
 
     checkpoint = load_checkpoint(job.state_dir, job.config_hash, starting_over) if job.state_dir and job.cfg.resume else None
     found = distributed.gather_objects(checkpoint["step"] if checkpoint else None, job.ctx)
