@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from edgedistill.config import load_config
@@ -73,8 +74,21 @@ def test_running_norm_pooling_matches_the_two_pass_variance():
     x = torch.randn(3, 7, 5) * 4 + 100  # a large mean: naive E[x²] - E[x]² in fp32 would lose the variance
     norm = TargetNorm(5, eps=0.0)
     norm.update(x)
-    var, mean = torch.var_mean(x.reshape(-1, 5), 0, correction=0)
+    var, mean = torch.var_mean(x.reshape(-1, 5), 0)  # unbiased (n - 1), as BatchNorm's running_var
     assert torch.allclose(norm.mean, mean) and torch.allclose(norm.var, var, rtol=1e-5)
+
+
+def test_small_batches_standardise_to_unit_variance():
+    # the biased batch variance (n) gave targets std 1.07 at 8 samples a batch, 1.15 at 4
+    generator = torch.Generator().manual_seed(0)
+    norm = TargetNorm(64, momentum=1e-3)
+    for _ in range(400):
+        norm.update(torch.randn(4, 64, generator=generator) * 3 + 1)
+    held_out = norm(torch.randn(20000, 64, generator=generator) * 3 + 1)
+    assert held_out.std().item() == pytest.approx(1.0, abs=0.03)
+    single = TargetNorm(4)
+    single.update(torch.ones(1, 4) * 5)  # one sample: a mean, but no spread to learn
+    assert torch.equal(single.var, torch.ones(4)) and torch.equal(single.mean, torch.full((4,), 5.0))
 
 
 def test_ema_averages_the_student_not_the_standardisation(tmp_path):

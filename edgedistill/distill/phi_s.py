@@ -25,7 +25,7 @@ class PhiSNorm(nn.Module):
     def __init__(self, dim: int, estimate_batches: int = 32, eps: float = 1e-6):
         super().__init__()
         self.estimate_batches, self.eps = estimate_batches, eps
-        self._frozen = False  # cached so a frozen norm does not sync with the GPU every step
+        self._seen: int | None = None  # `count` mirrored on the host: reading the buffer each step would sync with the GPU
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("rotation", torch.eye(dim))  # H Uᵀ
         self.register_buffer("scale", torch.ones(()))  # φ
@@ -37,13 +37,14 @@ class PhiSNorm(nn.Module):
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
-        self._frozen = False  # decided again from the loaded count
+        self._seen = None  # re-read once from the loaded buffer
 
     @torch.no_grad()
     def update(self, x: torch.Tensor, ctx: DistContext = DistContext()) -> None:
         """Add the global batch [..., D] to the statistics and refit the map, until the estimate is frozen."""
-        if self._frozen or int(self.count) >= self.estimate_batches:  # one sync per step until frozen
-            self._frozen = True
+        if self._seen is None:
+            self._seen = int(self.count)
+        if self._seen >= self.estimate_batches:
             return
         flat = x.detach().reshape(-1, x.shape[-1]).double()
         sums = [flat.sum(0), flat.T @ flat, flat.new_tensor(float(flat.shape[0]))]
@@ -52,7 +53,7 @@ class PhiSNorm(nn.Module):
         self.outer += sums[1]
         self.samples += sums[2]
         self.count += 1
-        done = int(self.count)
+        self._seen = done = self._seen + 1
         if done & (done - 1) == 0 or done == self.estimate_batches:  # refit at 1, 2, 4, ... and at the end: eigh is not free
             self._refit()
             # every rank fitted the same sums; rank 0's map is sent anyway, as eigh need not agree bit for bit across machines

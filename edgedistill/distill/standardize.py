@@ -52,13 +52,15 @@ class TargetNorm(nn.Module):
 
     @torch.no_grad()
     def apply_moments(self, moments: list[torch.Tensor]) -> None:
-        pooled_mean = moments[0] / moments[2]
-        pooled_var = (moments[1] / moments[2] - pooled_mean.square()).clamp_min(0)
+        n = moments[2]
+        pooled_mean = moments[0] / n
+        # unbiased, as BatchNorm's running_var: the biased one leaves a global batch of 8 tokens standardised to std 1.07
+        pooled_var = (moments[1] / n - pooled_mean.square()).clamp_min(0) * (n / (n - 1).clamp_min(1))
         if self._seen is None:
             self._seen = int(self.count)
         rate = max(self.momentum, 1.0 / (self._seen + 1))
         self.mean.lerp_(pooled_mean.float(), rate)
-        self.var.lerp_(pooled_var.float(), rate)
+        self.var.lerp_(pooled_var.float(), ((n > 1) * rate).float())  # one sample says nothing of the spread
         self.count += 1
         self._seen += 1
 
