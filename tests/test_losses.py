@@ -83,7 +83,7 @@ def test_random_masks_count_share_and_ratio():
 
 def test_target_norm_standardises_and_folds_back():
     norm = TargetNorm(2, eps=0.0)
-    norm.update(torch.tensor([[1.0, 2.0], [3.0, 6.0]]))  # mean (2, 4), var (1, 4)
+    norm.update(torch.tensor([[1.0, 2.0], [2.0, 4.0], [3.0, 6.0]]))  # mean (2, 4), unbiased var (1, 4)
     assert norm(torch.tensor([[3.0, 8.0]])).tolist() == [[1.0, 2.0]]
     head = projection_head(3, 2)
     x = torch.randn(5, 3)
