@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -183,6 +184,9 @@ _NO_DEFAULT = object()
 COMPATIBLE_ADDITIONS = {"teacher.dtype": "fp32", "distill.compile_mode": "default", "distill.overlap_teacher": False}
 
 
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Convert a YAML value to the field's declared type, with a clear error when impossible."""
     if isinstance(annotation, str):
@@ -202,8 +206,12 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return value
         raise EdgedistillError(f"config '{where}' must be true or false, got {value!r}", f"set {where}=true or {where}=false")
     if annotation in (int, float):
+        if isinstance(value, str) and NUMBER.fullmatch(value.strip()):  # YAML 1.1 reads 1e-3 (no dot) as text
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise EdgedistillError(f"config '{where}' must be a number, got {value!r}", f"set {where} to a number")
+        if not math.isfinite(value):
+            raise EdgedistillError(f"config '{where}' must be a finite number, got {value!r}", f"set {where} to a number")
         if annotation is int and value != int(value):  # 2.7 steps is a typo, not 2
             raise EdgedistillError(f"config '{where}' must be a whole number, got {value!r}", f"set {where} to an integer")
         return annotation(value)
@@ -239,7 +247,7 @@ LIMITS = {
     "distill.steps": (lambda v: v >= 1, "at least 1"),
     "distill.batch_size": (lambda v: v >= 1, "at least 1"),
     "distill.warmup_steps": (lambda v: v >= 0, "0 or more"),
-    "distill.lr": (lambda v: v > 0, "above 0"),
+    "distill.lr": (lambda v: v > 0, "above 0"),  # and finite, as every number (_coerce)
     "distill.ema_decay": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "distill.mask_share": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "distill.mask_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
@@ -273,6 +281,12 @@ LIMITS = {
 FORMATS = {
     "distill.device": (lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None, "auto, cpu, cuda, cuda:N"),
 }
+# String fields that must not be empty: what to write there (an empty data.source would read the current folder).
+REQUIRED = {
+    "data.source": "bundled, a folder, a .txt list or .tar shards",
+    "teacher.name": "a timm model name, open_clip:ARCH/TAG or the offline teacher",
+    "student.name": "a timm model name such as vit_tiny_patch16_224",
+}
 
 
 def _check_value(where: str, value) -> None:
@@ -281,6 +295,8 @@ def _check_value(where: str, value) -> None:
         raise EdgedistillError(f"config '{where}' is {value!r}, which is not a known choice", f"use one of: {', '.join(CHOICES[field_name])}")
     if field_name in LIMITS and isinstance(value, (int, float)) and not LIMITS[field_name][0](value):
         raise EdgedistillError(f"config '{where}' is {value!r}, which is out of range", f"set it {LIMITS[field_name][1]}")
+    if field_name in REQUIRED and isinstance(value, str) and not value.strip():
+        raise EdgedistillError(f"config '{where}' is empty", f"set it to {REQUIRED[field_name]}")
     if field_name in FORMATS and isinstance(value, str) and not FORMATS[field_name][0](value):
         raise EdgedistillError(f"config '{where}' is {value!r}, which is not a known choice", f"use one of: {FORMATS[field_name][1]}")
     if field_name == "data.auto_augment" and (problem := auto_augment_error(value)):
@@ -291,7 +307,7 @@ def _check_value(where: str, value) -> None:
 def from_dict(cls, data: dict, where: str = ""):
     """Build dataclass `cls` from a mapping; unknown keys are errors."""
     known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
+    unknown = sorted(set(data) - set(known), key=str)  # YAML keys may be numbers too
     if unknown:
         prefix = f"{where}." if where else ""
         raise EdgedistillError(
@@ -333,6 +349,8 @@ def read_yaml_mapping(path: Path, what: str, example: str) -> dict:
         loaded = yaml.safe_load(Path(path).read_text()) or {}
     except yaml.YAMLError as exc:
         raise EdgedistillError(f"{what} '{path}' is not valid YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from exc
+    except UnicodeDecodeError as exc:
+        raise EdgedistillError(f"{what} '{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})", "pass a YAML text file saved as UTF-8") from exc
     if not isinstance(loaded, dict):
         raise EdgedistillError(f"{what} '{path}' must hold a mapping", example)
     return loaded
@@ -356,4 +374,17 @@ def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | lis
     for text in overrides:
         keys, value = parse_override(text)
         merge_override(data, keys, value)
-    return from_dict(BuildConfig, data)
+    cfg = from_dict(BuildConfig, data)
+    _check_something_is_learned(cfg)
+    return cfg
+
+
+def _check_something_is_learned(cfg: BuildConfig) -> None:
+    """Weights that zero every loss would train for hours and save an untrained student."""
+    d = cfg.distill
+    if d.token_weight == d.patch_weight == d.feature_weight == 0:
+        raise EdgedistillError("distill.token_weight, patch_weight and feature_weight are all 0, so distillation would learn nothing",
+                               "set at least one of them above 0 (Proteus uses 1 for each)")
+    weights = [cfg.teacher.weight] + [t.get("weight", 1.0) if isinstance(t, dict) else t.weight for t in cfg.teacher.extra]
+    if not any(weights):
+        raise EdgedistillError("every teacher has weight 0, so distillation would learn nothing", "set teacher.weight (or an extra teacher's) above 0")

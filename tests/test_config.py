@@ -59,6 +59,12 @@ def test_defaults_and_overrides(tmp_path):
     ("bench.eval_images=0", "'bench.eval_images' is 0, which is out of range"),
     ("bench.eval_max_images=1", "'bench.eval_max_images' is 1, which is out of range (fix: set it at least 2"),
     ("bench.knn_k=0", "'bench.knn_k' is 0, which is out of range"),
+    ("distill.steps=.inf", "'distill.steps' must be a finite number, got inf"),
+    ("distill.lr=.nan", "'distill.lr' must be a finite number, got nan"),
+    ("distill.lr=1e-3x", "'distill.lr' must be a number, got '1e-3x'"),
+    ("data.source=", "'data.source' is empty (fix: set it to bundled, a folder"),  # it read the current folder
+    ("student.name=' '", "'student.name' is empty"),
+    ("teacher.weight=0", "every teacher has weight 0, so distillation would learn nothing"),
 ])
 def test_bad_overrides_are_clear(override, fragment):
     with pytest.raises(EdgedistillError) as info:
@@ -74,6 +80,20 @@ def test_good_values_at_the_new_limits_still_load():
     assert cfg.distill.device == "cuda:1" and cfg.teacher.extra == ({"name": "resnet10t", "weight": 0.5},)
     for policy in ("", "rand-m9-mstd0.5-inc1", "augmix-m5-w4-d2", "original", "v0r", "3a"):
         assert load_config(None, [f"data.auto_augment={policy}"]).data.auto_augment == policy
+
+
+def test_numbers_in_exponent_notation_load_as_numbers(tmp_path):
+    # YAML 1.1 reads 1e-3 (no dot) as text; users write learning rates that way
+    cfg = load_config(None, ["distill.lr=1e-3", "distill.steps=2E2", "distill.weight_decay=+5e-2"])
+    assert (cfg.distill.lr, cfg.distill.steps, cfg.distill.weight_decay) == (0.001, 200, 0.05) and isinstance(cfg.distill.steps, int)
+    (tmp_path / "c.yaml").write_text("distill:\n  lr: 3e-4\n")
+    assert load_config(tmp_path / "c.yaml").distill.lr == 3e-4
+
+
+def test_weights_that_zero_every_loss_are_refused():
+    with pytest.raises(EdgedistillError, match="are all 0, so distillation would learn nothing"):
+        load_config(None, ["distill.token_weight=0", "distill.patch_weight=0", "distill.feature_weight=0"])
+    assert load_config(None, ["distill.token_weight=0", "distill.patch_weight=0"]).distill.feature_weight == 1.0
 
 
 def test_every_accepted_auto_augment_policy_is_one_timm_builds():
@@ -103,6 +123,12 @@ def test_missing_and_invalid_files(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("distill: [unclosed")
     with pytest.raises(EdgedistillError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_bytes(b"distill:\n  steps: \xff\xfe\n")
+    with pytest.raises(EdgedistillError, match="is not UTF-8 text"):
+        load_config(bad)
+    bad.write_text("1: x\nfoo: y\n")  # keys of two types: listing the unknown ones must not fail
+    with pytest.raises(EdgedistillError, match="unknown config key '1'"):
         load_config(bad)
 
 

@@ -58,6 +58,9 @@ def test_txt_file_list_and_brace_expansion(tmp_path):
     (tmp_path / "list.txt").write_text("# photos\nx.png\n   # an indented comment\n")
     assert ImageSource(str(tmp_path / "list.txt")).paths == [str(tmp_path / "x.png")]
     assert ImageSource(str(tmp_path / "list.txt")).load(0).getpixel((0, 0)) == (1, 2, 3)
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9.png\n".encode("latin-1"))
+    with pytest.raises(EdgedistillError, match="image list .*latin1.txt' is not UTF-8 text"):
+        ImageSource(str(tmp_path / "latin1.txt"))
     assert expand_braces("s-{08..10}.tar") == ["s-08.tar", "s-09.tar", "s-10.tar"]
 
 

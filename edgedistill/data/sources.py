@@ -22,7 +22,11 @@ def resolve_image_paths(source: str, max_images: int | None = None) -> list[Path
         if root.is_dir():
             paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif root.is_file() and root.suffix == ".txt":
-            lines = [line.strip() for line in root.read_text().splitlines()]
+            try:
+                lines = [line.strip() for line in root.read_text().splitlines()]
+            except UnicodeDecodeError as exc:
+                raise EdgedistillError(f"image list '{source}' is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                                       "write the list as UTF-8 text, one image path per line") from exc
             lines = [line for line in lines if line and not line.startswith("#")]
             paths = [root.parent / Path(line).expanduser() for line in lines]  # an absolute (or ~) path replaces the folder
             if not paths:
