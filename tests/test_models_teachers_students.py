@@ -9,7 +9,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from edgedistill.config import TeacherConfig
+from edgedistill.config import StudentConfig, TeacherConfig
 from edgedistill.distill.module import DistillModule, Objective
 from edgedistill.errors import EdgedistillError
 from edgedistill.models.heads import ProteusHeads
@@ -207,6 +207,23 @@ def test_model_args_of_another_family_are_a_config_error():
     assert "drop or correct student.model_args" in error.value.fix
     with pytest.raises(EdgedistillError, match=r"teacher 'resnet10t' does not take teacher.model_args"):
         create_teacher(TeacherConfig(name="resnet10t", pretrained=False, model_args={"depth": 1}))
+
+
+@pytest.mark.parametrize("role, size, args, cause", [
+    ("student", 8, {"depth": 1}, "fails on its 8x8 input (model_args {'depth': 1}): Calculated padded input size"),  # smaller than a patch
+    ("teacher", 8, {"depth": 1}, "fails on its 8x8 input"),
+    ("student", 32, {"img_size": 64}, "fails on its 32x32 input (model_args {'img_size': 64}): Input height (32) doesn't match model (64)"),
+    ("student", 32, {"embed_dim": 100}, "cannot be built (img_size 32, model_args {'embed_dim': 100}): dim should be divisible by num_heads"),
+    ("teacher", 32, {"depth": -1}, "cannot be built (img_size 32, model_args {'depth': -1})"),
+])
+def test_settings_a_model_cannot_take_are_one_line_errors(role, size, args, cause):
+    with pytest.raises(EdgedistillError) as error:
+        if role == "student":
+            probe_student(create_backbone("vit_tiny_patch16_224", size, args), size, StudentConfig("vit_tiny_patch16_224", size, args))
+        else:
+            create_teacher(TeacherConfig(name="vit_tiny_patch16_224", pretrained=False, img_size=size, model_args=args))
+    assert f"{role} 'vit_tiny_patch16_224' {cause}" in error.value.one_line() and "\n" not in error.value.one_line()
+    assert f"set {role}.img_size and {role}.model_args" in error.value.fix
 
 
 def test_unreadable_teacher_checkpoints_are_one_line_errors(tmp_path):

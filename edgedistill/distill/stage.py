@@ -109,7 +109,7 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
     if ctx.active and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
     backbone, data_config = create_student(cfg.student)
-    probe = probe_student(backbone, data_config["input_size"][-1])
+    probe = probe_student(backbone, data_config["input_size"][-1], cfg.student)
     dataset, targets, teachers, classifier = _teacher_sources(cfg, data_config)
     patch_level = cfg.distill.patch_weight > 0 and probe["maskable"]
     if patch_level and masked_rows(cfg.distill.batch_size, probe["n_patches"], cfg.distill.mask_share, cfg.distill.mask_ratio) == 0:

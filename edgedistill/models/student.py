@@ -21,7 +21,7 @@ from ..config import StudentConfig
 from ..errors import EdgedistillError
 from .heads import ProteusHeads, build_classifier, describe_classifier
 from .preprocess import resolve_data_config
-from .timm_create import create_timm_model
+from .timm_create import create_timm_model, runs_on_its_input
 
 STUDENT_WEIGHTS = "student.safetensors"
 STUDENT_SPEC = "student.json"
@@ -43,13 +43,15 @@ def student_dim(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def probe_student(model: nn.Module, img_size: int) -> dict:
+def probe_student(model: nn.Module, img_size: int, cfg: StudentConfig | None = None) -> dict:
     """Token width, summary width, token grid and whether it is a ViT (maskable, prefix tokens)."""
     from .tokens import is_maskable, patch_tokens
 
     was_training = model.training
     model.eval()
-    features = model.forward_features(torch.zeros(1, 3, img_size, img_size))
+    name, model_args = (cfg.name, cfg.model_args) if cfg is not None else (type(model).__name__, {})
+    with runs_on_its_input("student", name, img_size, model_args):
+        features = model.forward_features(torch.zeros(1, 3, img_size, img_size))
     patches, grid = patch_tokens(model, features)  # first: it refuses outputs that are no token or feature map
     summary = summary_token(model, features)
     if summary.ndim != 2:  # e.g. a ViT with global_pool='' keeps every token: the token level needs one vector

@@ -19,7 +19,7 @@ from ..errors import EdgedistillError
 from .offline_teacher import load_offline_efficientnet_lite0
 from .open_clip_teacher import PREFIX as OPEN_CLIP_PREFIX, create_open_clip_visual
 from .preprocess import resolve_data_config
-from .timm_create import create_timm_model
+from .timm_create import create_timm_model, runs_on_its_input
 from .tokens import patch_tokens
 
 
@@ -62,7 +62,7 @@ def classifier_from_token(model: nn.Module) -> nn.Module | None:
 class Teacher(nn.Module):
     """A frozen model with its data config, target dims/grid and optional token->logits classifier."""
 
-    def __init__(self, model: nn.Module, name: str, img_size: int | None = None, weight: float = 1.0):
+    def __init__(self, model: nn.Module, name: str, img_size: int | None = None, weight: float = 1.0, model_args: dict | None = None):
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.name = name
@@ -70,7 +70,7 @@ class Teacher(nn.Module):
         self.data_config = model.data_config() if hasattr(model, "forward_targets") else resolve_data_config(model, img_size)
         self.classifier = classifier_from_token(model)
         self._is_cnn = False
-        with torch.no_grad():
+        with torch.no_grad(), runs_on_its_input("teacher", name, self.data_config["input_size"][-1], model_args or {}):
             probe = self._targets(torch.zeros(1, *self.data_config["input_size"]))
         # CNN teachers run markedly faster in channels_last (depthwise convs), on CPU and GPU.
         self.channels_last = self._is_cnn
@@ -121,7 +121,7 @@ def create_teacher(cfg: TeacherConfig) -> Teacher:
         model = create_open_clip_visual(cfg.name, cfg.pretrained, cfg.checkpoint)
     else:
         model = _create_timm(cfg)
-    return Teacher(model, cfg.name, cfg.img_size, cfg.weight)
+    return Teacher(model, cfg.name, cfg.img_size, cfg.weight, dict(cfg.model_args))
 
 
 TEACHER_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

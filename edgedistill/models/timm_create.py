@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import timm
 from torch import nn
 
@@ -30,8 +32,27 @@ def create_timm_model(role: str, name: str, pretrained: bool, img_size: int | No
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise EdgedistillError(f"unknown {role} '{name}'", NAME_HELP[role]) from exc
-        raise
+        raise _does_not_fit(role, name, img_size, model_args, "cannot be built", exc) from exc
+    except (AssertionError, ValueError) as exc:  # e.g. embed_dim not divisible by num_heads, a negative depth
+        raise _does_not_fit(role, name, img_size, model_args, "cannot be built", exc) from exc
     except (OSError, ConnectionError) as exc:  # hub download failed: offline or no such tag
         fix = "connect to the internet, or set teacher.checkpoint=PATH to local weights" if role == "teacher" else \
             "connect to the internet, or name the architecture (e.g. vit_small_patch16_224): students start from random weights"
         raise EdgedistillError(f"could not fetch {role} '{name}': {str(exc).splitlines()[0][:120]}", fix) from exc
+
+
+@contextmanager
+def runs_on_its_input(role: str, name: str, img_size: int, model_args: dict):
+    """Around a model's first forward pass: its own failure there (an input smaller than a patch or a
+    kernel, model_args at odds with img_size) becomes a one-line error naming the settings to change."""
+    try:
+        yield
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        raise _does_not_fit(role, name, None, model_args, f"fails on its {img_size}x{img_size} input", exc) from exc
+
+
+def _does_not_fit(role: str, name: str, img_size: int | None, model_args: dict, what: str, exc: BaseException) -> EdgedistillError:
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    settings = ", ".join([f"img_size {img_size}"] * bool(img_size) + [f"model_args {dict(model_args)}"] * bool(model_args)) or "its defaults"
+    return EdgedistillError(f"{role} '{name}' {what} ({settings}): {detail}",
+                            f"set {role}.img_size and {role}.model_args to values this model family takes (e.g. its defaults)")
