@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .errors import EdgedistillError
 from .versions import tool_versions
 
 MANIFEST = "manifest.json"
@@ -188,9 +189,16 @@ class Manifest:
     @classmethod
     def load(cls, root: Path) -> "Manifest":
         path = Path(root) / MANIFEST
-        if path.is_file():
-            return cls(root, json.loads(path.read_text()))
-        return cls(root)
+        if not path.is_file():
+            return cls(root)
+        fix = f"restore it, or delete it to rebuild '{root}' from scratch"
+        try:
+            data = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise EdgedistillError(f"the build folder's {path} is not valid JSON: {str(exc).splitlines()[0]}", fix) from exc
+        if not isinstance(data, dict) or not isinstance(data.get("artifacts"), dict) or not isinstance(data.get("stages"), dict):
+            raise EdgedistillError(f"the build folder's {path} is not an edgedistill manifest (no artifacts and stages)", fix)
+        return cls(root, data)
 
     def save(self) -> None:
         if os.environ.get("RANK", "0") != "0":

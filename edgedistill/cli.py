@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else os.strerror(code)
         where = f" writing '{exc.filename}'" if getattr(exc, "filename", None) else ""
         click.echo(f"error: {cause}{where} (fix: {DISK_FIXES[code]}; outputs written before are kept)", err=True)
-        return 1
+        return 1 if code in (errno.ENOSPC, errno.EDQUOT) else 2  # a full disk is the machine's; the rest, the --out chosen
     return 0
 
 
@@ -323,6 +323,8 @@ DISK_FIXES = {
     errno.EDQUOT: "free space there or choose another --out",
     errno.EROFS: "choose a writable --out folder",
     errno.EACCES: "choose a folder you may write to, or fix its permissions",
+    errno.ENOTDIR: "a file stands where the path needs a folder: choose another --out",
+    errno.EEXIST: "a file stands where the path needs a folder: choose another --out",
 }
 
 

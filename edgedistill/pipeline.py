@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import traceback
 from dataclasses import replace
 from pathlib import Path
@@ -59,6 +60,7 @@ class Pipeline:
             record = self.manifest.data["stages"].pop(later, None) if later != stage else self.manifest.data["stages"].get(stage)
             for name in (record or {}).get("outputs", []):
                 self.manifest.data["artifacts"].pop(name, None)
+        shutil.rmtree(self.workdir / "report", ignore_errors=True)  # it described the old outputs; a failed run must leave none
         self.manifest.set_status("incomplete")
         for stale in ("failed_stage", "traceback", "selected"):  # belonged to an earlier run
             self.manifest.data.pop(stale, None)

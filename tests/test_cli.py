@@ -76,6 +76,23 @@ def test_a_full_disk_is_one_line_with_a_fix(error, monkeypatch, capsys):
     assert len(err) == 1 and err[0].startswith("error: No space left on device") and "free space there or choose another --out" in err[0]
 
 
+def test_an_out_path_below_a_file_is_one_line_with_a_fix(tmp_path, capsys):
+    (tmp_path / "afile").write_text("not a folder")
+    assert main(["cache-teacher", str(tmp_path / "afile" / "cache"), "-k", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a file stands where the path needs a folder" in err[0], err
+    assert (tmp_path / "afile").read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("content", ['{"artifacts": ', '["a", "list"]', '{"config": 5}'])
+def test_a_damaged_manifest_is_one_line_with_a_fix(tmp_path, capsys, content):
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "manifest.json").write_text(content)
+    assert main(["distill", str(tmp_path / "build"), "--set", "distill.steps=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "manifest.json" in err[0] and "delete it to rebuild" in err[0], err
+
+
 def test_other_crashes_still_show_their_traceback(monkeypatch):
     def fail(**kwargs):
         raise OSError(5, "Input/output error")

@@ -198,14 +198,25 @@ def test_a_damaged_cache_is_a_one_line_error_with_a_fix(caches, tmp_path):
         "bad-json": lambda d: (d / "cache.json").write_text('{"format": '),
         "missing-shard": lambda d: (d / "shard-00001.safetensors").unlink(),
         "truncated-shard": lambda d: (d / "shard-00000.safetensors").write_bytes((d / "shard-00000.safetensors").read_bytes()[:40]),
+        "no-shards-key": lambda d: _edit_meta(d, lambda meta: meta.pop("shards")),
+        "empty-shards": lambda d: _edit_meta(d, lambda meta: meta.update(shards=[])),
+        "missing-classifier": lambda d: (d / "classifier.safetensors").unlink(),
+        "foreign-classifier": lambda d: shutil.copy(d / "shard-00000.safetensors", d / "classifier.safetensors"),
     }
     for name, damage in damages.items():
         broken = shutil.copytree(dirs["float16"], tmp_path / name)
         damage(broken)
         with pytest.raises(EdgedistillError) as error:
             cache_mod.CachedViews(broken, None)
+            cache_mod.load_cached_classifier(broken, cache_mod.read_cache(broken))
         assert "re-create the cache" in error.value.fix, name
-        assert str(broken) in error.value.one_line(), name
+        assert str(broken) in error.value.one_line() and "\n" not in error.value.one_line(), name
+
+
+def _edit_meta(cache_dir, change) -> None:
+    meta = json.loads((cache_dir / cache_mod.META).read_text())
+    change(meta)
+    (cache_dir / cache_mod.META).write_text(json.dumps(meta))
 
 
 def test_training_from_a_cache_names_the_data_settings_it_ignores(caches, tmp_path, capsys):

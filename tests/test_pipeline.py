@@ -151,6 +151,7 @@ def test_a_broken_rebuild_never_reads_as_complete_nor_passes_gates(tiny_build, t
     assert main(["bench", str(out), "--target", "x86-cpu", "--pin-cpus", "99"]) == 2  # a CPU this host does not have
     manifest = Manifest.load(out)
     assert manifest.data["status"] == "failed" and manifest.data["failed_stage"] == "bench"
+    assert not (out / "report").exists()  # the last run's report described outputs this run replaced
     capsys.readouterr()
     assert main(["report", str(out), "--min-cosine", "0.5"]) == 1  # the old report.json must not pass CI
     assert "is failed (bench)" in capsys.readouterr().err

@@ -35,6 +35,8 @@ from .trainer import autocast_for, pick_device, uses_bf16
 
 FORMAT = "edgedistill.teacher-cache/2"  # 2: patch targets of fc_norm teachers (BEiT, EVA) are normed
 META = "cache.json"
+META_KEYS = ("images", "augmentations", "entries", "view_size", "dtype", "seed", "shards", "views_stored", "image_list",
+             "teacher_configs", "data", "teachers", "classifier")  # what cache_teacher writes and training reads
 DAMAGED_FIX = "re-create the cache with `edgedistill cache-teacher` (it writes atomically, so a copy or a disk went wrong)"
 
 
@@ -135,6 +137,12 @@ def read_cache(cache_dir: str | Path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise EdgedistillError(f"teacher cache '{cache_dir}' has format {found!r}, expected {FORMAT}", "re-create it with this edgedistill version")
+    absent = [key for key in META_KEYS if key not in meta]
+    shards = meta.get("shards")
+    if absent or not isinstance(shards, list) or not shards or not all(
+            isinstance(s, dict) and isinstance(s.get("file"), str) and isinstance(s.get("entries"), int) for s in shards):
+        lacks = f"lacks {', '.join(absent)}" if absent else "lists no shards (file, entries)"
+        raise EdgedistillError(f"teacher cache '{cache_dir}' has a damaged {META}: it {lacks}", DAMAGED_FIX)
     missing = [shard["file"] for shard in meta["shards"] if not (Path(cache_dir) / shard["file"]).is_file()]
     if missing:
         raise EdgedistillError(f"teacher cache '{cache_dir}' lacks {len(missing)} of its {len(meta['shards'])} shards ({missing[0]} first)", DAMAGED_FIX)
@@ -182,7 +190,11 @@ def load_cached_classifier(cache_dir: str | Path, meta: dict):
     if not meta.get("classifier"):
         return None
     classifier = build_classifier(meta["classifier"])
-    classifier.load_state_dict(load_file(str(Path(cache_dir) / "classifier.safetensors")))
+    try:
+        classifier.load_state_dict(load_file(str(Path(cache_dir) / "classifier.safetensors")))
+    except Exception as exc:  # missing, truncated, or another file's tensors; safetensors has its own error types
+        raise EdgedistillError(f"teacher cache '{cache_dir}' has a damaged classifier.safetensors: {str(exc).strip().splitlines()[0][:160]}",
+                               DAMAGED_FIX) from exc
     return classifier
 
 
