@@ -79,6 +79,21 @@ def test_open_clip_teacher_without_the_extra_names_it(monkeypatch):
     assert "edgedistill[vl]" in info.value.fix
 
 
+@pytest.mark.skipif(importlib.util.find_spec("open_clip") is None, reason="needs the [vl] extra (open_clip_torch)")
+def test_open_clip_weights_that_cannot_download_say_so(monkeypatch):
+    import open_clip
+
+    def offline(*args, **kwargs):  # open_clip's own wording when the hub cannot be reached
+        raise RuntimeError("Failed to download weights for tag 'openai': Failed to download file (open_clip_pytorch_model.bin) "
+                           "for timm/vit_base_patch32_clip_224.openai. Last error: ...")
+
+    monkeypatch.setattr(open_clip, "create_model", offline)
+    with pytest.raises(EdgedistillError) as info:
+        create_teacher(TeacherConfig(name="open_clip:ViT-B-32/openai"))
+    assert info.value.one_line().startswith("could not fetch open_clip weights 'ViT-B-32/openai': Failed to download weights")
+    assert "connect to the internet, or set teacher.checkpoint" in info.value.fix
+
+
 @pytest.mark.parametrize("name,size,maskable,args", [
     ("vit_tiny_patch16_224", 32, True, {"depth": 1, "reg_tokens": 2, "patch_size": 8}),
     ("vit_tiny_patch16_224", 32, True, {"depth": 1, "patch_size": 8, "dynamic_img_size": True}),  # NHWC patch embeddings

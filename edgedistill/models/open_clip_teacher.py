@@ -56,5 +56,9 @@ def create_open_clip_visual(name: str, pretrained: bool, checkpoint: str | None)
     try:
         model = open_clip.create_model(arch, pretrained=weights)
     except RuntimeError as exc:
-        raise EdgedistillError(f"open_clip cannot build '{spec}': {str(exc).splitlines()[0][:120]}", "see open_clip.list_pretrained() for ARCH/PRETRAINED pairs") from exc
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "Failed to download" in message:  # a known tag, but the hub cannot be reached (open_clip words it so)
+            raise EdgedistillError(f"could not fetch open_clip weights '{spec}': {message[:240]}",
+                                   "connect to the internet, or set teacher.checkpoint=PATH to local open_clip weights") from exc
+        raise EdgedistillError(f"open_clip cannot build '{spec}': {message[:160]}", "see open_clip.list_pretrained() for ARCH/PRETRAINED pairs") from exc
     return OpenClipVisual(model.visual)
