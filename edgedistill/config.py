@@ -106,7 +106,7 @@ class ExportConfig:
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    calibration: str = "bundled-photos"  # a recipe in calibration/, a recipe file, or an image folder
+    calibration: str | None = None  # a recipe in calibration/, a recipe file, or an image folder; None: the target's
     method: str = "minmax"  # minmax | entropy | percentile
     per_channel: bool = True
     symmetric_activations: bool = False  # int8 (signed) activations with zero point 0, as TensorRT needs
@@ -275,6 +275,10 @@ LIMITS = {
     "bench.eval_images": (lambda v: v >= 1, "at least 1"),
     "bench.eval_max_images": (lambda v: v >= 2, "at least 2 (two per class for a probe)"),
     "bench.knn_k": (lambda v: v >= 1, "at least 1"),
+    "quantize.holdout_images": (lambda v: v >= 1, "at least 1"),
+    "quantize.sensitivity_samples": (lambda v: v >= 1, "at least 1"),
+    "calibration.samples": (lambda v: v >= 1, "at least 1"),  # a calibration recipe's fields
+    "calibration.seed": (lambda v: 0 <= v < 2**32, f"in [0, {2**32 - 1}] (numpy's seed range)"),
 }
 
 # String fields with a pattern rather than a fixed list: (check, the forms it accepts).

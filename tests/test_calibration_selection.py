@@ -65,6 +65,33 @@ def test_unknown_recipe_is_a_user_error():
     assert load_recipe("bundled-photos") == CalibrationRecipe("bundled", 64, 1234)
 
 
+@pytest.mark.parametrize("text, cause", [
+    ("samples: 0\n", "'calibration.samples' is 0, which is out of range"),
+    ("samples: 8\nseed: -1\n", "'calibration.seed' is -1, which is out of range"),
+    ("samples: [unclosed\n", "is not valid YAML"),
+    ("- a list\n", "must hold a mapping"),
+    ("sample: 8\n", "unknown config key 'calibration.sample'"),
+])
+def test_a_bad_recipe_file_is_a_one_line_error_naming_it(tmp_path, text, cause):
+    (tmp_path / "recipe.yaml").write_text(text)
+    with pytest.raises(EdgedistillError) as error:
+        load_recipe(str(tmp_path / "recipe.yaml"))
+    assert cause in error.value.one_line() and "recipe.yaml" in error.value.one_line() and "\n" not in error.value.one_line()
+
+
+def test_an_explicit_calibration_wins_over_the_targets_even_when_it_names_the_default_recipe():
+    from dataclasses import replace
+
+    from edgedistill.config import load_config
+    from edgedistill.quantize.stage import calibration_recipe
+    from edgedistill.targets import load_target
+
+    target = replace(load_target("x86-cpu"), calibration="no-such-recipe")
+    assert calibration_recipe(load_config(None, ["quantize.calibration=bundled-photos"]), target) == CalibrationRecipe("bundled", 64, 1234)
+    with pytest.raises(EdgedistillError, match="unknown calibration source 'no-such-recipe'"):
+        calibration_recipe(load_config(), target)  # unset: the target's recipe
+
+
 def test_ort_reader_and_trt_export_carry_the_same_samples(tmp_path):
     recipe = CalibrationRecipe(samples=5)
     batch = calibration_batch(recipe, DC)

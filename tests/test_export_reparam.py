@@ -58,6 +58,14 @@ def test_export_uses_opset_17_and_a_dynamic_batch(tmp_path):
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [3, SIZE, SIZE]
 
 
+def test_an_opset_too_old_for_the_model_is_a_one_line_error(tmp_path):
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32, depth=1).eval()
+    with pytest.raises(EdgedistillError, match="ONNX export at opset 13 failed: .*scaled_dot_product_attention") as error:
+        export_checked(vit, ["embedding"], [3, 32, 32], tmp_path / "m.onnx", ExportConfig(opset=13), _batch()[:, :, :32, :32])
+    assert "export.opset" in error.value.fix and "\n" not in error.value.one_line()
+
+
 def test_parity_failure_fails_the_export_and_leaves_nothing_behind(tmp_path, monkeypatch):
     def broken(model):  # a fusion bug: the exported graph no longer computes what torch computes
         copy, names = reparameterize(model)

@@ -15,7 +15,7 @@ from ..artifacts import Artifact, atomic_output
 from ..config import BuildConfig
 from ..data.eval_set import evaluation_views
 from ..models.preprocess import preprocess_images
-from ..models.teacher import create_teacher
+from ..models.teacher import create_primary_teacher
 
 
 def same_view_config(teacher_config: dict, student_config: dict) -> dict:
@@ -27,7 +27,7 @@ def same_view_config(teacher_config: dict, student_config: dict) -> dict:
 
 def write_evalset(cfg: BuildConfig, data_config: dict, workdir: Path, parent: str) -> Artifact:
     views = evaluation_views(cfg.data.source, cfg.bench.eval_images)
-    teacher = create_teacher(cfg.teacher)
+    teacher = create_primary_teacher(cfg.teacher)  # the distillation teacher, random weights included
     inputs = preprocess_images(views, data_config)
     teacher_inputs = torch.from_numpy(preprocess_images(views, same_view_config(teacher.data_config, data_config)))
     with torch.no_grad():

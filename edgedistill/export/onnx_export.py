@@ -10,6 +10,8 @@ import onnx
 import torch
 from torch import nn
 
+from ..errors import EdgedistillError
+
 INPUT_NAME = "input"
 
 
@@ -19,10 +21,14 @@ def export_onnx(model: nn.Module, input_size: list[int], path: Path, output_name
     dynamic_axes = {name: {0: "batch"} for name in [INPUT_NAME, *output_names]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model.eval(), (sample,), str(path), input_names=[INPUT_NAME], output_names=output_names,
-            opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False,
-        )
+        try:
+            torch.onnx.export(
+                model.eval(), (sample,), str(path), input_names=[INPUT_NAME], output_names=output_names,
+                opset_version=opset, dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False,
+            )
+        except torch.onnx.errors.OnnxExporterError as exc:  # an operator this opset lacks (ViT attention needs 14)
+            raise EdgedistillError(f"ONNX export at opset {opset} failed: {(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]}",
+                                   "set export.opset to 17 (the default), or at least 14 for ViT students") from exc
     return path
 
 

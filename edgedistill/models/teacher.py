@@ -156,10 +156,16 @@ def teacher_configs(cfg: TeacherConfig) -> list[TeacherConfig]:
 
 def create_teachers(cfg: TeacherConfig) -> list[Teacher]:
     """All teachers; randomly initialised ones (pretrained=False) come out the same every time,
-    so a teacher cache and an online run agree, without touching the global RNG."""
-    teachers = []
-    for i, c in enumerate(teacher_configs(cfg)):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(1_000_003 * (i + 1))
-            teachers.append(create_teacher(c))
-    return teachers
+    so a teacher cache, an online run and the evaluation set agree, without touching the global RNG."""
+    return [_create_seeded(c, i) for i, c in enumerate(teacher_configs(cfg))]
+
+
+def create_primary_teacher(cfg: TeacherConfig) -> Teacher:
+    """The first teacher alone, the same model create_teachers gives first."""
+    return _create_seeded(cfg, 0)
+
+
+def _create_seeded(cfg: TeacherConfig, index: int) -> Teacher:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1_000_003 * (index + 1))
+        return create_teacher(cfg)

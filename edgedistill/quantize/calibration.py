@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 from PIL import Image
 
-from ..config import from_dict
+from ..config import from_dict, read_yaml_mapping
 from ..data.crops import pick_images, source_crops
 from ..data.images import ImageSource, source_stamp
 from ..errors import EdgedistillError
@@ -53,8 +52,11 @@ def load_recipe(name_or_path: str) -> CalibrationRecipe:
                 f"unknown calibration source '{name_or_path}'",
                 f"use a recipe ({', '.join(bundled_names('calibration'))}), a recipe .yaml file, an image folder, a .txt list or .tar shards",
             )
-    data = yaml.safe_load(path.read_text()) or {}
-    return from_dict(CalibrationRecipe, data, where=f"calibration {path.stem}")
+    data = read_yaml_mapping(path, "calibration recipe", "write keys such as 'source: bundled', 'samples: 64', 'seed: 1234'")
+    try:
+        return from_dict(CalibrationRecipe, data, where="calibration")  # LIMITS checks calibration.samples and .seed
+    except EdgedistillError as exc:
+        raise EdgedistillError(f"calibration recipe '{path}': {exc.cause}", exc.fix) from exc
 
 
 def _fingerprint(recipe: CalibrationRecipe, data_config: dict, source: ImageSource, extra: dict | None = None) -> str:

@@ -19,7 +19,7 @@ TRT_CALIBRATION_DIR = Path("quantized") / "trt_calibration"
 
 def calibration_recipe(cfg: BuildConfig, target: TargetProfile):
     # An explicit --set quantize.calibration wins over the target's default recipe.
-    return load_recipe(cfg.quantize.calibration if cfg.quantize.calibration != "bundled-photos" else target.calibration)
+    return load_recipe(cfg.quantize.calibration or target.calibration)
 
 
 def calibration_for(cfg: BuildConfig, target: TargetProfile, data_config: dict, workdir: Path):
