@@ -81,3 +81,37 @@ def test_the_memory_column_is_the_model_at_its_deployment_batch_not_the_measurem
     row = measure_mod.measure(artifact, tmp_path, "CPU", plan, timed=True)
     assert row["status"] == "measured", row.get("notes")
     assert row["memory"]["peak_rss_delta_mb"] < 64 and row["memory"]["batch"] == 1
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_pinned_cpus_hold_for_every_inference_of_the_runner(tmp_path, monkeypatch, backend):
+    """OpenVINO's CPU plugin restores the affinity it saw at compile time during each inference:
+    pinning only around the timed loop left its inferences on every CPU while the report said pinned."""
+    import os
+
+    from edgedistill.artifacts import Artifact
+    from edgedistill.bench import measure as measure_mod
+
+    before = os.sched_getaffinity(0)
+    cpu = max(before)
+    runner_class = type(get_backend(backend).runner(embedder(tmp_path / "probe.onnx"), threads=1))
+    seen = []
+    original = runner_class._infer_impl
+
+    def spying(self, feeds):
+        out = original(self, feeds)
+        seen.append(frozenset(os.sched_getaffinity(0)))  # this thread's CPUs, as the runtime left them
+        return out
+
+    monkeypatch.setattr(runner_class, "_infer_impl", spying)
+    monkeypatch.setattr(measure_mod, "fidelity", lambda *a: {})
+    model = embedder(tmp_path / "m.onnx")
+    artifact = Artifact.record(tmp_path, model, kind="onnx", name="onnx-fp32", precision="fp32", backend=backend)
+    inputs = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    plan = measure_mod.Plan(inputs=inputs, reference={}, teacher_logits=None, warmup=2, iterations=10, time_budget_s=None,
+                            batch=1, batch_sizes=[1], threads=1, cpus={cpu})
+    row = measure_mod.measure(artifact, tmp_path, "CPU", plan, timed=True)
+    assert row["status"] == "measured", row.get("notes")
+    assert row["runtime_settings"]["pinned_cpus"] == [cpu] and len(seen) >= 12
+    assert set(seen) == {frozenset({cpu})}
+    assert os.sched_getaffinity(0) == before  # and put back afterwards

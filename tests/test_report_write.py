@@ -43,12 +43,23 @@ def test_comparison_can_be_written(tmp_path):
     assert json.loads(paths["json"].read_text())["schema"] == "edgedistill.comparison/1"
 
 
-def test_non_finite_numbers_become_null(tmp_path):
+def test_non_finite_numbers_are_written_as_words_and_still_fail_their_budget(tmp_path):
+    from edgedistill.report.select import select_artifact
+
     bench = load("sample")
     bench["artifacts"][0]["latency_ms"]["std"] = math.nan
     bench["_source"] = "x"
-    doc = json.loads(write_report(bench, tmp_path)["json"].read_text())
-    assert doc["artifacts"][0]["latency_ms"]["std"] is None and "_source" not in doc
+    chosen = make_report(bench)["selected"]["artifact"]
+    fastest = next(a for a in bench["artifacts"] if a["name"] == chosen)
+    fastest["fidelity"]["cosine_vs_fp32"] = math.nan  # the row selection would pick, now with a broken cosine
+    paths = write_report(bench, tmp_path)
+    text = paths["json"].read_text()
+    doc = json.loads(text)  # strict JSON: json.loads would also take NaN, so check the text
+    assert "NaN" not in text and doc["artifacts"][0]["latency_ms"]["std"] == "nan" and "_source" not in doc
+    row = next(a for a in doc["artifacts"] if a["name"] == chosen)
+    assert row["fidelity"]["cosine_vs_fp32"] == "nan"  # not null, which would read "not computed, not checked"
+    assert doc["selected"]["artifact"] != chosen and select_artifact(doc)["artifact"] == doc["selected"]["artifact"]
+    assert f"| {chosen} |" in paths["md"].read_text() and "nan" in paths["md"].read_text()
 
 
 def test_render_failure_writes_nothing(tmp_path, monkeypatch):

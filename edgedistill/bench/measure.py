@@ -10,6 +10,7 @@ import numpy as np
 
 from ..artifacts import Artifact
 from ..backends import get_backend
+from .affinity import pinned
 from .fidelity import fidelity
 from .latency import measure_latency
 from .memory import PeakMemory
@@ -68,8 +69,10 @@ def measure(artifact: Artifact, workdir: Path, device: str, plan: Plan, timed: b
     try:
         backend = get_backend(artifact.backend)
         backend.devices()  # imports the runtime before the memory window: its first import is not this model's memory
-        runner = backend.runner(model_file(artifact, workdir), device=device, threads=plan.threads)
         with contextlib.ExitStack() as active:
+            # pinned for the runner's whole life: OpenVINO's CPU plugin puts back the affinity it saw when it compiled
+            active.enter_context(pinned(plan.cpus or None))
+            runner = backend.runner(model_file(artifact, workdir), device=device, threads=plan.threads)
             # Peak memory: activation (weights, arenas, compilation) and one inference at the deployment batch,
             # before the fidelity chunks, the probe's sklearn import and the batch sweep can raise it
             with PeakMemory() as memory:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .merge import host_label
+from .schema import as_number
 
 DASH = "—"
 
@@ -27,11 +28,13 @@ class Column:
 
 
 def num(value, digits: int = 2) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else DASH
+    value = as_number(value)
+    return f"{value:.{digits}f}" if value is not None else DASH
 
 
 def pct(value) -> str:
-    return f"{value * 100:.1f}%" if isinstance(value, (int, float)) else DASH
+    value = as_number(value)
+    return f"{value * 100:.1f}%" if value is not None else DASH
 
 
 def status_text(row: dict) -> str:
@@ -41,7 +44,8 @@ def status_text(row: dict) -> str:
 
 def ms(value) -> str:
     """Milliseconds: two decimals, three below 0.1 ms so tiny models do not all read 0.04."""
-    if not isinstance(value, (int, float)):
+    value = as_number(value)
+    if value is None:
         return DASH
     return f"{value:.3f}" if abs(value) < 0.1 else f"{value:.2f}"
 
@@ -85,7 +89,8 @@ def _est_text(p50, err) -> str:
 
 def ips(value) -> str:
     """Images per second: one decimal, none from 1000 up."""
-    if not isinstance(value, (int, float)):
+    value = as_number(value)
+    if value is None:
         return DASH
     return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.1f}"
 

@@ -11,7 +11,7 @@ import math
 
 from .content import effective_selections
 from .merge import host_label, to_comparison
-from .schema import fidelity_of, p50_of
+from .schema import as_number, fidelity_of, p50_of
 
 
 def _who(row: dict) -> str:
@@ -74,8 +74,8 @@ def _cosine(row: dict, limit: float) -> str | None:
 
 
 def _size(row: dict, limit: float) -> str | None:
-    size = row.get("size_mb")
-    if not isinstance(size, (int, float)):
+    size = as_number(row.get("size_mb"))
+    if size is None:
         return f"{_who(row)}: size gate (<= {limit:g} MB) not checked: size unknown (status {row.get('status')})"
     if not math.isfinite(size):
         return f"{_who(row)}: size is {size}, not finite, so it fails the size gate (<= {limit:g} MB)"

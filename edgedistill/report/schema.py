@@ -29,13 +29,24 @@ def artifacts_of(doc: dict) -> list[dict]:
     return [a for a in arts if isinstance(a, dict)]
 
 
+NON_FINITE = ("nan", "inf", "-inf")  # how report.json writes NaN/inf: strict JSON has neither, and null means "not computed"
+
+
+def as_number(value) -> float | None:
+    """A figure of a bench or report document: a number, NaN/inf as floats or as report.json's words; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    return float(value) if value in NON_FINITE else None
+
+
 def p50_of(art: dict) -> float | None:
     """The median latency in ms, or None when there is none (pending, failed, missing, NaN/inf)."""
-    value = (art.get("latency_ms") or {}).get("p50")
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+    value = as_number((art.get("latency_ms") or {}).get("p50"))
+    return value if value is not None and math.isfinite(value) else None
 
 
 def fidelity_of(art: dict, key: str) -> float | None:
     """A fidelity figure, None when not computed. NaN/inf come back as they are: callers must fail them."""
-    value = (art.get("fidelity") or {}).get(key)
-    return float(value) if isinstance(value, (int, float)) else None
+    return as_number((art.get("fidelity") or {}).get(key))

@@ -19,9 +19,10 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def _finite(obj):
-    """NaN/inf become null: report.json stays strict JSON that any tool can read."""
+    """NaN/inf become the words "nan", "inf", "-inf" (schema.NON_FINITE): report.json stays strict JSON,
+    and a NaN cosine still fails its budget when the file is read again (null would mean "not computed")."""
     if isinstance(obj, float) and not math.isfinite(obj):
-        return None
+        return str(obj)
     if isinstance(obj, dict):
         return {k: _finite(v) for k, v in obj.items()}
     if isinstance(obj, list):
