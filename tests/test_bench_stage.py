@@ -113,6 +113,24 @@ def test_jetson_rows_are_estimated_then_replaced_by_measurements(build):
     other = merge_reports([report, jetson])
     assert sorted(r["status"] for r in other["rows"] if r["target"] == "jetson-orin") == ["estimated"] * 2 + ["measured"] * 2
 
+    stage.run(load_config(overrides=[f"bench.efficiency_from=[{host_bench}]", "bench.batch=4"]), arts, root, load_target("jetson-orin"))
+    at_four = json.loads((root / "bench" / "bench.json").read_text())
+    assert {r["batch"] for r in at_four["artifacts"]} == {4}  # estimated at the batch the device's bench will run
+    jetson["build"]["student_sha256"] = doc["build"]["student_sha256"]
+    merged = merge_reports([make_report(at_four), jetson])  # the recorded Jetson run was at batch 1
+    assert all(r["estimate_error_pct"] is None for r in merged["rows"] if r["target"] == "jetson-orin")
+
+
+def test_each_runtime_runs_on_the_targets_device_when_it_is_the_targets():
+    from edgedistill.bench.estimate.apply import add_roofline
+
+    assert stage.device_for("onnxruntime", load_target("nvidia-gpu")) == "GPU"  # it timed ONNX Runtime on the CPU
+    assert stage.device_for("onnxruntime", load_target("intel-gpu")) == "CPU"  # the fp32 reference, not the target's runtime
+    assert stage.device_for("openvino", load_target("intel-gpu")) == "GPU"
+    row = {"status": "measured", "device": "CPU", "name": "onnx-fp32", "precision": "fp32", "latency_ms": {"p50": 1.0}}
+    add_roofline([row], {}, None, "GPU")  # a CPU row on a GPU target: its roofline would be at the GPU's peaks
+    assert "roofline_ms" not in row
+
 
 def test_without_peaks_a_device_row_stays_pending(build, tmp_path):
     root, arts = build

@@ -10,13 +10,14 @@ from ..artifacts import Artifact
 from ..targets import TargetProfile
 
 
-def _pending(name: str, path: str, backend: str, precision: str, device: str, size_mb, fidelity, notes: str) -> dict:
+def _pending(name: str, path: str, backend: str, precision: str, device: str, size_mb, fidelity, notes: str, batch: int) -> dict:
     return {"name": name, "path": path, "backend": backend, "precision": precision, "device": device, "status": "pending",
-            "size_mb": size_mb, "batch": 1, "threads": None, "latency_ms": None, "throughput_ips": None,
+            "size_mb": size_mb, "batch": batch, "threads": None, "latency_ms": None, "throughput_ips": None,
             "fidelity": fidelity, "notes": notes}
 
 
-def device_rows(artifacts: dict[str, Artifact], host_rows: list[dict], target: TargetProfile, why_not: str) -> list[dict]:
+def device_rows(artifacts: dict[str, Artifact], host_rows: list[dict], target: TargetProfile, why_not: str, batch: int = 1) -> list[dict]:
+    """`batch` is bench.batch: the device's own bench runs at it, so its estimate must too."""
     by_name = {r["name"]: r for r in host_rows}
     by_precision = {r["precision"]: r for r in host_rows if r.get("fidelity")}
     rows = []
@@ -27,12 +28,12 @@ def device_rows(artifacts: dict[str, Artifact], host_rows: list[dict], target: T
         if host:
             note += "; int8 fidelity measured on this host with ONNX Runtime on the same QDQ graph"
         rows.append(_pending(f"tensorrt-{precision}", bundle.path, "tensorrt", precision, target.device,
-                             None, host.get("fidelity") if host else None, note))
+                             None, host.get("fidelity") if host else None, note, batch))
     for artifact in artifacts.values():
         if artifact.kind not in ("onnx", "openvino-ir") or artifact.backend not in target.backends:
             continue
         host = by_name.get(artifact.name)
         note = f"run on the device ({why_not})" + ("; fidelity measured on this host with the same model" if host and host.get("fidelity") else "")
         rows.append(_pending(artifact.name, artifact.path, artifact.backend, artifact.precision, target.device,
-                             host["size_mb"] if host else round(artifact.size / 1e6, 3), host.get("fidelity") if host else None, note))
+                             host["size_mb"] if host else round(artifact.size / 1e6, 3), host.get("fidelity") if host else None, note, batch))
     return rows

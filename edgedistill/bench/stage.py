@@ -59,6 +59,12 @@ def _plan(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, targe
                 threads=threads, cpus=cpus, labelled=labelled, knn_k=cfg.bench.knn_k)
 
 
+def device_for(backend: str, target: TargetProfile) -> str:
+    """Where an artifact runs on the target's host: the target's device for its own runtimes (ONNX Runtime
+    on nvidia-gpu's GPU too), the CPU for the others (e.g. the fp32 ONNX Runtime reference on an OpenVINO GPU)."""
+    return target.device if backend in target.backends else "CPU"
+
+
 def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target: TargetProfile) -> Artifact:
     plan = _plan(cfg, artifacts, workdir, target)
     on_host, why_not = target.runs_on_this_host()
@@ -70,8 +76,7 @@ def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target:
         task = bar.add_task("bench", total=len(candidates), info="")
         for artifact in candidates:
             bar.update(task, info=artifact.name)
-            device = target.device if artifact.backend != "onnxruntime" else "CPU"
-            rows.append(measure(artifact, workdir, device if on_host else "CPU", plan, timed=on_host))
+            rows.append(measure(artifact, workdir, device_for(artifact.backend, target) if on_host else "CPU", plan, timed=on_host))
             bar.advance(task)
     if rows and all(r.get("status") == "failed" for r in rows):  # nothing measured: a failed stage, not a complete build
         raise EdgedistillError(f"every artifact failed to run here, e.g. {rows[0]['name']}: {rows[0].get('notes') or 'no reason given'}",
@@ -84,7 +89,7 @@ def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target:
             add_roofline(rows, onnx_paths, peaks, target.device)
             predict_measured(rows, file_samples, target.name)
     else:
-        rows = device_rows(artifacts, rows, target, why_not)
+        rows = device_rows(artifacts, rows, target, why_not, plan.batch)
         for row in rows:
             if row["status"] == "pending" and peaks is not None:
                 estimate_row(row, onnx_paths, peaks, target.name, target.device, file_samples)

@@ -11,7 +11,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .content import DASH, Column, _throughput, columns_for, host_line, hosts, needs_origin, title
+from .content import DASH, Column, _throughput, columns_for, effective_selections, host_line, hosts, needs_origin, title
 from .merge import to_comparison
 
 WIDTH = 100
@@ -75,7 +75,7 @@ def _table(doc: dict, rows: list[dict], cols: list[Column]) -> Table:
 
 def _caption(doc: dict) -> str:
     lines = [f"host {host_line(h)}" for h in hosts(doc)]
-    for sel in doc.get("selected") or []:
+    for sel in effective_selections(doc):  # as report.md and report.html show them
         lines.append(f"selected for {sel.get('target')}: {sel.get('artifact') or 'none'} ({sel.get('reason', '')})")
     if any(r.get("status") == "estimated" for r in doc.get("rows") or []):
         lines.append("≈ = estimated, not measured")

@@ -129,8 +129,8 @@ def _row(art: dict, src: dict, index: int) -> dict:
 
 def _error_pct(estimated: dict, measured: dict) -> float | None:
     est, meas = p50_of(estimated), p50_of(measured)
-    if estimated.get("status") != "estimated" or est is None or not meas:
-        return None
+    if estimated.get("status") != "estimated" or est is None or not meas or estimated.get("batch") != measured.get("batch"):
+        return None  # latencies at two batch sizes say nothing about the estimator
     return round((est - meas) / meas * 100.0, 2)
 
 

@@ -43,10 +43,11 @@ def roofline_for(row: dict, onnx_paths: dict[str, Path], peaks: Peaks, device: s
 
 
 def add_roofline(rows: list[dict], onnx_paths: dict[str, Path], peaks: Peaks, device: str) -> None:
-    """roofline_ms on each measured row: what the efficiency factor is learned from."""
+    """roofline_ms on each measured row that ran on `device`, whose `peaks` these are: what the
+    efficiency factor is learned from (a CPU row on a GPU target would teach it CPU speed at GPU peaks)."""
     for row in rows:
-        if row.get("status") == "measured":
-            ms, _ = roofline_for(row, onnx_paths, peaks, row.get("device") or device)
+        if row.get("status") == "measured" and (row.get("device") or device) == device:
+            ms, _ = roofline_for(row, onnx_paths, peaks, device)
             row["roofline_ms"] = None if ms is None else sig(ms)
 
 
