@@ -62,16 +62,18 @@ class ImageSource:
     def name(self, index: int) -> str:
         return self.tars.name(index) if self.tars is not None else self.paths[index]
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, sizes: bool = True) -> str:
         """A hash of the image names in order, relative to their source (a moved folder keeps it), and
-        their sizes, so a teacher cache or a checkpoint can tell whether index i still names the image
-        it was made from (a file rewritten since, or copied only half then, changes its size)."""
+        with `sizes` their sizes: a teacher cache tells from it whether index i still holds the image it
+        stored targets for (a file rewritten since, or copied only half then, changes its size). Without
+        sizes it costs no stat per file: a checkpoint's sample positions depend on the names alone."""
         if self.tars is not None:
-            names = [f"{self.tars.relative_name(i)} {self.tars.members[i][2]}" for i in range(len(self))]
+            names = [self.tars.relative_name(i) + (f" {self.tars.members[i][2]}" if sizes else "") for i in range(len(self))]
         else:
             root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in self.paths])
-            stats = [_size_and_mtime(p) for p in self.paths]  # the size only: a copied folder has new mtimes
-            names = [f"{os.path.relpath(os.path.abspath(p), root)} {stat and stat[0]}" for p, stat in zip(self.paths, stats)]
+            names = [os.path.relpath(os.path.abspath(p), root) for p in self.paths]
+            if sizes:  # the size only: a copied folder has new mtimes
+                names = [f"{name} {stat and stat[0]}" for name, stat in zip(names, map(_size_and_mtime, self.paths))]
         return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
 
     def load(self, index: int) -> Image.Image | None:

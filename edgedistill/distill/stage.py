@@ -53,9 +53,9 @@ def resume_hash(cfg: BuildConfig, images: str = "") -> str:
 
 
 def dataset_identity(dataset) -> str:
-    """The images (their names, order and sizes) a dataset draws from; a cache's entries stand for them."""
+    """The images (their names and order) a dataset draws from; a cache's entries stand for them."""
     meta = getattr(dataset, "meta", None)
-    return f"cache {meta['image_list']} {meta['entries']}" if meta is not None else dataset.source.fingerprint()
+    return f"cache {meta['image_list']} {meta['entries']}" if meta is not None else dataset.source.fingerprint(sizes=False)
 
 
 @dataclasses.dataclass
