@@ -138,10 +138,15 @@ def compile_command(path, target, config_path, overrides, force):
     from .progress import console
 
     if (path / "bundle.json").is_file():
+        from .backends.compile_stage import record_device_engines
         from .backends.trt_bundle import compile_bundle
 
-        for engine in compile_bundle(path):
+        engines = compile_bundle(path)
+        for engine in engines:
             console.print(f"wrote engine {engine}")
+        build = record_device_engines(path, engines)
+        if build is not None:
+            console.print(f"recorded the engines in {build / 'manifest.json'}: edgedistill bench {build} --target TARGET times them")
         return
     pipe = _pipeline(path, target, config_path, overrides, force)
     _print_written(pipe, pipe.compile())

@@ -18,7 +18,10 @@ def test_compile_config_sets_the_precision_hint_explicitly():
     assert "INFERENCE_PRECISION_HINT" not in compile_config("CPU", "default", None)
     assert compile_config("GPU", "f16", None)["INFERENCE_PRECISION_HINT"] == "f16"
     assert "INFERENCE_PRECISION_HINT" not in compile_config("NPU", "auto", None)  # the NPU computes f16 itself
-    assert compile_config("AUTO", "auto", None)["DEVICE_PROPERTIES"] == {"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}
+    assert compile_config("AUTO", "auto", None)["DEVICE_PROPERTIES"] == {  # whichever device AUTO picks runs f32
+        "CPU": {"INFERENCE_PRECISION_HINT": "f32"}, "GPU": {"INFERENCE_PRECISION_HINT": "f32"}}
+    assert compile_config("AUTO", "f16", 2)["DEVICE_PROPERTIES"] == {
+        "CPU": {"INFERENCE_PRECISION_HINT": "f16", "INFERENCE_NUM_THREADS": 2}, "GPU": {"INFERENCE_PRECISION_HINT": "f16"}}
 
 
 def test_missing_device_is_a_clear_error():
@@ -34,6 +37,20 @@ def test_missing_device_is_a_clear_error():
             check_device(core, device)
     with pytest.raises(EdgedistillError, match="unknown OpenVINO device"):
         check_device(core, "TPU")
+
+
+class _Core:
+    def __init__(self, *devices):
+        self.available_devices = list(devices)
+
+
+def test_a_gpu_index_the_host_lacks_is_refused():
+    check_device(_Core("CPU", "GPU"), "GPU.0")  # one GPU answers to GPU.0
+    check_device(_Core("CPU", "GPU.0", "GPU.1"), "GPU")
+    check_device(_Core("CPU", "GPU.0", "GPU.1"), "GPU.1")
+    for wanted in ("GPU.1", "GPU.7", "AUTO:GPU.1,CPU"):
+        with pytest.raises(EdgedistillError, match="GPU.\\d is not available"):
+            check_device(_Core("CPU", "GPU"), wanted)
 
 
 @pytest.fixture(scope="module")

@@ -372,3 +372,38 @@ def test_real_engine_matches_onnxruntime(models, tmp_path):
             got = runner.infer({"input": batch})["output"]
             assert runner.last_inference_time() > 0 and runner.runtime_settings()["precision"] == precision
         np.testing.assert_allclose(got, expected, atol=tol, rtol=tol)
+
+
+def test_engines_are_built_only_on_the_target_and_join_the_build_folder_there(fake, models, tmp_path, monkeypatch):
+    """The Jetson flow: the host writes a pending bundle (never engines for its own GPU, though it has
+    TensorRT); `edgedistill compile BUNDLE` on the device records the engines in the build's manifest,
+    so `edgedistill bench BUILD` there times them."""
+    import shutil
+
+    from edgedistill.artifacts import Artifact, Manifest
+    from edgedistill.backends import compile_stage, tensorrt_backend
+    from edgedistill.cli import main
+    from edgedistill.targets import TargetProfile
+
+    fake()
+    monkeypatch.setattr(tensorrt_backend, "cuda_device", lambda: DEVICE)  # TensorRT and a GPU on the host too
+    build = tmp_path / "build"
+    build.mkdir()
+    shutil.copy(models["fp"], build / "model.onnx")
+    onnx = Artifact.record(build, build / "model.onnx", kind="onnx", name="onnx-fp32", precision="fp32", backend="onnxruntime")
+    target = dataclasses.replace(load_target("jetson-orin"), precisions=["fp16"])
+    monkeypatch.setattr(TargetProfile, "runs_on_this_host", lambda self: (False, "this host is x86_64, not aarch64"))
+    records = compile_stage._tensorrt({"onnx": onnx}, build, target)
+    assert [(r.name, r.status) for r in records] == [("tensorrt-bundle", "pending")]  # no engine for the host's GPU
+    manifest = Manifest(build)
+    for record in [onnx, *records]:
+        manifest.add(record)
+    manifest.record_stage("compile", "key", ["tensorrt-bundle"])
+    manifest.save()
+
+    assert main(["compile", str(build / "trt_bundle")]) == 0  # on the device
+    manifest = Manifest.load(build)
+    found = manifest.artifacts()
+    assert found["tensorrt-fp16"].kind == "trt-engine" and found["tensorrt-fp16"].is_intact(build)
+    assert found["tensorrt-bundle"].status == "ready" and found["tensorrt-bundle"].is_intact(build)  # hashed after the build
+    assert set(manifest.data["stages"]["compile"]["outputs"]) == {"tensorrt-bundle", "tensorrt-fp16"}

@@ -85,9 +85,12 @@ def test_build_script_runs_the_recorded_commands(tmp_path, onnx_files):
 
 def test_readme_says_what_remains(tmp_path, onnx_files):
     readme = (write_bundle(tmp_path, onnx_files, load_target("jetson-orin")) / "README.md").read_text()
-    for needed in ("pip install 'edgedistill[tensorrt]'", "edgedistill compile trt_bundle/", "build_engines.sh",
+    for needed in ("pip install edgedistill\n", "--system-site-packages", "edgedistill compile trt_bundle/", "build_engines.sh",
                    "TensorRT 10.3", "JetPack 6.1", "No problems found"):
         assert needed in readme
+    assert "pip install 'edgedistill[tensorrt]'" not in readme  # its TensorRT 10 wheels would shadow JetPack's own TensorRT
+    desktop = (write_bundle(tmp_path / "gpu", onnx_files, load_target("nvidia-gpu")) / "README.md").read_text()
+    assert "pip install 'edgedistill[tensorrt]'" in desktop
 
 
 def test_blocking_findings_are_recorded_and_the_script_skips_them(tmp_path, onnx_files):
@@ -97,6 +100,9 @@ def test_blocking_findings_are_recorded_and_the_script_skips_them(tmp_path, onnx
     script = (bundle / "build_engines.sh").read_text()
     assert "# skipped engines/int8.engine: int8 needs an explicitly quantized" in script
     assert not any(line.startswith('"$TRTEXEC"') for line in script.splitlines())
+    run = subprocess.run(["bash", str(bundle / "build_engines.sh")], cwd=bundle, capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "TRTEXEC": shutil.which("true")})
+    assert run.returncode == 1 and "1 of 1 engine(s) were skipped" in run.stderr  # a device CI job must not pass without its engines
     assert "Errors block the build" in (bundle / "README.md").read_text()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import Artifact, atomic_output
+from ..artifacts import MANIFEST, Artifact, Manifest, atomic_output
 from ..config import BuildConfig
 from ..targets import TargetProfile
 from .openvino_backend import convert_to_ir
@@ -40,14 +40,44 @@ def _tensorrt(inputs: dict, workdir: Path, target: TargetProfile) -> list[Artifa
     calibration = inputs.get("trt-calibration")  # the exact batch the QDQ graph was calibrated on
     calibration_npy = calibration.abspath(workdir) / "calibration.npy" if calibration is not None else None
     bundle = write_bundle(workdir / "trt_bundle", onnx_files, target, calibration_npy)
-    records = [Artifact.record(workdir, bundle, kind="trt-bundle", name="tensorrt-bundle", parents=[inputs["onnx"].name],
-                               backend="tensorrt", device=target.device, status="pending", data_config=inputs["onnx"].data_config,
-                               extra={"precisions": sorted(onnx_files)})]
-    if get_backend("tensorrt").is_available():
+    engines = []
+    # An engine fits the GPU and TensorRT it was built with: build here only when this host is the target
+    if target.runs_on_this_host()[0] and get_backend("tensorrt").is_available():
         from .trt_bundle import compile_bundle
 
-        for engine in compile_bundle(bundle):
-            records.append(Artifact.record(workdir, engine, kind="trt-engine", name=f"tensorrt-{engine.stem.split('.')[-1]}",
-                                           parents=["tensorrt-bundle"], backend="tensorrt", device=target.device,
-                                           precision=engine.stem.split(".")[-1], data_config=inputs["onnx"].data_config))
+        engines = compile_bundle(bundle)
+    return bundle_records(workdir, bundle, engines, inputs["onnx"], target.device, sorted(onnx_files))
+
+
+def bundle_records(workdir: Path, bundle: Path, engines: list[Path], onnx: Artifact, device: str, precisions: list[str]) -> list[Artifact]:
+    """The bundle, pending until its engines are built and hashed after they are, then each engine."""
+    records = [Artifact.record(workdir, bundle, kind="trt-bundle", name="tensorrt-bundle", parents=[onnx.name], backend="tensorrt",
+                               device=device, status="ready" if engines else "pending", data_config=onnx.data_config,
+                               extra={"precisions": precisions})]
+    for engine in engines:
+        precision = engine.stem.split(".")[-1]
+        records.append(Artifact.record(workdir, engine, kind="trt-engine", name=f"tensorrt-{precision}", parents=["tensorrt-bundle"],
+                                       backend="tensorrt", device=device, precision=precision, data_config=onnx.data_config))
     return records
+
+
+def record_device_engines(bundle: Path, engines: list[Path]) -> Path | None:
+    """After `edgedistill compile BUNDLE` on the device: the engines join the build folder's manifest
+    (the bundle's parent, when it is one), so `edgedistill bench BUILD` there times them. Returns that folder."""
+    workdir = bundle.resolve().parent
+    if not (workdir / MANIFEST).is_file():
+        return None  # a bundle copied on its own
+    manifest = Manifest.load(workdir)
+    found = manifest.artifacts()
+    recorded = found.get("tensorrt-bundle")
+    if recorded is None or recorded.abspath(workdir).resolve() != bundle.resolve() or recorded.parents[0] not in found:
+        return None
+    records = bundle_records(workdir, bundle.resolve(), [e.resolve() for e in engines], found[recorded.parents[0]], recorded.device,
+                             recorded.extra.get("precisions", []))
+    for record in records:
+        manifest.add(record)
+    stage = manifest.data["stages"].get("compile")
+    if stage is not None:  # still fresh for the pipeline: these are the compile stage's outputs now
+        stage["outputs"] = sorted({*stage["outputs"], *(r.name for r in records)})
+    manifest.save()
+    return workdir

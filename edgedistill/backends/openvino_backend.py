@@ -68,7 +68,8 @@ def check_device(core, device: str) -> None:
         raise EdgedistillError(f"unknown OpenVINO device '{device}'", f"use one of: {', '.join(DEVICES)}")
     available = list(core.available_devices)
     wanted = [d.strip() for d in device.split(":", 1)[1].split(",")] if family == "AUTO" and ":" in device else ([] if family == "AUTO" else [device])
-    missing = [d for d in wanted if not any(a == d or a.startswith(d + ".") or d.startswith(a) for a in available)]
+    # GPU names every GPU.N; a single GPU is listed as GPU and answers to GPU.0 too, but GPU.1 is not it
+    missing = [d for d in wanted if not any(a == d or a.startswith(d + ".") or d == a + ".0" for a in available)]
     if missing:
         raise EdgedistillError(
             f"OpenVINO device {', '.join(missing)} is not available on this host (found: {', '.join(available) or 'none'})",
@@ -86,9 +87,13 @@ def compile_config(device: str, precision_hint: str | None, threads: int | None)
     if threads:
         cpu["INFERENCE_NUM_THREADS"] = threads
     if family == "AUTO":
-        # AUTO forwards per-device settings; only the CPU knows these two.
-        if cpu:
-            config["DEVICE_PROPERTIES"] = {"CPU": cpu}
+        # AUTO forwards per-device settings: threads only the CPU knows; the GPU would otherwise run f16, its default
+        properties = {"CPU": cpu} if cpu else {}
+        gpu_hint = AUTO_HINTS["GPU"] if precision_hint in (None, "auto") else hint
+        if gpu_hint is not None:
+            properties["GPU"] = {"INFERENCE_PRECISION_HINT": gpu_hint}
+        if properties:
+            config["DEVICE_PROPERTIES"] = properties
     elif family == "CPU":
         config.update(cpu)
     elif hint is not None:

@@ -57,6 +57,10 @@ def build_script(manifest: dict) -> str:
         engines.append(model["engine"])
     if engines:
         lines.append(SCRIPT_TAIL.format(engines=" ".join(engines)))
+    skipped = len(manifest["models"]) - len(engines)
+    if skipped:  # a CI job on the device must not pass with engines missing
+        lines.append(f'echo "error: {skipped} of {len(manifest["models"])} engine(s) were skipped, see the # skipped lines in $0" >&2')
+        lines.append("exit 1")
     return "\n".join(lines) + "\n"
 
 
@@ -80,12 +84,16 @@ def readme(manifest: dict) -> str:
         "   - with edgedistill (re-checks the models, tags the engines, records them in bundle.json):",
         "",
         "     ```",
-        "     pip install 'edgedistill[tensorrt]'",
+        *([  # JetPack ships TensorRT's bindings; the [tensorrt] extra's wheels (TensorRT 10) are not for Jetson
+            "     python3 -m venv --system-site-packages venv && . venv/bin/activate",
+            "     pip install edgedistill",
+        ] if expected.get("jetpack") else ["     pip install 'edgedistill[tensorrt]'"]),
         "     edgedistill compile trt_bundle/",
         "     ```",
         "",
-        "     On Jetson, TensorRT's Python bindings come with JetPack (python3-libnvinfer): create the",
-        "     virtual environment with `--system-site-packages` so edgedistill uses them.",
+        *([f"     On Jetson, TensorRT's Python bindings come with JetPack {expected['jetpack']} (python3-libnvinfer); the virtual",
+           "     environment sees them through `--system-site-packages`. Do not install the [tensorrt] extra there."]
+          if expected.get("jetpack") else []),
         "   - with trtexec only: `bash trt_bundle/build_engines.sh` (set `TRTEXEC=/path/to/trtexec` if it",
         "     is not on PATH; JetPack installs it at /usr/src/tensorrt/bin/trtexec).",
         "3. The engines land in `engines/<precision>.engine`, each with a `.json` tag naming its TensorRT",
