@@ -85,11 +85,30 @@ def test_a_diverged_run_stops_with_a_fix_and_keeps_no_nan_checkpoint(tmp_path, m
 
     monkeypatch.setattr(trainer, "step_loss", diverging)
     cfg = load_config(None, BASE + VIT_STUDENT + ["distill.steps=6", "distill.checkpoint_every=2", "distill.log_every=10"])
-    with pytest.raises(EdgedistillError, match="diverged: the loss is nan at step 4") as error:
+    with pytest.raises(EdgedistillError, match="diverged: the loss is nan by step 4") as error:
         stage.run(cfg, {}, tmp_path)
     assert "distill.lr" in error.value.fix
     checkpoint = torch.load(tmp_path / "distill_state" / "checkpoint.pt", weights_only=False)
     assert checkpoint["step"] == 2 and not (tmp_path / "student").exists()  # the last good state is kept
+
+
+def test_a_logged_row_is_the_mean_of_the_steps_since_the_last_one(tmp_path, monkeypatch):
+    from edgedistill.distill import trainer
+
+    real, seen = trainer.step_loss, []
+
+    def recording(model, job, batch, step, autocast, objective):
+        loss, parts = real(model, job, batch, step, autocast, objective)
+        seen.append((loss.item(), parts["t0.token"].item()))
+        return loss, parts
+
+    monkeypatch.setattr(trainer, "step_loss", recording)
+    stage.run(load_config(None, BASE + VIT_STUDENT + ["distill.steps=4", "distill.log_every=2"]), {}, tmp_path)
+    header, *rows = [line.split(",") for line in (tmp_path / "student" / "train_log.csv").read_text().splitlines()]
+    assert [row[0] for row in rows] == ["2", "4"]
+    for row, pair in zip(rows, (seen[:2], seen[2:])):  # not the last step's value alone
+        assert float(row[header.index("loss")]) == pytest.approx(sum(s[0] for s in pair) / 2, rel=1e-5)
+        assert float(row[header.index("t0.token")]) == pytest.approx(sum(s[1] for s in pair) / 2, rel=1e-5)
 
 
 def test_resuming_with_other_arithmetic_warns_that_it_is_not_bit_exact(tmp_path, caplog):

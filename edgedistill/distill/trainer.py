@@ -161,6 +161,9 @@ def train(job: TrainJob) -> TrainResult:
         log.warning("distill.warmup_steps (%d) is not below distill.steps (%d): the learning rate rises all run and never decays",
                     cfg.warmup_steps, cfg.steps)
     start_step, skipped = 0, set()
+    # each rank its own random stream from here (drop path, dropout), as timm's random_seed(seed, rank); the models
+    # were built before, from one seed on every rank; a resumed run restores these streams below
+    torch.manual_seed(view_seed(cfg.seed + 4, 0, ctx.rank))
     checkpoint = _resumable_checkpoint(job)
     if checkpoint is not None:
         if sharded:
@@ -195,10 +198,13 @@ def train(job: TrainJob) -> TrainResult:
     if cfg.overlap_teacher and isinstance(job.targets, OnlineTargets):  # with a teacher cache no teacher runs
         batches = teacher_ahead(batches, job.targets, job.device, autocast)
     start, global_batch = time.perf_counter(), cfg.batch_size * ctx.world
+    window, window_steps = None, 0  # loss and parts summed on the device since the last logged row
     with progress_bar() if ctx.is_main else contextlib.nullcontext() as bar:
         task = bar.add_task("distill", total=cfg.steps, completed=start_step, info="") if bar else None
         for step, batch in enumerate(batches, start=start_step):
             loss, parts = step_loss(model, job, batch, step, autocast, objective)
+            values = torch.stack([loss.detach(), *parts.values()]).float()
+            window, window_steps = (values if window is None else window + values), window_steps + 1
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -207,20 +213,22 @@ def train(job: TrainJob) -> TrainResult:
             lr = optimizer.param_groups[0]["lr"]  # the rate this step used, before the schedule moves on
             scheduler.step_update(step + 1)
             if ema is not None:
-                ema.update(module, step=step)
+                ema.update(module, step=step + 1)  # the optimizer steps taken so far, as timm's train script counts
             done = step + 1
             if bar is not None:
                 bar.update(task, completed=done)
             log_step = done % max(1, cfg.log_every) == 0 or done == cfg.steps
             save_step = bool(job.state_dir and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps)
-            if log_step or save_step:  # every rank checks every rank's loss, so all stop together; never save NaNs
-                _check_finite(loss, done, cfg, ctx)
+            if log_step or save_step:  # every rank sees the job's mean, so all stop together on a NaN; never save one
+                means = _job_means(window, window_steps, ctx)
+                _check_finite(means[0], done, cfg)
             if metrics is not None and log_step:
                 rate = (done - start_step) * global_batch / (time.perf_counter() - start)
-                values = torch.stack([loss.detach(), *parts.values()]).tolist()  # one device sync for the whole row
-                row = {"step": done, "loss": values[0], **dict(zip(parts, values[1:])), "lr": lr, "images_per_s": rate}
+                row = {"step": done, "loss": means[0], **dict(zip(parts, means[1:])), "lr": lr, "images_per_s": rate}
                 metrics.append(row)
                 bar.update(task, completed=done, info=f"loss {row['loss']:.4f}  {rate:.0f} img/s")
+            if log_step:
+                window, window_steps = None, 0
             if save_step:
                 _checkpoint(job, module, optimizer, scheduler, ema, done, skipped, sharded)
             if job.on_step is not None:
@@ -234,12 +242,17 @@ def train(job: TrainJob) -> TrainResult:
     return TrainResult(metrics, start_step, skipped)
 
 
-def _check_finite(loss: torch.Tensor, step: int, cfg: DistillConfig, ctx: distributed.DistContext) -> None:
-    bad = (~torch.isfinite(loss.detach())).to(torch.float64).reshape(1)
-    distributed.sum_tensors_([bad], ctx)  # one small all_reduce: every rank learns whether any rank diverged
-    if bad.item():
-        value = loss.item()
-        raise EdgedistillError(f"distillation diverged: the loss is {value if not math.isfinite(value) else 'not finite on another rank'} at step {step}",
+def _job_means(window: torch.Tensor, steps: int, ctx: distributed.DistContext) -> list[float]:
+    """Loss and parts averaged over every rank and the steps of the window: one all_reduce and one
+    device sync per logged row (rank 0's own loss of one step is not the job's)."""
+    summed = window.double()
+    distributed.sum_tensors_([summed], ctx)
+    return (summed / (steps * ctx.world)).tolist()
+
+
+def _check_finite(loss: float, step: int, cfg: DistillConfig) -> None:
+    if not math.isfinite(loss):
+        raise EdgedistillError(f"distillation diverged: the loss is {loss} by step {step}",
                                f"lower distill.lr (now {cfg.lr}) or set distill.grad_clip > 0 (now {cfg.grad_clip}), then run again")
 
 
