@@ -115,6 +115,22 @@ def test_a_checkpoint_over_other_images_starts_fresh(tmp_path, capsys):
     assert "written with another config or other images" in " ".join(capsys.readouterr().err.split())
 
 
+def test_a_checkpoint_from_before_the_image_check_still_resumes(tmp_path):
+    cfg = load_config(None, TINY + ["distill.steps=4", "distill.checkpoint_every=2"])
+
+    def stop(step):
+        if step == 3:
+            raise KeyboardInterrupt  # as if pre-empted after the checkpoint at step 2
+
+    with pytest.raises(KeyboardInterrupt):
+        stage.run(cfg, {}, tmp_path, on_step=stop)
+    path = tmp_path / "distill_state" / "checkpoint.pt"
+    payload = torch.load(path, weights_only=False)
+    payload["config_hash"] = stage.resume_hash(cfg)  # as the version before this one hashed the same job
+    torch.save(payload, path)
+    assert stage.run(cfg, {}, tmp_path).extra["train"]["resumed_from_step"] == 2
+
+
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 half a zip", b"not a checkpoint"])
 def test_a_damaged_checkpoint_is_a_one_line_error_with_a_fix(tmp_path, content):
     from edgedistill.distill.state import load_checkpoint

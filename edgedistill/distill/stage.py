@@ -48,7 +48,8 @@ def resume_hash(cfg: BuildConfig, images: str = "") -> str:
     dataset's identity (the sample stream's position means nothing over another image list)."""
     data = {name: cfg.hashed_section(name) for name in CONFIG_SECTIONS}
     data["distill"] = {k: v for k, v in data["distill"].items() if k not in NOT_HASHED}
-    data["images"] = images
+    if images:  # without: the hash of versions that did not check the images, whose checkpoints still resume
+        data["images"] = images
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -125,7 +126,7 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
         [TeacherNorms(t["dim"], t["patch_dim"], cfg.distill.standardize, cfg.distill.standardize_batches) for t in teachers])
     module = DistillModule(backbone, heads[0], heads[1:], [t["weight"] for t in teachers])
     job = TrainJob(module, dataset, targets, cfg.distill, data_config, device, probe["n_patches"], patch_level, norms,
-                   Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg, dataset_identity(dataset)), ctx, on_step)
+                   Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg, dataset_identity(dataset)), (resume_hash(cfg),), ctx, on_step)
     return Prepared(job, teachers, classifier, probe)
 
 

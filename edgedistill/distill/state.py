@@ -57,7 +57,7 @@ def save_checkpoint(state_dir: Path, payload: dict) -> Path:
     return final
 
 
-def load_checkpoint(state_dir: Path, config_hash: str, on_mismatch=None) -> dict | None:
+def load_checkpoint(state_dir: Path, config_hash: str | tuple[str, ...], on_mismatch=None) -> dict | None:
     """The checkpoint in state_dir when it was made with the same config, else None (after calling
     `on_mismatch(step)` with the step of the checkpoint that does not fit)."""
     path = state_dir / CHECKPOINT
@@ -70,7 +70,7 @@ def load_checkpoint(state_dir: Path, config_hash: str, on_mismatch=None) -> dict
                                f"delete {state_dir} to start over, or set distill.resume=false") from exc
     if not isinstance(payload, dict):
         raise EdgedistillError(f"the checkpoint {path} is not an edgedistill checkpoint", f"delete {state_dir} to start over, or set distill.resume=false")
-    if payload.get("config_hash") != config_hash:
+    if payload.get("config_hash") not in ((config_hash,) if isinstance(config_hash, str) else config_hash):
         if on_mismatch is not None:
             on_mismatch(payload.get("step"))
         return None

@@ -47,6 +47,7 @@ class TrainJob:
     norms: TargetStandardizer | None = None  # standardisation of the targets; None when distill.standardize=none
     state_dir: Path | None = None
     config_hash: str = ""
+    earlier_hashes: tuple = ()  # the same job as hashed by earlier edgedistill versions: their checkpoints still resume
     ctx: distributed.DistContext = field(default_factory=distributed.DistContext)
     on_step: Callable[[int], None] | None = None  # called after each step (tests use it to slow a run down)
 
@@ -263,7 +264,8 @@ def _resumable_checkpoint(job: TrainJob) -> dict | None:
             console.print(f"distill: the checkpoint in {job.state_dir} (step {step}) was written with another config or other images, so training "
                           "starts from step 0 and replaces it (the config of a run decides its whole schedule: distill.steps, lr, data, ...)")
 
-    checkpoint = load_checkpoint(job.state_dir, job.config_hash, starting_over) if job.state_dir and job.cfg.resume else None
+    hashes = (job.config_hash, *job.earlier_hashes)
+    checkpoint = load_checkpoint(job.state_dir, hashes, starting_over) if job.state_dir and job.cfg.resume else None
     found = distributed.gather_objects(checkpoint["step"] if checkpoint else None, job.ctx)
     if len(set(found)) > 1:
         raise EdgedistillError(f"the ranks found different checkpoints to resume from (steps {found})",
