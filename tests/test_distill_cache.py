@@ -252,3 +252,22 @@ def test_seed_only_cache_reports_every_unreadable_image_a_view_fell_through(tmp_
     assert (item["bad"], item["bad_run"]) == (0, 2)
     assert cached.image_count == 5
     assert unreadable_indices(default_collate([item]), cached.image_count) == {0, 1}
+
+
+def test_a_format_1_cache_still_trains_unless_a_teacher_norms_only_its_summary(caches, tmp_path):
+    import shutil
+
+    from edgedistill.config import TeacherConfig
+    from edgedistill.data.images import ImageSource
+    from edgedistill.errors import EdgedistillError
+
+    _, dirs = caches
+    old = shutil.copytree(dirs["float16"], tmp_path / "old")
+    _edit_meta(old, lambda meta: meta.update(format=cache_mod.FORMAT_1, image_list=ImageSource("bundled", 3).fingerprint(sizes=False)))
+    assert len(stage.prepare(load_config(None, TINY + [f"distill.cache={old}"]), None).job.dataset) == 6  # names-only list, as format 1 wrote it
+
+    meta = {"format": cache_mod.FORMAT_1, "teachers": [{"name": "vit_tiny_patch16_224"}]}
+    pooled = TeacherConfig(name="vit_tiny_patch16_224", pretrained=False, model_args={"global_pool": "avg"})  # fc_norm, norm Identity
+    with pytest.raises(EdgedistillError, match="made before the patch targets of vit_tiny_patch16_224 went through its final norm"):
+        cache_mod.check_teachers(old, meta, [pooled])
+    cache_mod.check_teachers(old, meta, [TeacherConfig(name="vit_tiny_patch16_224", pretrained=False)])

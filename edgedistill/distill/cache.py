@@ -33,10 +33,11 @@ from ..progress import console, progress_bar
 from .targets import OnlineTargets
 from .trainer import autocast_for, pick_device, uses_bf16
 
-FORMAT = "edgedistill.teacher-cache/2"  # 2: patch targets of fc_norm teachers (BEiT, EVA) are normed
+FORMAT = "edgedistill.teacher-cache/2"  # 2: patch targets of fc_norm teachers (BEiT, EVA) are normed; image sizes fingerprinted
+FORMAT_1 = "edgedistill.teacher-cache/1"  # still read: its targets are right for every teacher without an fc_norm
 META = "cache.json"
-META_KEYS = ("images", "augmentations", "entries", "view_size", "dtype", "seed", "shards", "views_stored", "image_list",
-             "teacher_configs", "data", "teachers", "classifier")  # what cache_teacher writes and training reads
+META_KEYS = ("images", "augmentations", "entries", "view_size", "dtype", "seed", "shards", "views_stored",
+             "data", "teachers", "classifier")  # what cache_teacher writes and training reads
 DAMAGED_FIX = "re-create the cache with `edgedistill cache-teacher` (it writes atomically, so a copy or a disk went wrong)"
 
 
@@ -134,7 +135,7 @@ def read_cache(cache_dir: str | Path) -> dict:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise EdgedistillError(f"teacher cache '{cache_dir}' has an unreadable {META}: {exc}", DAMAGED_FIX) from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, FORMAT_1):
         found = meta.get("format") if isinstance(meta, dict) else None
         raise EdgedistillError(f"teacher cache '{cache_dir}' has format {found!r}, expected {FORMAT}", "re-create it with this edgedistill version")
     absent = [key for key in META_KEYS if key not in meta]
@@ -161,6 +162,10 @@ def check_teachers(cache_dir, meta: dict, configs: list) -> None:
     if held != wanted:
         raise EdgedistillError(f"teacher cache '{cache_dir}' holds {held}, the config asks for {wanted}",
                                "re-create the cache with this teacher config, or unset distill.cache")
+    stale = [c.name for c in configs if meta["format"] == FORMAT_1 and _norms_only_its_summary(c)]
+    if stale:
+        raise EdgedistillError(f"teacher cache '{cache_dir}' was made before the patch targets of {stale[0]} went through its final norm (fc_norm)",
+                               "re-create the cache with `edgedistill cache-teacher`")
     for recorded, c in zip(meta.get("teacher_configs") or [], configs):  # caches before this check lack the record
         recorded = {"dtype": COMPATIBLE_ADDITIONS["teacher.dtype"], **recorded}  # caches from before teacher.dtype ran their teachers in fp32
         if recorded != teacher_identity(c):
@@ -169,13 +174,30 @@ def check_teachers(cache_dir, meta: dict, configs: list) -> None:
                                    "re-create the cache with this teacher config, or unset distill.cache")
 
 
+def _norms_only_its_summary(c) -> bool:
+    """Whether a teacher config names a timm model whose final norm is its pooled-only fc_norm; built on
+    the meta device (no weights, no download). One that cannot be built there counts as such."""
+    from ..config import OFFLINE_TEACHER
+    from ..models.open_clip_teacher import PREFIX
+    from ..models.teacher import pooled_only_norm
+    from ..models.timm_create import create_timm_model
+
+    if c.name == OFFLINE_TEACHER or c.name.startswith(PREFIX):
+        return False
+    try:
+        with torch.device("meta"):
+            return pooled_only_norm(create_timm_model("teacher", c.name, False, c.img_size, c.model_args)) is not None
+    except Exception:
+        return True
+
+
 def cached_image_source(cache_dir, meta: dict) -> ImageSource:
     """The images a seed-only cache regenerates its views from, refused when index i no longer names
     the image the teacher saw (a file added, removed or renamed shifts every index after it; one
     rewritten since holds other pixels)."""
     source = ImageSource(meta["data"]["source"], meta["data"]["max_images"])
     recorded = meta.get("image_list")
-    if len(source) != meta["images"] or (recorded is not None and source.fingerprint() != recorded):
+    if len(source) != meta["images"] or (recorded is not None and source.fingerprint(sizes=meta["format"] == FORMAT) != recorded):
         raise EdgedistillError(f"the images in '{meta['data']['source']}' are no longer the {meta['images']} that teacher cache '{cache_dir}' was made from "
                                f"({len(source)} now, or their names or sizes changed)",
                                "restore those images, re-create the cache, or make caches with --store-views so they need no source images")
