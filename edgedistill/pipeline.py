@@ -159,8 +159,11 @@ class Pipeline:
         return self._run_stage("compile", key, lambda: compile_stage.run(self.cfg, inputs, self.workdir, self.target))
 
     def bench(self) -> list[Artifact]:
+        from .backends.compile_stage import adopt_engines
         from .bench import stage
 
+        if self.target.runs_on_this_host()[0] and adopt_engines(self.manifest):  # engines build_engines.sh left on the device
+            self.manifest.save()
         found = self.need("student", "onnx-fp32", "evalset")
         inputs = sorted(a.sha256 for name, a in found.items() if name != "bench")  # not its own last output: it never matched
         key = _key(self.cfg.section_hash("bench"), self.target, inputs, self._bench_input_digests())

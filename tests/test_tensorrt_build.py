@@ -407,3 +407,27 @@ def test_engines_are_built_only_on_the_target_and_join_the_build_folder_there(fa
     assert found["tensorrt-fp16"].kind == "trt-engine" and found["tensorrt-fp16"].is_intact(build)
     assert found["tensorrt-bundle"].status == "ready" and found["tensorrt-bundle"].is_intact(build)  # hashed after the build
     assert set(manifest.data["stages"]["compile"]["outputs"]) == {"tensorrt-bundle", "tensorrt-fp16"}
+
+
+def test_engines_that_build_engines_sh_left_are_adopted_once(fake, models, tmp_path, monkeypatch):
+    import shutil
+
+    from edgedistill.artifacts import Artifact, Manifest
+    from edgedistill.backends import compile_stage
+    from edgedistill.targets import TargetProfile
+
+    fake()
+    build = tmp_path / "build"
+    build.mkdir()
+    shutil.copy(models["fp"], build / "model.onnx")
+    onnx = Artifact.record(build, build / "model.onnx", kind="onnx", name="onnx-fp32", precision="fp32", backend="onnxruntime")
+    monkeypatch.setattr(TargetProfile, "runs_on_this_host", lambda self: (False, "not the device"))
+    target = dataclasses.replace(load_target("jetson-orin"), precisions=["fp16"])
+    manifest = Manifest(build)
+    for record in [onnx, *compile_stage._tensorrt({"onnx": onnx}, build, target)]:
+        manifest.add(record)
+    assert compile_stage.adopt_engines(manifest) == []  # nothing built yet
+    (build / "trt_bundle" / "engines" / "fp16.engine").write_bytes(b"what trtexec wrote")
+    assert compile_stage.adopt_engines(manifest) == ["tensorrt-bundle", "tensorrt-fp16"]
+    assert manifest.artifacts()["tensorrt-fp16"].is_intact(build) and manifest.artifacts()["tensorrt-bundle"].status == "ready"
+    assert compile_stage.adopt_engines(manifest) == []  # recorded as they are: not again

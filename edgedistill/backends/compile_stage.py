@@ -68,16 +68,30 @@ def record_device_engines(bundle: Path, engines: list[Path]) -> Path | None:
     if not (workdir / MANIFEST).is_file():
         return None  # a bundle copied on its own
     manifest = Manifest.load(workdir)
-    found = manifest.artifacts()
-    recorded = found.get("tensorrt-bundle")
-    if recorded is None or recorded.abspath(workdir).resolve() != bundle.resolve() or recorded.parents[0] not in found:
+    if not adopt_engines(manifest, engines):
         return None
-    records = bundle_records(workdir, bundle.resolve(), [e.resolve() for e in engines], found[recorded.parents[0]], recorded.device,
-                             recorded.extra.get("precisions", []))
+    manifest.save()
+    return workdir
+
+
+def adopt_engines(manifest: Manifest, engines: list[Path] | None = None) -> list[str]:
+    """Record in `manifest` the engines built in its TensorRT bundle (default: every engines/*.engine there,
+    as build_engines.sh leaves them) with the bundle re-hashed; the names recorded, [] when it has no bundle."""
+    workdir, found = manifest.root.resolve(), manifest.artifacts()
+    recorded = found.get("tensorrt-bundle")
+    if recorded is None or not recorded.parents or recorded.parents[0] not in found:
+        return []
+    bundle = recorded.abspath(workdir).resolve()
+    engines = sorted((bundle / "engines").glob("*.engine")) if engines is None else [e.resolve() for e in engines]
+    if not engines or any(bundle not in e.parents for e in engines):
+        return []
+    known = {a.abspath(workdir).resolve(): a for a in found.values() if a.kind == "trt-engine"}
+    if recorded.status == "ready" and all(e in known and known[e].is_intact(workdir) for e in engines):
+        return []  # recorded as they are
+    records = bundle_records(workdir, bundle, engines, found[recorded.parents[0]], recorded.device, recorded.extra.get("precisions", []))
     for record in records:
         manifest.add(record)
     stage = manifest.data["stages"].get("compile")
     if stage is not None:  # still fresh for the pipeline: these are the compile stage's outputs now
         stage["outputs"] = sorted({*stage["outputs"], *(r.name for r in records)})
-    manifest.save()
-    return workdir
+    return [r.name for r in records]
