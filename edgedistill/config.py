@@ -5,6 +5,7 @@ Unknown keys are errors, so a typo in a config file never silently falls back to
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -184,9 +185,6 @@ _NO_DEFAULT = object()
 COMPATIBLE_ADDITIONS = {"teacher.dtype": "fp32", "distill.compile_mode": "default", "distill.overlap_teacher": False}
 
 
-NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Convert a YAML value to the field's declared type, with a clear error when impossible."""
     if isinstance(annotation, str):
@@ -206,8 +204,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return value
         raise EdgedistillError(f"config '{where}' must be true or false, got {value!r}", f"set {where}=true or {where}=false")
     if annotation in (int, float):
-        if isinstance(value, str) and NUMBER.fullmatch(value.strip()):  # YAML 1.1 reads 1e-3 (no dot) as text
-            value = float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as text; Python's float() reads it as a number
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise EdgedistillError(f"config '{where}' must be a number, got {value!r}", f"set {where} to a number")
         if not math.isfinite(value):

@@ -16,7 +16,7 @@ def _pending(name: str, path: str, backend: str, precision: str, device: str, si
             "fidelity": fidelity, "notes": notes}
 
 
-def device_rows(artifacts: dict[str, Artifact], host_rows: list[dict], target: TargetProfile, why_not: str, batch: int = 1) -> list[dict]:
+def device_rows(artifacts: dict[str, Artifact], host_rows: list[dict], target: TargetProfile, why_not: str, batch: int) -> list[dict]:
     """`batch` is bench.batch: the device's own bench runs at it, so its estimate must too."""
     by_name = {r["name"]: r for r in host_rows}
     by_precision = {r["precision"]: r for r in host_rows if r.get("fidelity")}

@@ -18,15 +18,15 @@ def _atomic_write(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def _finite(obj):
+def _strict_json(obj):
     """NaN/inf become the words "nan", "inf", "-inf" (schema.NON_FINITE): report.json stays strict JSON,
     and a NaN cosine still fails its budget when the file is read again (null would mean "not computed")."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return str(obj)
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: _strict_json(v) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_finite(v) for v in obj]
+        return [_strict_json(v) for v in obj]
     return obj
 
 
@@ -40,7 +40,7 @@ def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
         report = make_report(report)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    clean = _finite({k: v for k, v in report.items() if not str(k).startswith("_")})
+    clean = _strict_json({k: v for k, v in report.items() if not str(k).startswith("_")})
     texts = {
         "html": render_html(clean),
         "md": render_markdown(clean),
