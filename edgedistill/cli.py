@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from rich.markup import escape  # paths and pip extras like [tensorrt] are not markup
 
+from .config import CACHE_DTYPES
 from .errors import EdgedistillError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -242,12 +243,15 @@ def _unfinished_builds(paths) -> list[str]:
 
 @cli.command(name="cache-teacher", context_settings=CONTEXT)
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (teacher, data, distill sections are used).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="YAML config file (teacher, data and distill sections; the student's img_size sizes the views).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
 @click.option("--augmentations", "-k", type=int, default=10, show_default=True, help="Augmented views stored per image.")
 @click.option("--store-views", is_flag=True, help="Also store the views' uint8 pixels, so training skips decoding and augmentation (and needs no images).")
-def cache_teacher_command(out_dir, config_path, overrides, augmentations, store_views):
-    """Run the teacher(s) once over K augmented views per image and store their outputs (fp16).
+@click.option("--dtype", type=click.Choice(CACHE_DTYPES), default="float16", show_default=True,
+              help="How teacher outputs are stored; bfloat16 or float32 for teachers whose outputs exceed fp16's range (65504).")
+def cache_teacher_command(out_dir, config_path, overrides, augmentations, store_views, dtype):
+    """Run the teacher(s) once over K augmented views per image and store their outputs (fp16 by default).
 
     Distillation can then train from the cache without loading the teacher.
 
@@ -261,7 +265,7 @@ def cache_teacher_command(out_dir, config_path, overrides, augmentations, store_
     from .distill.cache import cache_teacher
     from .progress import console
 
-    written = cache_teacher(load_config(config_path, overrides), out_dir, augmentations, store_views=store_views)
+    written = cache_teacher(load_config(config_path, overrides), out_dir, augmentations, dtype=dtype, store_views=store_views)
     console.print(f"wrote teacher cache -> {escape(str(written))}")
 
 

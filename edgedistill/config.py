@@ -24,6 +24,7 @@ from .data.augment_policy import EXAMPLE as AA_EXAMPLE, auto_augment_error
 from .errors import EdgedistillError
 
 OFFLINE_TEACHER = "efficientnet_lite0.offline"
+CACHE_DTYPES = ("float16", "bfloat16", "float32")  # teacher cache storage: fp16 keeps more precision, bf16 and fp32 the range of outlier channels
 
 
 @dataclass(frozen=True)
@@ -391,3 +392,6 @@ def _check_something_is_learned(cfg: BuildConfig) -> None:
     weights = [cfg.teacher.weight] + [t.get("weight", 1.0) if isinstance(t, dict) else t.weight for t in cfg.teacher.extra]
     if not any(weights):
         raise EdgedistillError("every teacher has weight 0, so distillation would learn nothing", "set teacher.weight (or an extra teacher's) above 0")
+    if not weights[0]:  # its head set is the one saved, exported and deployed: at weight 0 it never trains
+        raise EdgedistillError("teacher.weight is 0, but the primary teacher's heads are the ones the student deploys, so they would stay untrained",
+                               "set teacher.weight above 0, or make the teacher you weigh 0 an extra one (teacher.extra) and drop it")

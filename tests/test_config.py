@@ -72,6 +72,13 @@ def test_bad_overrides_are_clear(override, fragment):
     assert fragment in info.value.one_line()
 
 
+def test_a_primary_teacher_of_weight_0_is_refused_while_an_extra_one_may_be():
+    # the primary teacher's heads are the deployed ones: at weight 0 they stayed random while the build finished
+    with pytest.raises(EdgedistillError, match="teacher.weight is 0, but the primary teacher's heads are the ones the student deploys"):
+        load_config(None, ["teacher.extra=[{name: resnet10t, weight: 1}]", "teacher.weight=0"])
+    assert load_config(None, ["teacher.extra=[{name: resnet10t, weight: 0}]"]).teacher.weight == 1.0
+
+
 def test_good_values_at_the_new_limits_still_load():
     cfg = load_config(None, ["data.max_images=", "teacher.img_size=", "distill.seed=4294967295", "distill.grad_clip=0",
                              "distill.patch_weight=0", "teacher.weight=0", "distill.device=cuda:1",

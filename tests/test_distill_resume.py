@@ -150,3 +150,24 @@ def test_a_save_clears_temp_files_that_killed_saves_left(tmp_path):
     (tmp_path / ".checkpoint.pt.k1ll3d").write_bytes(b"half a checkpoint")
     save_checkpoint(tmp_path, {"config_hash": "h", "step": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"] and load_checkpoint(tmp_path, "h")["step"] == 1
+
+
+def test_the_first_log_row_after_a_resume_averages_the_steps_the_checkpoint_saw(tmp_path):
+    """checkpoint_every=2 against log_every=3: the step-4 checkpoint falls mid-row, and the resumed
+    row for step 6 must still average steps 4 to 6, as the uninterrupted run's does."""
+    overrides = TINY + ["distill.steps=6", "distill.log_every=3", "distill.ema_decay=0"]
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_5(step):
+        if step == 5:
+            raise Stop()
+
+    stage.run(load_config(None, overrides), {}, tmp_path / "plain")
+    with pytest.raises(Stop):
+        stage.run(load_config(None, overrides), {}, tmp_path / "resumed", on_step=stop_after_5)
+    assert stage.run(load_config(None, overrides), {}, tmp_path / "resumed").extra["train"]["resumed_from_step"] == 4
+    rows = {name: (tmp_path / name / "student" / "train_log.csv").read_text().splitlines() for name in ("plain", "resumed")}
+    plain, resumed = ([float(x) for x in row.split(",")[1:5]] for row in (rows["plain"][-1], rows["resumed"][-1]))
+    assert rows["resumed"][-1].startswith("6,") and resumed == pytest.approx(plain, rel=1e-5)

@@ -196,10 +196,14 @@ def test_compile_mode_reaches_torch_compile_for_student_and_teacher(tmp_path, mo
         return fn
 
     monkeypatch.setattr(torch, "compile", record)
-    cfg = load_config(None, BASE + ["student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}",
-                                    "distill.compile=true", "distill.compile_mode=max-autotune-no-cudagraphs"])
-    stage.run(cfg, {}, tmp_path)
+    compiled = BASE + ["student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}", "distill.compile=true"]
+    stage.run(load_config(None, compiled + ["distill.compile_mode=max-autotune-no-cudagraphs"]), {}, tmp_path)
     assert modes == ["max-autotune-no-cudagraphs"] * 2  # the student step, then the teacher's forward
+
+    # a teacher one batch ahead must not replay CUDA graphs, whose next replay overwrites the targets still in use
+    modes.clear()
+    stage.run(load_config(None, compiled + ["distill.compile_mode=max-autotune", "distill.overlap_teacher=true"]), {}, tmp_path / "ahead")
+    assert modes == ["max-autotune", "max-autotune-no-cudagraphs"]
 
 
 def test_overlapping_the_teacher_trains_the_same_weights(tmp_path):

@@ -259,3 +259,10 @@ def test_a_student_that_pools_to_no_vector_is_refused_before_training():
     backbone = create_backbone("vit_tiny_patch16_224", 32, {"depth": 1, "global_pool": ""})
     with pytest.raises(EdgedistillError, match=r"pools to shape \(1, 5, 192\), not one vector per image"):
         probe_student(backbone, 32)
+
+
+def test_a_student_that_drops_patch_tokens_is_refused():
+    # PatchDropout keeps a shuffled subset of tokens in training: they no longer lie on the grid the targets are aligned to
+    with pytest.raises(EdgedistillError, match="patch_drop_rate 0.5 drops and shuffles patch tokens") as error:
+        probe_student(create_backbone("vit_tiny_patch16_224", 32, {"depth": 1, "patch_drop_rate": 0.5}), 32)
+    assert "remove patch_drop_rate" in error.value.fix

@@ -16,7 +16,9 @@ images are no longer needed.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -24,8 +26,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
-from ..artifacts import atomic_output, shareable
-from ..config import COMPATIBLE_ADDITIONS, BuildConfig
+from ..artifacts import atomic_output, sha256_file, shareable
+from ..config import CACHE_DTYPES, COMPATIBLE_ADDITIONS, BuildConfig
 from ..data.augment import AugmentedViews, unit_interval, view_seed, view_size_for
 from ..data.images import ImageSource
 from ..errors import EdgedistillError
@@ -49,6 +51,11 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
 
     if augmentations < 1:
         raise EdgedistillError(f"augmentations must be at least 1, got {augmentations}", "pass --augmentations K with K >= 1")
+    if dtype not in CACHE_DTYPES:
+        raise EdgedistillError(f"cannot store teacher outputs as '{dtype}'", f"pass --dtype {' or '.join(CACHE_DTYPES)}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # every rank would compute the whole cache and race to write it
+        raise EdgedistillError("cache-teacher runs as one process, not under torchrun",
+                               "run `edgedistill cache-teacher` without torchrun (it uses one GPU); train from the cache with torchrun")
     out_dir, device = Path(out_dir), pick_device(cfg.distill.device)
     check_output_folder(out_dir, cfg.data.source)
     teachers = create_teachers(cfg.teacher)
@@ -85,8 +92,8 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
                 if store_views:
                     pending.setdefault("view", []).append(batch["view"])  # uint8, as the DataLoader delivers it
                 for i, t in enumerate(targets):
-                    pending.setdefault(f"t{i}.token", []).append(t.token.to(store).cpu())
-                    pending.setdefault(f"t{i}.patches", []).append(t.patches.to(store).cpu())
+                    pending.setdefault(f"t{i}.token", []).append(storable(t.token, store, teachers[i].name))
+                    pending.setdefault(f"t{i}.patches", []).append(storable(t.patches, store, teachers[i].name))
                 if sum(x.shape[0] for x in pending["index"]) >= shard_size:
                     flush()
                 bar.update(task, advance=view.shape[0])
@@ -99,7 +106,7 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
             "format": FORMAT, "images": len(views), "augmentations": augmentations, "entries": len(keys), "view_size": size,
             "dtype": dtype, "seed": seed, "skipped_images": len(bad), "shards": shards, "views_stored": store_views,
             "image_list": source.fingerprint(), "teacher_configs": [teacher_identity(c) for c in teacher_configs(cfg.teacher)],
-            "data": {"source": cfg.data.source, "max_images": cfg.data.max_images, "auto_augment": cfg.data.auto_augment, "scale_min": cfg.data.scale_min},
+            "data": {"source": absolute_source(cfg.data.source), "max_images": cfg.data.max_images, "auto_augment": cfg.data.auto_augment, "scale_min": cfg.data.scale_min},
             "teachers": [{"name": t.name, "dim": t.dim, "patch_dim": t.patch_dim, "grid": list(t.grid), "data_config": t.data_config, "weight": t.weight}
                          for t in teachers],
             "classifier": _describe(classifier),
@@ -107,6 +114,25 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
         (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
     console.print(f"cache-teacher: {len(keys)} views of {len(views)} images ({len(bad)} unreadable) -> {out_dir}")
     return out_dir
+
+
+def storable(features: torch.Tensor, store: torch.dtype, teacher: str) -> torch.Tensor:
+    """Teacher outputs as stored, refused when not finite: an fp16 overflow would store inf silently, and
+    training would then fail hours later as a divergence blamed on the learning rate."""
+    stored = features.to(store)
+    if not bool(torch.isfinite(stored).all()):
+        if not bool(torch.isfinite(features).all()):
+            raise EdgedistillError(f"teacher {teacher} gives NaN or inf outputs, which a cache must not hold",
+                                   "check the teacher's weights (teacher.checkpoint) and teacher.dtype")
+        peak, limit = features.abs().max().item(), torch.finfo(store).max
+        raise EdgedistillError(f"teacher {teacher} outputs reach {peak:.4g}, beyond {store}'s range ({limit:.5g}), so the cache would hold inf",
+                               "store them with --dtype bfloat16 or --dtype float32")
+    return stored.cpu()
+
+
+def absolute_source(source: str) -> str:
+    """The source as an absolute path, so a cache made from a relative one serves from any working folder."""
+    return source if source == "bundled" else str(Path(source).expanduser().absolute())
 
 
 def check_output_folder(out_dir: Path, source: str) -> None:
@@ -151,9 +177,23 @@ def read_cache(cache_dir: str | Path) -> dict:
 
 
 def teacher_identity(c) -> dict:
-    """What makes a teacher's outputs what they are (its loss weight does not), as JSON would store it."""
-    return json.loads(json.dumps({"name": c.name, "checkpoint": c.checkpoint, "pretrained": c.pretrained,
-                                  "img_size": c.img_size, "model_args": dict(c.model_args), "dtype": c.dtype}))
+    """What makes a teacher's outputs what they are (its loss weight does not), as JSON would store it.
+    A checkpoint counts by its content: a teacher fine-tuned and saved under the same path is another teacher."""
+    identity = {"name": c.name, "checkpoint": c.checkpoint, "pretrained": c.pretrained,
+                "img_size": c.img_size, "model_args": dict(c.model_args), "dtype": c.dtype}
+    if c.checkpoint and Path(c.checkpoint).expanduser().is_file():
+        identity["checkpoint_sha256"] = _content_hash(Path(c.checkpoint).expanduser().resolve())
+    return json.loads(json.dumps(identity))
+
+
+def _content_hash(path: Path) -> str:
+    stat = path.stat()
+    return _hash_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _hash_of(path: str, size: int, mtime_ns: int) -> str:  # size and mtime key the memo: a ViT-L checkpoint takes seconds to hash
+    return sha256_file(Path(path))
 
 
 def check_teachers(cache_dir, meta: dict, configs: list) -> None:
@@ -167,10 +207,17 @@ def check_teachers(cache_dir, meta: dict, configs: list) -> None:
         raise EdgedistillError(f"teacher cache '{cache_dir}' was made before the patch targets of {stale[0]} went through its final norm (fc_norm)",
                                "re-create the cache with `edgedistill cache-teacher`")
     for recorded, c in zip(meta.get("teacher_configs") or [], configs):  # caches before this check lack the record
+        current = teacher_identity(c)
         recorded = {"dtype": COMPATIBLE_ADDITIONS["teacher.dtype"], **recorded}  # caches from before teacher.dtype ran their teachers in fp32
-        if recorded != teacher_identity(c):
-            differ = sorted(k for k in recorded if recorded[k] != teacher_identity(c)[k])
-            raise EdgedistillError(f"teacher cache '{cache_dir}' was made with {c.name} set differently ({', '.join(differ)})",
+        if "checkpoint_sha256" not in recorded or "checkpoint_sha256" not in current:
+            # older caches did not hash it, and training from a cache needs no teacher file on this machine: the path alone decides
+            recorded.pop("checkpoint_sha256", None)
+            current.pop("checkpoint_sha256", None)
+        if recorded != current:
+            differ = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
+            what = (f"an earlier {c.checkpoint} (the checkpoint's content has changed since)" if differ == ["checkpoint_sha256"]
+                    else f"{c.name} set differently ({', '.join(differ)})")
+            raise EdgedistillError(f"teacher cache '{cache_dir}' was made with {what}",
                                    "re-create the cache with this teacher config, or unset distill.cache")
 
 
@@ -191,17 +238,24 @@ def _norms_only_its_summary(c) -> bool:
         return True
 
 
-def cached_image_source(cache_dir, meta: dict) -> ImageSource:
-    """The images a seed-only cache regenerates its views from, refused when index i no longer names
-    the image the teacher saw (a file added, removed or renamed shifts every index after it; one
-    rewritten since holds other pixels)."""
-    source = ImageSource(meta["data"]["source"], meta["data"]["max_images"])
-    recorded = meta.get("image_list")
-    if len(source) != meta["images"] or (recorded is not None and source.fingerprint(sizes=meta["format"] == FORMAT) != recorded):
-        raise EdgedistillError(f"the images in '{meta['data']['source']}' are no longer the {meta['images']} that teacher cache '{cache_dir}' was made from "
-                               f"({len(source)} now, or their names or sizes changed)",
-                               "restore those images, re-create the cache, or make caches with --store-views so they need no source images")
-    return source
+def cached_image_source(cache_dir, meta: dict, configured: str | None = None) -> ImageSource:
+    """The images a seed-only cache regenerates its views from: those at `configured` (data.source) when
+    they are the cache's, else those where the cache was made. Refused when index i no longer names the
+    image the teacher saw (a file added, removed or renamed shifts every index after it; one rewritten
+    since holds other pixels). The check is by names relative to the folder, so a copy elsewhere (a
+    node's local disk) serves as well as the original."""
+    made_at, recorded = meta["data"]["source"], meta.get("image_list")
+    for place in dict.fromkeys(p for p in (configured, made_at) if p):
+        try:
+            source = ImageSource(place, meta["data"]["max_images"])
+        except EdgedistillError:  # not there (any more), or not images
+            continue
+        if len(source) == meta["images"] and (recorded is None or source.fingerprint(sizes=meta["format"] == FORMAT) == recorded):
+            return source
+    where = f"data.source '{configured}' nor in '{made_at}'" if configured and configured != made_at else f"'{made_at}' any more"
+    raise EdgedistillError(f"the {meta['images']} images teacher cache '{cache_dir}' was made from are not in {where} "
+                           "(the count, names or sizes differ)",
+                           "point data.source at those images, re-create the cache, or make caches with --store-views so they need no source images")
 
 
 def load_cached_classifier(cache_dir: str | Path, meta: dict):

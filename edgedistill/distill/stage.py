@@ -54,9 +54,18 @@ def resume_hash(cfg: BuildConfig, images: str = "") -> str:
 
 
 def dataset_identity(dataset) -> str:
-    """The images (their names and order) a dataset draws from; a cache's entries stand for them."""
+    """The images (their names and order) a dataset draws from. For a cache, all of cache.json: one
+    re-created at the same path with other seeds, augmentation or teacher weights is another dataset."""
     meta = getattr(dataset, "meta", None)
-    return f"cache {meta['image_list']} {meta['entries']}" if meta is not None else dataset.source.fingerprint(sizes=False)
+    if meta is None:
+        return dataset.source.fingerprint(sizes=False)
+    return "cache " + hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def earlier_identities(dataset) -> list[str]:
+    """How earlier versions named the same dataset, so their checkpoints still resume."""
+    meta = getattr(dataset, "meta", None)
+    return [f"cache {meta['image_list']} {meta['entries']}"] if meta is not None else []
 
 
 @dataclasses.dataclass
@@ -71,12 +80,28 @@ def _say_what_the_cache_decides(cfg: BuildConfig, meta: dict) -> None:
     """The cache fixed the images and their augmentation when it was made: data.* settings the user
     changed from their defaults and that differ from the cache's are ignored, and said so."""
     made = {**meta["data"], "view_size": meta["view_size"]}
+    if not meta.get("views_stored"):  # a seed-only cache regenerates its views from data.source when that holds its images
+        del made["source"]
     default = DataConfig()
     ignored = [f"data.{k}={getattr(cfg.data, k)!r} (the cache has {made[k]!r})" for k in made
-               if getattr(cfg.data, k) != getattr(default, k) and getattr(cfg.data, k) != made[k]]
+               if getattr(cfg.data, k) != getattr(default, k) and _comparable(k, getattr(cfg.data, k)) != _comparable(k, made[k])]
     if ignored and os.environ.get("RANK", "0") == "0":  # once per job, not once per torchrun process
         console.print(f"distill: training from teacher cache {cfg.distill.cache}, whose images and views were fixed when it was made; "
                       f"ignored: {', '.join(ignored)}. To change them, re-create the cache with these settings")
+
+
+def _comparable(key: str, value):
+    from .cache import absolute_source
+
+    return absolute_source(value) if key == "source" else value
+
+
+def _say_if_views_are_upsampled(cfg: BuildConfig, meta: dict, student_size: int) -> None:
+    """A cache sized its views for the student it was made with; a larger student would see them upsampled."""
+    if student_size > meta["view_size"] and os.environ.get("RANK", "0") == "0":
+        console.print(f"[yellow]note:[/yellow] teacher cache {cfg.distill.cache} holds {meta['view_size']} px views and the student takes "
+                      f"{student_size} px, so every view is upsampled for it; re-create the cache with this student config "
+                      "(cache-teacher sizes views by the student and teacher sections)")
 
 
 def _teacher_sources(cfg: BuildConfig, data_config: dict):
@@ -87,10 +112,11 @@ def _teacher_sources(cfg: BuildConfig, data_config: dict):
         meta = read_cache(cfg.distill.cache)
         check_teachers(cfg.distill.cache, meta, teacher_configs(cfg.teacher))
         _say_what_the_cache_decides(cfg, meta)
+        _say_if_views_are_upsampled(cfg, meta, data_config["input_size"][-1])
         weights = [c.weight for c in teacher_configs(cfg.teacher)]
         data_cfg = dataclasses.replace(cfg.data, **{k: v for k, v in meta["data"].items() if k in ("auto_augment", "scale_min")})
         # stored views need no source images (they may not even be on this machine)
-        views = None if meta.get("views_stored") else AugmentedViews(cached_image_source(cfg.distill.cache, meta), meta["view_size"], data_cfg)
+        views = None if meta.get("views_stored") else AugmentedViews(cached_image_source(cfg.distill.cache, meta, cfg.data.source), meta["view_size"], data_cfg)
         teachers = [{**t, "weight": w} for t, w in zip(meta["teachers"], weights)]
         return CachedViews(cfg.distill.cache, views, meta), CachedTargets([t["grid"] for t in teachers]), teachers, load_cached_classifier(cfg.distill.cache, meta)
     live = create_teachers(cfg.teacher)
@@ -126,7 +152,8 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
         [TeacherNorms(t["dim"], t["patch_dim"], cfg.distill.standardize, cfg.distill.standardize_batches) for t in teachers])
     module = DistillModule(backbone, heads[0], heads[1:], [t["weight"] for t in teachers])
     job = TrainJob(module, dataset, targets, cfg.distill, data_config, device, probe["n_patches"], patch_level, norms,
-                   Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg, dataset_identity(dataset)), (resume_hash(cfg),), ctx, on_step)
+                   Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg, dataset_identity(dataset)),
+                   (resume_hash(cfg), *(resume_hash(cfg, earlier) for earlier in earlier_identities(dataset))), ctx, on_step)
     return Prepared(job, teachers, classifier, probe)
 
 

@@ -134,6 +134,15 @@ def compile_models(module: DistillModule, targets, mode: str = "default", teache
             teacher.model._edgedistill_compiled = True
 
 
+# A CUDA-graph replay reuses its output memory: a teacher one batch ahead (overlap_teacher) would overwrite
+# the targets the student step is still reading, so it runs the same kernels without the graphs.
+WITHOUT_CUDA_GRAPHS = {"max-autotune": "max-autotune-no-cudagraphs", "reduce-overhead": "default"}
+
+
+def teacher_compile_mode(cfg: DistillConfig) -> str:
+    return WITHOUT_CUDA_GRAPHS.get(cfg.compile_mode, cfg.compile_mode) if cfg.overlap_teacher else cfg.compile_mode
+
+
 def train(job: TrainJob) -> TrainResult:
     from timm.scheduler import CosineLRScheduler
 
@@ -186,7 +195,7 @@ def train(job: TrainJob) -> TrainResult:
                 log.warning("resuming a checkpoint written with %s under %s: training goes on, but not bit-exact with an uninterrupted run",
                             then, now)
     if cfg.compile:
-        compile_models(module, job.targets, cfg.compile_mode)
+        compile_models(module, job.targets, cfg.compile_mode, teacher_compile_mode(cfg))
     stream = SampleStream(len(job.dataset), cfg.batch_size, cfg.steps, cfg.seed, start_step, ctx.rank, ctx.world)
     loader = DataLoader(job.dataset, batch_size=cfg.batch_size, sampler=stream, num_workers=cfg.num_workers,
                         pin_memory=job.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed),
@@ -200,6 +209,9 @@ def train(job: TrainJob) -> TrainResult:
         batches = teacher_ahead(batches, job.targets, job.device, autocast)
     start, global_batch = time.perf_counter(), cfg.batch_size * ctx.world
     window, window_steps = None, 0  # loss and parts summed on the device since the last logged row
+    if checkpoint is not None and checkpoint.get("log_window"):  # each rank holds the job's means: _job_means averages over ranks
+        window_steps = checkpoint["log_window"]["steps"]
+        window = torch.tensor(checkpoint["log_window"]["means"], device=job.device) * window_steps
     with progress_bar() if ctx.is_main else contextlib.nullcontext() as bar:
         task = bar.add_task("distill", total=cfg.steps, completed=start_step, info="") if bar else None
         for step, batch in enumerate(batches, start=start_step):
@@ -231,7 +243,9 @@ def train(job: TrainJob) -> TrainResult:
             if log_step:
                 window, window_steps = None, 0
             if save_step:
-                _checkpoint(job, module, optimizer, scheduler, ema, done, skipped, sharded)
+                # the steps since the last logged row, as the job's means: the first row after a resume still averages them all
+                log_window = {"means": means, "steps": window_steps} if window is not None else None
+                _checkpoint(job, module, optimizer, scheduler, ema, done, skipped, sharded, log_window)
             if job.on_step is not None:
                 job.on_step(done)
     if metrics is not None:
@@ -287,7 +301,7 @@ def _count_bad(loader, skipped: set):
         yield batch
 
 
-def _checkpoint(job: TrainJob, module, optimizer, scheduler, ema, step: int, skipped: set, sharded: bool) -> None:
+def _checkpoint(job: TrainJob, module, optimizer, scheduler, ema, step: int, skipped: set, sharded: bool, log_window: dict) -> None:
     rngs = distributed.gather_objects(rng_state(), job.ctx)  # every rank's RNG state
     skipped = set().union(*distributed.gather_objects(sorted(skipped), job.ctx))  # each rank reads other images
     # FSDP gathers full state dicts collectively; DDP replicas already hold them
@@ -299,5 +313,6 @@ def _checkpoint(job: TrainJob, module, optimizer, scheduler, ema, step: int, ski
             "optimizer": optimizer_state if sharded else optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "ema": ema.state_dict() if ema is not None else None,
             "norms": job.norms.state_dict() if job.norms is not None else None, "rng": rngs, "skipped": sorted(skipped),
+            "log_window": log_window,
         })
     distributed.barrier(job.ctx)

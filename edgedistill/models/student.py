@@ -47,6 +47,11 @@ def probe_student(model: nn.Module, img_size: int, cfg: StudentConfig | None = N
     """Token width, summary width, token grid and whether it is a ViT (maskable, prefix tokens)."""
     from .tokens import is_maskable, patch_tokens
 
+    drop = getattr(model, "patch_drop", None)
+    if drop is not None and getattr(drop, "prob", 0) > 0:  # timm's PatchDropout: a random, shuffled subset of tokens in training
+        raise EdgedistillError(f"student patch_drop_rate {drop.prob} drops and shuffles patch tokens, so they no longer lie on the grid "
+                               "the teacher's patch targets are matched to",
+                               "remove patch_drop_rate from student.model_args (drop_path_rate regularises without moving tokens)")
     was_training = model.training
     model.eval()
     name, model_args = (cfg.name, cfg.model_args) if cfg is not None else (type(model).__name__, {})
