@@ -264,25 +264,26 @@ def test_an_unreadable_image_is_logged_once_however_often_views_fall_through_it(
 
 def test_a_view_reports_every_unreadable_image_it_fell_through(tmp_path, monkeypatch):
     import edgedistill.data.augment as augment
-    from edgedistill.data.augment import unreadable_indices
+    from edgedistill.data.augment import stand_in, unreadable_indices
     from edgedistill.distill.trainer import _count_bad
 
     monkeypatch.setattr(augment, "PRELOAD_LIMIT", 0)
     source = ImageSource(_folder(tmp_path / "mixed", 2, 3, bad_first=True))  # indices 0-2 corrupt, 3-4 readable
     views = AugmentedViews(source, 16, DataConfig(auto_augment=""))
-    item = views[(0, 9)]
-    assert (item["bad"], item["bad_run"]) == (0, 3)  # the first failure, and the run of three behind it
-    assert torch.equal(item["view"], views[(3, 9)]["view"])  # still the view of the image it falls through to
+    chains = {}
+    for seed in range(12):
+        item = views[(0, seed)]
+        tried = [stand_in(0, seed, k, 5) for k in range(item["bad_run"] + 1)]  # the images the view tried, in order
+        assert item["bad"] == 0 and set(tried[:-1]) <= {0, 1, 2} and tried[-1] in (3, 4)
+        assert torch.equal(item["view"], views[(tried[-1], seed)]["view"])  # still the view of the image it fell through to
+        chains[seed] = set(tried[:-1])
+    seed = next(s for s, bad in chains.items() if len(bad) > 1)  # a view that met another unreadable image on its way
     assert (views[(4, 9)]["bad"], views[(4, 9)]["bad_run"]) == (-1, 0)
-    loader = torch.utils.data.DataLoader(views, batch_size=2, sampler=[(0, 1), (4, 2)])
+    loader = torch.utils.data.DataLoader(views, batch_size=2, sampler=[(0, seed), (4, 2)])
     skipped = set()
     assert [batch["index"].tolist() for batch in _count_bad(loader, skipped)] == [[0, 4]]
-    assert skipped == {0, 1, 2}  # the whole chain, not only its first index
-    wrapped = AugmentedViews(ImageSource(_folder(tmp_path / "wrap", 2, 3)), 16, DataConfig(auto_augment=""))  # 2-4 corrupt
-    item = wrapped[(3, 5)]
-    assert (item["bad"], item["bad_run"]) == (3, 2) and torch.equal(item["view"], wrapped[(0, 5)]["view"])
-    assert unreadable_indices({"bad": torch.tensor([3, -1]), "bad_run": torch.tensor([2, 0])}, 5) == {3, 4}
-    assert unreadable_indices({"bad": torch.tensor([4, -1]), "bad_run": torch.tensor([3, 0])}, 5) == {4, 0, 1}  # wraps at the last image
+    assert skipped == chains[seed]  # the whole chain, not only its first index
+    assert unreadable_indices({"bad": torch.tensor([-1]), "bad_run": torch.tensor([0]), "seed": torch.tensor([seed])}, 5) == set()
 
 
 def test_views_of_readable_images_keep_their_pixels_with_bad_images_around(tmp_path, monkeypatch):
@@ -298,7 +299,9 @@ def test_views_of_readable_images_keep_their_pixels_with_bad_images_around(tmp_p
         for clean_index, mixed_index in ((0, 0), (1, 2), (2, 4)):
             for seed in (1, 2):
                 assert torch.equal(clean[(clean_index, seed)]["view"], mixed[(mixed_index, seed)]["view"])
-        assert torch.equal(mixed[(1, 3)]["view"], clean[(1, 3)]["view"])  # a bad index falls through to the next image
+        item = mixed[(1, 3)]  # a bad index falls through to its stand-in, with the view seed it was asked for
+        used = augment.stand_in(1, 3, item["bad_run"], 5)
+        assert item["bad"] == 1 and used in (0, 2, 4) and torch.equal(item["view"], clean[(used // 2, 3)]["view"])
 
 
 def test_sources_that_do_not_exist_say_so(tmp_path):

@@ -22,6 +22,7 @@ from ..config import BuildConfig, DataConfig
 from .images import ImageSource
 
 PRELOAD_LIMIT = 512  # small sets (the bundled photos) are decoded once and kept in memory
+FALLBACK_DRAWS = 32  # random stand-ins for an unreadable image before trying them all in order
 
 
 def view_size_for(cfg: BuildConfig, teacher_data_configs: list[dict]) -> int:
@@ -56,20 +57,28 @@ def _keep_posterize_valid(transform) -> None:
     now and then. Keeping 1 bit instead is the strongest posterize Pillow allows."""
     from timm.data.auto_augment import AugmentOp
 
-    def at_least_one_bit(posterize):
-        return lambda img, bits_to_keep, **kwargs: posterize(img, max(int(bits_to_keep), 1), **kwargs)
-
     pending = list(getattr(transform, "transforms", [transform]))
     while pending:
         item = pending.pop()
         if isinstance(item, AugmentOp):
             if "Posterize" in item.name:
-                item.aug_fn = at_least_one_bit(item.aug_fn)
+                item.aug_fn = AtLeastOneBit(item.aug_fn)
         elif isinstance(item, (list, tuple)):
             pending.extend(item)
         else:  # RandAugment / AugMixAugment keep `ops`, AutoAugment a `policy` of op lists
             pending.extend(getattr(item, "ops", ()))
             pending.extend(getattr(item, "policy", ()))
+
+
+class AtLeastOneBit:
+    """A posterize that keeps at least one bit. A class, not a closure: DataLoader workers started by
+    spawn or forkserver (macOS, Windows, Linux from Python 3.14) get the dataset pickled."""
+
+    def __init__(self, posterize):
+        self.posterize = posterize
+
+    def __call__(self, img, bits_to_keep, **kwargs):
+        return self.posterize(img, max(int(bits_to_keep), 1), **kwargs)
 
 
 def unit_interval(view: torch.Tensor) -> torch.Tensor:
@@ -103,19 +112,32 @@ def seeded_rng(seed: int):
         torch.set_rng_state(states[2])
 
 
+def stand_in(index: int, seed: int, attempt: int, images: int) -> int:
+    """The image a view of `index` (view seed `seed`) tries at `attempt`: itself first, then seeded random
+    others, so the views of a run of unreadable files (e.g. macOS's ._name files beside every image)
+    spread over the source instead of piling onto the one image after the run; after FALLBACK_DRAWS
+    draws, the images in order from the last draw, so every image is tried before giving up."""
+    if attempt == 0:
+        return index
+    draw = min(attempt, FALLBACK_DRAWS)
+    return (view_seed(seed, index, draw) + attempt - draw) % images
+
+
 def unreadable_indices(batch: dict, images: int) -> set[int]:
     """The unreadable image indices a collated batch reports (see AugmentedViews; a teacher cache's
-    batches report the same); `images` is the source's image count, where a run of failures wraps around."""
-    return {(int(first) + k) % images for first, run in zip(batch["bad"], batch["bad_run"]) if first >= 0 for k in range(int(run))}
+    batches report the same), replayed from each view's seed; `images` is the source's image count."""
+    return {stand_in(int(first), int(seed), k, images)
+            for first, run, seed in zip(batch["bad"], batch["bad_run"], batch["seed"]) if first >= 0 for k in range(int(run))}
 
 
 class AugmentedViews(Dataset):
     """Map-style dataset keyed by (image index, view seed) -> {"view", "index", "seed", "bad", "bad_run"}.
 
-    An unreadable image is replaced by the next readable one, so a view falls through a run of
-    consecutive unreadable indices: `bad` is the first (the requested index; -1 if readable) and
-    `bad_run` how many there were (0 if none), which lets the trainer count every unique failure even
-    across worker processes (two fixed-size ints per sample, as the default collate needs).
+    An unreadable image is replaced by a stand-in (`stand_in`: a pure function of index, seed and
+    attempt, so the view still is one of (index, seed)): `bad` is the requested index (-1 if readable)
+    and `bad_run` how many unreadable images the view tried (0 if none), which `unreadable_indices`
+    replays, so the trainer counts every unique failure even across worker processes (two fixed-size
+    ints per sample, as the default collate needs).
     """
 
     def __init__(self, source: ImageSource, size: int, cfg: DataConfig | None = None):
@@ -125,6 +147,7 @@ class AugmentedViews(Dataset):
         self.transform = training_transform(size, cfg.auto_augment, cfg.scale_min)
         self._cache = None
         self._last = (-1, None)  # (index, decoded image): the one decode that the next view of the same image reuses
+        self._unreadable: set[int] = set()  # indices this process found unreadable: never decoded twice
         if len(source) <= PRELOAD_LIMIT:
             self._cache = [source.load(i) for i in range(len(source))]
             if all(img is None for img in self._cache):
@@ -146,9 +169,13 @@ class AugmentedViews(Dataset):
         its input (the random resized crop makes a new image first), so every view gets the same pixels."""
         if self._cache is not None:
             return self._cache[index]
+        if index in self._unreadable:
+            return None
         if self._last[0] != index:
             self._last = (-1, None)  # let the previous image go before decoding the next
             self._last = (index, self.source.load(index))
+            if self._last[1] is None:
+                self._unreadable.add(index)
         return self._last[1]
 
     def __getstate__(self):
@@ -157,10 +184,10 @@ class AugmentedViews(Dataset):
     def __getitem__(self, key) -> dict:
         index, seed = key
         n = len(self.source)
-        for offset in range(n):  # fall through to the next readable image
-            img = self._load((index + offset) % n)
+        for attempt in range(1 + FALLBACK_DRAWS + n):  # the last n attempts try every image once
+            img = self._load(stand_in(index, seed, attempt, n))
             if img is not None:
                 with seeded_rng(seed):
                     view = self.transform(img)
-                return {"view": view, "index": index, "seed": seed, "bad": index if offset else -1, "bad_run": offset}
+                return {"view": view, "index": index, "seed": seed, "bad": index if attempt else -1, "bad_run": attempt}
         raise self.source.nothing_readable()

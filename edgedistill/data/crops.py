@@ -30,8 +30,8 @@ def deterministic_crops(images: list[Image.Image], count: int, seed: int, scale:
         width, height = img.size
         area = width * height * rng.uniform(*scale)
         ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
-        w = int(min(width, round(math.sqrt(area * ratio))))
-        h = int(min(height, round(math.sqrt(area / ratio))))
+        w = max(1, int(min(width, round(math.sqrt(area * ratio)))))  # at least 1: a 0-wide crop of a tiny image fails to resize
+        h = max(1, int(min(height, round(math.sqrt(area / ratio)))))
         left = int(rng.integers(0, width - w + 1))
         top = int(rng.integers(0, height - h + 1))
         crop = img.crop((left, top, left + w, top + h))

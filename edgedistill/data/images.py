@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import EdgedistillError
 from .shards import TarShardImages, shard_paths
-from .sources import resolve_image_paths, warn_unreadable
+from .sources import resolve_image_paths, spread_subset, warn_unreadable
 
 log = logging.getLogger(__name__)
 # SyntaxError: Pillow's parsers on some damaged files; DecompressionBombError: a header claiming a huge image
@@ -49,15 +49,14 @@ class ImageSource:
         if paths is None and self.tars is None:
             paths = resolve_image_paths(source, max_images)
         self.paths = None if self.tars else [str(p) for p in paths]
-        self.limit = max_images if self.tars else None
+        if self.tars is not None:  # as a folder's: spread over all shards, not the first shard's images only
+            self.tars.members = spread_subset(self.tars.members, max_images)
         self.last_failure: tuple[str, str] | None = None  # (image name, error type) of the latest unreadable image
         if self.tars is not None and len(self.tars) == 0:
             raise EdgedistillError(f"tar shards of '{source}' hold no images", "put .jpg/.png members in the shards")
 
     def __len__(self) -> int:
-        if self.tars is not None:
-            return min(len(self.tars), self.limit) if self.limit else len(self.tars)
-        return len(self.paths)
+        return len(self.tars) if self.tars is not None else len(self.paths)
 
     def name(self, index: int) -> str:
         return self.tars.name(index) if self.tars is not None else self.paths[index]
@@ -102,6 +101,9 @@ def as_rgb(img: Image.Image) -> Image.Image:
     if img.mode.startswith("I;16") or (img.mode == "I" and img.getextrema()[1] > 255):  # 16-bit greyscale
         # convert() would clip 0..65535 to 0..255 (a white image); scale it to 8 bits instead
         return Image.fromarray((np.asarray(img, dtype=np.float32) / 257.0).round().astype(np.uint8)).convert("RGB")
+    if img.mode == "F" and img.getextrema()[1] <= 1.0:  # 32-bit float in 0..1: convert() would keep 0..1 of 0..255, black
+        pixels = np.nan_to_num(np.asarray(img, dtype=np.float32)) * 255
+        return Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8)).convert("RGB")
     return img.convert("RGB")
 
 

@@ -16,8 +16,10 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import EdgedistillError
+from .sources import walk_files
 
 SHARD_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".ppm", ".pgm", ".tif", ".tiff"}
+_PREFERRED = ("jpg", "jpeg", "png", "webp")  # the image of a sample with several, in this order, then the first other
 OPEN_SHARDS = 32  # file handles a process keeps: thousands of shards must not exhaust `ulimit -n`
 
 
@@ -38,10 +40,10 @@ def shard_paths(source: str) -> list[Path] | None:
     """The .tar shards a source names (a .tar, a brace pattern, a glob, or a folder of .tar files), else None."""
     root = Path(source).expanduser()
     if root.is_dir():
-        tars = sorted(root.glob("*.tar"))
+        tars = sorted(p for p in root.glob("*.tar") if not p.name.startswith("."))  # "._x.tar": macOS metadata
         if not tars:
             return None
-        stray = next((p for p in root.rglob("*") if p.suffix.lower() in SHARD_IMAGE_SUFFIXES), None)
+        stray = next((p for p in walk_files(root) if p.suffix.lower() in SHARD_IMAGE_SUFFIXES), None)
         if stray is not None:  # either reading would silently drop the other half of the data
             raise EdgedistillError(f"'{source}' holds both .tar shards and image files (e.g. {stray.relative_to(root)})",
                                    f"point data.source at the shards ('{root / '*.tar'}') or at a folder of images only")
@@ -82,14 +84,23 @@ class TarShardImages:
         self.shards = [str(p) for p in shards]
         self.members: list[tuple[int, int, int, str]] = []  # (shard, offset, size, name)
         for s, path in enumerate(self.shards):
+            samples: dict[str, tuple[int, tuple]] = {}  # webdataset key -> (preference, member), in order of appearance
             try:
                 with tarfile.open(path, "r:") as tar:  # "r:": offsets into a compressed stream would not seek
                     for info in tar:
-                        if info.isfile() and Path(info.name).suffix.lower() in SHARD_IMAGE_SUFFIXES:
-                            self.members.append((s, info.offset_data, info.size, info.name))
+                        folder, _, base = info.name.rpartition("/")
+                        if not info.isfile() or base.startswith(".") or Path(base).suffix.lower() not in SHARD_IMAGE_SUFFIXES:
+                            continue  # dotfiles: macOS tar's ._name metadata members
+                        # x.jpg and x.seg.png are one sample (webdataset's key: the name up to its first dot)
+                        stem, _, extension = base.partition(".")
+                        rank = _PREFERRED.index(extension.lower()) if extension.lower() in _PREFERRED else len(_PREFERRED)
+                        key = f"{folder}/{stem}"
+                        if key not in samples or rank < samples[key][0]:
+                            samples[key] = (rank, (s, info.offset_data, info.size, info.name))
             except (tarfile.TarError, OSError) as exc:
                 raise EdgedistillError(f"cannot read tar shard '{path}': {_tar_problem(path, exc)}",
                                        "re-create the shard as an uncompressed .tar (e.g. gunzip it) or drop it from data.source") from exc
+            self.members += [member for _, member in samples.values()]
         self._handles: OrderedDict[int, object] = OrderedDict()  # least recently used first
 
     def __len__(self) -> int:

@@ -38,6 +38,7 @@ from .trainer import autocast_for, pick_device, uses_bf16
 FORMAT = "edgedistill.teacher-cache/2"  # 2: patch targets of fc_norm teachers (BEiT, EVA) are normed; image sizes fingerprinted
 FORMAT_1 = "edgedistill.teacher-cache/1"  # still read: its targets are right for every teacher without an fc_norm
 META = "cache.json"
+STAND_INS = "seeded"  # how a view of an unreadable image picks its stand-in (augment.stand_in); before: the next image
 META_KEYS = ("images", "augmentations", "entries", "view_size", "dtype", "seed", "shards", "views_stored",
              "data", "teachers", "classifier")  # what cache_teacher writes and training reads
 DAMAGED_FIX = "re-create the cache with `edgedistill cache-teacher` (it writes atomically, so a copy or a disk went wrong)"
@@ -104,7 +105,7 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
             shareable(tmp / "classifier.safetensors")
         meta = {
             "format": FORMAT, "images": len(views), "augmentations": augmentations, "entries": len(keys), "view_size": size,
-            "dtype": dtype, "seed": seed, "skipped_images": len(bad), "shards": shards, "views_stored": store_views,
+            "dtype": dtype, "seed": seed, "skipped_images": len(bad), "stand_ins": STAND_INS, "shards": shards, "views_stored": store_views,
             "image_list": source.fingerprint(), "teacher_configs": [teacher_identity(c) for c in teacher_configs(cfg.teacher)],
             "data": {"source": absolute_source(cfg.data.source), "max_images": cfg.data.max_images, "auto_augment": cfg.data.auto_augment, "scale_min": cfg.data.scale_min},
             "teachers": [{"name": t.name, "dim": t.dim, "patch_dim": t.patch_dim, "grid": list(t.grid), "data_config": t.data_config, "weight": t.weight}
@@ -245,6 +246,9 @@ def cached_image_source(cache_dir, meta: dict, configured: str | None = None) ->
     since holds other pixels). The check is by names relative to the folder, so a copy elsewhere (a
     node's local disk) serves as well as the original."""
     made_at, recorded = meta["data"]["source"], meta.get("image_list")
+    if meta.get("skipped_images") and meta.get("stand_ins") != STAND_INS:  # its views of those images would regenerate from others
+        raise EdgedistillError(f"teacher cache '{cache_dir}' was made when views of unreadable images fell through to the next image, "
+                               "and views are now regenerated from seeded stand-ins", "re-create the cache with `edgedistill cache-teacher`")
     for place in dict.fromkeys(p for p in (configured, made_at) if p):
         try:
             source = ImageSource(place, meta["data"]["max_images"])
