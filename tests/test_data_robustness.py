@@ -2,10 +2,8 @@
 folders, max_images over class-sorted folders, webdataset samples, BOM lists, tiny and float images."""
 
 import collections
-import io
 import os
 import pickle
-import tarfile
 
 import numpy as np
 import pytest
@@ -18,20 +16,7 @@ from edgedistill.data.augment import AugmentedViews, stand_in
 from edgedistill.data.crops import deterministic_crops
 from edgedistill.data.images import ImageSource
 from edgedistill.data.stream import SampleStream
-
-
-def _png(color, size=(12, 10)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _write_tar(path, members: dict) -> None:
-    with tarfile.open(path, "w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+from tests.image_files import png_bytes as png, write_tar
 
 
 def test_training_views_pickle_for_spawned_dataloader_workers():
@@ -45,7 +30,7 @@ def test_a_run_of_unreadable_files_spreads_its_views_and_decodes_each_bad_file_o
     for i in range(30):  # sorted before the 10 readable images
         (tmp_path / f"a{i:03d}.jpg").write_bytes(b"not a jpeg")
     for i in range(10):
-        (tmp_path / f"b{i:03d}.png").write_bytes(_png((10 * i, 0, 0)))
+        (tmp_path / f"b{i:03d}.png").write_bytes(png((10 * i, 0, 0)))
     source = ImageSource(str(tmp_path))
     loads = collections.Counter()
     real_load = source.load
@@ -63,7 +48,7 @@ def test_a_run_of_unreadable_files_spreads_its_views_and_decodes_each_bad_file_o
 def test_views_with_unreadable_images_are_a_pure_function_of_index_and_seed(tmp_path, monkeypatch):
     for i in range(4):
         (tmp_path / f"a{i}.jpg").write_bytes(b"broken")
-        (tmp_path / f"b{i}.png").write_bytes(_png((40 * i, 9, 0)))
+        (tmp_path / f"b{i}.png").write_bytes(png((40 * i, 9, 0)))
     keys = list(SampleStream(8, 4, 4, seed=3))
     batches = {}
     for limit, workers in ((0, 0), (0, 2), (512, 0)):  # streamed in one process, in two workers, preloaded
@@ -81,7 +66,7 @@ def test_folders_follow_symlinked_class_folders_once_and_skip_dotfiles(tmp_path)
     for name in ("a", "b"):
         (real / name).mkdir(parents=True)
         for i in range(3):
-            (real / name / f"{i}.png").write_bytes(_png((i, 0, 0)))
+            (real / name / f"{i}.png").write_bytes(png((i, 0, 0)))
     root = tmp_path / "train"
     root.mkdir()
     os.symlink(real / "a", root / "a")  # a symlinked class folder
@@ -89,7 +74,7 @@ def test_folders_follow_symlinked_class_folders_once_and_skip_dotfiles(tmp_path)
     os.symlink(root, real / "b" / "loop")  # a link back up: must not loop
     (real / "a" / "._0.png").write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 100)  # macOS AppleDouble file
     (root / ".thumbnails").mkdir()
-    (root / ".thumbnails" / "x.png").write_bytes(_png((1, 1, 1)))
+    (root / ".thumbnails" / "x.png").write_bytes(png((1, 1, 1)))
     paths = [os.path.relpath(p, root) for p in ImageSource(str(root)).paths]
     assert paths == ["a/0.png", "a/1.png", "a/2.png", "b/0.png", "b/1.png", "b/2.png"]
 
@@ -99,7 +84,7 @@ def test_max_images_spreads_over_a_class_sorted_folder_a_list_and_shards(tmp_pat
     for c in range(10):
         (folder / f"n{c:02d}").mkdir(parents=True)
         for i in range(5):
-            (folder / f"n{c:02d}" / f"{i}.png").write_bytes(_png((c, i, 0)))
+            (folder / f"n{c:02d}" / f"{i}.png").write_bytes(png((c, i, 0)))
     paths = ImageSource(str(folder), max_images=10).paths
     assert [os.path.basename(os.path.dirname(p)) for p in paths] == [f"n{c:02d}" for c in range(10)]  # one per class, in order
     assert paths == ImageSource(str(folder), max_images=10).paths  # the same choice every time
@@ -108,19 +93,19 @@ def test_max_images_spreads_over_a_class_sorted_folder_a_list_and_shards(tmp_pat
     (folder / "list.txt").write_text("\n".join(listed))
     assert ImageSource(str(folder / "list.txt"), max_images=10).paths == paths
     for s in range(3):
-        _write_tar(tmp_path / f"s-{s}.tar", {f"{s}_{i}.png": _png((s, i, 0)) for i in range(4)})
+        write_tar(tmp_path / f"s-{s}.tar", {f"{s}_{i}.png": png((s, i, 0)) for i in range(4)})
     shards = ImageSource(str(tmp_path / "s-{0..2}.tar"), max_images=3)
     assert len(shards) == 3 and [shards.tars.relative_name(i).split(":")[0] for i in range(3)] == ["s-0.tar", "s-1.tar", "s-2.tar"]
     assert [shards.load(i).getpixel((0, 0))[0] for i in range(3)] == [0, 1, 2]
 
 
 def test_a_webdataset_sample_of_several_images_is_one_image(tmp_path):
-    _write_tar(tmp_path / "s-0.tar", {
-        "x.seg.png": _png((1, 0, 0)), "x.jpg": _png((2, 0, 0)), "x.cls": b"3",  # png bytes named .jpg: Pillow reads content
-        "y.depth.png": _png((3, 0, 0)), "y.png": _png((4, 0, 0)),
-        "z.webp": _png((5, 0, 0)), "z.jpeg": _png((6, 0, 0)),
-        "w.seg.png": _png((7, 0, 0)), "w.depth.png": _png((8, 0, 0)),
-        "sub/x.png": _png((9, 0, 0)),  # another folder: another sample
+    write_tar(tmp_path / "s-0.tar", {
+        "x.seg.png": png((1, 0, 0)), "x.jpg": png((2, 0, 0)), "x.cls": b"3",  # png bytes named .jpg: Pillow reads content
+        "y.depth.png": png((3, 0, 0)), "y.png": png((4, 0, 0)),
+        "z.webp": png((5, 0, 0)), "z.jpeg": png((6, 0, 0)),
+        "w.seg.png": png((7, 0, 0)), "w.depth.png": png((8, 0, 0)),
+        "sub/x.png": png((9, 0, 0)),  # another folder: another sample
         "._v.jpg": b"\x00\x05\x16\x07",  # macOS tar metadata
     })
     source = ImageSource(str(tmp_path / "s-0.tar"))
@@ -130,7 +115,7 @@ def test_a_webdataset_sample_of_several_images_is_one_image(tmp_path):
 
 def test_an_image_list_with_a_byte_order_mark_keeps_its_first_path(tmp_path):
     for name in ("a.png", "b.png"):
-        (tmp_path / name).write_bytes(_png((1, 2, 3)))
+        (tmp_path / name).write_bytes(png((1, 2, 3)))
     (tmp_path / "list.txt").write_bytes("\ufeffa.png\nb.png\n".encode())
     assert ImageSource(str(tmp_path / "list.txt")).paths == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
     (tmp_path / "UPPER.TXT").write_text("b.png\n")

@@ -15,25 +15,12 @@ from edgedistill.data.images import ImageSource
 from edgedistill.data.shards import expand_braces
 from edgedistill.data.stream import SampleStream
 from edgedistill.errors import EdgedistillError
-
-
-def _png(color) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (20, 16), color).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _write_tar(path, members: dict) -> None:
-    with tarfile.open(path, "w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+from tests.image_files import png_bytes as png, write_tar
 
 
 def test_tar_shards_with_a_broken_member_are_read_and_counted(tmp_path):
-    _write_tar(tmp_path / "train-000.tar", {"a.png": _png((255, 0, 0)), "a.cls": b"3", "b.jpg": b"not a jpeg"})
-    _write_tar(tmp_path / "train-001.tar", {"c.png": _png((0, 0, 255))})
+    write_tar(tmp_path / "train-000.tar", {"a.png": png((255, 0, 0)), "a.cls": b"3", "b.jpg": b"not a jpeg"})
+    write_tar(tmp_path / "train-001.tar", {"c.png": png((0, 0, 255))})
     source = ImageSource(str(tmp_path / "train-{000..001}.tar"))
     assert len(source) == 3  # .cls is metadata, not an image
     assert source.load(0).getpixel((0, 0)) == (255, 0, 0) and source.load(2).getpixel((0, 0)) == (0, 0, 255)
@@ -46,7 +33,7 @@ def test_tar_shards_with_a_broken_member_are_read_and_counted(tmp_path):
     with pytest.raises(EdgedistillError, match="does not exist"):
         ImageSource(str(tmp_path / "missing-{0..1}.tar"))
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "preview.png").write_bytes(_png((0, 255, 0)))  # one stray image beside the shards
+    (tmp_path / "docs" / "preview.png").write_bytes(png((0, 255, 0)))  # one stray image beside the shards
     with pytest.raises(EdgedistillError, match="both .tar shards and image files") as error:
         ImageSource(str(tmp_path))
     assert "*.tar" in error.value.fix
@@ -54,7 +41,7 @@ def test_tar_shards_with_a_broken_member_are_read_and_counted(tmp_path):
 
 
 def test_txt_file_list_and_brace_expansion(tmp_path):
-    (tmp_path / "x.png").write_bytes(_png((1, 2, 3)))
+    (tmp_path / "x.png").write_bytes(png((1, 2, 3)))
     (tmp_path / "list.txt").write_text("# photos\nx.png\n   # an indented comment\n")
     assert ImageSource(str(tmp_path / "list.txt")).paths == [str(tmp_path / "x.png")]
     assert ImageSource(str(tmp_path / "list.txt")).load(0).getpixel((0, 0)) == (1, 2, 3)
@@ -67,7 +54,7 @@ def test_txt_file_list_and_brace_expansion(tmp_path):
 def test_a_listed_home_relative_path_resolves_against_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
-    (tmp_path / "home" / "x.png").write_bytes(_png((4, 5, 6)))
+    (tmp_path / "home" / "x.png").write_bytes(png((4, 5, 6)))
     (tmp_path / "lists").mkdir()
     (tmp_path / "lists" / "train.txt").write_text("~/x.png\n")
     assert ImageSource(str(tmp_path / "lists" / "train.txt")).load(0).getpixel((0, 0)) == (4, 5, 6)
@@ -77,8 +64,8 @@ def test_compressed_shards_are_refused_with_the_fix(tmp_path):
     # offsets index the uncompressed stream, so seeking in a .tar.gz would read garbage as "unreadable images"
     with tarfile.open(tmp_path / "train-000.tar", "w:gz") as tar:
         info = tarfile.TarInfo("a.png")
-        info.size = len(_png((1, 1, 1)))
-        tar.addfile(info, io.BytesIO(_png((1, 1, 1))))
+        info.size = len(png((1, 1, 1)))
+        tar.addfile(info, io.BytesIO(png((1, 1, 1))))
     with pytest.raises(EdgedistillError, match="it is a compressed tar") as error:
         ImageSource(str(tmp_path / "train-000.tar"))
     assert "uncompressed" in error.value.fix
@@ -87,7 +74,7 @@ def test_compressed_shards_are_refused_with_the_fix(tmp_path):
 def test_many_shards_keep_few_files_open(tmp_path, monkeypatch):
     monkeypatch.setattr("edgedistill.data.shards.OPEN_SHARDS", 2)
     for s in range(5):
-        _write_tar(tmp_path / f"train-{s:03d}.tar", {f"{s}.png": _png((s, 0, 0))})
+        write_tar(tmp_path / f"train-{s:03d}.tar", {f"{s}.png": png((s, 0, 0))})
     source = ImageSource(str(tmp_path / "train-{000..004}.tar"))
     for _ in range(2):
         assert [source.load(i).getpixel((0, 0))[0] for i in (0, 1, 2, 3, 4, 1)] == [0, 1, 2, 3, 4, 1]
@@ -102,7 +89,7 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path):
 
 
 def test_an_image_over_pillows_pixel_limit_is_skipped_not_fatal(tmp_path, monkeypatch):
-    (tmp_path / "a.png").write_bytes(_png((1, 2, 3)))  # 320 pixels
+    (tmp_path / "a.png").write_bytes(png((1, 2, 3)))  # 320 pixels
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # over twice the limit: DecompressionBombError
     source = ImageSource(str(tmp_path))
     assert source.load(0) is None and source.last_failure[1] == "DecompressionBombError"
@@ -164,8 +151,8 @@ def test_evaluation_and_calibration_views_read_tar_shards(tmp_path):
     from edgedistill.data.eval_set import evaluation_views
     from edgedistill.quantize.calibration import CalibrationRecipe, calibration_batch, load_recipe
 
-    _write_tar(tmp_path / "train-000.tar", {f"{i}.png": _png((10 * i, 0, 0)) for i in range(5)} | {"bad.jpg": b"not a jpeg"})
-    _write_tar(tmp_path / "train-001.tar", {f"{i}.png": _png((10 * i, 0, 0)) for i in range(5, 10)})
+    write_tar(tmp_path / "train-000.tar", {f"{i}.png": png((10 * i, 0, 0)) for i in range(5)} | {"bad.jpg": b"not a jpeg"})
+    write_tar(tmp_path / "train-001.tar", {f"{i}.png": png((10 * i, 0, 0)) for i in range(5, 10)})
     pattern = str(tmp_path / "train-{000..001}.tar")
     views = evaluation_views(pattern, 4)  # export's parity batch and evalset read what distillation read
     assert len(views) == 4 and len({v.getpixel((0, 0)) for v in views}) == 4
@@ -181,17 +168,17 @@ def test_source_stamp_follows_files_and_shards_without_decoding(tmp_path):
 
     from edgedistill.data.images import source_stamp
 
-    (tmp_path / "a.png").write_bytes(_png((1, 2, 3)))
+    (tmp_path / "a.png").write_bytes(png((1, 2, 3)))
     first = source_stamp(str(tmp_path))
-    (tmp_path / "b.png").write_bytes(_png((4, 5, 6)))
+    (tmp_path / "b.png").write_bytes(png((4, 5, 6)))
     second = source_stamp(str(tmp_path))
-    (tmp_path / "b.png").write_bytes(_png((4, 5, 6)) + b"more")  # rewritten in place
+    (tmp_path / "b.png").write_bytes(png((4, 5, 6)) + b"more")  # rewritten in place
     assert len({first, second, source_stamp(str(tmp_path))}) == 3
     shards = tmp_path / "shards"
     shards.mkdir()
-    _write_tar(shards / "s-0.tar", {"x.png": _png((0, 0, 0))})
+    write_tar(shards / "s-0.tar", {"x.png": png((0, 0, 0))})
     before = source_stamp(str(shards / "s-{0..0}.tar"))
-    _write_tar(shards / "s-0.tar", {"x.png": _png((0, 0, 0)), "y.png": _png((9, 9, 9))})
+    write_tar(shards / "s-0.tar", {"x.png": png((0, 0, 0)), "y.png": png((9, 9, 9))})
     os.utime(shards / "s-0.tar", ns=(1, 1))  # even with an old mtime, the size tells
     assert source_stamp(str(shards / "s-{0..0}.tar")) != before
 
@@ -204,7 +191,7 @@ def test_every_image_mode_loads_as_rgb_pixels_of_convert_from_folders_and_shards
     image.save(buffer, format="PNG")
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "a.png").write_bytes(buffer.getvalue())
-    _write_tar(tmp_path / "s-0.tar", {"a.png": buffer.getvalue()})
+    write_tar(tmp_path / "s-0.tar", {"a.png": buffer.getvalue()})
     expected = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
     for source in (str(tmp_path / "folder"), str(tmp_path / "s-0.tar")):
         loaded = ImageSource(source).load(0)
@@ -216,7 +203,7 @@ def _folder(root, good: int, bad: int, bad_first: bool = False):
     """A folder of `good` tiny PNGs and `bad` corrupt .jpg files, sorted so the corrupt ones come first or last."""
     root.mkdir()
     for i in range(good):
-        (root / f"{'b' if bad_first else 'a'}{i:03d}.png").write_bytes(_png((10 * i, 0, 0)))
+        (root / f"{'b' if bad_first else 'a'}{i:03d}.png").write_bytes(png((10 * i, 0, 0)))
     for i in range(bad):
         (root / f"{'a' if bad_first else 'b'}{i:03d}.jpg").write_bytes(b"not a jpeg")
     return str(root)
@@ -326,12 +313,12 @@ def test_a_list_of_missing_files_says_they_are_missing_and_where_relative_paths_
     with pytest.raises(EdgedistillError, match=r"none of the 2 files listed in '.*train\.txt' exist \(e\.g\. '.*lists/a\.png'\)") as error:
         ImageSource(str(lists / "train.txt"))
     assert f"relative ones resolve against its folder, {lists}" in error.value.fix
-    (tmp_path / "a.png").write_bytes(_png((1, 2, 3)))  # the paths were written relative to the current folder
+    (tmp_path / "a.png").write_bytes(png((1, 2, 3)))  # the paths were written relative to the current folder
     monkeypatch.chdir(tmp_path)
     with pytest.raises(EdgedistillError, match="none of the 2 files listed") as error:
         ImageSource(str(lists / "train.txt"))
     assert "not the current one" in error.value.fix
-    (lists / "a.png").write_bytes(_png((1, 2, 3)))
+    (lists / "a.png").write_bytes(png((1, 2, 3)))
     source = ImageSource(str(lists / "train.txt"))  # one file there: the missing one is skipped and counted, not fatal
     assert source.load(0) is not None and source.load(1) is None
 
