@@ -159,7 +159,7 @@ def compile_command(path, target, config_path, overrides, force):
 @click.option("--force", is_flag=True, help="Measure again even when nothing changed.")
 @click.option("--iterations", type=int, help="Timed runs per artifact (after warm-up).")
 @click.option("--warmup", type=int, help="Untimed runs before timing.")
-@click.option("--time-budget", type=float, help="Stop timing an artifact after this many seconds.")
+@click.option("--time-budget", type=float, help="Stop timing an artifact after this many seconds (without --iterations the budget alone decides).")
 @click.option("--batch-sizes", help="Throughput sweep, e.g. 1,4,8.")
 @click.option("--threads", type=int, help="Runtime threads.")
 @click.option("--pin-cpus", help="Pin the process to these CPUs while timing, e.g. 0-3.")

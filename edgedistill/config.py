@@ -273,7 +273,7 @@ LIMITS = {
     "bench.batch": (lambda v: v >= 1, "at least 1"),
     "bench.threads": (lambda v: v >= 1, "at least 1, or bench.threads= (null) for the target's"),
     "bench.eval_images": (lambda v: v >= 1, "at least 1"),
-    "bench.eval_max_images": (lambda v: v >= 2, "at least 2 (two per class for a probe)"),
+    "bench.eval_max_images": (lambda v: v >= 4, "at least 4 (two classes of two images for a probe)"),
     "bench.knn_k": (lambda v: v >= 1, "at least 1"),
     "quantize.holdout_images": (lambda v: v >= 1, "at least 1"),
     "quantize.sensitivity_samples": (lambda v: v >= 1, "at least 1"),

@@ -91,3 +91,31 @@ def test_numpy_preprocess_matches_timm(size):
     ours = preprocess(img, config)
     timm = preprocess_images([img], config)[0]
     assert ours.shape == timm.shape and np.abs(ours - timm).max() < 1e-4
+
+
+def test_max_images_is_an_upper_bound_with_more_classes_than_room(tmp_path):
+    for cls in range(10):
+        (tmp_path / f"c{cls}").mkdir()
+        for i in range(3):
+            Image.new("RGB", (8, 8), (cls * 20, i * 50, 0)).save(tmp_path / f"c{cls}" / f"{i}.png")
+    paths, labels, classes = list_labelled(tmp_path, max_images=10)
+    assert len(paths) == 10 and np.bincount(labels).tolist() == [2] * 5  # it kept 2 of each of the 10 classes: 20
+    assert classes == ["c0", "c2", "c4", "c7", "c9"]  # evenly spaced, the same every run
+    paths, labels, classes = list_labelled(tmp_path, max_images=7)
+    assert len(paths) == 6 and classes == ["c0", "c4", "c9"]
+    with pytest.raises(EdgedistillError, match="eval_max_images=3 leaves room for fewer than 2 classes"):
+        list_labelled(tmp_path, max_images=3)
+
+
+def test_an_eval_folder_follows_symlinked_class_subfolders_and_skips_dotfiles(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / "real" / cls / "nested").mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8), (i * 50, 0, 0)).save(tmp_path / "real" / cls / "nested" / f"{i}.png")
+        (tmp_path / "real" / cls / "._0.png").write_bytes(b"AppleDouble metadata, no image")
+    (tmp_path / "eval").mkdir()
+    for cls in ("a", "b"):
+        (tmp_path / "eval" / cls).mkdir()
+        (tmp_path / "eval" / cls / "linked").symlink_to(tmp_path / "real" / cls / "nested")  # rglob skipped these
+    paths, labels, classes = list_labelled(tmp_path / "eval")
+    assert classes == ["a", "b"] and np.bincount(labels).tolist() == [2, 2] and all(p.name != "._0.png" for p in paths)

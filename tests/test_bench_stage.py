@@ -147,3 +147,36 @@ def test_pinned_cpus_set_the_thread_count_unless_bench_threads_does():
 
     assert bench_threads(None, {0, 1}, 4) == 2  # arm64-cpu's default of 4 would oversubscribe 2 pinned CPUs
     assert bench_threads(3, {0, 1}, 4) == 3 and bench_threads(None, set(), 4) == 4 and bench_threads(None, set(), None) is None
+
+
+def test_bench_json_is_strict_json_and_a_nan_read_back_still_fails(build, monkeypatch):
+    root, arts = build
+    real = stage.measure
+
+    def nan_int8(artifact, *args, **kwargs):
+        row = real(artifact, *args, **kwargs)
+        if artifact.name == "onnxruntime-int8":
+            row["fidelity"]["cosine_vs_fp32"] = float("nan")  # e.g. an int8 graph whose outputs overflow
+        return row
+
+    monkeypatch.setattr(stage, "measure", nan_int8)
+    stage.run(load_config(overrides=["bench.warmup=0", "bench.iterations=2", "bench.batch_sizes=[1]"]), arts, root, load_target("x86-cpu"))
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    doc = json.loads((root / "bench" / "bench.json").read_text(), parse_constant=refuse)
+    assert doc["target"]["backends"] == ["onnxruntime", "openvino"]  # which rows are the target's own
+    int8 = next(r for r in doc["artifacts"] if r["name"] == "onnxruntime-int8")
+    assert int8["fidelity"]["cosine_vs_fp32"] == "nan"  # as docs/report-schema.md says, and report.json writes it
+    doc["target"]["min_cosine"] = 2.0  # nobody meets it: the reason lists each miss, read back as NaN
+    assert "onnxruntime-int8: cosine nan is not finite" in make_report(doc)["selected"]["reason"]
+
+
+def test_a_time_budget_alone_decides_how_long_timing_runs(build):
+    root, arts = build
+    x86 = load_target("x86-cpu")
+    plan = stage._plan(load_config(overrides=["bench.time_budget_s=2"]), arts, root, x86)
+    assert plan.iterations == stage.MAX_BUDGET_ITERATIONS  # not the target's 100, which a fast model runs in ms
+    assert stage._plan(load_config(overrides=["bench.time_budget_s=2", "bench.iterations=50"]), arts, root, x86).iterations == 50
+    assert stage._plan(load_config(), arts, root, x86).iterations == x86.bench_iterations

@@ -57,7 +57,7 @@ def test_defaults_and_overrides(tmp_path):
     ("bench.batch=0", "'bench.batch' is 0, which is out of range"),
     ("bench.threads=0", "'bench.threads' is 0, which is out of range"),
     ("bench.eval_images=0", "'bench.eval_images' is 0, which is out of range"),
-    ("bench.eval_max_images=1", "'bench.eval_max_images' is 1, which is out of range (fix: set it at least 2"),
+    ("bench.eval_max_images=3", "'bench.eval_max_images' is 3, which is out of range (fix: set it at least 4"),
     ("bench.knn_k=0", "'bench.knn_k' is 0, which is out of range"),
     ("distill.steps=.inf", "'distill.steps' must be a finite number, got inf"),
     ("distill.lr=.nan", "'distill.lr' must be a finite number, got nan"),
@@ -81,10 +81,9 @@ def test_a_primary_teacher_of_weight_0_is_refused_while_an_extra_one_may_be():
 
 def test_good_values_at_the_new_limits_still_load():
     cfg = load_config(None, ["data.max_images=", "teacher.img_size=", "distill.seed=4294967295", "distill.grad_clip=0",
-                             "distill.patch_weight=0", "teacher.weight=0", "distill.device=cuda:1",
-                             "teacher.extra=[{name: resnet10t, weight: 0.5}]"])
+                             "distill.patch_weight=0", "distill.device=cuda:1", "teacher.extra=[{name: resnet10t, weight: 0}]"])
     assert cfg.data.max_images is None and cfg.teacher.img_size is None  # null still means all images / the default size
-    assert cfg.distill.device == "cuda:1" and cfg.teacher.extra == ({"name": "resnet10t", "weight": 0.5},)
+    assert cfg.distill.device == "cuda:1" and cfg.teacher.extra == ({"name": "resnet10t", "weight": 0},)
     for policy in ("", "rand-m9-mstd0.5-inc1", "augmix-m5-w4-d2", "original", "v0r", "3a"):
         assert load_config(None, [f"data.auto_augment={policy}"]).data.auto_augment == policy
 

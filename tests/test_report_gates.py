@@ -137,3 +137,38 @@ def test_another_models_measurement_does_not_cover_a_build_that_selected_nothing
     small["build"] = {"dir": "runs/small", "student": "vit_small_patch16_224", "teacher": "efficientnet_lite0.offline"}
     out = check_gates(merge_reports([small, load("jetson")]), **gates(max_latency_ms=6))
     assert len(out) == 1 and "jetson-orin (build runs/small)" in out[0] and "no artifact selected" in out[0]
+
+
+def on_intel_gpu() -> dict:
+    """The sample bench as an intel-gpu bench writes it: OpenVINO rows on the GPU, ONNX Runtime ones on the host CPU."""
+    bench = load("sample")
+    bench["target"].update(name="intel-gpu", device="GPU", backends=["openvino"])
+    for a in bench["artifacts"]:
+        a["device"] = "GPU" if a["backend"] == "openvino" else "CPU"
+    return bench
+
+
+def test_a_latency_measured_off_the_targets_device_neither_passes_nor_fails_a_latency_gate():
+    report = make_report(on_intel_gpu())
+    assert check_gates(report, **gates(max_latency_ms=7)) == []  # openvino-fp32, 6.31 ms on the GPU
+    [v] = check_gates(report, **gates(max_latency_ms=100), artifact="onnxruntime-int8")
+    assert "latency gate (p50 <= 100 ms) not checked: the artifact ran on the CPU, not the target's GPU" in v
+    bench = on_intel_gpu()
+    bench["target"]["min_top1_agreement"] = 1.01  # nobody meets it: the CPU's fp32 reference is the fallback
+    report = make_report(bench)
+    assert report["selected"]["artifact"] == "onnxruntime-fp32"
+    [v] = check_gates(report, **gates(max_latency_ms=100, min_cosine=0.98, max_size_mb=50))
+    assert "intel-gpu/onnxruntime-fp32" in v and "not checked: the artifact ran on the CPU" in v
+
+
+def test_a_value_just_past_its_limit_is_shown_past_it():
+    report = make_report(load("sample"))
+    int8 = next(a for a in report["artifacts"] if a["name"] == "onnxruntime-int8")
+    int8.update(size_mb=6.2001)
+    int8["fidelity"]["cosine_vs_fp32"] = 0.97996
+    int8["latency_ms"]["p50"] = 5.004
+    cos, lat, size = (check_gates(report, **gates(**kw)) for kw in
+                      (dict(min_cosine=0.98), dict(max_latency_ms=5), dict(max_size_mb=6.2)))
+    assert "cosine vs fp32 0.97996 < 0.98" in cos[0]  # not "0.9800 < 0.98"
+    assert "measured p50 latency 5.004 ms > 5 ms" in lat[0]  # not "5.00 ms > 5 ms"
+    assert "size 6.2001 MB > 6.2 MB" in size[0]

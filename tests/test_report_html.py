@@ -128,3 +128,33 @@ def test_strings_are_escaped():
 def test_page_is_deterministic():
     report = make_report(load("sample"))
     assert render_html(report) == render_html(report)
+
+
+def two_batches() -> list[dict]:
+    """The sample's x86-cpu rows from two benches of one build: bench.batch 1 here, 8 on another host."""
+    at_eight = load("sample")
+    at_eight["host"]["hostname"] = "host-b"
+    for a in at_eight["artifacts"]:
+        a["batch"] = 8
+    rows = merge_reports([load("sample"), at_eight])["rows"]
+    return [r for r in rows if r["status"] == "measured"]
+
+
+def test_plots_name_the_batch_and_device_where_rows_differ_in_them(monkeypatch):
+    from edgedistill.report import plots
+
+    figures = []
+    real = plots._figure
+    monkeypatch.setattr(plots, "_figure", lambda *a: figures.append(real(*a)) or figures[-1])
+    rows = two_batches()
+    plots.latency_fidelity_png(rows, 0.98, with_origin=True)
+    plots.latency_bars_png(rows, with_origin=True)
+    scatter, bars = ([t.get_text() for t in texts] for texts in (figures[0].axes[0].texts, figures[1].axes[0].get_yticklabels()))
+    assert "onnxruntime-int8 @ ci-runner-7 (batch 1)" in scatter and "onnxruntime-int8 @ host-b (batch 8)" in scatter
+    assert "x86-cpu · onnxruntime-int8 @ host-b (batch 8)" in bars
+    for row in rows:
+        row["batch"] = 1
+    rows[0]["device"] = "GPU"
+    figures.clear()
+    plots.latency_fidelity_png(rows, 0.98)
+    assert {t.get_text() for t in figures[0].axes[0].texts} >= {"onnxruntime-fp32 (GPU)", "onnxruntime-int8 (CPU)"}

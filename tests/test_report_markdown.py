@@ -44,14 +44,15 @@ def test_structure_of_a_single_report():
     assert "Platinum 8488C" in host and "2 logical / 1 physical cores" in host and "onnxruntime 1.22.0" in host
     [table] = tables(md)
     header, sep, *rows = table
-    assert header[1:] == COLUMNS
+    # The pending TensorRT row is on the GPU, the others on the CPU: a device column says so.
+    assert header[1:] == COLUMNS[:3] + ["device"] + COLUMNS[3:]
     assert all(set(c) <= set(":-") for c in sep) and len(sep) == len(header)
     assert len(rows) == 5 and all(len(r) == len(header) for r in rows)
     selected = [r for r in rows if r[0] == "★"]
     assert len(selected) == 1 and selected[0][1] == "**onnxruntime-int8**"
     assert "- Selected: **onnxruntime-int8**: fastest measured artifact" in md
     pending = next(r for r in rows if "tensorrt" in r[1])
-    assert pending[4] == "pending" and pending[5] == "—"
+    assert pending[4:7] == ["GPU", "pending", "—"] and rows[0][4] == "CPU"
     assert "- [ ] tensorrt-fp16: TensorRT is not installed" in md
     assert "Notes:" in md  # long notes live under the table, not in it
 
@@ -91,3 +92,31 @@ def test_strings_are_escaped_so_tables_keep_their_shape():
 def test_no_remaining_steps_says_so():
     md = render_markdown(make_report(load("jetson")))
     assert "None: every artifact was built and measured here." in md
+
+
+def test_rows_of_two_batch_sizes_say_their_batch():
+    at_eight = load("sample")
+    at_eight["host"]["hostname"] = "host-b"
+    for a in at_eight["artifacts"]:
+        a["batch"] = 8
+    [x86] = tables(render_markdown(merge_reports([load("sample"), at_eight])))
+    header, _, *rows = x86
+    assert "batch" in header and "batch" not in tables(render_markdown(load("sample")))[0][0]
+    batch = {(r[1].strip("*"), r[3]): r[header.index("batch")] for r in rows}
+    assert batch[("onnxruntime-int8", "ci-runner-7")] == "1" and batch[("onnxruntime-int8", "host-b")] == "8"
+
+
+def test_a_figure_just_under_its_budget_is_not_rounded_up_to_it():
+    bench = load("sample")
+    int8 = next(a for a in bench["artifacts"] if a["name"] == "openvino-int8")
+    int8["fidelity"].update(cosine_vs_fp32=0.97996, top1_agreement_vs_fp32=0.98996)
+    [table] = tables(render_markdown(make_report(bench)))
+    header, _, *rows = table
+    cell = dict(zip(header, next(r for r in rows if r[1] == "openvino-int8")))
+    assert cell["cosine vs fp32"] == "0.9799" and cell["top-1 vs fp32"] == "98.9%"  # never 0.9800 / 99.0%
+    assert dict(zip(header, rows[0]))["cosine vs fp32"] == "1.0000"
+
+
+def test_units_are_named_as_the_figures_are_computed():
+    md = render_markdown(make_report(load("sample")))
+    assert "23.4 GiB RAM" in md  # memory_gb is total / 2**30

@@ -44,12 +44,12 @@ def test_replaced_estimate_keeps_its_estimator_details():
 def test_markdown_shows_probe_sweep_memory_and_own_estimate_error():
     [table] = tables(render_markdown(make_report(load("probe"))))
     header, _, *rows = table
-    for col in ("kNN top-1", "linear probe top-1", "peak mem MB", "estimate (error)", "img/s"):
+    for col in ("kNN top-1", "linear probe top-1", "peak mem MiB", "estimate (error)", "img/s"):
         assert col in header
     cell = dict(zip(header, next(r for r in rows if "onnxruntime-int8" in r[1])))
     assert cell["kNN top-1"] == "81.2%" and cell["linear probe top-1"] == "85.4%"
     assert cell["img/s"] == "b1 5635 / b4 10390"
-    assert cell["peak mem MB"] == "988 (+1.4)"
+    assert cell["peak mem MiB"] == "988 (+1.4)"
     assert cell["estimate (error)"] == "≈0.16 ms (-8.7%)"
 
 
@@ -75,7 +75,7 @@ def test_estimated_rows_have_clean_dashes_for_missing_percentiles():
 
 def test_html_has_the_new_columns_and_stacks_multi_figure_cells():
     html = render_html(make_report(load("probe")))
-    for text in ("<th>kNN top-1</th>", "<th>linear probe top-1</th>", "<th>peak mem MB</th>",
+    for text in ("<th>kNN top-1</th>", "<th>linear probe top-1</th>", "<th>peak mem MiB</th>",
                  "<th>estimate (error)</th>", "b1 5635<br>b4 10390", "988<br>(+1.4)", "(-8.7%)"):
         assert text in html, text
 

@@ -281,3 +281,54 @@ def test_non_finite_p50_is_no_latency():
     bench = load("sample")
     art(bench, "onnxruntime-int8")["latency_ms"]["p50"] = float("nan")
     assert select_artifact(bench)["artifact"] == "openvino-fp32"
+
+
+# Rows measured off the target: on an OpenVINO GPU target, ONNX Runtime rows ran on the host CPU.
+
+def on_intel_gpu() -> dict:
+    """The sample bench as an intel-gpu bench writes it: OpenVINO rows on the GPU, ONNX Runtime ones on the CPU."""
+    bench = load("sample")
+    bench["target"].update(name="intel-gpu", device="GPU", backends=["openvino"])
+    bench["artifacts"] = [a for a in bench["artifacts"] if a["backend"] != "tensorrt"]
+    for a in bench["artifacts"]:
+        a["device"] = "GPU" if a["backend"] == "openvino" else "CPU"
+    return bench
+
+
+def test_rows_measured_off_the_targets_device_never_compete():
+    bench = on_intel_gpu()
+    sel = select_artifact(bench)  # onnxruntime-int8 (CPU, 5.12 ms) is faster than openvino-fp32 (GPU, 6.31 ms)
+    assert sel["artifact"] == "openvino-fp32"
+    assert "onnxruntime-fp32, onnxruntime-int8 ran on the CPU, not the target's GPU, so they did not compete" in sel["reason"]
+    for name in ("openvino-fp32", "openvino-int8"):
+        art(bench, name)["status"] = "failed"
+    sel = select_artifact(bench)  # the CPU rows are no stand-in for the GPU
+    assert sel["artifact"] is None and sel["reason"].startswith("nothing measured on this target yet (2 failed)")
+
+
+def test_the_fp32_fallback_off_the_targets_device_says_where_it_ran():
+    bench = on_intel_gpu()
+    bench["target"]["min_top1_agreement"] = 1.01
+    sel = select_artifact(bench)
+    assert sel["artifact"] == "onnxruntime-fp32"
+    assert "onnxruntime-int8:" not in sel["reason"]  # only the target's own rows are listed as missing the budget
+    assert "fell back to the fp32 reference, which ran on the CPU, not the target's GPU, so its latency is not the target's" in sel["reason"]
+    assert sel["reason"].endswith("; onnxruntime-int8 ran on the CPU, not the target's GPU, so it did not compete")
+
+
+def test_a_row_on_the_device_but_not_with_the_targets_backend_does_not_compete():
+    bench = load("sample")
+    bench["target"]["backends"] = ["openvino"]  # an OpenVINO-only CPU target
+    sel = select_artifact(bench)
+    assert sel["artifact"] == "openvino-fp32" and "ran with onnxruntime, not the target's openvino" in sel["reason"]
+    del bench["target"]["backends"]  # a bench.json from before targets recorded their backends
+    assert select_artifact(bench)["artifact"] == "onnxruntime-int8"
+
+
+def test_a_miss_close_to_the_budget_is_not_shown_as_the_budget():
+    bench = load("sample")
+    bench["target"]["min_top1_agreement"] = 1.01  # nobody meets it: the reason lists each artifact's misses
+    art(bench, "onnxruntime-int8")["fidelity"]["cosine_vs_fp32"] = 0.97996
+    reason = select_artifact(bench)["reason"]
+    assert "onnxruntime-int8: cosine 0.97996 < 0.98" in reason  # 4 digits would say 0.98 < 0.98
+    assert "openvino-int8: cosine 0.9724 < 0.98" in reason  # plainly below: 4 digits do

@@ -14,30 +14,41 @@ import numpy as np
 from PIL import Image
 
 from ..data.images import ImageSource
-from ..data.sources import IMAGE_SUFFIXES
+from ..data.sources import IMAGE_SUFFIXES, walk_files
 from ..errors import EdgedistillError
 
 _RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "lanczos": Image.LANCZOS}
 
 
 def list_labelled(root: str | Path, max_images: int | None = None) -> tuple[list[Path], np.ndarray, list[str]]:
-    """(image paths, integer labels, class names); at most `max_images`, spread evenly over classes."""
+    """(image paths, integer labels, class names); at most `max_images` in all, spread evenly over classes."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise EdgedistillError(f"bench.eval_dir '{root}' is not a folder", "pass a folder with one subfolder of images per class")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    per_class = {c: sorted(p for p in (root / c).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()) for c in classes}
+    # walk_files follows symlinked subfolders (rglob does not before Python 3.13) and skips ._x.jpg files
+    per_class = {c: sorted(p for p in walk_files(root / c) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()) for c in classes}
     per_class = {c: ps for c, ps in per_class.items() if ps}
     if len(per_class) < 2 or min(len(ps) for ps in per_class.values()) < 2:
         raise EdgedistillError(f"bench.eval_dir '{root}' needs at least 2 class subfolders with 2 or more images each",
                                "lay it out as eval_dir/<class>/<image>.png (the ImageFolder layout)")
-    cap = max(2, max_images // len(per_class)) if max_images else None
+    names = sorted(per_class)
+    cap = None
+    if max_images:
+        # At most max_images in all, >= 2 per class (k-fold needs them): with more classes than
+        # max_images // 2, classes evenly spaced in name order are kept, the same ones every run.
+        keep = min(len(names), max_images // 2)
+        if keep < 2:
+            raise EdgedistillError(f"bench.eval_max_images={max_images} leaves room for fewer than 2 classes of 2 images",
+                                   "set bench.eval_max_images to 4 or more")
+        names = [names[round(i * (len(names) - 1) / (keep - 1))] for i in range(keep)]
+        cap = max_images // keep
     paths, labels = [], []
-    for index, name in enumerate(sorted(per_class)):
+    for index, name in enumerate(names):
         chosen = per_class[name][:cap]
         paths += chosen
         labels += [index] * len(chosen)
-    return paths, np.asarray(labels, dtype=np.int64), sorted(per_class)
+    return paths, np.asarray(labels, dtype=np.int64), names
 
 
 def preprocess(img: Image.Image, data_config: dict) -> np.ndarray:

@@ -16,6 +16,7 @@ from ..artifacts import Artifact, write_json_atomic
 from ..backends import get_backend
 from ..config import BuildConfig
 from ..progress import progress_bar
+from ..report.schema import strict_json
 from ..targets import TargetProfile
 from .affinity import parse_cpus, require_usable
 from .device_rows import device_rows
@@ -30,12 +31,23 @@ from .throughput import batch_sizes
 
 RUNNABLE_KINDS = ("onnx", "openvino-ir", "trt-engine")
 BENCH_JSON = Path("bench") / "bench.json"
+# With bench.time_budget_s and no bench.iterations the budget decides; this only stops a tiny model
+# from filling memory with samples (100000 runs of 20 µs is 2 s).
+MAX_BUDGET_ITERATIONS = 100_000
 
 
 def bench_threads(asked: int | None, cpus: set[int], target_default: int | None) -> int | None:
     """bench.threads when set; else one thread per pinned CPU, so the runtime does not oversubscribe
     the CPUs the user pinned (the target's default, e.g. 4 on arm64-cpu, would); else the target's."""
     return asked or (len(cpus) if cpus else None) or target_default
+
+
+def bench_iterations(asked: int | None, time_budget_s: float | None, target_default: int) -> int:
+    """bench.iterations when set; else, with a time budget, MAX_BUDGET_ITERATIONS so the budget alone
+    ends timing (the target's count would cut a 60 s budget to 100 runs of a fast model); else the target's."""
+    if asked is not None:
+        return asked
+    return MAX_BUDGET_ITERATIONS if time_budget_s is not None else target_default
 
 
 def _plan(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target: TargetProfile) -> Plan:
@@ -53,7 +65,7 @@ def _plan(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, targe
         labelled = (x, y)
     return Plan(inputs, reference, np.load(logits) if logits.is_file() else None,
                 warmup=cfg.bench.warmup if cfg.bench.warmup is not None else target.bench_warmup,
-                iterations=cfg.bench.iterations if cfg.bench.iterations is not None else target.bench_iterations,
+                iterations=bench_iterations(cfg.bench.iterations, cfg.bench.time_budget_s, target.bench_iterations),
                 time_budget_s=cfg.bench.time_budget_s, batch=cfg.bench.batch,
                 batch_sizes=batch_sizes(cfg.bench.batch_sizes, cfg.bench.batch, target.batch_opt, target.batch_max),
                 threads=threads, cpus=cpus, labelled=labelled, knn_k=cfg.bench.knn_k)
@@ -99,7 +111,8 @@ def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target:
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "build": {"dir": str(workdir), "student": artifacts["student"].extra.get("architecture", ""), "teacher": cfg.teacher.name,
                   "student_sha256": artifacts["student"].sha256},
-        "target": {k: getattr(target, k) for k in ("name", "device", "min_cosine", "min_top1_agreement", "selection_tolerance",
+        # backends: with device, which rows are the target's own (report/select.py); the rest never compete
+        "target": {k: getattr(target, k) for k in ("name", "device", "backends", "min_cosine", "min_top1_agreement", "selection_tolerance",
                                                    "peak_tflops_fp32", "peak_tflops_fp16", "peak_tops_int8", "bandwidth_gbs")},
         "host": host,
         "eval": _eval_section(cfg, plan, artifacts),
@@ -112,7 +125,7 @@ def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target:
         "artifacts": rows,
     }
     path = workdir / BENCH_JSON
-    write_json_atomic(path, bench)
+    write_json_atomic(path, strict_json(bench))  # NaN/inf as report.json writes them: strict JSON
     return Artifact.record(workdir, path, kind="bench", name="bench", parents=[a.name for a in candidates], config_hash=cfg.section_hash("bench"))
 
 

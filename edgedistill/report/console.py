@@ -3,6 +3,7 @@
 The terminal is narrow (it must read at 100 columns): the table keeps what the choice is made
 on (latency, throughput, size, fidelity vs fp32, the estimate's error) under short headers and
 leaves the rest (backend, precision, p90/p99, per-batch throughput, probes, memory) to report.md.
+Device and batch are kept where rows differ in them, as in report.md.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from .content import DASH, Column, _throughput, columns_for, effective_selection
 from .merge import to_comparison
 
 WIDTH = 100
-_KEEP = ("artifact", "host", "status", "p50 ms", "img/s", "size MB", "cosine vs fp32", "top-1 vs fp32",
+_KEEP = ("artifact", "host", "device", "batch", "status", "p50 ms", "img/s", "size MB", "cosine vs fp32", "top-1 vs fp32",
          "estimate (error)")
 # Dropped in this order, as long as the table is wider than WIDTH (a comparison adds target and host).
+# Never device or batch (only there when rows differ in them): without them p50s would not compare.
 _DROP_ORDER = ("top-1 vs fp32", "size MB", "img/s", "host")
 _STYLE = {"measured": "green", "estimated": "yellow", "pending": "dim", "failed": "red"}
 

@@ -6,7 +6,9 @@ each renderer escapes them for its own format.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
 from typing import Callable
 
 from .merge import host_label
@@ -32,9 +34,27 @@ def num(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if value is not None else DASH
 
 
-def pct(value) -> str:
+def _down(value: float, places: int, scale: int = 1) -> str:
+    """`value * scale` cut (not rounded) to `places` decimals, in decimal arithmetic from the shortest
+    repr, so 0.98 stays 0.98 and 0.995 is 99.5 (binary floats would make them 0.9799 and 99.4)."""
+    return str((Decimal(repr(value)) * scale).quantize(Decimal(1).scaleb(-places), rounding=ROUND_FLOOR))
+
+
+def fidelity_num(value) -> str:
+    """A fidelity figure with 4 decimals, rounded down: budgets are minimums, so 0.97996 must not
+    read 0.9800 beside a 0.98 budget it misses (0.9799 does; a figure shown at its budget meets it)."""
     value = as_number(value)
-    return f"{value * 100:.1f}%" if value is not None else DASH
+    if value is None:
+        return DASH
+    return _down(value, 4) if math.isfinite(value) else f"{value:.4f}"
+
+
+def fidelity_pct(value) -> str:
+    """A fidelity share as a percentage with one decimal, rounded down as fidelity_num is."""
+    value = as_number(value)
+    if value is None:
+        return DASH
+    return f"{_down(value, 1, 100)}%" if math.isfinite(value) else f"{value * 100:.1f}%"
 
 
 def status_text(row: dict) -> str:
@@ -140,24 +160,36 @@ BASE_COLUMNS = [
     Column("p99 ms", lambda r: latency(r, "p99"), True),
     Column("img/s", _throughput, True),
     Column("size MB", lambda r: num(r.get("size_mb"), 1), True, short="MB"),
-    Column("cosine vs fp32", lambda r: num(fid(r, "cosine_vs_fp32"), 4), True, short="cosine"),
-    Column("top-1 vs fp32", lambda r: pct(fid(r, "top1_agreement_vs_fp32")), True, short="top-1 fp32"),
-    Column("top-1 vs teacher", lambda r: pct(fid(r, "top1_agreement_vs_teacher")), True, short="top-1 teacher"),
+    Column("cosine vs fp32", lambda r: fidelity_num(fid(r, "cosine_vs_fp32")), True, short="cosine"),
+    Column("top-1 vs fp32", lambda r: fidelity_pct(fid(r, "top1_agreement_vs_fp32")), True, short="top-1 fp32"),
+    Column("top-1 vs teacher", lambda r: fidelity_pct(fid(r, "top1_agreement_vs_teacher")), True, short="top-1 teacher"),
 ]
 
 # Shown only when some row has them (a labelled bench.eval_dir, a memory probe, an estimate to check).
-KNN = Column("kNN top-1", lambda r: pct(fid(r, "knn_top1")), True, short="kNN")
-PROBE = Column("linear probe top-1", lambda r: pct(fid(r, "linear_probe_top1")), True, short="probe")
-MEMORY = Column("peak mem MB", peak_memory, True, short="mem MB")
+KNN = Column("kNN top-1", lambda r: fidelity_pct(fid(r, "knn_top1")), True, short="kNN")
+PROBE = Column("linear probe top-1", lambda r: fidelity_pct(fid(r, "linear_probe_top1")), True, short="probe")
+# The memory fields are MiB (2**20 bytes, as nvidia-smi's figures are); size_mb is SI MB (10**6 bytes).
+MEMORY = Column("peak mem MiB", peak_memory, True, short="mem MiB")
+# Shown only when a table's rows differ in them: p50s of two devices or two batch sizes side by side
+# would otherwise read as one comparison.
+DEVICE = Column("device", lambda r: str(r.get("device") or DASH))
+BATCH = Column("batch", lambda r: str(r.get("batch") or DASH), True)
 ESTIMATE = Column("estimate (error)", estimate_error, True, short="estimate (err)")
 
 
+def varies(rows: list[dict], key: str) -> bool:
+    """Whether the rows hold more than one value of `key` (e.g. two devices, two bench.batch values)."""
+    return len({str(r.get(key)) for r in rows}) > 1
+
+
 def columns_for(rows: list[dict], origin: bool = False) -> list[Column]:
-    """The base columns, plus build and host when `origin`, plus optional columns when any row
-    has their data: kNN / linear-probe top-1, peak memory and the estimate's error against a
-    measurement. With a batch sweep the img/s column lists each batch size. Notes are long:
-    renderers list them under the table."""
+    """The base columns, plus build and host when `origin`, plus device and batch when the rows
+    differ in them, plus optional columns when any row has their data: kNN / linear-probe top-1,
+    peak memory and the estimate's error against a measurement. With a batch sweep the img/s
+    column lists each batch size. Notes are long: renderers list them under the table."""
     cols = list(BASE_COLUMNS)
+    at = next(i for i, c in enumerate(cols) if c.header == "status")
+    cols[at:at] = [c for c, key in ((DEVICE, "device"), (BATCH, "batch")) if varies(rows, key)]
     if origin:
         cols[1:1] = [Column("build", lambda r: str(r.get("build"))),
                      Column("host", lambda r: host_label(r.get("host")))]
@@ -201,12 +233,12 @@ def by_target(comparison: dict) -> list[tuple[str, dict, list[dict]]]:
 
 
 def host_line(host: dict) -> str:
-    """'name: CPU model, 2 logical / 1 physical cores, 23.4 GB RAM, ...; onnxruntime 1.32.0, ...'"""
+    """'name: CPU model, 2 logical / 1 physical cores, 23.4 GiB RAM, ...; onnxruntime 1.32.0, ...'"""
     parts = [str(host.get("cpu_model") or "unknown CPU")]
     if host.get("cores_logical") or host.get("cores_physical"):
         parts.append(f"{host.get('cores_logical', '?')} logical / {host.get('cores_physical', '?')} physical cores")
     if isinstance(host.get("memory_gb"), (int, float)):
-        parts.append(f"{host['memory_gb']:.1f} GB RAM")
+        parts.append(f"{host['memory_gb']:.1f} GiB RAM")  # memory_gb is total / 2**30
     parts.extend(str(host[k]) for k in ("arch", "os") if host.get(k))
     if host.get("gpu"):
         parts.append(f"GPU {host['gpu']}")

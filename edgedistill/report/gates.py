@@ -2,7 +2,8 @@
 
 Each violation is one line naming the target, artifact and build. A gate that cannot be
 checked is a violation too: an estimated latency is never allowed to pass (or fail) a
-latency gate, a missing cosine or size never passes quietly, and a NaN/inf one fails.
+latency gate, nor is one measured off the target (ONNX Runtime on the host CPU for an OpenVINO
+GPU target, select.off_target); a missing cosine or size never passes quietly, and a NaN/inf one fails.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import math
 
 from .content import effective_selections
 from .merge import host_label, to_comparison
-from .schema import as_number, fidelity_of, p50_of
+from .schema import as_number, beside_limit, fidelity_of, p50_of
+from .select import off_target
 
 
 def _who(row: dict) -> str:
@@ -48,9 +50,13 @@ def _gated_rows(doc: dict, artifact: str | None, gates: list) -> tuple[list[dict
     return picked, problems
 
 
-def _latency(row: dict, limit: float) -> str | None:
+def _latency(row: dict, limit: float, target: dict) -> str | None:
     p50 = p50_of(row)
     status = row.get("status")
+    where = off_target(row, target)
+    if status == "measured" and where is not None:
+        return (f"{_who(row)}: latency gate (p50 <= {limit:g} ms) not checked: the artifact {where}, "
+                f"so its p50 is not the target's")
     if status == "estimated":
         shown = f"{p50:.2f} ms" if p50 is not None else "none"
         return (f"{_who(row)}: latency gate (p50 <= {limit:g} ms) not checked: only an estimated p50 ({shown}) "
@@ -58,29 +64,29 @@ def _latency(row: dict, limit: float) -> str | None:
     if status != "measured" or p50 is None:
         return f"{_who(row)}: latency gate (p50 <= {limit:g} ms) not checked: no measured latency (status {status})"
     if p50 > limit:
-        return f"{_who(row)}: measured p50 latency {p50:.2f} ms > {limit:g} ms"
+        return f"{_who(row)}: measured p50 latency {beside_limit(p50, limit, '.2f')} ms > {limit:g} ms"
     return None
 
 
-def _cosine(row: dict, limit: float) -> str | None:
+def _cosine(row: dict, limit: float, target: dict) -> str | None:
     cos = fidelity_of(row, "cosine_vs_fp32")
     if cos is None:
         return f"{_who(row)}: cosine gate (>= {limit:g}) not checked: no cosine vs fp32 (status {row.get('status')})"
     if not math.isfinite(cos):
         return f"{_who(row)}: cosine vs fp32 is {cos}, not finite, so it fails the cosine gate (>= {limit:g})"
     if cos < limit:
-        return f"{_who(row)}: cosine vs fp32 {cos:.4f} < {limit:g}"
+        return f"{_who(row)}: cosine vs fp32 {beside_limit(cos, limit, '.4f')} < {limit:g}"
     return None
 
 
-def _size(row: dict, limit: float) -> str | None:
+def _size(row: dict, limit: float, target: dict) -> str | None:
     size = as_number(row.get("size_mb"))
     if size is None:
         return f"{_who(row)}: size gate (<= {limit:g} MB) not checked: size unknown (status {row.get('status')})"
     if not math.isfinite(size):
         return f"{_who(row)}: size is {size}, not finite, so it fails the size gate (<= {limit:g} MB)"
     if size > limit:
-        return f"{_who(row)}: size {size:.1f} MB > {limit:g} MB"
+        return f"{_who(row)}: size {beside_limit(size, limit, '.1f')} MB > {limit:g} MB"
     return None
 
 
@@ -91,7 +97,10 @@ def check_gates(report_or_comparison: dict, *, max_latency_ms: float | None, min
              if limit is not None]
     if not gates:
         return []
-    rows, violations = _gated_rows(to_comparison(report_or_comparison), artifact, gates)
+    doc = to_comparison(report_or_comparison)
+    rows, violations = _gated_rows(doc, artifact, gates)
+    targets = doc.get("targets") or {}
     for row in rows:
-        violations.extend(v for fn, limit in gates if (v := fn(row, limit)) is not None)
+        target = targets.get(row.get("target")) or {}
+        violations.extend(v for fn, limit in gates if (v := fn(row, limit, target)) is not None)
     return violations

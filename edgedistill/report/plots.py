@@ -10,6 +10,7 @@ import base64
 import io
 import math
 
+from .content import varies
 from .merge import host_label
 from .schema import fidelity_of, p50_of
 
@@ -46,9 +47,17 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _label(row: dict, with_origin: bool) -> str:
+def _label(row: dict, with_origin: bool, tags: tuple = ()) -> str:
+    """The point's or bar's name; `tags` ("device", "batch") are added where the plotted rows differ in
+    them, so a CPU p50 or a batch-8 p50 is never read as one of its neighbours."""
     name = str(row.get("artifact"))
-    return f"{name} @ {host_label(row.get('host'))}" if with_origin else name
+    name = f"{name} @ {host_label(row.get('host'))}" if with_origin else name
+    shown = [str(row.get("device")) if key == "device" else f"batch {row.get('batch')}" for key in tags]
+    return f"{name} ({', '.join(shown)})" if shown else name
+
+
+def _tags(rows: list[dict]) -> tuple:
+    return tuple(key for key in ("device", "batch") if varies(rows, key))
 
 
 def latency_fidelity_png(rows: list[dict], min_cosine: float | None = None,
@@ -57,6 +66,7 @@ def latency_fidelity_png(rows: list[dict], min_cosine: float | None = None,
 
     Returns (base64 PNG or None when nothing can be placed, labels of rows left out)."""
     placed = [r for r in rows if p50_of(r) is not None and fidelity_of(r, "cosine_vs_fp32") is not None]
+    tags = _tags(placed)
     left_out = [f"{_label(r, with_origin)} ({r.get('status')})" for r in rows if r not in placed]
     if not placed:
         return None, left_out
@@ -86,7 +96,7 @@ def latency_fidelity_png(rows: list[dict], min_cosine: float | None = None,
     ax.margins(x=0.25, y=0.15)
     if not log:
         ax.set_xlim(left=max(0.0, ax.get_xlim()[0]))
-    labels = [_label(r, with_origin) + ("" if r.get("status") == "measured" else " (estimated)") for r in placed]
+    labels = [_label(r, with_origin, tags) + ("" if r.get("status") == "measured" else " (estimated)") for r in placed]
     _place_labels(fig, ax, xs, ys, labels, mid)
     ax.set_xlabel("p50 latency (ms, lower is better)")
     ax.set_ylabel("cosine vs fp32 (higher is better)")
@@ -132,6 +142,7 @@ def latency_bars_png(rows: list[dict], with_origin: bool = False) -> str | None:
     bars = [r for r in rows if p50_of(r) is not None]
     if not bars:
         return None
+    tags = _tags(bars)
     fig = _figure(7.2, 0.42 * len(bars) + 1.3)
     ax = fig.add_subplot()
     labels, top = [], 0.0
@@ -150,7 +161,7 @@ def latency_bars_png(rows: list[dict], with_origin: bool = False) -> str | None:
         top = max(top, end)
         ax.text(end, y, f"  p50 {'≈' if estimated else ''}{p50:.2f} ms" + (" (estimated)" if estimated else ""),
                 va="center", fontsize=8)
-        labels.append(f"{row.get('target')} · {_label(row, with_origin)}")
+        labels.append(f"{row.get('target')} · {_label(row, with_origin, tags)}")
     ax.set_yticks(range(len(bars)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, top * 1.35)

@@ -14,7 +14,7 @@ _STATUS_CLASS = ("measured", "estimated", "pending", "failed")
 # Cells holding several figures, and how they split into lines.
 _STACKED = {
     "img/s": lambda text: text.split(" / "),                    # b1 2942 / b4 7417
-    "peak mem MB": lambda text: text.replace(" (", "\0(").replace(", ", "\0").split("\0"),
+    "peak mem MiB": lambda text: text.replace(" (", "\0(").replace(", ", "\0").split("\0"),
     "estimate (error)": lambda text: text.replace(" (", "\0(").replace("; ", "\0").split("\0"),
 }
 

@@ -50,3 +50,29 @@ def p50_of(art: dict) -> float | None:
 def fidelity_of(art: dict, key: str) -> float | None:
     """A fidelity figure, None when not computed. NaN/inf come back as they are: callers must fail them."""
     return as_number((art.get("fidelity") or {}).get(key))
+
+
+def strict_json(obj):
+    """NaN/inf become the words "nan", "inf", "-inf" (NON_FINITE), so bench.json and report.json stay strict
+    JSON and a NaN cosine still fails its budget when the file is read again (null would mean "not computed")."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def beside_limit(value: float, limit: float, spec: str = ".4g") -> str:
+    """`value` formatted with `spec`, or with more digits where that would put it on the limit or the
+    other side of it: a cosine of 0.97996 against 0.98 reads 0.97996 < 0.98, never 0.98 < 0.98."""
+    def side(x: float) -> int:  # -1 below the limit, 0 on it, 1 above
+        return (x > limit) - (x < limit)
+
+    kind, digits = spec[-1], int(spec[1:-1])
+    text = f"{value:{spec}}"
+    while math.isfinite(value) and side(float(text)) != side(value) and digits < 17:
+        digits += 1
+        text = f"{value:.{digits}{kind}}"
+    return text

@@ -9,6 +9,9 @@ artifact whose p50 lies within the target's `selection_tolerance` of the fastest
 tied, and the tie goes to the smaller file, then the higher cosine, then the name.
 With nothing measured on the target at all, nothing is selected: the fp32 reference is a
 fallback for a budget nobody meets, not a choice to make from estimates.
+Only the target's own rows compete: those that ran on its device with one of its backends. On an
+OpenVINO GPU target the ONNX Runtime rows ran on the host CPU; their latency says nothing about
+the GPU, and a CPU is no choice for someone buying the GPU (gates.py skips them too).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import math
 
 from ..targets import TargetProfile
-from .schema import artifacts_of, fidelity_of, p50_of
+from .schema import artifacts_of, beside_limit, fidelity_of, p50_of
 
 # p50s within this share of the fastest are tied, unless the target record sets selection_tolerance.
 DEFAULT_TOLERANCE = TargetProfile.selection_tolerance  # the profile field's default, 5%
@@ -46,7 +49,7 @@ def _failures(art: dict, budget: list[tuple[str, float, str]]) -> list[str]:
         if value is not None and not math.isfinite(value):
             misses.append(f"{words} {value} is not finite")
         elif value is not None and value < limit:
-            misses.append(f"{words} {value:.4g} < {limit:g}")
+            misses.append(f"{words} {beside_limit(value, limit)} < {limit:g}")
     return misses
 
 
@@ -61,12 +64,29 @@ def reference_artifact(report: dict) -> dict | None:
     return refs[0] if refs else None
 
 
+def off_target(art: dict, target: dict) -> str | None:
+    """Why a row is not the target's own ("ran on the CPU, not the target's GPU"), None when it is.
+
+    A row without a device, or a target record without a device or backends (bench.json files
+    written before they were recorded), is not held against the row."""
+    device, wanted = str(art.get("device") or ""), str(target.get("device") or "")
+    if device and wanted and device.upper() != wanted.upper():
+        return f"ran on the {device}, not the target's {wanted}"
+    backends = target.get("backends")
+    if isinstance(backends, (list, tuple)) and backends and art.get("backend") not in backends:
+        return f"ran with {art.get('backend')}, not the target's {' or '.join(map(str, backends))}"
+    return None
+
+
 def select_artifact(report: dict) -> dict:
     """{"artifact": name or None, "reason": one sentence} for a bench or report document."""
     budget = _budget(report)
     budget_text = ", ".join(f"{words} >= {limit:g}" for _, limit, words in budget) or "no fidelity budget set"
-    arts = artifacts_of(report)
+    target = report.get("target") or {}
+    every = artifacts_of(report)
+    arts = [a for a in every if off_target(a, target) is None]
     measured = [a for a in arts if a.get("status") == "measured" and p50_of(a) is not None]
+    aside = _set_aside(every, target)
     within = [a for a in measured if not _failures(a, budget)]
     if within:
         best, reason = _fastest_or_tied(within, _tolerance(report))
@@ -74,17 +94,35 @@ def select_artifact(report: dict) -> dict:
         unchecked = _unchecked(best, budget)
         if unchecked:
             reason += f"; {' and '.join(unchecked)} not computed for it, so not checked"
-        return {"artifact": best.get("name"), "reason": reason}
+        return {"artifact": best.get("name"), "reason": reason + aside}
 
     if not measured:
-        return {"artifact": None, "reason": _nothing_measured_reason(arts)}
+        return {"artifact": None, "reason": _nothing_measured_reason(arts) + aside}
     why = _no_candidate_reason(measured, budget)
     ref = reference_artifact(report)
     if ref is None:
-        return {"artifact": None, "reason": f"{why}; no fp32 ONNX Runtime reference to fall back to"}
+        return {"artifact": None, "reason": f"{why}; no fp32 ONNX Runtime reference to fall back to{aside}"}
     if ref.get("status") != "measured":  # a failed reference is no artifact to ship
-        return {"artifact": None, "reason": f"{why}; the fp32 reference to fall back to is {ref.get('status')} too"}
-    return {"artifact": ref.get("name"), "reason": f"{why}; fell back to the fp32 reference"}
+        return {"artifact": None, "reason": f"{why}; the fp32 reference to fall back to is {ref.get('status')} too{aside}"}
+    where = off_target(ref, target)
+    if where is None:
+        return {"artifact": ref.get("name"), "reason": f"{why}; fell back to the fp32 reference{aside}"}
+    # Still the fallback (the model as trained), but its latency is not the target's: say where it ran.
+    return {"artifact": ref.get("name"), "reason": f"{why}; fell back to the fp32 reference, which {where}, "
+                                                   f"so its latency is not the target's{_set_aside(every, target, skip=ref)}"}
+
+
+def _set_aside(arts: list[dict], target: dict, skip: dict | None = None) -> str:
+    """'; onnx-fp32 ran on the CPU, not the target's GPU, so it did not compete' for rows measured off the target."""
+    off = [(a.get("name"), why) for a in arts
+           if a is not skip and a.get("status") == "measured" and (why := off_target(a, target))]
+    if not off:
+        return ""
+    by_why: dict[str, list[str]] = {}
+    for name, why in off:
+        by_why.setdefault(why, []).append(str(name))
+    return "".join(f"; {', '.join(names)} {why}, so {'it' if len(names) == 1 else 'they'} did not compete"
+                   for why, names in by_why.items())
 
 
 def _tolerance(report: dict) -> float:

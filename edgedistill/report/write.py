@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from ..artifacts import write_bytes_atomic
 from .build_report import make_report
 from .render_html import render_html
 from .render_markdown import render_markdown
-from .schema import kind_of
+from .schema import kind_of, strict_json
 
 
 def _atomic_write(path: Path, text: str) -> None:
     """Readers see the old file or the new one, shared as a plain file is (artifacts.write_bytes_atomic)."""
     write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def _strict_json(obj):
-    """NaN/inf become the words "nan", "inf", "-inf" (schema.NON_FINITE): report.json stays strict JSON,
-    and a NaN cosine still fails its budget when the file is read again (null would mean "not computed")."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {k: _strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_strict_json(v) for v in obj]
-    return obj
 
 
 def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
@@ -40,7 +27,7 @@ def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
         report = make_report(report)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    clean = _strict_json({k: v for k, v in report.items() if not str(k).startswith("_")})
+    clean = strict_json({k: v for k, v in report.items() if not str(k).startswith("_")})
     texts = {
         "html": render_html(clean),
         "md": render_markdown(clean),
