@@ -56,7 +56,7 @@ class StudentConfig:
 @dataclass(frozen=True)
 class DataConfig:
     source: str = "bundled"  # "bundled" (photos shipped in scikit-image/sklearn/matplotlib), a folder, a .txt file list, or .tar shards
-    max_images: int | None = None
+    max_images: int | None = None  # a seeded, even spread over the sorted images (not the first N: those would be the first classes)
     view_size: int | None = None  # side of the augmented views; None: the largest model input
     auto_augment: str = "rand-m9-mstd0.5"  # timm auto-augment policy; "" disables it
     scale_min: float = 0.25  # smallest random-resized-crop area

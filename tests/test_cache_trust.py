@@ -110,3 +110,38 @@ def test_a_cache_re_created_at_the_same_path_is_another_dataset_for_resume(image
     assert stage.dataset_identity(Cached) != before
     assert stage.earlier_identities(Cached) == [f"cache {Cached.meta['image_list']} {Cached.meta['entries']}"]
     json.dumps(Cached.meta)  # the identity hashes cache.json as written
+    Cached.meta = {k: v for k, v in Cached.meta.items() if k != "image_list"}  # caches from before the image check
+    assert stage.earlier_identities(Cached) == [] and stage.dataset_identity(Cached).startswith("cache ")
+
+
+def test_a_run_from_a_cache_resumes_after_moving_to_a_copy_of_its_images(images_cache, tmp_path):
+    root, made = images_cache
+    overrides = TINY + [f"distill.cache={made}", "distill.steps=3", "distill.checkpoint_every=1"]
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_2(step):
+        if step == 2:
+            raise Stop()
+
+    with pytest.raises(Stop):
+        stage.run(load_config(None, overrides + [f"data.source={root / 'images'}"]), {}, tmp_path / "build", on_step=stop_after_2)
+    copy = shutil.copytree(root / "images", tmp_path / "local-ssd")  # the job moves to a node's local copy
+    artifact = stage.run(load_config(None, overrides + [f"data.source={copy}"]), {}, tmp_path / "build")
+    assert artifact.extra["train"]["resumed_from_step"] == 2  # the cache's identity, not the path, names its data
+
+
+def test_a_cache_that_took_the_first_max_images_still_regenerates_them(tmp_path):
+    from edgedistill.data.images import ImageSource
+
+    made = cache_mod.cache_teacher(load_config(None, TINY + ["data.max_images=3"]), tmp_path / "cache", augmentations=1)
+    meta_path = made / cache_mod.META
+    meta = json.loads(meta_path.read_text())
+    assert meta["subset"] == "spread"
+    first = ImageSource("bundled", 3, subset="first")
+    meta.pop("subset")  # as caches made before data.max_images spread over the images wrote it
+    meta["image_list"] = first.fingerprint()
+    meta_path.write_text(json.dumps(meta))
+    job = stage.prepare(load_config(None, TINY + ["data.max_images=3", f"distill.cache={made}"]), None).job
+    assert job.dataset.views.source.paths == first.paths != ImageSource("bundled", 3).paths

@@ -45,6 +45,19 @@ def test_a_run_of_unreadable_files_spreads_its_views_and_decodes_each_bad_file_o
     assert all(loads[i] == 1 for i in range(30))  # each bad file once, however many views fall through it
 
 
+def test_an_image_missing_for_a_moment_is_read_again_later(tmp_path, monkeypatch):
+    """A missing file or an I/O error may pass (a network disk, a copy in progress): unlike an undecodable
+    one, it is not given up on for the rest of the process, so later views are the image's own again."""
+    monkeypatch.setattr(augment, "PRELOAD_LIMIT", 0)
+    for i in range(3):
+        (tmp_path / f"{i}.png").write_bytes(png((60 * i, 0, 0)))
+    views = AugmentedViews(ImageSource(str(tmp_path)), 8, DataConfig(auto_augment=""))
+    (tmp_path / "0.png").rename(tmp_path / "away")
+    assert views[(0, 7)]["bad_run"] >= 1
+    (tmp_path / "away").rename(tmp_path / "0.png")
+    assert views[(0, 7)]["bad_run"] == 0
+
+
 def test_views_with_unreadable_images_are_a_pure_function_of_index_and_seed(tmp_path, monkeypatch):
     for i in range(4):
         (tmp_path / f"a{i}.jpg").write_bytes(b"broken")
@@ -104,13 +117,15 @@ def test_a_webdataset_sample_of_several_images_is_one_image(tmp_path):
         "x.seg.png": png((1, 0, 0)), "x.jpg": png((2, 0, 0)), "x.cls": b"3",  # png bytes named .jpg: Pillow reads content
         "y.depth.png": png((3, 0, 0)), "y.png": png((4, 0, 0)),
         "z.webp": png((5, 0, 0)), "z.jpeg": png((6, 0, 0)),
-        "w.seg.png": png((7, 0, 0)), "w.depth.png": png((8, 0, 0)),
         "sub/x.png": png((9, 0, 0)),  # another folder: another sample
         "._v.jpg": b"\x00\x05\x16\x07",  # macOS tar metadata
+        # no plain image under these keys: ordinary names with dots, each an image of its own
+        "IMG_20240101.120000.jpg": png((7, 0, 0)), "IMG_20240101.120001.jpg": png((8, 0, 0)), "frame.0001.png": png((9, 1, 0)),
     })
     source = ImageSource(str(tmp_path / "s-0.tar"))
     assert [source.tars.relative_name(i) for i in range(len(source))] == \
-        ["s-0.tar:x.jpg", "s-0.tar:y.png", "s-0.tar:z.jpeg", "s-0.tar:w.seg.png", "s-0.tar:sub/x.png"]
+        ["s-0.tar:x.jpg", "s-0.tar:y.png", "s-0.tar:z.jpeg", "s-0.tar:sub/x.png",
+         "s-0.tar:IMG_20240101.120000.jpg", "s-0.tar:IMG_20240101.120001.jpg", "s-0.tar:frame.0001.png"]
 
 
 def test_an_image_list_with_a_byte_order_mark_keeps_its_first_path(tmp_path):

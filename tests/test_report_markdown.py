@@ -115,6 +115,9 @@ def test_a_figure_just_under_its_budget_is_not_rounded_up_to_it():
     cell = dict(zip(header, next(r for r in rows if r[1] == "openvino-int8")))
     assert cell["cosine vs fp32"] == "0.9799" and cell["top-1 vs fp32"] == "98.9%"  # never 0.9800 / 99.0%
     assert dict(zip(header, rows[0]))["cosine vs fp32"] == "1.0000"
+    from edgedistill.report.content import fidelity_num
+
+    assert fidelity_num(1e25) == f"{1e25:.4f}"  # a damaged file: shown, not a Decimal InvalidOperation traceback
 
 
 def test_units_are_named_as_the_figures_are_computed():

@@ -22,6 +22,10 @@ from ..config import BuildConfig, DataConfig
 from .images import ImageSource
 
 PRELOAD_LIMIT = 512  # small sets (the bundled photos) are decoded once and kept in memory
+# Failures that every read of the same bytes meets again, so an image is not decoded twice for them. A
+# missing file or an I/O error (a network disk's hiccup) may pass: those are read again next time, so
+# one hiccup does not swap the image for a stand-in in every later view of the run.
+LASTING_FAILURES = {"UnidentifiedImageError", "SyntaxError", "DecompressionBombError", "ValueError"}
 FALLBACK_DRAWS = 32  # random stand-ins for an unreadable image before trying them all in order
 
 
@@ -174,7 +178,7 @@ class AugmentedViews(Dataset):
         if self._last[0] != index:
             self._last = (-1, None)  # let the previous image go before decoding the next
             self._last = (index, self.source.load(index))
-            if self._last[1] is None:
+            if self._last[1] is None and self.source.last_failure[1] in LASTING_FAILURES:
                 self._unreadable.add(index)
         return self._last[1]
 

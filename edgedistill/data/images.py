@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import EdgedistillError
 from .shards import TarShardImages, shard_paths
-from .sources import resolve_image_paths, spread_subset, warn_unreadable
+from .sources import resolve_image_paths, take_subset, warn_unreadable
 
 log = logging.getLogger(__name__)
 # SyntaxError: Pillow's parsers on some damaged files; DecompressionBombError: a header claiming a huge image
@@ -40,17 +40,18 @@ class NoReadableImages(EdgedistillError):
 
 class ImageSource:
     """`load(i)` gives an RGB image or None (unreadable); `source` names where the images come from.
-    `paths`, when given, are the files already listed (an evaluation folder's, class by class)."""
+    `paths`, when given, are the files already listed (an evaluation folder's, class by class);
+    `subset` is how max_images chooses (sources.take_subset)."""
 
-    def __init__(self, source: str, max_images: int | None = None, paths: list | None = None):
+    def __init__(self, source: str, max_images: int | None = None, paths: list | None = None, subset: str = "spread"):
         self.source = source
         shards = shard_paths(source) if source != "bundled" and paths is None else None
         self.tars = TarShardImages(shards) if shards else None
         if paths is None and self.tars is None:
-            paths = resolve_image_paths(source, max_images)
+            paths = resolve_image_paths(source, max_images, subset)
         self.paths = None if self.tars else [str(p) for p in paths]
         if self.tars is not None:  # as a folder's: spread over all shards, not the first shard's images only
-            self.tars.members = spread_subset(self.tars.members, max_images)
+            self.tars.members = take_subset(self.tars.members, max_images, subset)
         self.last_failure: tuple[str, str] | None = None  # (image name, error type) of the latest unreadable image
         if self.tars is not None and len(self.tars) == 0:
             raise EdgedistillError(f"tar shards of '{source}' hold no images", "put .jpg/.png members in the shards")

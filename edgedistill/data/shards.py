@@ -77,6 +77,27 @@ def _tar_problem(path: str, exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def one_image_per_sample(found: list[tuple[str, str, tuple]]) -> list[tuple]:
+    """The members to train on. A key with a plain image (x.jpg) is one webdataset sample whose other
+    images (x.seg.png, x.depth.png) are its fields: only the plain one is kept, jpg before jpeg, png,
+    webp. Images that share a key with no plain image among them are ordinary names with dots
+    (IMG_0001.120000.jpg, frame.0001.png): each stays an image of its own."""
+    plain: dict[str, tuple[int, tuple]] = {}  # key -> (preference, member)
+    for key, extension, member in found:
+        if "." not in extension:
+            rank = _PREFERRED.index(extension) if extension in _PREFERRED else len(_PREFERRED)
+            if key not in plain or rank < plain[key][0]:
+                plain[key] = (rank, member)
+    kept, emitted = [], set()
+    for key, _, member in found:
+        if key not in plain:
+            kept.append(member)
+        elif key not in emitted:  # the sample, where its first member stood
+            kept.append(plain[key][1])
+            emitted.add(key)
+    return kept
+
+
 class TarShardImages:
     """Images inside tar shards, by index; a bad member is skipped and counted by the caller."""
 
@@ -84,23 +105,19 @@ class TarShardImages:
         self.shards = [str(p) for p in shards]
         self.members: list[tuple[int, int, int, str]] = []  # (shard, offset, size, name)
         for s, path in enumerate(self.shards):
-            samples: dict[str, tuple[int, tuple]] = {}  # webdataset key -> (preference, member), in order of appearance
+            found = []  # (webdataset key, extension, member) of each image member, in tar order
             try:
                 with tarfile.open(path, "r:") as tar:  # "r:": offsets into a compressed stream would not seek
                     for info in tar:
                         folder, _, base = info.name.rpartition("/")
                         if not info.isfile() or base.startswith(".") or Path(base).suffix.lower() not in SHARD_IMAGE_SUFFIXES:
                             continue  # dotfiles: macOS tar's ._name metadata members
-                        # x.jpg and x.seg.png are one sample (webdataset's key: the name up to its first dot)
-                        stem, _, extension = base.partition(".")
-                        rank = _PREFERRED.index(extension.lower()) if extension.lower() in _PREFERRED else len(_PREFERRED)
-                        key = f"{folder}/{stem}"
-                        if key not in samples or rank < samples[key][0]:
-                            samples[key] = (rank, (s, info.offset_data, info.size, info.name))
+                        stem, _, extension = base.partition(".")  # webdataset's key: the name up to its first dot
+                        found.append((f"{folder}/{stem}", extension.lower(), (s, info.offset_data, info.size, info.name)))
             except (tarfile.TarError, OSError) as exc:
                 raise EdgedistillError(f"cannot read tar shard '{path}': {_tar_problem(path, exc)}",
                                        "re-create the shard as an uncompressed .tar (e.g. gunzip it) or drop it from data.source") from exc
-            self.members += [member for _, member in samples.values()]
+            self.members += one_image_per_sample(found)
         self._handles: OrderedDict[int, object] = OrderedDict()  # least recently used first
 
     def __len__(self) -> int:

@@ -16,7 +16,7 @@ SUBSET_SEED = 0x5EED  # data.max_images' choice: fixed, so a cache and the run i
 log = logging.getLogger(__name__)
 
 
-def resolve_image_paths(source: str, max_images: int | None = None) -> list[Path]:
+def resolve_image_paths(source: str, max_images: int | None = None, subset: str = "spread") -> list[Path]:
     """'bundled', a folder (searched recursively) or a .txt file listing one path per line (relative
     paths resolve against the list's folder, not the current one)."""
     if source == "bundled":
@@ -35,7 +35,7 @@ def resolve_image_paths(source: str, max_images: int | None = None) -> list[Path
             paths = [root.parent / Path(line).expanduser() for line in lines]  # an absolute (or ~) path replaces the folder
             if not paths:
                 raise EdgedistillError(f"image list '{source}' lists no files", "write one image path per line")
-            paths = spread_subset(paths, max_images)
+            paths = take_subset(paths, max_images, subset)
             if not any(p.is_file() for p in paths):  # one stat when the first file is there
                 raise _listed_files_missing(source, root, lines[0], paths)
         elif not root.exists():
@@ -49,7 +49,13 @@ def resolve_image_paths(source: str, max_images: int | None = None) -> list[Path
                                    "pass data.source=bundled, a folder of images, a .txt list or .tar shards")
     if not paths:
         raise EdgedistillError(f"image source '{source}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})", "add images or point at another folder")
-    return spread_subset(paths, max_images)
+    return take_subset(paths, max_images, subset)
+
+
+def take_subset(items: list, count: int | None, subset: str = "spread") -> list:
+    """data.max_images of `items`: spread over them, or (subset="first", as versions before the spread
+    took them, which their teacher caches still name) the first `count`."""
+    return spread_subset(items, count) if subset == "spread" else items[:count] if count else items
 
 
 def spread_subset(items: list, count: int | None) -> list:

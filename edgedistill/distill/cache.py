@@ -105,7 +105,7 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
             shareable(tmp / "classifier.safetensors")
         meta = {
             "format": FORMAT, "images": len(views), "augmentations": augmentations, "entries": len(keys), "view_size": size,
-            "dtype": dtype, "seed": seed, "skipped_images": len(bad), "stand_ins": STAND_INS, "shards": shards, "views_stored": store_views,
+            "dtype": dtype, "seed": seed, "skipped_images": len(bad), "stand_ins": STAND_INS, "subset": "spread", "shards": shards, "views_stored": store_views,
             "image_list": source.fingerprint(), "teacher_configs": [teacher_identity(c) for c in teacher_configs(cfg.teacher)],
             "data": {"source": absolute_source(cfg.data.source), "max_images": cfg.data.max_images, "auto_augment": cfg.data.auto_augment, "scale_min": cfg.data.scale_min},
             "teachers": [{"name": t.name, "dim": t.dim, "patch_dim": t.patch_dim, "grid": list(t.grid), "data_config": t.data_config, "weight": t.weight}
@@ -251,7 +251,7 @@ def cached_image_source(cache_dir, meta: dict, configured: str | None = None) ->
                                "and views are now regenerated from seeded stand-ins", "re-create the cache with `edgedistill cache-teacher`")
     for place in dict.fromkeys(p for p in (configured, made_at) if p):
         try:
-            source = ImageSource(place, meta["data"]["max_images"])
+            source = ImageSource(place, meta["data"]["max_images"], subset=meta.get("subset", "first"))  # caches before the spread took the first N
         except EdgedistillError:  # not there (any more), or not images
             continue
         if len(source) == meta["images"] and (recorded is None or source.fingerprint(sizes=meta["format"] == FORMAT) == recorded):

@@ -43,11 +43,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resume_hash(cfg: BuildConfig, images: str = "") -> str:
+def resume_hash(cfg: BuildConfig, images: str = "", legacy: bool = False) -> str:
     """What a checkpoint must share with the run that resumes it: the config and `images`, the
-    dataset's identity (the sample stream's position means nothing over another image list)."""
+    dataset's identity (the sample stream's position means nothing over another image list). From a
+    teacher cache, that identity (all of cache.json) stands for the data section and the cache's path:
+    the cache fixed the images and views, and a run may move to a copy of it or of its images.
+    `legacy`: as versions before that hashed a cache run, so their checkpoints still resume."""
     data = {name: cfg.hashed_section(name) for name in CONFIG_SECTIONS}
-    data["distill"] = {k: v for k, v in data["distill"].items() if k not in NOT_HASHED}
+    by_cache = bool(cfg.distill.cache) and not legacy
+    data["distill"] = {k: v for k, v in data["distill"].items() if k not in NOT_HASHED and not (by_cache and k == "cache")}
+    if by_cache:
+        del data["data"]
     if images:  # without: the hash of versions that did not check the images, whose checkpoints still resume
         data["images"] = images
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -65,7 +71,7 @@ def dataset_identity(dataset) -> str:
 def earlier_identities(dataset) -> list[str]:
     """How earlier versions named the same dataset, so their checkpoints still resume."""
     meta = getattr(dataset, "meta", None)
-    return [f"cache {meta['image_list']} {meta['entries']}"] if meta is not None else []
+    return [f"cache {meta['image_list']} {meta['entries']}"] if meta is not None and meta.get("image_list") else []
 
 
 @dataclasses.dataclass
@@ -153,7 +159,7 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
     module = DistillModule(backbone, heads[0], heads[1:], [t["weight"] for t in teachers])
     job = TrainJob(module, dataset, targets, cfg.distill, data_config, device, probe["n_patches"], patch_level, norms,
                    Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg, dataset_identity(dataset)),
-                   (resume_hash(cfg), *(resume_hash(cfg, earlier) for earlier in earlier_identities(dataset))), ctx, on_step)
+                   (resume_hash(cfg, legacy=True), *(resume_hash(cfg, earlier, legacy=True) for earlier in earlier_identities(dataset))), ctx, on_step)
     return Prepared(job, teachers, classifier, probe)
 
 

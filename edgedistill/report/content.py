@@ -37,6 +37,8 @@ def num(value, digits: int = 2) -> str:
 def _down(value: float, places: int, scale: int = 1) -> str:
     """`value * scale` cut (not rounded) to `places` decimals, in decimal arithmetic from the shortest
     repr, so 0.98 stays 0.98 and 0.995 is 99.5 (binary floats would make them 0.9799 and 99.4)."""
+    if abs(value * scale) >= 1e12:  # no fidelity figure, and beyond what Decimal's 28 digits can quantize
+        return f"{value * scale:.{places}f}"
     return str((Decimal(repr(value)) * scale).quantize(Decimal(1).scaleb(-places), rounding=ROUND_FLOOR))
 
 
