@@ -227,6 +227,10 @@ class Manifest:
         artifacts = self.artifacts()
         return all(name in artifacts and artifacts[name].is_intact(self.root) for name in record["outputs"])
 
+    def changed_artifacts(self) -> list[str]:
+        """Artifacts whose files are gone or hold other content than recorded (a partial copy, an edit)."""
+        return [name for name, artifact in self.artifacts().items() if not artifact.is_intact(self.root)]
+
     def set_status(self, status: str, **info) -> None:
         self.data["status"] = status
         self.data.update(info)

@@ -234,10 +234,15 @@ def _unfinished_builds(paths) -> list[str]:
     lines = []
     for path in paths:
         if (Path(path) / "manifest.json").is_file():
-            data = Manifest.load(path).data
+            manifest = Manifest.load(path)
+            data = manifest.data
             if data.get("status") != "complete":
-                where = data.get("failed_stage") or ", ".join(data.get("missing_stages") or []) or "a stage"
+                where = (data.get("failed_stage") or ", ".join(data.get("missing_stages") or [])
+                         or (f"{', '.join(data['changed_artifacts'])} changed on disk" if data.get("changed_artifacts") else "a stage"))
                 lines.append(f"build {path} is {data.get('status')} ({where}), so its report may not describe it")
+            elif changed := manifest.changed_artifacts():  # a partial copy to the device, or a file edited after bench
+                lines.append(f"build {path} has artifacts missing or changed since they were benched ({', '.join(changed)}), "
+                             "so its report does not describe them; re-run edgedistill build or bench")
     return lines
 
 

@@ -45,6 +45,9 @@ class Pipeline:
         found = self.artifacts()
         missing = [n for n in names if n not in found or not found[n].is_intact(self.workdir)]
         if missing:
+            if self.manifest.data.get("status") == "complete":  # its report no longer describes these files: CI gates must not pass it
+                self.manifest.set_status("incomplete", changed_artifacts=missing)
+                self.manifest.save()
             raise EdgedistillError(f"build folder '{self.workdir}' lacks {', '.join(missing)} (or it changed on disk)", "run the earlier stages first, e.g. edgedistill build")
         return found
 
@@ -62,7 +65,7 @@ class Pipeline:
                 self.manifest.data["artifacts"].pop(name, None)
         shutil.rmtree(self.workdir / "report", ignore_errors=True)  # it described the old outputs; a failed run must leave none
         self.manifest.set_status("incomplete")
-        for stale in ("failed_stage", "traceback", "selected"):  # belonged to an earlier run
+        for stale in ("failed_stage", "traceback", "selected", "changed_artifacts"):  # belonged to an earlier run
             self.manifest.data.pop(stale, None)
         self.manifest.save()  # on disk before the stage replaces any file: a killed run must not read as complete
         try:
@@ -164,7 +167,9 @@ class Pipeline:
 
         if self.target.runs_on_this_host()[0] and adopt_engines(self.manifest):  # engines build_engines.sh left on the device
             self.manifest.save()
-        found = self.need("student", "onnx-fp32", "evalset")
+        on_host = self.target.runs_on_this_host()[0]
+        timed = [n for n, a in self.artifacts().items() if a.kind in stage.RUNNABLE_KINDS and (on_host or a.kind == "onnx")]
+        found = self.need("student", "onnx-fp32", "evalset", *timed)  # an artifact deleted or edited since is no artifact to time
         inputs = sorted(a.sha256 for name, a in found.items() if name != "bench")  # not its own last output: it never matched
         key = _key(self.cfg.section_hash("bench"), self.target, inputs, self._bench_input_digests())
         return self._run_stage("bench", key, lambda: [stage.run(self.cfg, self.artifacts(), self.workdir, self.target)])
@@ -187,10 +192,12 @@ class Pipeline:
         self.manifest.data["selected"] = report.get("selected")
         stages = self.manifest.data["stages"]
         missing = [s for s in STAGES[:-1] if (stages.get(s) or {}).get("status") != "done"]
-        if missing:  # a report over what exists, but the build is not finished
-            self.manifest.set_status("incomplete", missing_stages=missing)
+        changed = self.manifest.changed_artifacts()
+        if missing or changed:  # a report over what exists, but the build is not finished
+            self.manifest.set_status("incomplete", missing_stages=missing, changed_artifacts=changed)
         else:
-            self.manifest.data.pop("missing_stages", None)
+            for stale in ("missing_stages", "changed_artifacts"):
+                self.manifest.data.pop(stale, None)
             self.manifest.set_status("complete")
         self.manifest.save()
         return report

@@ -116,3 +116,12 @@ def test_cache_fingerprint_changes_when_a_file_changes(tmp_path):
     before = calib._fingerprint(recipe, DC, ImageSource(str(tmp_path)))
     shutil.copy(bundled_photo_paths()[3], tmp_path / "extra.png")
     assert calib._fingerprint(recipe, DC, ImageSource(str(tmp_path))) != before
+
+
+def test_a_truncated_cached_batch_is_made_again(tmp_path):
+    recipe = CalibrationRecipe(samples=4, seed=3)
+    first = calibration_batch(recipe, DC, tmp_path)
+    [cached] = tmp_path.glob("calib-*.npy")
+    cached.write_bytes(cached.read_bytes()[: cached.stat().st_size // 2])  # a full disk or a partial copy
+    np.testing.assert_array_equal(calibration_batch(recipe, DC, tmp_path), first)
+    np.testing.assert_array_equal(np.load(cached), first)

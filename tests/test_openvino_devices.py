@@ -76,3 +76,12 @@ def test_runner_records_the_hint_it_applied(tiny_ir, device):
         else:
             assert settings["config"]["DEVICE_PROPERTIES"]["CPU"]["INFERENCE_PRECISION_HINT"] == "f32"
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-2, atol=1e-3)  # fp16 weights, f32 compute
+
+
+def test_an_fp16_ir_says_fp16_in_its_metadata(tiny_ir):
+    import openvino as ov
+
+    fp32, fp16 = tiny_ir
+    model = ov.Core().read_model(str(fp16))
+    assert model.get_rt_info(["framework", "edgedistill.precision"]).astype(str) == "fp16"  # not the ONNX file's fp32
+    assert not ov.Core().read_model(str(fp32)).has_rt_info(["framework", "edgedistill.precision"])

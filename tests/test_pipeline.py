@@ -160,3 +160,21 @@ def test_a_broken_rebuild_never_reads_as_complete_nor_passes_gates(tiny_build, t
     manifest = Manifest.load(out)  # everything made from the old model.onnx is gone with it
     assert not {"onnxruntime-int8", "openvino-int8", "openvino-fp32", "bench"} & set(manifest.artifacts())
     assert set(manifest.data["stages"]) == {"distill", "export"}
+
+
+def test_an_artifact_deleted_after_bench_is_noticed_by_bench_and_by_report_gates(tiny_build, tmp_path, capsys):
+    """The copy-to-device flow: a partial copy (or an artifact edited since) must not read as benched."""
+    import shutil
+
+    out = tmp_path / "b"
+    shutil.copytree(tiny_build, out)
+    int8 = Manifest.load(out).artifacts()["onnxruntime-int8"].abspath(out)
+    int8.unlink()
+    capsys.readouterr()
+    assert main(["report", str(out), "--min-cosine", "0.5"]) == 1  # the report.json left behind must not pass CI
+    assert "artifacts missing or changed since they were benched (onnxruntime-int8)" in " ".join(capsys.readouterr().err.split())
+    assert main(["bench", str(out), "--target", "x86-cpu"]) == 2  # never "unchanged", never a traceback
+    assert "lacks onnxruntime-int8 (or it changed on disk)" in " ".join(capsys.readouterr().err.split())
+    manifest = Manifest.load(out)
+    assert manifest.data["status"] == "incomplete" and manifest.data["changed_artifacts"] == ["onnxruntime-int8"]
+    assert main(["report", str(out), "--min-cosine", "0.5"]) == 1

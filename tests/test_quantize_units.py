@@ -84,3 +84,31 @@ def test_below_budget_more_float_layers_must_buy_real_fidelity():
     assert not _clearly_better(Fidelity(0.9939, 0.875, 48), fewer)  # same top-1, +0.0008 cosine: keep fewer float layers
     assert _clearly_better(Fidelity(0.9921, 0.896, 48), fewer)
     assert _clearly_better(Fidelity(0.9990, None, 48), Fidelity(0.9931, None, 48))
+
+
+def test_a_near_zero_bias_does_not_make_a_layer_the_most_sensitive(tmp_path):
+    """Two Convs: `benign` has plain weights and a tiny bias (int32-quantized badly, relative to itself,
+    but harmless to the output); `outlier` has one huge weight that crushes its other weights in int8."""
+    from edgedistill.config import QuantizeConfig
+    from edgedistill.quantize.ort_static import quantize_ort_static
+    from edgedistill.quantize.sensitivity import layer_sensitivity
+
+    rng = np.random.default_rng(0)
+    benign_w = rng.normal(size=(8, 3, 3, 3)).astype(np.float32)
+    outlier_w = rng.normal(size=(8, 8, 3, 3)).astype(np.float32)
+    outlier_w[0, 0, 0, 0] = 400.0
+    inits = [helper.make_tensor(n, TensorProto.FLOAT, a.shape, a.flatten()) for n, a in (
+        ("benign_w", benign_w), ("benign_b", np.full(8, 1e-6, np.float32)),
+        ("outlier_w", outlier_w), ("outlier_b", rng.normal(size=8).astype(np.float32)))]
+    nodes = [helper.make_node("Conv", ["input", "benign_w", "benign_b"], ["mid"], name="benign", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["mid", "outlier_w", "outlier_b"], ["output"], name="outlier", pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8, 8, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "float.onnx")
+    batch = rng.normal(size=(8, 3, 8, 8)).astype(np.float32)
+    cfg = QuantizeConfig(op_types=("Conv",), per_channel=False)
+    quantize_ort_static(tmp_path / "float.onnx", tmp_path / "qdq.onnx", batch, cfg)
+    ranked = layer_sensitivity(tmp_path / "float.onnx", tmp_path / "qdq.onnx", batch, ("Conv",))
+    assert list(ranked) == ["outlier", "benign"], ranked

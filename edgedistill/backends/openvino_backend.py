@@ -56,6 +56,8 @@ def convert_to_ir(onnx_path: Path, xml_path: Path, fp16_weights: bool = False) -
     """ONNX -> OpenVINO IR (.xml + .bin). FP16 compresses weights; compute precision is a runtime hint."""
     ov = _import_ov()
     model = ov.convert_model(str(onnx_path))
+    if fp16_weights:  # the ONNX file's metadata, carried over, says fp32: the IR must say what it holds
+        model.set_rt_info("fp16", ["framework", "edgedistill.precision"])
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(xml_path), compress_to_fp16=fp16_weights)
     return xml_path

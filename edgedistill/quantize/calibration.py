@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,11 +69,14 @@ def _fingerprint(recipe: CalibrationRecipe, data_config: dict, source: ImageSour
 def _cached_batch(key: str, data_config: dict, cache_dir: Path | None, views: Callable[[], list[Image.Image]]) -> np.ndarray:
     cache = Path(cache_dir) / f"calib-{key}.npy" if cache_dir else None
     if cache is not None and cache.is_file():
-        return np.load(cache)
+        try:
+            return np.load(cache)
+        except (OSError, ValueError):  # truncated (a full disk, a partial copy): derived data, so made again
+            cache.unlink(missing_ok=True)
     batch = preprocess_images(views(), data_config)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.stem + ".partial.npy")
+        tmp = cache.with_name(f"{cache.stem}.partial-{os.getpid()}.npy")  # two builds sharing a cache write their own
         np.save(tmp, batch)
         tmp.replace(cache)
     return batch

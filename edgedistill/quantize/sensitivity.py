@@ -1,7 +1,7 @@
 """Per-layer INT8 sensitivity from ONNX Runtime's QDQ debugging tools, in one pass.
 
 For every quantized node we take the signal-to-quantization-noise ratio (dB) of what Q/DQ does
-to its activations (inputs and output) and to its weight, on real calibration samples, and add
+to its activations (inputs and output) and to its weight (not its bias), on real calibration samples, and add
 the noise powers. Low SQNR = sensitive. One pass over all layers replaces per-layer
 re-quantization, which costs seconds per layer (measured: EfficientNet-Lite0 has 50 such nodes).
 Leave-one-out on the output was tried and ranks poorly: when noise is spread over many layers,
@@ -54,7 +54,9 @@ def layer_sensitivity(float_path: Path, qdq_path: Path, batch: np.ndarray, op_ty
         if node.op_type not in op_types:
             continue
         parts = [act_err[t]["qdq_err"] for t in (*node.input, *node.output) if t in act_err]
-        parts += [weight_err[t] for t in node.input if t in weight_err]
+        # weights, not biases (input 2 of Conv/Gemm): an int32 bias's error is relative to a near-zero bias
+        # (RepMixer's reparam convs: 0.7 dB) yet adds next to nothing to the output, and ranked such layers first
+        parts += [weight_err[t] for t in node.input[:2] if t in weight_err]
         if parts:  # nodes without Q/DQ around them were not quantized
             scores[node.name] = float(_combine_db(parts))
     return dict(sorted(scores.items(), key=lambda kv: kv[1]))
