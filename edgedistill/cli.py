@@ -26,7 +26,9 @@ def _common(func):
     return func
 
 
-def _pipeline(build_dir: Path, target: str | None, config_path: str | None, overrides: tuple, force: bool = False):
+def _pipeline(build_dir: Path, target: str | None, config_path: str | None, overrides: tuple, force: bool = False, alone: bool = True):
+    """The pipeline over a build folder: its saved config and target under today's --config/--set/--target.
+    `alone`: one stage runs, so the earlier ones must have been made for the same target."""
     from .artifacts import Manifest
     from .config import load_config
     from .pipeline import Pipeline
@@ -35,7 +37,13 @@ def _pipeline(build_dir: Path, target: str | None, config_path: str | None, over
     manifest = Manifest.load(build_dir)
     saved = manifest.data.get("config", {})
     cfg = load_config(config_path, overrides, base=saved)
-    return Pipeline(cfg, load_target(target or manifest.data.get("target", "x86-cpu")), build_dir, force=force)
+    # a profile file is reloaded from where it was (its name alone may be unknown, or a bundled target's)
+    profile = load_target(target or manifest.data.get("target_file") or manifest.data.get("target", "x86-cpu"))
+    built_for = manifest.data.get("target")
+    if alone and built_for and profile.name != built_for and manifest.data.get("stages"):
+        raise EdgedistillError(f"build folder '{build_dir}' was built for {built_for}, not {profile.name}, so its quantized models and engines are {built_for}'s",
+                               f"edgedistill build --target {target} --out {build_dir} re-runs the stages that depend on the target (or use another --out)")
+    return Pipeline(cfg, profile, build_dir, force=force)
 
 
 def _print_written(pipe, produced) -> None:
@@ -81,7 +89,7 @@ def build(target, config_path, overrides, out, force):
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise EdgedistillError("only `edgedistill distill` runs under torchrun", "torchrun ... -m edgedistill distill BUILD, then edgedistill build BUILD on one process")
-    pipe = _pipeline(out, target, config_path, overrides, force)
+    pipe = _pipeline(out, target, config_path, overrides, force, alone=False)
     report = pipe.build()
     console.print(summary_table(report))
     console.print(f"build folder: [bold]{escape(str(out))}[/bold]  (manifest.json, report/report.md, report/report.html)")

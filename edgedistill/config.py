@@ -380,7 +380,32 @@ def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | lis
         merge_override(data, keys, value)
     cfg = from_dict(BuildConfig, data)
     _check_something_is_learned(cfg)
+    _check_bench_lists(cfg)
     return cfg
+
+
+def teacher_list(cfg: TeacherConfig) -> list[TeacherConfig]:
+    """The primary teacher followed by `cfg.extra` (each a mapping of TeacherConfig keys), checked at load."""
+    extra = []
+    for i, item in enumerate(cfg.extra):
+        if isinstance(item, TeacherConfig):
+            extra.append(item)
+            continue
+        if not isinstance(item, dict) or "extra" in item:
+            raise EdgedistillError(f"teacher.extra[{i}] must be a mapping of teacher keys (name, checkpoint, weight, ...)",
+                                   "write teacher.extra as a list of {name: ..., weight: ...}")
+        extra.append(from_dict(TeacherConfig, item, f"teacher.extra[{i}]"))
+    return [cfg, *extra]
+
+
+def _check_bench_lists(cfg: BuildConfig) -> None:
+    """bench.pin_cpus and bench.batch_sizes are parsed when the config loads: found only by the bench
+    stage, a typo would already have cost the build its report."""
+    from .bench.affinity import parse_cpus
+    from .bench.throughput import parse_batch_sizes
+
+    parse_cpus(cfg.bench.pin_cpus)
+    parse_batch_sizes(cfg.bench.batch_sizes)
 
 
 def _check_something_is_learned(cfg: BuildConfig) -> None:
@@ -389,7 +414,7 @@ def _check_something_is_learned(cfg: BuildConfig) -> None:
     if d.token_weight == d.patch_weight == d.feature_weight == 0:
         raise EdgedistillError("distill.token_weight, patch_weight and feature_weight are all 0, so distillation would learn nothing",
                                "set at least one of them above 0 (Proteus uses 1 for each)")
-    weights = [cfg.teacher.weight] + [t.get("weight", 1.0) if isinstance(t, dict) else t.weight for t in cfg.teacher.extra]
+    weights = [t.weight for t in teacher_list(cfg.teacher)]
     if not any(weights):
         raise EdgedistillError("every teacher has weight 0, so distillation would learn nothing", "set teacher.weight (or an extra teacher's) above 0")
     if not weights[0]:  # its head set is the one saved, exported and deployed: at weight 0 it never trains

@@ -18,6 +18,7 @@ from .artifacts import Artifact, Manifest
 from .config import BuildConfig
 from .errors import EdgedistillError
 from .progress import console
+from .profiles import bundled_dir
 from .targets import TargetProfile
 
 STAGES = ("distill", "export", "quantize", "compile", "bench", "report")
@@ -33,7 +34,12 @@ class Pipeline:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest.load(self.workdir)
         self.manifest.data["target"] = target.name
-        self.manifest.data["config"] = cfg.to_dict()
+        self.manifest.data.pop("target_file", None)
+        if target.source and Path(target.source).resolve().parent != bundled_dir("targets").resolve():
+            self.manifest.data["target_file"] = str(Path(target.source).resolve())  # later commands reload it, not a bundled namesake
+        # The config later commands start from: the last one a stage succeeded with, so a value a stage
+        # refuses (a typo) is not saved into the build to fail every later command.
+        self.manifest.data.setdefault("config", cfg.to_dict())
         self._stamps: dict = {}
         self.reused: set[str] = set()  # artifacts an unchanged stage kept, so the CLI says "kept", not "wrote"
 
@@ -53,16 +59,21 @@ class Pipeline:
 
     def _run_stage(self, stage: str, key: str, work: Callable[[], list[Artifact]]) -> list[Artifact]:
         if not self.force and self.manifest.stage_is_fresh(stage, key):
-            console.print(f"[dim]{stage}: unchanged, reusing {', '.join(self.manifest.data['stages'][stage]['outputs']) or 'nothing'}[/dim]")
-            self.reused.update(self.manifest.data["stages"][stage]["outputs"])
-            return [self.artifacts()[n] for n in self.manifest.data["stages"][stage]["outputs"]]
+            return self._reuse(stage, "unchanged")
+        if not self.force and self._restore_earlier(stage, key):
+            return self._reuse(stage, "unchanged since an earlier run")
         # What this stage and every later one made last time goes out of the manifest now: if the stage
         # fails, or no longer makes an artifact (another target profile), nothing downstream may pick up
-        # an old file, and later artifacts were derived from this stage's old outputs anyway
+        # an old file, and later artifacts were derived from this stage's old outputs anyway. Their records
+        # are kept aside: a run that fails on a mistake, then a run with the old settings, finds them again
+        # (files intact), instead of retraining a student that is still on disk.
+        earlier = self.manifest.data.setdefault("earlier", {})
         for later in STAGES[STAGES.index(stage):]:
             record = self.manifest.data["stages"].pop(later, None) if later != stage else self.manifest.data["stages"].get(stage)
-            for name in (record or {}).get("outputs", []):
-                self.manifest.data["artifacts"].pop(name, None)
+            outputs = {name: self.manifest.data["artifacts"].pop(name) for name in (record or {}).get("outputs", [])
+                       if name in self.manifest.data["artifacts"]}
+            if record and record.get("status") == "done":
+                earlier[later] = {"record": record, "artifacts": outputs}
         shutil.rmtree(self.workdir / "report", ignore_errors=True)  # it described the old outputs; a failed run must leave none
         self.manifest.set_status("incomplete")
         for stale in ("failed_stage", "traceback", "selected", "changed_artifacts"):  # belonged to an earlier run
@@ -80,8 +91,33 @@ class Pipeline:
         for artifact in produced:
             self.manifest.add(artifact)
         self.manifest.record_stage(stage, key, [a.name for a in produced])
+        self.manifest.data["config"] = self.cfg.to_dict()
+        self.manifest.data["earlier"].pop(stage, None)  # its files were replaced
         self.manifest.save()
         return produced
+
+    def _reuse(self, stage: str, why: str) -> list[Artifact]:
+        outputs = self.manifest.data["stages"][stage]["outputs"]
+        console.print(f"[dim]{stage}: {why}, reusing {', '.join(outputs) or 'nothing'}[/dim]")
+        self.reused.update(outputs)
+        return [self.artifacts()[n] for n in outputs]
+
+    def _restore_earlier(self, stage: str, key: str) -> bool:
+        """Put back the record a later run set aside, when its key is this run's and its files are intact."""
+        kept = (self.manifest.data.get("earlier") or {}).get(stage)
+        if not kept or kept["record"].get("key") != key or set(kept["artifacts"]) != set(kept["record"]["outputs"]):
+            return False
+        if not all(Artifact.from_dict(a).is_intact(self.workdir) for a in kept["artifacts"].values()):
+            return False
+        self.manifest.data["stages"][stage] = kept["record"]
+        self.manifest.data["artifacts"].update(kept["artifacts"])
+        del self.manifest.data["earlier"][stage]
+        if self.manifest.data.get("failed_stage") == stage:  # the failure this record was set aside for is undone
+            for stale in ("failed_stage", "traceback"):
+                self.manifest.data.pop(stale, None)
+            self.manifest.set_status("incomplete")
+        self.manifest.save()
+        return True
 
     # -- stages ----------------------------------------------------------------------------
     def _file_inputs(self, *sources: str | tuple | None) -> list:

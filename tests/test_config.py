@@ -65,6 +65,9 @@ def test_defaults_and_overrides(tmp_path):
     ("data.source=", "'data.source' is empty (fix: set it to bundled, a folder"),  # it read the current folder
     ("student.name=' '", "'student.name' is empty"),
     ("teacher.weight=0", "every teacher has weight 0, so distillation would learn nothing"),
+    ("teacher.extra=[vit_small_patch16_224]", "teacher.extra[0] must be a mapping of teacher keys"),  # was an AttributeError
+    ("bench.batch_sizes=[1, 0]", "bench.batch_sizes [1, 0] holds a size below 1"),  # was dropped silently
+    ("bench.pin_cpus=0-l", "bench.pin_cpus has '0-l', not a CPU id or range"),  # was found by bench, after the report went
 ])
 def test_bad_overrides_are_clear(override, fragment):
     with pytest.raises(EdgedistillError) as info:

@@ -1,6 +1,7 @@
 """The whole pipeline on a tiny student, through the CLI, with real ONNX Runtime and OpenVINO runs."""
 
 import json
+from pathlib import Path
 
 import timm
 import torch
@@ -178,3 +179,69 @@ def test_an_artifact_deleted_after_bench_is_noticed_by_bench_and_by_report_gates
     manifest = Manifest.load(out)
     assert manifest.data["status"] == "incomplete" and manifest.data["changed_artifacts"] == ["onnxruntime-int8"]
     assert main(["report", str(out), "--min-cosine", "0.5"]) == 1
+
+
+def test_a_failed_run_on_a_mistake_then_the_old_settings_reuse_what_is_on_disk(tiny_build, tmp_path, capsys):
+    """A typo on a finished build must not cost the trained student: the run after it, with the build's
+    own settings, finds every stage's earlier outputs intact and reuses them."""
+    import shutil
+
+    out = tmp_path / "b"
+    shutil.copytree(tiny_build, out)
+    student = Manifest.load(out).artifacts()["student"].sha256
+    assert main(["build", "--out", str(out), "--set", f"data.source={tmp_path / 'no-such-folder'}"]) == 2
+    assert Manifest.load(out).data["status"] == "failed" and "student" not in Manifest.load(out).artifacts()
+    capsys.readouterr()
+    assert main(["build", "--out", str(out)]) == 0  # the saved config is the last one a stage succeeded with
+    said = " ".join(capsys.readouterr().err.split())
+    for stage in ("distill", "export", "quantize", "compile", "bench"):
+        assert f"{stage}: unchanged since an earlier run" in said, stage
+    manifest = Manifest.load(out)
+    assert manifest.data["status"] == "complete" and manifest.artifacts()["student"].sha256 == student
+
+
+def test_a_value_a_stage_refuses_is_not_saved_into_the_build(tiny_build, tmp_path):
+    import shutil
+
+    out = tmp_path / "b"
+    shutil.copytree(tiny_build, out)
+    assert main(["bench", str(out), "--pin-cpus", "999"]) == 2  # a CPU this host lacks: only the stage can tell
+    assert Manifest.load(out).data["config"]["bench"]["pin_cpus"] == []
+    assert main(["bench", str(out)]) == 0 and Manifest.load(out).data["status"] == "complete"
+
+
+def test_one_stage_for_another_target_is_refused_and_a_profile_file_is_remembered(tiny_build, tmp_path, capsys):
+    import shutil
+
+    from edgedistill.cli import _pipeline
+
+    out = tmp_path / "b"
+    shutil.copytree(tiny_build, out)
+    capsys.readouterr()
+    assert main(["compile", str(out), "--target", "jetson-orin"]) == 2  # its INT8 model was quantized for x86-cpu
+    assert "was built for x86-cpu, not jetson-orin" in " ".join(capsys.readouterr().err.split())
+
+    profile = tmp_path / "x86-cpu.yaml"  # a user's file named like a bundled target, with its own budget
+    profile.write_text((Path(__file__).parents[1] / "targets" / "x86-cpu.yaml").read_text().replace("min_cosine: 0.98", "min_cosine: 0.5"))
+    pipe = _pipeline(out, str(profile), None, ())
+    pipe.manifest.save()
+    again = _pipeline(out, None, None, ())
+    assert again.target.min_cosine == 0.5 and again.target.source == str(profile.resolve())
+
+
+def test_a_bundle_whose_preflight_finds_errors_fails_compile(tiny_build, tmp_path):
+    """The bundle's README says errors block the engine build: CI must see that on the host."""
+    import shutil
+
+    import pytest
+
+    from edgedistill.backends import compile_stage
+    from edgedistill.errors import EdgedistillError
+    from edgedistill.targets import load_target
+
+    out = tmp_path / "b"
+    shutil.copytree(tiny_build, out)
+    found = Manifest.load(out).artifacts()  # the INT8 model quantized for x86-cpu: uint8 activations, int32 biases
+    with pytest.raises(EdgedistillError, match="TensorRT preflight of the int8 model") as error:
+        compile_stage._tensorrt({"onnx": found["onnx-fp32"], "onnxruntime-int8": found["onnxruntime-int8"]}, out, load_target("jetson-orin"))
+    assert error.value.fix and (out / "trt_bundle" / "README.md").is_file()

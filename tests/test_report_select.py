@@ -332,3 +332,13 @@ def test_a_miss_close_to_the_budget_is_not_shown_as_the_budget():
     reason = select_artifact(bench)["reason"]
     assert "onnxruntime-int8: cosine 0.97996 < 0.98" in reason  # 4 digits would say 0.98 < 0.98
     assert "openvino-int8: cosine 0.9724 < 0.98" in reason  # plainly below: 4 digits do
+
+
+def test_a_row_at_a_precision_the_target_does_not_run_is_not_selected():
+    bench = load("sample")
+    bench["target"]["precisions"] = ["fp32"]  # a profile that ships fp32 models only
+    sel = select_artifact(bench)
+    assert art(bench, sel["artifact"])["precision"] == "fp32"
+    assert "onnxruntime-int8, openvino-int8 ran at int8, not one of the target's precisions (fp32), so they did not compete" in sel["reason"]
+    del bench["target"]["precisions"]  # a bench.json from before targets recorded their precisions
+    assert select_artifact(bench)["artifact"] == "onnxruntime-int8"

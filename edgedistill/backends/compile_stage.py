@@ -3,10 +3,12 @@ TensorRT, otherwise a bundle that `edgedistill compile BUNDLE` finishes on the d
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..artifacts import MANIFEST, Artifact, Manifest, atomic_output
 from ..config import BuildConfig
+from ..errors import EdgedistillError
 from ..targets import TargetProfile
 from .openvino_backend import convert_to_ir
 from .registry import get_backend
@@ -40,6 +42,7 @@ def _tensorrt(inputs: dict, workdir: Path, target: TargetProfile) -> list[Artifa
     calibration = inputs.get("trt-calibration")  # the exact batch the QDQ graph was calibrated on
     calibration_npy = calibration.abspath(workdir) / "calibration.npy" if calibration is not None else None
     bundle = write_bundle(workdir / "trt_bundle", onnx_files, target, calibration_npy)
+    refuse_blocked(bundle)
     engines = []
     # An engine fits the GPU and TensorRT it was built with: build here only when this host is the target
     if target.runs_on_this_host()[0] and get_backend("tensorrt").is_available():
@@ -47,6 +50,17 @@ def _tensorrt(inputs: dict, workdir: Path, target: TargetProfile) -> list[Artifa
 
         engines = compile_bundle(bundle)
     return bundle_records(workdir, bundle, engines, inputs["onnx"], target.device, sorted(onnx_files))
+
+
+def refuse_blocked(bundle: Path) -> None:
+    """A bundle whose preflight found errors cannot build on the device (its README says so): fail here,
+    where CI sees it, not on the Jetson. The bundle stays on disk for its README, unrecorded."""
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    blocking = [(m["precision"], f) for m in manifest["models"] for f in m.get("findings", []) if f["severity"] == "error"]
+    if blocking:
+        precision, first = blocking[0]
+        more = f" (and {len(blocking) - 1} more, listed in {bundle / 'README.md'})" if len(blocking) > 1 else ""
+        raise EdgedistillError(f"TensorRT preflight of the {precision} model: {first['message']}{more}", first["fix"])
 
 
 def bundle_records(workdir: Path, bundle: Path, engines: list[Path], onnx: Artifact, device: str, precisions: list[str]) -> list[Artifact]:

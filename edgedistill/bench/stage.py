@@ -111,8 +111,8 @@ def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target:
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "build": {"dir": str(workdir), "student": artifacts["student"].extra.get("architecture", ""), "teacher": cfg.teacher.name,
                   "student_sha256": artifacts["student"].sha256},
-        # backends: with device, which rows are the target's own (report/select.py); the rest never compete
-        "target": {k: getattr(target, k) for k in ("name", "device", "backends", "min_cosine", "min_top1_agreement", "selection_tolerance",
+        # backends, precisions: with device, which rows are the target's own (report/select.py); the rest never compete
+        "target": {k: getattr(target, k) for k in ("name", "device", "backends", "precisions", "min_cosine", "min_top1_agreement", "selection_tolerance",
                                                    "peak_tflops_fp32", "peak_tflops_fp16", "peak_tops_int8", "bandwidth_gbs")},
         "host": host,
         "eval": _eval_section(cfg, plan, artifacts),

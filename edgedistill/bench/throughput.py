@@ -15,14 +15,21 @@ def batch_of(inputs: np.ndarray, batch: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([inputs] * reps)[:batch])
 
 
-def batch_sizes(requested: tuple, main: int, batch_opt: int, batch_max: int) -> list[int]:
-    """(1, 4), ("1,4,8",) or () -> sorted sizes; () means the main batch plus the target's opt and max."""
+def parse_batch_sizes(requested: tuple) -> list[int]:
+    """(1, 4) or ("1,4,8",) -> [1, 4, 8]; refused with a one-line error unless every size is an integer >= 1."""
     parts = [p for item in requested for p in str(item).replace(" ", "").split(",") if p]
     try:
-        sizes = [int(p) for p in parts] if parts else [main, batch_opt, batch_max]
+        sizes = [int(p) for p in parts]
     except ValueError:
         raise EdgedistillError(f"bench.batch_sizes {list(requested)} holds a non-integer", "write sizes such as [1, 4, 8] or \"1,4,8\"") from None
-    return sorted({b for b in sizes if b >= 1})
+    if any(size < 1 for size in sizes):  # dropped silently before: a sweep the user did not ask for
+        raise EdgedistillError(f"bench.batch_sizes {list(requested)} holds a size below 1", "write sizes of 1 or more, such as [1, 4, 8]")
+    return sizes
+
+
+def batch_sizes(requested: tuple, main: int, batch_opt: int, batch_max: int) -> list[int]:
+    """(1, 4), ("1,4,8",) or () -> sorted sizes; () means the main batch plus the target's opt and max."""
+    return sorted(set(parse_batch_sizes(requested) or [main, batch_opt, batch_max]))
 
 
 def sweep(runner: Runner, inputs: np.ndarray, sizes: list[int], input_name: str = "input", **timing) -> list[dict]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import OFFLINE_TEACHER, TeacherConfig, from_dict
+from ..config import OFFLINE_TEACHER, TeacherConfig, teacher_list
 from ..errors import EdgedistillError
 from .offline_teacher import load_offline_efficientnet_lite0
 from .open_clip_teacher import PREFIX as OPEN_CLIP_PREFIX, create_open_clip_visual
@@ -143,15 +143,7 @@ def hold_for_distillation(teachers: list[Teacher], configs: list[TeacherConfig],
 
 def teacher_configs(cfg: TeacherConfig) -> list[TeacherConfig]:
     """The primary teacher followed by `cfg.extra` (each a mapping of TeacherConfig keys)."""
-    extra = []
-    for i, item in enumerate(cfg.extra):
-        if isinstance(item, TeacherConfig):
-            extra.append(item)
-            continue
-        if not isinstance(item, dict) or "extra" in item:
-            raise EdgedistillError(f"teacher.extra[{i}] must be a mapping of teacher keys (name, checkpoint, weight, ...)", "write teacher.extra as a list of {name: ..., weight: ...}")
-        extra.append(from_dict(TeacherConfig, item, f"teacher.extra[{i}]"))
-    return [cfg, *extra]
+    return teacher_list(cfg)
 
 
 def create_teachers(cfg: TeacherConfig) -> list[Teacher]:

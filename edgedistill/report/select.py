@@ -9,7 +9,8 @@ artifact whose p50 lies within the target's `selection_tolerance` of the fastest
 tied, and the tie goes to the smaller file, then the higher cosine, then the name.
 With nothing measured on the target at all, nothing is selected: the fp32 reference is a
 fallback for a budget nobody meets, not a choice to make from estimates.
-Only the target's own rows compete: those that ran on its device with one of its backends. On an
+Only the target's own rows compete: those that ran on its device with one of its backends, at one
+of its precisions. On an
 OpenVINO GPU target the ONNX Runtime rows ran on the host CPU; their latency says nothing about
 the GPU, and a CPU is no choice for someone buying the GPU (gates.py skips them too).
 """
@@ -67,8 +68,8 @@ def reference_artifact(report: dict) -> dict | None:
 def off_target(art: dict, target: dict) -> str | None:
     """Why a row is not the target's own ("ran on the CPU, not the target's GPU"), None when it is.
 
-    A row without a device, or a target record without a device or backends (bench.json files
-    written before they were recorded), is not held against the row."""
+    A row without a device, or a target record without a device, backends or precisions (bench.json
+    files written before they were recorded), is not held against the row."""
     device, wanted = str(art.get("device") or ""), str(target.get("device") or "")
     if device and wanted and device.upper() != wanted.upper():
         return f"ran on the {device}, not the target's {wanted}"
@@ -78,13 +79,22 @@ def off_target(art: dict, target: dict) -> str | None:
     return None
 
 
+def not_a_choice(art: dict, target: dict) -> str | None:
+    """Why a row may not be selected for the target: it ran off the target (off_target), or at a
+    precision the target's profile does not run (an INT8 model for a profile of precisions [fp32])."""
+    precisions = target.get("precisions")
+    if isinstance(precisions, (list, tuple)) and precisions and art.get("precision") and art.get("precision") not in precisions:
+        return f"ran at {art.get('precision')}, not one of the target's precisions ({', '.join(map(str, precisions))})"
+    return off_target(art, target)
+
+
 def select_artifact(report: dict) -> dict:
     """{"artifact": name or None, "reason": one sentence} for a bench or report document."""
     budget = _budget(report)
     budget_text = ", ".join(f"{words} >= {limit:g}" for _, limit, words in budget) or "no fidelity budget set"
     target = report.get("target") or {}
     every = artifacts_of(report)
-    arts = [a for a in every if off_target(a, target) is None]
+    arts = [a for a in every if not_a_choice(a, target) is None]
     measured = [a for a in arts if a.get("status") == "measured" and p50_of(a) is not None]
     aside = _set_aside(every, target)
     within = [a for a in measured if not _failures(a, budget)]
@@ -115,7 +125,7 @@ def select_artifact(report: dict) -> dict:
 def _set_aside(arts: list[dict], target: dict, skip: dict | None = None) -> str:
     """'; onnx-fp32 ran on the CPU, not the target's GPU, so it did not compete' for rows measured off the target."""
     off = [(a.get("name"), why) for a in arts
-           if a is not skip and a.get("status") == "measured" and (why := off_target(a, target))]
+           if a is not skip and a.get("status") == "measured" and (why := not_a_choice(a, target))]
     if not off:
         return ""
     by_why: dict[str, list[str]] = {}
