@@ -245,3 +245,17 @@ def test_a_bundle_whose_preflight_finds_errors_fails_compile(tiny_build, tmp_pat
     with pytest.raises(EdgedistillError, match="TensorRT preflight of the int8 model") as error:
         compile_stage._tensorrt({"onnx": found["onnx-fp32"], "onnxruntime-int8": found["onnxruntime-int8"]}, out, load_target("jetson-orin"))
     assert error.value.fix and (out / "trt_bundle" / "README.md").is_file()
+
+
+def test_stages_after_a_rerun_whose_inputs_came_out_the_same_are_reused(tiny_build, tmp_path, capsys):
+    """bench.eval_images re-runs export (it writes the eval views), whose model.onnx comes out
+    byte-identical: quantize and compile find their earlier outputs instead of redoing them."""
+    import shutil
+
+    out = tmp_path / "b"
+    shutil.copytree(tiny_build, out)
+    capsys.readouterr()
+    assert main(["build", "--out", str(out), "--set", "bench.eval_images=12"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "export: unchanged" not in said and "bench: unchanged" not in said
+    assert "quantize: unchanged since an earlier run" in said and "compile: unchanged since an earlier run" in said

@@ -174,3 +174,13 @@ def test_measurement_replaces_only_the_estimate_of_its_own_model():
         ("runs/small", "estimated"), ("runs/small", "estimated"),
         ("runs/jetson@orin-agx-01", "measured"), ("runs/jetson@orin-agx-01", "measured")]
     assert all([rep["build"] for rep in r["replaces"]] == ["runs/jetson@ci-runner-7"] for r in jetson[2:])
+
+
+def test_the_pipelines_device_steps_go_once_the_device_measured_every_row_they_were_for():
+    host = make_report(load("estimated"), ["copy the build folder 'runs/orin' to the jetson-orin device",
+                                           "there: edgedistill bench runs/orin --target jetson-orin"])  # the pipeline's own steps
+    assert merge_reports([host])["remaining_steps"] == host["remaining_steps"]
+    assert merge_reports([host, load("jetson")])["remaining_steps"] == []
+    one = load("jetson")
+    one["artifacts"] = [a for a in one["artifacts"] if a["name"] == "tensorrt-int8"]  # fp16 still only estimated
+    assert host["remaining_steps"][0] in merge_reports([host, one])["remaining_steps"]

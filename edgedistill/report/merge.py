@@ -165,9 +165,13 @@ def _replace_estimates(rows: list[dict]) -> list[dict]:
 
 
 def _done(step: str, build: str, rows: list[dict]) -> bool:
-    """A derived step ("<artifact>: ...") is done once another input measured that artifact."""
-    return any(step.startswith(f"{row['artifact']}:") and any(rep["build"] == build for rep in row["replaces"])
-               for row in rows)
+    """A derived step ("<artifact>: ...") is done once another input measured that artifact; any step
+    of a build (the pipeline's "copy the build folder to the device", ...) once every row it left
+    pending or estimated was measured by another input (the device's bench.json)."""
+    if any(step.startswith(f"{row['artifact']}:") and any(rep["build"] == build for rep in row["replaces"]) for row in rows):
+        return True
+    replaced = any(rep["build"] == build for row in rows for rep in row["replaces"])
+    return replaced and not any(row["build"] == build and row["status"] in _REPLACEABLE for row in rows)
 
 
 def merge_reports(reports: list[dict]) -> dict:
