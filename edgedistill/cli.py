@@ -223,10 +223,12 @@ def report(paths, out, max_latency_ms, min_cosine, max_size_mb):
         doc = merge_reports(docs)
     if out:
         write_report(doc, out)
-    click.echo(render_markdown(doc))  # stdout only, so `>> $GITHUB_STEP_SUMMARY` gets clean Markdown
+    unfinished = _unfinished_builds(paths)
+    # in the Markdown too: a step summary must not show an earlier run's figures as this build's
+    warnings = "".join(f"> **Warning:** {line}\n>\n" for line in unfinished)
+    click.echo((warnings + "\n" if warnings else "") + render_markdown(doc))  # stdout only: `>> $GITHUB_STEP_SUMMARY` gets clean Markdown
     console.print(summary_table(doc))
     violations = check_gates(doc, max_latency_ms=max_latency_ms, min_cosine=min_cosine, max_size_mb=max_size_mb)
-    unfinished = _unfinished_builds(paths)
     for line in unfinished:
         console.print(f"[yellow]note:[/yellow] {line}")
     if unfinished and any(g is not None for g in (max_latency_ms, min_cosine, max_size_mb)):

@@ -71,6 +71,7 @@ def test_unknown_recipe_is_a_user_error():
     ("samples: [unclosed\n", "is not valid YAML"),
     ("- a list\n", "must hold a mapping"),
     ("sample: 8\n", "unknown config key 'calibration.sample'"),
+    ("seed: 20261123\n", "the evaluation views' seed, so INT8 fidelity would be measured on the crops it calibrated on"),
 ])
 def test_a_bad_recipe_file_is_a_one_line_error_naming_it(tmp_path, text, cause):
     (tmp_path / "recipe.yaml").write_text(text)

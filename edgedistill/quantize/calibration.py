@@ -22,6 +22,7 @@ from PIL import Image
 
 from ..config import from_dict, read_yaml_mapping
 from ..data.crops import pick_images, source_crops
+from ..data.eval_set import EVAL_SEED
 from ..data.images import ImageSource, source_stamp
 from ..errors import EdgedistillError
 from ..models.preprocess import preprocess_images
@@ -55,9 +56,13 @@ def load_recipe(name_or_path: str) -> CalibrationRecipe:
             )
     data = read_yaml_mapping(path, "calibration recipe", "write keys such as 'source: bundled', 'samples: 64', 'seed: 1234'")
     try:
-        return from_dict(CalibrationRecipe, data, where="calibration")  # LIMITS checks calibration.samples and .seed
+        recipe = from_dict(CalibrationRecipe, data, where="calibration")  # LIMITS checks calibration.samples and .seed
     except EdgedistillError as exc:
         raise EdgedistillError(f"calibration recipe '{path}': {exc.cause}", exc.fix) from exc
+    if recipe.seed == EVAL_SEED:  # the same source would give the very crops bench measures fidelity on
+        raise EdgedistillError(f"calibration recipe '{path}' has seed {EVAL_SEED}, the evaluation views' seed, so INT8 fidelity "
+                               "would be measured on the crops it calibrated on", "pick another seed (the bundled recipes use 1234)")
+    return recipe
 
 
 def _fingerprint(recipe: CalibrationRecipe, data_config: dict, source: ImageSource, extra: dict | None = None) -> str:
