@@ -38,11 +38,17 @@ def _pipeline(build_dir: Path, target: str | None, config_path: str | None, over
     saved = manifest.data.get("config", {})
     cfg = load_config(config_path, overrides, base=saved)
     # a profile file is reloaded from where it was (its name alone may be unknown, or a bundled target's)
-    profile = load_target(target or manifest.data.get("target_file") or manifest.data.get("target", "x86-cpu"))
+    saved_file = manifest.data.get("target_file")
+    if saved_file:
+        saved_file = str(Path(build_dir) / saved_file)  # the copy kept in the folder (an absolute path stays as it is)
+    if not target and saved_file and not Path(saved_file).is_file():
+        raise EdgedistillError(f"build folder '{build_dir}' was built for the target profile file '{saved_file}', which is gone",
+                               "pass --target with that profile's path (or a bundled target's name)")
+    profile = load_target(target or saved_file or manifest.data.get("target", "x86-cpu"))
     built_for = manifest.data.get("target")
     if alone and built_for and profile.name != built_for and manifest.data.get("stages"):
         raise EdgedistillError(f"build folder '{build_dir}' was built for {built_for}, not {profile.name}, so its quantized models and engines are {built_for}'s",
-                               f"edgedistill build --target {target} --out {build_dir} re-runs the stages that depend on the target (or use another --out)")
+                               f"edgedistill build --target {target or saved_file or profile.name} --out {build_dir} re-runs the stages that depend on the target (or use another --out)")
     return Pipeline(cfg, profile, build_dir, force=force)
 
 
@@ -141,7 +147,7 @@ def compile_command(path, target, config_path, overrides, force):
 
     \b
     Examples:
-      edgedistill compile runs/exp --target intel-gpu
+      edgedistill compile runs/exp
       edgedistill compile runs/orin/trt_bundle          # on the Jetson: builds the TensorRT engines
     """
     from .progress import console
@@ -182,7 +188,7 @@ def bench(build_dir, target, config_path, overrides, force, iterations, warmup, 
     Examples:
       edgedistill bench runs/exp --force --iterations 500 --threads 4 --pin-cpus 0-3
       edgedistill bench runs/exp --batch-sizes 1,8,32 --eval-dir /data/val_labelled
-      edgedistill bench runs/orin --target jetson-orin-nano --efficiency-from orin-bench.json
+      edgedistill bench runs/nano --target jetson-orin-nano --efficiency-from orin-bench.json
     """
     import json
 
@@ -221,12 +227,12 @@ def report(paths, out, max_latency_ms, min_cosine, max_size_mb):
         doc = docs[0] if str(docs[0].get("schema", "")).startswith("edgedistill.report") else make_report(docs[0])
     else:
         doc = merge_reports(docs)
+    unfinished = _unfinished_builds(paths)
+    if unfinished:  # in every rendering too: a step summary must not show an earlier run's figures as this build's
+        doc = {**doc, "warnings": unfinished}
     if out:
         write_report(doc, out)
-    unfinished = _unfinished_builds(paths)
-    # in the Markdown too: a step summary must not show an earlier run's figures as this build's
-    warnings = "".join(f"> **Warning:** {line}\n>\n" for line in unfinished)
-    click.echo((warnings + "\n" if warnings else "") + render_markdown(doc))  # stdout only: `>> $GITHUB_STEP_SUMMARY` gets clean Markdown
+    click.echo(render_markdown(doc))  # stdout only, so `>> $GITHUB_STEP_SUMMARY` gets clean Markdown
     console.print(summary_table(doc))
     violations = check_gates(doc, max_latency_ms=max_latency_ms, min_cosine=min_cosine, max_size_mb=max_size_mb)
     for line in unfinished:

@@ -22,6 +22,11 @@ from .profiles import bundled_dir
 from .targets import TargetProfile
 
 STAGES = ("distill", "export", "quantize", "compile", "bench", "report")
+TARGET_FILE = "target.yaml"  # a user's target profile, kept in the build folder
+# The config sections each stage reads: saved into the build once the stage has succeeded with them,
+# so a typo in a later section, refused by its stage, is not kept for every later command.
+STAGE_SECTIONS = {"distill": ("teacher", "student", "data", "distill"), "export": ("export", "teacher", "data"),
+                  "quantize": ("quantize",), "compile": (), "bench": ("bench",)}
 
 
 def _key(*parts) -> str:
@@ -36,9 +41,14 @@ class Pipeline:
         self.manifest.data["target"] = target.name
         self.manifest.data.pop("target_file", None)
         if target.source and Path(target.source).resolve().parent != bundled_dir("targets").resolve():
-            self.manifest.data["target_file"] = str(Path(target.source).resolve())  # later commands reload it, not a bundled namesake
-        # The config later commands start from: the last one a stage succeeded with, so a value a stage
-        # refuses (a typo) is not saved into the build to fail every later command.
+            # a copy in the build folder, which later commands reload (not a bundled namesake), here or on
+            # the device the folder is copied to
+            kept = self.workdir / TARGET_FILE
+            if Path(target.source).resolve() != kept.resolve():
+                shutil.copyfile(target.source, kept)
+            self.manifest.data["target_file"] = TARGET_FILE
+        # The config later commands start from: each section as its stage last succeeded with it (the
+        # whole config on a first run, so a failed first build is re-run with its settings).
         self.manifest.data.setdefault("config", cfg.to_dict())
         self._stamps: dict = {}
         self.reused: set[str] = set()  # artifacts an unchanged stage kept, so the CLI says "kept", not "wrote"
@@ -91,7 +101,8 @@ class Pipeline:
         for artifact in produced:
             self.manifest.add(artifact)
         self.manifest.record_stage(stage, key, [a.name for a in produced])
-        self.manifest.data["config"] = self.cfg.to_dict()
+        current = self.cfg.to_dict()
+        self.manifest.data["config"].update({section: current[section] for section in STAGE_SECTIONS[stage]})
         self.manifest.data["earlier"].pop(stage, None)  # its files were replaced
         self.manifest.save()
         return produced
@@ -246,8 +257,12 @@ class Pipeline:
             f"copy the build folder '{self.workdir}' to the {self.target.name} device",
             "there: pip install edgedistill, with the JetPack's own TensorRT Python bindings (python3-libnvinfer)",
             f"there: edgedistill compile {self.workdir / bundle.path}   (or run {bundle.path}/build_engines.sh with trtexec)",
-            f"there: edgedistill bench {self.workdir} --target {self.target.name}",
+            f"there: edgedistill bench {self.workdir} --target {self._target_argument()}",
         ]
+
+    def _target_argument(self) -> str:
+        """What --target takes to name this build's target: its bundled name, or the profile kept in the folder."""
+        return str(self.workdir / TARGET_FILE) if self.manifest.data.get("target_file") else self.target.name
 
     def build(self) -> dict:
         for stage in STAGES[:-1]:

@@ -156,8 +156,10 @@ def test_a_broken_rebuild_never_reads_as_complete_nor_passes_gates(tiny_build, t
     capsys.readouterr()
     assert main(["report", str(out), "--min-cosine", "0.5"]) == 1  # the old report.json must not pass CI
     assert "is failed (bench)" in capsys.readouterr().err
-    assert main(["report", str(out)]) == 0  # no gates: the Markdown itself says the figures may be stale
-    assert capsys.readouterr().out.startswith(f"> **Warning:** build {out} is failed (bench)")
+    assert main(["report", str(out), "--out", str(tmp_path / "r")]) == 0  # no gates: the report itself says its figures may be stale
+    assert capsys.readouterr().out.split("\n")[2].startswith("> **Warning:** build ")
+    assert "is failed (bench)" in (tmp_path / "r" / "report.md").read_text() and "Warning:" in (tmp_path / "r" / "report.html").read_text()
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["warnings"][0].endswith("so its report may not describe it")
 
     assert main(["export", str(out), "--target", "x86-cpu", "--force"]) == 0
     manifest = Manifest.load(out)  # everything made from the old model.onnx is gone with it
@@ -211,9 +213,20 @@ def test_a_value_a_stage_refuses_is_not_saved_into_the_build(tiny_build, tmp_pat
     assert Manifest.load(out).data["config"]["bench"]["pin_cpus"] == []
     assert main(["bench", str(out)]) == 0 and Manifest.load(out).data["status"] == "complete"
 
+    # a run whose first stages succeed keeps their sections, not the typo in a later one
+    assert main(["build", "--out", str(out), "--set", "export.opset=18", "--set", "bench.iterations=6",
+                 "--set", "quantize.calibration=bundled-photoz"]) == 2  # export re-runs and succeeds, quantize refuses
+    saved = Manifest.load(out).data["config"]
+    assert saved["export"]["opset"] == 18 and saved["quantize"]["calibration"] is None and saved["bench"]["iterations"] == 5
+    assert main(["quantize", str(out)]) == 0
+
 
 def test_one_stage_for_another_target_is_refused_and_a_profile_file_is_remembered(tiny_build, tmp_path, capsys):
     import shutil
+
+    import pytest
+
+    from edgedistill.errors import EdgedistillError
 
     from edgedistill.cli import _pipeline
 
@@ -227,8 +240,12 @@ def test_one_stage_for_another_target_is_refused_and_a_profile_file_is_remembere
     profile.write_text((Path(__file__).parents[1] / "targets" / "x86-cpu.yaml").read_text().replace("min_cosine: 0.98", "min_cosine: 0.5"))
     pipe = _pipeline(out, str(profile), None, ())
     pipe.manifest.save()
+    profile.unlink()  # the folder keeps its own copy: it travels with the folder to the device
     again = _pipeline(out, None, None, ())
-    assert again.target.min_cosine == 0.5 and again.target.source == str(profile.resolve())
+    assert again.target.min_cosine == 0.5 and again.target.source == str(out / "target.yaml")
+    (out / "target.yaml").unlink()
+    with pytest.raises(EdgedistillError, match="was built for the target profile file .*, which is gone"):
+        _pipeline(out, None, None, ())
 
 
 def test_a_bundle_whose_preflight_finds_errors_fails_compile(tiny_build, tmp_path):

@@ -431,3 +431,6 @@ def test_engines_that_build_engines_sh_left_are_adopted_once(fake, models, tmp_p
     assert compile_stage.adopt_engines(manifest) == ["tensorrt-bundle", "tensorrt-fp16"]
     assert manifest.artifacts()["tensorrt-fp16"].is_intact(build) and manifest.artifacts()["tensorrt-bundle"].status == "ready"
     assert compile_stage.adopt_engines(manifest) == []  # recorded as they are: not again
+    (build / "trt_bundle" / "engines" / "fp16.engine.json").write_text("{}")  # the tag build_engines.sh asks for, written since
+    assert compile_stage.adopt_engines(manifest) == ["tensorrt-bundle", "tensorrt-fp16"]  # else the build reads changed for good
+    assert manifest.changed_artifacts() == []

@@ -100,8 +100,8 @@ def adopt_engines(manifest: Manifest, engines: list[Path] | None = None) -> list
     if not engines or any(bundle not in e.parents for e in engines):
         return []
     known = {a.abspath(workdir).resolve(): a for a in found.values() if a.kind == "trt-engine"}
-    if recorded.status == "ready" and all(e in known and known[e].is_intact(workdir) for e in engines):
-        return []  # recorded as they are
+    if recorded.status == "ready" and all(e in known and known[e].is_intact(workdir) for e in engines) and recorded.is_intact(workdir):
+        return []  # recorded as they are (a tag sidecar or timing cache written since changes the bundle's hash: re-recorded)
     records = bundle_records(workdir, bundle, engines, found[recorded.parents[0]], recorded.device, recorded.extra.get("precisions", []))
     for record in records:
         manifest.add(record)

@@ -76,7 +76,7 @@ def _cached_batch(key: str, data_config: dict, cache_dir: Path | None, views: Ca
     if cache is not None and cache.is_file():
         try:
             return np.load(cache)
-        except (OSError, ValueError):  # truncated (a full disk, a partial copy): derived data, so made again
+        except (OSError, ValueError, EOFError):  # truncated or empty (a full disk, a partial copy): derived data, so made again
             cache.unlink(missing_ok=True)
     batch = preprocess_images(views(), data_config)
     if cache is not None:

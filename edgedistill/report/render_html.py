@@ -110,6 +110,7 @@ def _header(doc: dict, original: dict) -> list[str]:
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>{e(title(doc))}</title><style>{CSS}</style></head><body><main>",
             f'<header><h1>{e(title(doc))}</h1><p class="meta">created {e(original.get("created", ""))}</p></header>',
+            *[f'<p class="note"><strong>Warning:</strong> {e(w)}</p>' for w in original.get("warnings") or []],
             '<section><h2>Hosts</h2><ul class="facts">', *[f"<li>{e(host_line(h))}</li>" for h in hosts(doc)],
             '</ul><h2>Builds</h2><ul class="facts">',
             *[f"<li>{e(source_line(s))}</li>" for s in doc.get("sources") or []], "</ul></section>"]

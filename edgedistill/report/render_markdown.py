@@ -58,7 +58,10 @@ def _target(doc: dict, name: str, target: dict, rows: list[dict]) -> list[str]:
 
 def render_markdown(report_or_comparison: dict) -> str:
     doc = to_comparison(report_or_comparison)
-    out = [f"# {md(title(doc))}", "", "**Hosts**", ""]
+    out = [f"# {md(title(doc))}", ""]
+    # set by `edgedistill report` for builds that are not complete: an earlier run's figures must not read as theirs
+    out += [line for w in report_or_comparison.get("warnings") or [] for line in (f"> **Warning:** {md(w)}", "")]
+    out += ["**Hosts**", ""]
     out += [f"- {md(host_line(h))}" for h in hosts(doc)]
     out += ["", "**Builds**", ""]
     out += [f"- {md(source_line(s))}" for s in doc.get("sources") or []]
