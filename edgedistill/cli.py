@@ -55,6 +55,8 @@ def _pipeline(build_dir: Path, target: str | None, config_path: str | None, over
 def _print_written(pipe, produced) -> None:
     from .progress import console
 
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: once per job, as rank 0 alone writes
+        return
     for artifact in produced:
         state = " (pending: finish on the device)" if artifact.status == "pending" else ""
         verb = "kept" if artifact.name in pipe.reused else "wrote"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import traceback
 from dataclasses import replace
@@ -109,7 +110,8 @@ class Pipeline:
 
     def _reuse(self, stage: str, why: str) -> list[Artifact]:
         outputs = self.manifest.data["stages"][stage]["outputs"]
-        console.print(f"[dim]{stage}: {why}, reusing {', '.join(outputs) or 'nothing'}[/dim]")
+        if os.environ.get("RANK", "0") == "0":  # under torchrun: once per job
+            console.print(f"[dim]{stage}: {why}, reusing {', '.join(outputs) or 'nothing'}[/dim]")
         self.reused.update(outputs)
         return [self.artifacts()[n] for n in outputs]
 

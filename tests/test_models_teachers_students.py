@@ -266,3 +266,57 @@ def test_a_student_that_drops_patch_tokens_is_refused():
     with pytest.raises(EdgedistillError, match="patch_drop_rate 0.5 drops and shuffles patch tokens") as error:
         probe_student(create_backbone("vit_tiny_patch16_224", 32, {"depth": 1, "patch_drop_rate": 0.5}), 32)
     assert "remove patch_drop_rate" in error.value.fix
+
+
+def test_teacher_checkpoints_load_as_timm_would_load_them(tmp_path):
+    """Files from training scripts (DDP's module., Lightning's model., a wrapping dict), saved at another
+    img_size (pos_embed resampled by the family's checkpoint_filter_fn), or without or with another head."""
+    reference = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=1)
+    state = reference.state_dict()
+    files = {
+        "ddp.pth": {f"module.{k}": v for k, v in state.items()},
+        "lightning.pth": {"state_dict": {f"model.{k}": v for k, v in state.items()}},
+        "plain.safetensors": state,
+    }
+    for name, content in files.items():
+        if name.endswith(".pth"):
+            torch.save(content, tmp_path / name)
+        else:
+            from safetensors.torch import save_file
+
+            save_file(content, str(tmp_path / name))
+    for name in files:
+        teacher = create_teacher(TeacherConfig(name="vit_tiny_patch16_224", checkpoint=str(tmp_path / name), model_args={"depth": 1}))
+        assert torch.equal(teacher.model.blocks[0].attn.qkv.weight, reference.blocks[0].attn.qkv.weight), name
+    smaller = create_teacher(TeacherConfig(name="vit_tiny_patch16_224", checkpoint=str(tmp_path / "ddp.pth"), img_size=112, model_args={"depth": 1}))
+    assert smaller.model.pos_embed.shape[1] == 1 + 7 * 7  # resampled from 14x14, as timm's hub loading does
+
+    torch.save({k: v for k, v in state.items() if not k.startswith("head.")}, tmp_path / "backbone.pth")
+    with pytest.raises(EdgedistillError, match="Missing key") as error:
+        create_teacher(TeacherConfig(name="vit_tiny_patch16_224", checkpoint=str(tmp_path / "backbone.pth"), model_args={"depth": 1}))
+    assert error.value.fix == "the checkpoint has no classifier head: set model_args={num_classes: 0} for this model"
+    torch.save({**state, "head.weight": torch.zeros(10, 192), "head.bias": torch.zeros(10)}, tmp_path / "ten.pth")
+    with pytest.raises(EdgedistillError, match="size mismatch") as error:
+        create_teacher(TeacherConfig(name="vit_tiny_patch16_224", checkpoint=str(tmp_path / "ten.pth"), model_args={"depth": 1}))
+    assert error.value.fix == "the checkpoint's classifier has 10 classes: set model_args={num_classes: 10}"
+
+
+@pytest.mark.parametrize("config, cause", [
+    (dict(name="open_clip:ViT-B-32"), "names no pretrained weights"),  # open_clip only warned and built random weights
+    (dict(name="open_clip:ViT-B-32/openai", img_size=112), "takes no img_size or model_args"),  # ignored before
+    (dict(name="open_clip:ViT-B-32/openai", model_args={"depth": 1}), "takes no img_size or model_args"),
+])
+def test_open_clip_settings_it_cannot_honour_are_refused_before_any_download(config, cause):
+    with pytest.raises(EdgedistillError, match=cause):
+        create_teacher(TeacherConfig(**config))
+
+
+def test_a_clip_towers_projection_is_no_classifier_but_a_set_num_classes_is():
+    """timm's CLIP image towers keep their image-text projection as `head` (num_classes 512): top-1 over
+    its 512 embedding dimensions is no class agreement. A head the user sized (model_args) is one."""
+    clip = create_teacher(TeacherConfig(name="vit_base_patch16_clip_224.openai", pretrained=False, img_size=32, model_args={"depth": 1}))
+    assert clip.model.num_classes == 512 and clip.classifier is None
+    imagenet = create_teacher(TeacherConfig(name="vit_tiny_patch16_224", pretrained=False, img_size=32, model_args={"depth": 1}))
+    assert imagenet.classifier is not None and imagenet.classifier.out_features == 1000
+    ten = create_teacher(TeacherConfig(name="vit_tiny_patch16_224", pretrained=False, img_size=32, model_args={"depth": 1, "num_classes": 10}))
+    assert ten.classifier is not None and ten.classifier.out_features == 10

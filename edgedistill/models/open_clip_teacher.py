@@ -49,9 +49,13 @@ class OpenClipVisual(nn.Module):
 
 
 def create_open_clip_visual(name: str, pretrained: bool, checkpoint: str | None) -> OpenClipVisual:
-    open_clip = import_open_clip()
     spec = name[len(PREFIX):]
     arch, _, tag = spec.partition("/") if not spec.startswith("hf-hub:") else (spec, "", "")
+    if pretrained and not tag and not checkpoint and not spec.startswith("hf-hub:"):  # open_clip would only warn and build random weights
+        raise EdgedistillError(f"open_clip teacher '{name}' names no pretrained weights",
+                               f"write open_clip:{arch}/PRETRAINED (open_clip.list_pretrained() lists them), set teacher.checkpoint, "
+                               "or teacher.pretrained=false for random weights")
+    open_clip = import_open_clip()
     weights = checkpoint or (tag if pretrained and tag else None)
     try:
         model = open_clip.create_model(arch, pretrained=weights)

@@ -51,9 +51,15 @@ def pooled_only_norm(model: nn.Module) -> nn.Module | None:
     return fc_norm if isinstance(getattr(model, "norm", nn.Identity()), nn.Identity) else None
 
 
-def classifier_from_token(model: nn.Module) -> nn.Module | None:
-    """The module mapping the summary (pre-logits) to class logits, when the teacher has one."""
+def classifier_from_token(model: nn.Module, model_args: dict | None = None) -> nn.Module | None:
+    """The module mapping the summary (pre-logits) to class logits, when the teacher has one: a head
+    over a label set timm knows (ImageNet-1k, -12k, -21k), or one whose num_classes the user set. A
+    CLIP tower's head (num_classes 512 or 768) is its image-text projection: no classes to agree on."""
+    from timm.data import infer_imagenet_subset
+
     if getattr(model, "num_classes", 0) <= 0 or not hasattr(model, "get_classifier"):
+        return None
+    if "num_classes" not in (model_args or {}) and infer_imagenet_subset(model) is None:
         return None
     head = model.get_classifier()
     return head if isinstance(head, nn.Linear) else None
@@ -68,7 +74,7 @@ class Teacher(nn.Module):
         self.name = name
         self.weight = weight
         self.data_config = model.data_config() if hasattr(model, "forward_targets") else resolve_data_config(model, img_size)
-        self.classifier = classifier_from_token(model)
+        self.classifier = classifier_from_token(model, model_args)
         self._is_cnn = False
         with torch.no_grad(), runs_on_its_input("teacher", name, self.data_config["input_size"][-1], model_args or {}):
             probe = self._targets(torch.zeros(1, *self.data_config["input_size"]))
@@ -118,6 +124,9 @@ def create_teacher(cfg: TeacherConfig) -> Teacher:
                                    "set teacher.name to a timm model (e.g. tf_efficientnet_lite0) to use those, or drop them")
         model = load_offline_efficientnet_lite0()
     elif cfg.name.startswith(OPEN_CLIP_PREFIX):
+        if cfg.img_size or cfg.model_args:  # open_clip builds its tower at its own size and depth: never ignore them
+            raise EdgedistillError(f"open_clip teacher '{cfg.name}' takes no img_size or model_args (it runs at its own size)",
+                                   "drop teacher.img_size and teacher.model_args, or use a timm CLIP model (e.g. vit_base_patch16_clip_224.openai)")
         model = create_open_clip_visual(cfg.name, cfg.pretrained, cfg.checkpoint)
     else:
         model = _create_timm(cfg)
