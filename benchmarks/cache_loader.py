@@ -39,6 +39,8 @@ def images_per_s(dataset, keys: list, batch: int, workers: int) -> float:
             start = time.perf_counter()
             continue
         count += batch_["view"].shape[0]
+    if not count:  # the first batch only starts the clock
+        raise SystemExit(f"{len(keys)} views make fewer than two batches of {batch}: raise --count or lower --batch")
     return count / (time.perf_counter() - start)
 
 
@@ -50,8 +52,10 @@ def main():
     parser.add_argument("--out", type=Path, default=Path("runs/cache_loader"))
     args = parser.parse_args()
     folder = image_folder(args.out, bundled_photo_paths(), args.count)
+    # the caches are only this benchmark's input: built by the GPU when there is one, decoding in --workers processes
+    # (in one process on the CPU they took 95% of the run, longer than a device call allows at 7168 images)
     cfg = load_config(None, ["teacher.name=vit_large_patch14_clip_224", "teacher.pretrained=false", "teacher.model_args={depth: 1}",
-                             f"data.source={folder}", f"distill.batch_size={args.batch}", "distill.device=cpu"])
+                             f"data.source={folder}", f"distill.batch_size={args.batch}", f"distill.num_workers={args.workers}"])
     caches = {stored: cache_teacher(cfg, args.out / f"cache-{'views' if stored else 'seeds'}", augmentations=1, store_views=stored)
               for stored in (False, True)}
     meta = read_cache(caches[False])

