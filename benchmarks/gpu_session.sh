@@ -42,9 +42,13 @@ keep() {  # copy a run's small result files into the results folder, then re-pac
         mkdir -p "$RESULTS/$1"
         find "$2" -maxdepth 1 -type f \( -name '*.md' -o -name '*.json' -o -name '*.csv' -o -name '*.txt' \) -exec cp {} "$RESULTS/$1/" \;
     fi
+    cp "$OUT/steps.txt" "$RESULTS/" 2> /dev/null
     pack
 }
-pack() { tar -czf "$OUT/results.tgz.part" -C "$RESULTS" . && mv "$OUT/results.tgz.part" "$OUT/results.tgz"; }
+pack() {  # exit 1 from GNU tar: a log grew while it was read, which a pack in mid-step expects
+    tar --warning=no-file-changed -czf "$OUT/results.tgz.part" -C "$RESULTS" .
+    [ $? -le 1 ] && mv "$OUT/results.tgz.part" "$OUT/results.tgz"
+}
 
 # the CPUs too: nproc can show more cores than the container's CPU quota (cpu.max) lets it use,
 # one explanation for slow DataLoader workers on the device
@@ -78,8 +82,11 @@ run() {  # run one wanted step under the deadline, keep going when it fails, and
     echo "== $name: $*" | tee -a "$OUT/steps.txt"
     rm -rf "${SCRATCH:?}/$name"
     local start=$SECONDS
-    # re-packed every minute while the step runs: a call the device tool kills still returns its log so far
-    ( while sleep 60; do cp "$OUT/steps.txt" "$RESULTS/" 2> /dev/null; pack; done ) &
+    # re-packed every minute while the step runs: a call the device tool kills still returns its log so far.
+    # Its output goes nowhere (a reader of ours must not wait on it) and TERM ends it between packs, never
+    # in one, so no tar of it outlives the step or races the next pack.
+    ( trap 'kill "$sleeper" 2> /dev/null; exit 0' TERM
+      while :; do sleep 60 & sleeper=$!; wait "$sleeper"; cp "$OUT/steps.txt" "$RESULTS/" 2> /dev/null; pack; done ) > /dev/null 2>&1 &
     local packer=$!
     if ! ${limit[@]+"${limit[@]}"} "$@" > "$RESULTS/$name.log" 2>&1; then status=1; echo "   FAILED (see $name.log)" | tee -a "$OUT/steps.txt"; fi
     kill "$packer" 2> /dev/null; wait "$packer" 2> /dev/null

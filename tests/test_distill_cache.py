@@ -291,3 +291,15 @@ def test_a_seed_only_cache_from_before_seeded_stand_ins_is_refused_only_with_unr
     _edit_meta(old, lambda meta: meta.update(skipped_images=1))
     with pytest.raises(EdgedistillError, match="views of unreadable images fell through to the next image"):
         stage.prepare(load_config(None, TINY + [f"distill.cache={old}"]), None)
+
+
+def test_a_cached_image_text_projection_is_no_classifier(caches):
+    """Caches made before CLIP towers' projections stopped counting as classifiers still hold one."""
+    from edgedistill.config import TeacherConfig
+
+    _, dirs = caches
+    meta = cache_mod.read_cache(dirs["float16"])
+    clip = TeacherConfig(name="vit_base_patch16_clip_224.openai", pretrained=False, model_args={"depth": 1})
+    assert cache_mod.load_cached_classifier(dirs["float16"], meta, clip) is None
+    kept = cache_mod.load_cached_classifier(dirs["float16"], meta, TeacherConfig(name="vit_tiny_patch16_224", pretrained=False))
+    assert kept is not None

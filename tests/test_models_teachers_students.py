@@ -320,3 +320,10 @@ def test_a_clip_towers_projection_is_no_classifier_but_a_set_num_classes_is():
     assert imagenet.classifier is not None and imagenet.classifier.out_features == 1000
     ten = create_teacher(TeacherConfig(name="vit_tiny_patch16_224", pretrained=False, img_size=32, model_args={"depth": 1, "num_classes": 10}))
     assert ten.classifier is not None and ten.classifier.out_features == 10
+
+
+def test_a_classifier_over_labels_timm_does_not_know_is_still_one():
+    """A hub fine-tune sets num_classes through its pretrained config (not model_args): still a classifier."""
+    teacher = create_teacher(TeacherConfig(name="vit_tiny_patch16_224", pretrained=False, img_size=32,
+                                           model_args={"depth": 1, "pretrained_cfg_overlay": {"num_classes": 37}}))
+    assert teacher.model.num_classes == 37 and teacher.classifier is not None and teacher.classifier.out_features == 37

@@ -239,6 +239,23 @@ def _norms_only_its_summary(c) -> bool:
         return True
 
 
+def _head_is_a_projection(c) -> bool:
+    """Whether a teacher config's head is an image-text projection, not a classifier; told on the meta device."""
+    from ..config import OFFLINE_TEACHER
+    from ..models.open_clip_teacher import PREFIX
+    from ..models.teacher import classifier_from_token
+    from ..models.timm_create import create_timm_model
+
+    if c.name == OFFLINE_TEACHER or c.name.startswith(PREFIX):
+        return False
+    try:
+        with torch.device("meta"):
+            model = create_timm_model("teacher", c.name, False, c.img_size, c.model_args)
+    except Exception:  # cannot be built without weights: keep what the cache holds
+        return False
+    return getattr(model, "num_classes", 0) > 0 and classifier_from_token(model, c.model_args) is None
+
+
 def cached_image_source(cache_dir, meta: dict, configured: str | None = None) -> ImageSource:
     """The images a seed-only cache regenerates its views from: those at `configured` (data.source) when
     they are the cache's, else those where the cache was made. Refused when index i no longer names the
@@ -262,12 +279,19 @@ def cached_image_source(cache_dir, meta: dict, configured: str | None = None) ->
                            "point data.source at those images, re-create the cache, or make caches with --store-views so they need no source images")
 
 
-def load_cached_classifier(cache_dir: str | Path, meta: dict):
+def load_cached_classifier(cache_dir: str | Path, meta: dict, primary=None):
+    """The primary teacher's classifier the cache stored; None when it has none, or when what an
+    earlier version stored is a CLIP tower's image-text projection, which no teacher built now has."""
     from safetensors.torch import load_file
 
     from ..models.heads import build_classifier
 
     if not meta.get("classifier"):
+        return None
+    if primary is not None and _head_is_a_projection(primary):
+        if os.environ.get("RANK", "0") == "0":
+            console.print(f"note: teacher cache {cache_dir} stores {primary.name}'s image-text projection as a classifier; "
+                          "it is left out, as a teacher built now has none (no logits output, no top-1 vs teacher)")
         return None
     classifier = build_classifier(meta["classifier"])
     try:

@@ -124,7 +124,7 @@ def _teacher_sources(cfg: BuildConfig, data_config: dict):
         # stored views need no source images (they may not even be on this machine)
         views = None if meta.get("views_stored") else AugmentedViews(cached_image_source(cfg.distill.cache, meta, cfg.data.source), meta["view_size"], data_cfg)
         teachers = [{**t, "weight": w} for t, w in zip(meta["teachers"], weights)]
-        return CachedViews(cfg.distill.cache, views, meta), CachedTargets([t["grid"] for t in teachers]), teachers, load_cached_classifier(cfg.distill.cache, meta)
+        return CachedViews(cfg.distill.cache, views, meta), CachedTargets([t["grid"] for t in teachers]), teachers, load_cached_classifier(cfg.distill.cache, meta, teacher_configs(cfg.teacher)[0])
     live = create_teachers(cfg.teacher)
     hold_for_distillation(live, teacher_configs(cfg.teacher), uses_bf16(cfg.distill, pick_device(cfg.distill.device)))
     size = view_size_for(cfg, [t.data_config for t in live])

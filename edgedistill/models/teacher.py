@@ -52,17 +52,23 @@ def pooled_only_norm(model: nn.Module) -> nn.Module | None:
 
 
 def classifier_from_token(model: nn.Module, model_args: dict | None = None) -> nn.Module | None:
-    """The module mapping the summary (pre-logits) to class logits, when the teacher has one: a head
-    over a label set timm knows (ImageNet-1k, -12k, -21k), or one whose num_classes the user set. A
-    CLIP tower's head (num_classes 512 or 768) is its image-text projection: no classes to agree on."""
-    from timm.data import infer_imagenet_subset
-
+    """The module mapping the summary (pre-logits) to class logits, when the teacher has one. A CLIP
+    or SigLIP tower's head (num_classes 512, 768, ...) is its image-text projection, no classes to
+    agree on, unless it is a fine-tuned classifier (an ImageNet label count) or the user sized it."""
     if getattr(model, "num_classes", 0) <= 0 or not hasattr(model, "get_classifier"):
         return None
-    if "num_classes" not in (model_args or {}) and infer_imagenet_subset(model) is None:
+    if "num_classes" not in (model_args or {}) and image_text_projection(model):
         return None
     head = model.get_classifier()
     return head if isinstance(head, nn.Linear) else None
+
+
+def image_text_projection(model: nn.Module) -> bool:
+    from timm.data import infer_imagenet_subset
+
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    named = f"{cfg.get('architecture', '')}.{cfg.get('tag', '')}".lower()
+    return ("clip" in named or "siglip" in named) and infer_imagenet_subset(model) is None
 
 
 class Teacher(nn.Module):
