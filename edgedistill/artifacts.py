@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import EdgedistillError
+from .ranks import is_first_rank
 from .versions import tool_versions
 
 MANIFEST = "manifest.json"
@@ -201,7 +202,7 @@ class Manifest:
         return cls(root, data)
 
     def save(self) -> None:
-        if os.environ.get("RANK", "0") != "0":
+        if not is_first_rank():
             return  # under torchrun only rank 0 owns the build folder's manifest
         self.data["updated"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         write_json_atomic(self.root / MANIFEST, self.data)

@@ -14,6 +14,7 @@ from rich.markup import escape  # paths and pip extras like [tensorrt] are not m
 
 from .config import CACHE_DTYPES
 from .errors import EdgedistillError
+from .ranks import is_first_rank
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -55,7 +56,7 @@ def _pipeline(build_dir: Path, target: str | None, config_path: str | None, over
 def _print_written(pipe, produced) -> None:
     from .progress import console
 
-    if os.environ.get("RANK", "0") != "0":  # under torchrun: once per job, as rank 0 alone writes
+    if not is_first_rank():  # under torchrun: once per job, as rank 0 alone writes
         return
     for artifact in produced:
         state = " (pending: finish on the device)" if artifact.status == "pending" else ""

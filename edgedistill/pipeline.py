@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import traceback
 from dataclasses import replace
@@ -20,6 +19,7 @@ from .config import BuildConfig
 from .errors import EdgedistillError
 from .progress import console
 from .profiles import bundled_dir
+from .ranks import is_first_rank
 from .targets import TargetProfile
 
 STAGES = ("distill", "export", "quantize", "compile", "bench", "report")
@@ -110,7 +110,7 @@ class Pipeline:
 
     def _reuse(self, stage: str, why: str) -> list[Artifact]:
         outputs = self.manifest.data["stages"][stage]["outputs"]
-        if os.environ.get("RANK", "0") == "0":  # under torchrun: once per job
+        if is_first_rank():  # under torchrun: once per job
             console.print(f"[dim]{stage}: {why}, reusing {', '.join(outputs) or 'nothing'}[/dim]")
         self.reused.update(outputs)
         return [self.artifacts()[n] for n in outputs]

@@ -32,6 +32,7 @@ from ..data.augment import AugmentedViews, unit_interval, view_seed, view_size_f
 from ..data.images import ImageSource
 from ..errors import EdgedistillError
 from ..progress import console, progress_bar
+from ..ranks import is_first_rank
 from .targets import OnlineTargets
 from .trainer import autocast_for, pick_device, uses_bf16
 
@@ -289,7 +290,7 @@ def load_cached_classifier(cache_dir: str | Path, meta: dict, primary=None):
     if not meta.get("classifier"):
         return None
     if primary is not None and _head_is_a_projection(primary):
-        if os.environ.get("RANK", "0") == "0":
+        if is_first_rank():
             console.print(f"note: teacher cache {cache_dir} stores {primary.name}'s image-text projection as a classifier; "
                           "it is left out, as a teacher built now has none (no logits output, no top-1 vs teacher)")
         return None

@@ -8,7 +8,6 @@ import copy
 import dataclasses
 import hashlib
 import json
-import os
 import random
 import shutil
 from pathlib import Path
@@ -24,6 +23,7 @@ from ..models.heads import ProteusHeads, canonical_classifier
 from ..models.student import create_student, probe_student, save_student
 from ..models.teacher import create_teachers, hold_for_distillation, teacher_configs
 from ..progress import console
+from ..ranks import is_first_rank
 from . import distributed
 from .masking import masked_rows
 from .module import DistillModule
@@ -91,7 +91,7 @@ def _say_what_the_cache_decides(cfg: BuildConfig, meta: dict) -> None:
     default = DataConfig()
     ignored = [f"data.{k}={getattr(cfg.data, k)!r} (the cache has {made[k]!r})" for k in made
                if getattr(cfg.data, k) != getattr(default, k) and _comparable(k, getattr(cfg.data, k)) != _comparable(k, made[k])]
-    if ignored and os.environ.get("RANK", "0") == "0":  # once per job, not once per torchrun process
+    if ignored and is_first_rank():  # once per job, not once per torchrun process
         console.print(f"distill: training from teacher cache {cfg.distill.cache}, whose images and views were fixed when it was made; "
                       f"ignored: {', '.join(ignored)}. To change them, re-create the cache with these settings")
 
@@ -104,7 +104,7 @@ def _comparable(key: str, value):
 
 def _say_if_views_are_upsampled(cfg: BuildConfig, meta: dict, student_size: int) -> None:
     """A cache sized its views for the student it was made with; a larger student would see them upsampled."""
-    if student_size > meta["view_size"] and os.environ.get("RANK", "0") == "0":
+    if student_size > meta["view_size"] and is_first_rank():
         console.print(f"[yellow]note:[/yellow] teacher cache {cfg.distill.cache} holds {meta['view_size']} px views and the student takes "
                       f"{student_size} px, so every view is upsampled for it; re-create the cache with this student config "
                       "(cache-teacher sizes views by the student and teacher sections)")
