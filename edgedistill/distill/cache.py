@@ -223,38 +223,39 @@ def check_teachers(cache_dir, meta: dict, configs: list) -> None:
                                    "re-create the cache with this teacher config, or unset distill.cache")
 
 
-def _norms_only_its_summary(c) -> bool:
-    """Whether a teacher config names a timm model whose final norm is its pooled-only fc_norm; built on
-    the meta device (no weights, no download). One that cannot be built there counts as such."""
+def _timm_shell(c):
+    """The timm model a teacher config names, built on the meta device (no weights, no download), to
+    tell what the cache's teacher was like; None for the offline and open_clip teachers, which are no
+    timm names, and False when it cannot be built there."""
     from ..config import OFFLINE_TEACHER
     from ..models.open_clip_teacher import PREFIX
-    from ..models.teacher import pooled_only_norm
     from ..models.timm_create import create_timm_model
 
     if c.name == OFFLINE_TEACHER or c.name.startswith(PREFIX):
-        return False
+        return None
     try:
         with torch.device("meta"):
-            return pooled_only_norm(create_timm_model("teacher", c.name, False, c.img_size, c.model_args)) is not None
+            return create_timm_model("teacher", c.name, False, c.img_size, c.model_args)
     except Exception:
-        return True
+        return False
+
+
+def _norms_only_its_summary(c) -> bool:
+    """Whether a teacher config names a timm model whose final norm is its pooled-only fc_norm. One that
+    cannot be built on the meta device counts as such (its format-1 cache is refused)."""
+    from ..models.teacher import pooled_only_norm
+
+    model = _timm_shell(c)
+    return model is False or (model is not None and pooled_only_norm(model) is not None)
 
 
 def _head_is_a_projection(c) -> bool:
-    """Whether a teacher config's head is an image-text projection, not a classifier; told on the meta device."""
-    from ..config import OFFLINE_TEACHER
-    from ..models.open_clip_teacher import PREFIX
+    """Whether a teacher config's head is an image-text projection, not a classifier. One that cannot be
+    built on the meta device keeps what the cache holds."""
     from ..models.teacher import classifier_from_token
-    from ..models.timm_create import create_timm_model
 
-    if c.name == OFFLINE_TEACHER or c.name.startswith(PREFIX):
-        return False
-    try:
-        with torch.device("meta"):
-            model = create_timm_model("teacher", c.name, False, c.img_size, c.model_args)
-    except Exception:  # cannot be built without weights: keep what the cache holds
-        return False
-    return getattr(model, "num_classes", 0) > 0 and classifier_from_token(model, c.model_args) is None
+    model = _timm_shell(c)
+    return model is not None and model is not False and getattr(model, "num_classes", 0) > 0 and classifier_from_token(model, c.model_args) is None
 
 
 def cached_image_source(cache_dir, meta: dict, configured: str | None = None) -> ImageSource:
