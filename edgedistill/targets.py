@@ -45,7 +45,9 @@ class TargetProfile:
     peak_tops_int8: float | None = None
     bandwidth_gbs: float | None = None
     notes: str = ""
-    source: str = field(default="", compare=False)  # the file it came from
+    # The file it came from: not part of equality nor of the repr that stage keys hash, so a build
+    # folder copied to a device and back (whose profile then loads from its target.yaml) is unchanged.
+    source: str = field(default="", compare=False, repr=False)
 
     def __post_init__(self):
         tol = self.selection_tolerance

@@ -49,3 +49,19 @@ def test_published_figures():
     assert load_target("intel-npu").device == "NPU" and load_target("intel-gpu").device == "GPU"
     assert load_target("arm64-cpu").arch == "aarch64" and load_target("arm64-cpu").backends == ("onnxruntime",)
     assert load_target("nvidia-gpu").backends == ("tensorrt", "onnxruntime")
+
+
+def test_a_profile_keys_stages_by_its_content_not_by_where_it_was_read(tmp_path):
+    """A build folder copied to a device and back reloads its profile from BUILD/target.yaml."""
+    from pathlib import Path
+
+    from edgedistill.pipeline import _key
+
+    text = (Path(__file__).parents[1] / "targets" / "x86-cpu.yaml").read_text()
+    (tmp_path / "a.yaml").write_text(text)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "target.yaml").write_text(text)
+    first, second = load_target(str(tmp_path / "a.yaml")), load_target(str(tmp_path / "b" / "target.yaml"))
+    assert first.source != second.source and _key(first) == _key(second) == _key(load_target("x86-cpu"))
+    (tmp_path / "c.yaml").write_text(text.replace("min_cosine: 0.98", "min_cosine: 0.5"))
+    assert _key(load_target(str(tmp_path / "c.yaml"))) != _key(first)
