@@ -301,6 +301,17 @@ def test_teacher_checkpoints_load_as_timm_would_load_them(tmp_path):
     assert error.value.fix == "the checkpoint's classifier has 10 classes: set model_args={num_classes: 10}"
 
 
+def test_original_deit3_checkpoints_load_with_their_layer_scales(tmp_path):
+    """Meta's DeiT-III files name the layer scales blocks.N.gamma_1/gamma_2, which timm's hub loading renames."""
+    reference = timm.create_model("deit3_small_patch16_224", pretrained=False, depth=2)
+    torch.nn.init.normal_(reference.blocks[1].ls2.gamma)
+    original = {k.replace("ls1.gamma", "gamma_1").replace("ls2.gamma", "gamma_2"): v for k, v in reference.state_dict().items()}
+    assert "blocks.1.gamma_2" in original
+    torch.save({"model": original}, tmp_path / "deit_3_small_224_1k.pth")
+    teacher = create_teacher(TeacherConfig(name="deit3_small_patch16_224", checkpoint=str(tmp_path / "deit_3_small_224_1k.pth"), model_args={"depth": 2}))
+    assert torch.equal(teacher.model.blocks[1].ls2.gamma, reference.blocks[1].ls2.gamma)
+
+
 @pytest.mark.parametrize("config, cause", [
     (dict(name="open_clip:ViT-B-32"), "names no pretrained weights"),  # open_clip only warned and built random weights
     (dict(name="open_clip:ViT-B-32/openai", img_size=112), "takes no img_size or model_args"),  # ignored before

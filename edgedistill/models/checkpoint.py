@@ -31,6 +31,7 @@ def _as_timm_loads_it(model: nn.Module, state: dict) -> dict:
     (module. from DDP, _orig_mod. from torch.compile, model. from Lightning) and the family's
     checkpoint_filter_fn applied, which resamples pos_embed to the model's img_size and converts
     original layouts (Meta's DINOv2 files, for one)."""
+    import inspect
     import sys
 
     from timm.models import clean_state_dict
@@ -40,8 +41,11 @@ def _as_timm_loads_it(model: nn.Module, state: dict) -> dict:
         state = {k[len("model."):]: v for k, v in state.items()}
     convert = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
     if convert is not None:
+        # timm registers DeiT-III with the ViT converter plus adapt_layer_scale (its original files name
+        # layer scales gamma_1/gamma_2); no other ViT layout has gamma_ keys, so it is safe for all
+        options = {"adapt_layer_scale": True} if "adapt_layer_scale" in inspect.signature(convert).parameters else {}
         try:
-            state = convert(state, model)
+            state = convert(state, model, **options)
         except Exception:  # a layout the converter does not know: load_state_dict names what does not fit
             pass
     return state
