@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -115,3 +117,33 @@ def test_pinned_cpus_hold_for_every_inference_of_the_runner(tmp_path, monkeypatc
     assert row["runtime_settings"]["pinned_cpus"] == [cpu] and len(seen) >= 12
     assert set(seen) == {frozenset({cpu})}
     assert os.sched_getaffinity(0) == before  # and put back afterwards
+
+
+def _fake_nvidia_smi(folder, apps: str, used: str, monkeypatch):
+    """An nvidia-smi on PATH that answers the two queries bench makes, the second from a file."""
+    (folder / "used").write_text(used)
+    script = folder / "nvidia-smi"
+    script.write_text(f"""#!/bin/sh
+case "$1" in
+  --query-compute-apps=*) printf '{apps}' ;;
+  --query-gpu=memory.used) cat {folder / 'used'} ;;
+  *) exit 9 ;;
+esac
+""")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+
+
+def test_gpu_memory_is_this_process_figure_or_the_devices_rise_where_nvidia_smi_cannot_see_it(tmp_path, monkeypatch):
+    _fake_nvidia_smi(tmp_path, f"{os.getpid()}, 812\\n{os.getpid() + 1}, 4000\\n", "5000\n100\n", monkeypatch)
+    with PeakMemory() as mem:
+        mem.sample_gpu()
+    assert gpu_memory_mb() == 812 and (mem.as_dict()["gpu_mb"], mem.as_dict()["gpu_method"]) == (812, "process")
+
+    # in a container nvidia-smi lists the host's PIDs: never this process, whose memory is not 0 MiB
+    _fake_nvidia_smi(tmp_path, "4242, 4000\\n", "5000\n100\n", monkeypatch)
+    assert gpu_memory_mb() is None
+    with PeakMemory() as mem:
+        (tmp_path / "used").write_text("5000\n400\n")  # the runner loaded 300 MiB on the second GPU
+        mem.sample_gpu()
+    assert (mem.as_dict()["gpu_mb"], mem.as_dict()["gpu_method"]) == (300, "device-delta")
