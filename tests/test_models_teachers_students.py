@@ -87,11 +87,19 @@ def test_open_clip_weights_that_cannot_download_say_so(monkeypatch):
         raise RuntimeError("Failed to download weights for tag 'openai': Failed to download file (open_clip_pytorch_model.bin) "
                            "for timm/vit_base_patch32_clip_224.openai. Last error: ...")
 
+    from edgedistill.models import hub_reach
+
     monkeypatch.setattr(open_clip, "create_model", offline)
+    monkeypatch.setattr(hub_reach, "resolves", lambda host: True)  # the hub resolves, yet the download failed
     with pytest.raises(EdgedistillError) as info:
         create_teacher(TeacherConfig(name="open_clip:ViT-B-32/openai"))
     assert info.value.one_line().startswith("could not fetch open_clip weights 'ViT-B-32/openai': Failed to download weights")
     assert "connect to the internet, or set teacher.checkpoint" in info.value.fix
+    for variable in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(hub_reach, "resolves", lambda host: False)  # offline: the weights were looked for in the cache only
+    with pytest.raises(EdgedistillError, match="huggingface.co does not resolve .* not in the local hub cache"):
+        create_teacher(TeacherConfig(name="open_clip:ViT-B-32/openai"))
 
 
 @pytest.mark.parametrize("name,size,maskable,args", [

@@ -7,10 +7,13 @@ or `open_clip:hf-hub:ORG/REPO`. The summary token is the tower's projected image
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 
 from ..errors import EdgedistillError
+from .hub_reach import offline_if_hub_unreachable
 
 PREFIX = "open_clip:"
 
@@ -57,12 +60,15 @@ def create_open_clip_visual(name: str, pretrained: bool, checkpoint: str | None)
                                "or teacher.pretrained=false for random weights")
     open_clip = import_open_clip()
     weights = checkpoint or (tag if pretrained and tag else None)
+    offline = None
     try:
-        model = open_clip.create_model(arch, pretrained=weights)
+        with offline_if_hub_unreachable() if weights and not checkpoint else nullcontext() as offline:
+            model = open_clip.create_model(arch, pretrained=weights)
     except RuntimeError as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "Failed to download" in message:  # a known tag, but the hub cannot be reached (open_clip words it so)
-            raise EdgedistillError(f"could not fetch open_clip weights '{spec}': {message[:240]}",
+            why = f"{offline} does not resolve (offline?) and the weights are not in the local hub cache" if offline else message[:240]
+            raise EdgedistillError(f"could not fetch open_clip weights '{spec}': {why}",
                                    "connect to the internet, or set teacher.checkpoint=PATH to local open_clip weights") from exc
         raise EdgedistillError(f"open_clip cannot build '{spec}': {message[:160]}", "see open_clip.list_pretrained() for ARCH/PRETRAINED pairs") from exc
     return OpenClipVisual(model.visual)

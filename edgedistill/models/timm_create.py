@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import timm
 from torch import nn
 
 from ..errors import EdgedistillError
+from .hub_reach import offline_if_hub_unreachable
 
 NAME_HELP = {
     "teacher": "use a timm name (timm.list_models), hf-hub:ORG/REPO, open_clip:ARCH/TAG or efficientnet_lite0.offline",
@@ -19,13 +20,15 @@ def create_timm_model(role: str, name: str, pretrained: bool, img_size: int | No
     """`role` (teacher or student) names the config section in errors. img_size goes to the families
     that take it; most CNNs do not, and their data config sets the input size instead."""
     kwargs = {**dict(model_args), **extra}
+    offline = None
     try:
-        try:
-            return timm.create_model(name, pretrained=pretrained, **({"img_size": img_size} if img_size else {}), **kwargs)
-        except TypeError:
-            if not img_size:
-                raise
-            return timm.create_model(name, pretrained=pretrained, **kwargs)
+        with offline_if_hub_unreachable() if pretrained else nullcontext() as offline:
+            try:
+                return timm.create_model(name, pretrained=pretrained, **({"img_size": img_size} if img_size else {}), **kwargs)
+            except TypeError:
+                if not img_size:
+                    raise
+                return timm.create_model(name, pretrained=pretrained, **kwargs)
     except TypeError as exc:  # model_args left over from another family, e.g. depth for a ResNet
         raise EdgedistillError(f"{role} '{name}' does not take {role}.model_args {dict(model_args)}: {exc}",
                                f"drop or correct {role}.model_args for this model family") from exc
@@ -38,6 +41,9 @@ def create_timm_model(role: str, name: str, pretrained: bool, img_size: int | No
     except (OSError, ConnectionError) as exc:  # hub download failed: offline or no such tag
         fix = "connect to the internet, or set teacher.checkpoint=PATH to local weights" if role == "teacher" else \
             "connect to the internet, or name the architecture (e.g. vit_small_patch16_224): students start from random weights"
+        if offline:
+            raise EdgedistillError(f"could not fetch {role} '{name}': {offline} does not resolve (offline?) and its weights are not in the local hub cache",
+                                   f"run once where the hub is reachable (weights stay in the hub cache, HF_HUB_CACHE), or {fix.split(', or ')[1]}") from exc
         raise EdgedistillError(f"could not fetch {role} '{name}': {str(exc).splitlines()[0][:120]}", fix) from exc
 
 
