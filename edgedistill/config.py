@@ -303,9 +303,24 @@ def _check_value(where: str, value) -> None:
         raise EdgedistillError(f"config '{where}' is empty", f"set it to {REQUIRED[field_name]}")
     if field_name in FORMATS and isinstance(value, str) and not FORMATS[field_name][0](value):
         raise EdgedistillError(f"config '{where}' is {value!r}, which is not a known choice", f"use one of: {FORMATS[field_name][1]}")
+    if field_name.endswith(".model_args") and isinstance(value, dict):
+        _check_model_args(where, value)
     if field_name == "data.auto_augment" and (problem := auto_augment_error(value)):
         raise EdgedistillError(f"config 'data.auto_augment' is {value!r}: {problem}",
                                f"write a timm policy such as {AA_EXAMPLE}, or data.auto_augment= for none")
+
+
+def _check_model_args(where: str, args: dict) -> None:
+    """timm.create_model drops kwargs whose value is None, so {depth:2} (YAML: the key 'depth:2', no
+    value) or {depth: null} would silently build, train and ship the model's default size."""
+    for key, value in args.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            hint = f"{{{str(key).replace(':', ': ', 1)}}}" if ":" in str(key) else "{depth: 2}"
+            raise EdgedistillError(f"config '{where}' has the key {key!r}, which is no keyword argument",
+                                   f"write key: value with a space after the colon, e.g. {hint}")
+        if value is None:
+            raise EdgedistillError(f"config '{where}.{key}' has no value, and timm would ignore it",
+                                   f"give {key} a value, or leave it out for the model's default")
 
 
 def from_dict(cls, data: dict, where: str = ""):

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from edgedistill.config import BuildConfig, load_config
@@ -180,3 +182,17 @@ def test_extra_teachers_follow_the_primary_teachers_choices():
     with pytest.raises(EdgedistillError, match=r"teacher.extra\[0\].dtype' is 'fp16'") as caught:  # a config built in code
         teacher_configs(TeacherConfig(extra=({"name": "resnet10t", "dtype": "fp16"},)))
     assert "fp32, bf16" in caught.value.fix
+
+
+@pytest.mark.parametrize("override, cause", [
+    ("student.model_args={depth:2,embed_dim:64}", "has the key 'depth:2', which is no keyword argument"),  # YAML: keys without values
+    ("student.model_args={depth: null}", "'student.model_args.depth' has no value"),
+    ("teacher.model_args={depth:1}", "'teacher.model_args' has the key 'depth:1'"),
+    ("teacher.extra=[{name: vit_tiny_patch16_224, model_args: {depth:1}}]", "'teacher.extra[0].model_args' has the key"),
+])
+def test_model_args_timm_would_silently_drop_are_refused(override, cause):
+    """timm.create_model drops None-valued kwargs: the default-size model would be trained and shipped."""
+    with pytest.raises(EdgedistillError, match=re.escape(cause)) as error:
+        load_config(None, [override])
+    assert "space after the colon" in error.value.fix or "leave it out" in error.value.fix
+    assert load_config(None, ["student.model_args={depth: 2, embed_dim: 64}"]).student.model_args == {"depth": 2, "embed_dim": 64}
