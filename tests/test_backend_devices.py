@@ -77,8 +77,26 @@ def test_onnxruntime_gpu_runner_uses_the_provider_devices_counted():
     assert providers_for("GPU", ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert providers_for("gpu", ["TensorrtExecutionProvider", "CPUExecutionProvider"]) == ["TensorrtExecutionProvider", "CPUExecutionProvider"]
     assert providers_for("CPU", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
-    with pytest.raises(EdgedistillError, match="no GPU provider"):  # not a silent CPU run under a GPU label
+    with pytest.raises(EdgedistillError, match="no GPU provider") as error:  # not a silent CPU run under a GPU label
         providers_for("GPU", ["CPUExecutionProvider"])
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu" in error.value.fix
+
+
+def test_onnxruntime_and_its_gpu_build_installed_together_are_named(monkeypatch):
+    """pip install onnxruntime-gpu beside edgedistill's onnxruntime leaves the CPU build's files in place."""
+    import importlib.metadata
+
+    versions = {"onnxruntime": "1.32.0", "onnxruntime-gpu": "1.31.1"}
+
+    def version(dist):
+        if dist in versions:
+            return versions[dist]
+        raise importlib.metadata.PackageNotFoundError(dist)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    with pytest.raises(EdgedistillError, match="onnxruntime 1.32.0 and onnxruntime-gpu 1.31.1 are both installed") as error:
+        onnxruntime_backend.providers_for("GPU", ["AzureExecutionProvider", "CPUExecutionProvider"])
+    assert error.value.fix == "keep only the GPU build: pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
 
 
 def test_a_gpu_session_that_fell_back_to_the_cpu_is_refused(tmp_path, monkeypatch):

@@ -1,10 +1,10 @@
 """The estimator for this CPU, learned from one model, predicts another model's measured latency.
 
 ViT-Tiny (0.58 GFLOP) teaches the efficiency factor; ViT-Small (2.2 GFLOP, 2x wider) is predicted.
-Bound: |error| < 60%. benchmarks/estimate_accuracy.py measured -2% for this pair (+23% and +12%
-for the others, docs/benchmarking.md); the margin covers the load other processes put on a shared
-2-core CI machine during the few seconds of timing, while a wrong FLOP or byte count for the
-wider model (a factor of 2 or more) still fails.
+Bound: the estimate within a factor of 3 of the measurement, either way. benchmarks/estimate_accuracy.py
+measured +5.3% / +4.4% for this pair (docs/benchmarking.md); the margin covers the load other
+processes put on a shared 2-core CI machine during the few seconds of timing, while a FLOP or byte
+count wrong by a factor of 3 or more, too high or too low, fails.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def test_learned_on_vit_tiny_predicts_vit_small(tmp_path):
     assert predicted["gflop"] > 3 * calibrated["gflop"]
     # A sanity bound, not the accuracy figure (benchmarks/estimate_accuracy.py measures that): on this noisy
     # 2-core VM the error crossed an earlier 60% bound (61.8%) in a clean CI run, while a units or FLOP-count
-    # bug is off by far more than a factor of 3
-    assert abs(predicted["error_pct"]) < 200, result
+    # bug is off by far more than a factor of 3. As a ratio, so an under-estimate (never below -100%) counts too.
+    assert 1 / 3 < 1 + predicted["error_pct"] / 100 < 3, result
     estimated, measured = script.bench_docs(result)
     from edgedistill.report import merge_reports
 

@@ -34,11 +34,28 @@ def providers_for(device: str, available: list[str]) -> list[str]:
         return ["CPUExecutionProvider"]
     gpu = gpu_provider(available)
     if gpu is None:
-        raise EdgedistillError(
-            f"this ONNX Runtime has no GPU provider (it has: {', '.join(available)})",
-            "pip install 'edgedistill[gpu]' (onnxruntime-gpu) on a machine with an NVIDIA GPU, or run on the CPU",
-        )
+        raise _no_gpu_provider(available)
     return [gpu, "CPUExecutionProvider"]
+
+
+def _no_gpu_provider(available: list[str]) -> EdgedistillError:
+    """onnxruntime and onnxruntime-gpu install into one `onnxruntime` package, and edgedistill needs the
+    first: installing the second beside it leaves whichever files landed last, often the CPU build's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(dist: str) -> str | None:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return None
+
+    swap = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
+    if installed("onnxruntime") and installed("onnxruntime-gpu"):
+        return EdgedistillError(f"onnxruntime {installed('onnxruntime')} and onnxruntime-gpu {installed('onnxruntime-gpu')} are both installed "
+                                f"and share one package, whose files are the CPU build's (providers: {', '.join(available)})",
+                                f"keep only the GPU build: {swap}")
+    return EdgedistillError(f"this ONNX Runtime has no GPU provider (it has: {', '.join(available)})",
+                            f"on a machine with an NVIDIA GPU, replace it with the GPU build: {swap}; or run on the CPU")
 
 
 class OnnxRuntimeRunner(Runner):
