@@ -175,8 +175,13 @@ class BuildConfig:
 
     def section_hash(self, *sections: str, ignore: Collection[str] = ()) -> str:
         """A short, stable hash of the named sections, used to skip unchanged stages."""
-        data = {name: self.hashed_section(name, ignore) for name in sections}
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return short_hash({name: self.hashed_section(name, ignore) for name in sections})
+
+
+def short_hash(value) -> str:
+    """16 hex digits of the sha256 of `value` as sorted JSON (str() for what JSON cannot hold): the
+    config hashes of stages, artifacts and checkpoints."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 _NO_DEFAULT = object()

@@ -6,8 +6,6 @@ re-run alone (`edgedistill export`, `bench`, ...) or on another machine from a c
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import traceback
 from dataclasses import replace
@@ -15,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from .artifacts import Artifact, Manifest
-from .config import BuildConfig
+from .config import BuildConfig, short_hash
 from .errors import EdgedistillError
 from .progress import console
 from .profiles import bundled_dir
@@ -31,7 +29,7 @@ STAGE_SECTIONS = {"distill": ("teacher", "student", "data", "distill"), "export"
 
 
 def _key(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return short_hash(parts)
 
 
 class Pipeline:

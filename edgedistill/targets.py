@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import platform
 from dataclasses import dataclass, field
@@ -57,20 +58,34 @@ class TargetProfile:
 
     def runs_on_this_host(self) -> tuple[bool, str]:
         """Whether the target's own backends can run here (so its latency is measured, not estimated)."""
+        why = self._wrong_arch() or next((w for w in map(self.why_backend_cannot_run_here, self.backends) if w), "")
+        return not why, why
+
+    def why_backend_cannot_run_here(self, name: str) -> str:
+        """Why backend `name` cannot run this target's models here ("" when it can): each pending row
+        gives its own backend's cause, not that of the first backend that failed."""
         from .backends import get_backend
 
+        wrong_arch = self._wrong_arch()
+        if wrong_arch:
+            return wrong_arch
+        backend = get_backend(name)
+        ok, reason = backend.availability()
+        if not ok:
+            return f"{name}: {reason}"
+        wanted, devices = self.device.upper(), backend.devices()
+        if wanted != "AUTO" and wanted not in devices:
+            return f"{name} sees no {self.device} device here (it has: {', '.join(devices) or 'none'})"
+        return ""
+
+    def _wrong_arch(self) -> str:
         host_arch = platform.machine().lower().replace("amd64", "x86_64").replace("arm64", "aarch64")
-        if host_arch != self.arch:
-            return False, f"target is {self.arch}, this host is {host_arch}"
-        for name in self.backends:
-            backend = get_backend(name)
-            ok, reason = backend.availability()
-            if not ok:
-                return False, f"{name}: {reason}"
-            wanted, devices = self.device.upper(), backend.devices()
-            if wanted != "AUTO" and wanted not in devices:
-                return False, f"{name} sees no {self.device} device here (it has: {', '.join(devices) or 'none'})"
-        return True, ""
+        return f"target is {self.arch}, this host is {host_arch}" if host_arch != self.arch else ""
+
+    def content_hash(self) -> str:
+        """A short hash of the profile's settings, the config hash of what compile makes from it; by its
+        repr, which leaves out `source`, so a profile reloaded from a copied build folder hashes the same."""
+        return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
 
 
 def load_target(name_or_path: str) -> TargetProfile:

@@ -180,3 +180,69 @@ def test_a_time_budget_alone_decides_how_long_timing_runs(build):
     assert plan.iterations == stage.MAX_BUDGET_ITERATIONS  # not the target's 100, which a fast model runs in ms
     assert stage._plan(load_config(overrides=["bench.time_budget_s=2", "bench.iterations=50"]), arts, root, x86).iterations == 50
     assert stage._plan(load_config(), arts, root, x86).iterations == x86.bench_iterations
+
+
+def test_threads_are_the_count_each_runtime_ran_with(build):
+    import psutil
+
+    root, arts = build
+    stage.run(load_config(overrides=["bench.warmup=0", "bench.iterations=2", "bench.batch_sizes=[1]"]), arts, root, load_target("x86-cpu"))
+    doc = json.loads((root / "bench" / "bench.json").read_text())
+    rows = {r["name"]: r for r in doc["artifacts"]}
+    assert doc["settings"]["threads"] is None  # nothing asked: each runtime's default
+    # OpenVINO says what it chose; ONNX Runtime left to its default runs one thread per physical core
+    assert rows["openvino-fp32"]["threads"] == rows["openvino-fp32"]["runtime_settings"]["INFERENCE_NUM_THREADS"] >= 1
+    assert rows["onnx-fp32"]["runtime_settings"]["intra_op_num_threads"] == "default"
+    assert rows["onnx-fp32"]["threads"] == rows["onnxruntime-int8"]["threads"] == psutil.cpu_count(logical=False)
+
+
+def test_onnxruntimes_default_pool_has_one_thread_per_physical_core(build, tmp_path):
+    # what report.json's threads says for ONNX Runtime left to its default, checked against the threads it starts:
+    # a pool of n has n - 1 workers beside the calling thread (in a fresh process, with one CPU allowed: affinity does not count)
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+
+    root, _ = build
+    script = ("import os, onnxruntime as ort; before = len(os.listdir('/proc/self/task')); "
+              f"session = ort.InferenceSession({str(root / 'model.onnx')!r}, providers=['CPUExecutionProvider']); "
+              "print(len(os.listdir('/proc/self/task')) - before + 1)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+    assert int(out.stdout.split()[-1]) == psutil.cpu_count(logical=False)
+
+
+def test_the_target_record_names_the_device_and_its_toolchain(build, tmp_path):
+    from edgedistill.report import render_html, render_markdown
+
+    root, arts = build
+    profile = tmp_path / "orin-nano.yaml"
+    profile.write_text("name: orin-nano\ndescription: Jetson Orin Nano 8GB\narch: aarch64\nbackends: [onnxruntime]\nprecisions: [fp32]\n"
+                       "device: GPU\ndla_core: 0\ntensorrt_version: '10.3'\njetpack: '6.1'\n")
+    stage.run(load_config(), arts, root, load_target(str(profile)))
+    report = make_report(json.loads((root / "bench" / "bench.json").read_text()))
+    assert {k: report["target"][k] for k in ("description", "tensorrt_version", "jetpack", "dla_core")} == {
+        "description": "Jetson Orin Nano 8GB", "tensorrt_version": "10.3", "jetpack": "6.1", "dla_core": 0}
+    for rendered in (render_markdown(report), render_html(report)):  # under the target's heading
+        assert "Jetson Orin Nano 8GB; TensorRT 10.3, JetPack 6.1, DLA core 0" in rendered
+
+
+def test_each_pending_row_gives_its_own_backends_reason(build, tmp_path, monkeypatch):
+    from edgedistill.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from edgedistill.backends.tensorrt_backend import TensorRTBackend
+
+    root, arts = build
+    # this host as the tests expect it: no TensorRT, and an ONNX Runtime without a GPU provider
+    monkeypatch.setattr(TensorRTBackend, "availability", lambda self: (False, "TensorRT is not installed"))
+    monkeypatch.setattr(OnnxRuntimeBackend, "devices", lambda self: ["CPU"])
+    profile = tmp_path / "gpu-box.yaml"  # no peaks: rows stay pending, with the reason as their whole note
+    profile.write_text("name: gpu-box\narch: x86_64\nbackends: [tensorrt, onnxruntime]\nprecisions: [fp16, int8]\ndevice: GPU\n")
+    stage.run(load_config(), arts, root, load_target(str(profile)))
+    notes = {r["name"]: r["notes"] for r in json.loads((root / "bench" / "bench.json").read_text())["artifacts"]}
+    assert list(notes) == ["tensorrt-fp16", "tensorrt-int8", "onnx-fp32", "onnxruntime-int8"]
+    assert all("(tensorrt: TensorRT is not installed)" in notes[n] for n in ("tensorrt-fp16", "tensorrt-int8"))
+    for name in ("onnx-fp32", "onnxruntime-int8"):
+        assert "(onnxruntime sees no GPU device here (it has: CPU))" in notes[name] and "TensorRT" not in notes[name]

@@ -77,3 +77,17 @@ def test_the_calibration_record_says_when_held_out_views_share_calibration_image
     target = TargetProfile(name="loose", backends=("onnxruntime",), min_cosine=0.5, min_top1_agreement=0.0)
     (artifact,) = stage.run(_cfg(), {"onnx": onnx_artifact}, tmp_path, target)
     assert artifact.extra["calibration"]["holdout_shares_calibration_images"] is True  # 12 bundled photos, 64 samples
+
+
+def test_the_trt_calibration_record_hashes_its_recipe(tmp_path, onnx_artifact):
+    from dataclasses import replace
+
+    from edgedistill.quantize.calibration import load_recipe
+
+    target = TargetProfile(name="loose", backends=("tensorrt",), min_cosine=0.5, min_top1_agreement=0.0)
+    recipe = tmp_path / "eight.yaml"
+    recipe.write_text("source: bundled\nsamples: 8\nseed: 7\n")
+    cfg = replace(_cfg(), quantize=replace(_cfg().quantize, calibration=str(recipe)))
+    produced = {a.name: a for a in stage.run(cfg, {"onnx": onnx_artifact}, tmp_path, target)}
+    assert produced["trt-calibration"].config_hash == stage.recipe_hash(load_recipe(str(recipe))) != ""
+    assert stage.recipe_hash(load_recipe("bundled-photos")) != produced["trt-calibration"].config_hash  # another recipe, another batch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import shutil
@@ -200,3 +201,79 @@ def test_a_dla_bundle_says_which_engines_run_on_dla_and_tagging_records_their_co
     recorded = {m["precision"]: trt_tag.read_engine_tag(bundle / m["engine"])["build"] for m in (fp32, int8)}
     assert recorded == {"fp32": {"built_by": "trtexec", "precision": "fp32", "dla_core": None},
                         "int8": {"built_by": "trtexec", "precision": "int8", "dla_core": target.dla_core}}
+
+
+def _build_with_quantized_inputs(tmp_path, onnx_files):
+    """A build folder holding what compile reads for a TensorRT target: onnx-fp32, onnxruntime-int8, trt-calibration."""
+    from edgedistill.artifacts import Artifact
+    from edgedistill.quantize.trt_calibration import write_trt_calibration
+    from edgedistill.quantize.calibration import CalibrationRecipe
+
+    build = tmp_path / "build"
+    (build / "quantized").mkdir(parents=True)
+    shutil.copy(onnx_files["fp16"], build / "model.onnx")
+    shutil.copy(onnx_files["int8"], build / "quantized" / "model.int8.qdq.onnx")
+    dc = {"input_size": [3, IMG, IMG], "mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bilinear"}
+    write_trt_calibration(build / "quantized" / "trt_calibration", np.zeros((2, 3, IMG, IMG), np.float32), CalibrationRecipe(), dc)
+    inputs = {
+        "onnx": Artifact.record(build, build / "model.onnx", kind="onnx", name="onnx-fp32", precision="fp32", data_config=dc),
+        "onnxruntime-int8": Artifact.record(build, build / "quantized" / "model.int8.qdq.onnx", kind="onnx", name="onnxruntime-int8",
+                                            precision="int8", data_config=dc),
+        "trt-calibration": Artifact.record(build, build / "quantized" / "trt_calibration", kind="calibration", name="trt-calibration",
+                                           data_config=dc),
+    }
+    return build, inputs
+
+
+def _manifest(build, records):
+    from edgedistill.artifacts import Manifest
+
+    manifest = Manifest(build)
+    for record in records:
+        manifest.add(record)
+    return manifest
+
+
+def test_the_bundle_record_names_every_artifact_it_holds_a_copy_of(tmp_path, onnx_files, monkeypatch):
+    from edgedistill.artifacts import sha256_file
+    from edgedistill.backends import compile_stage
+    from edgedistill.targets import TargetProfile
+
+    monkeypatch.setattr(TargetProfile, "runs_on_this_host", lambda self: (False, "not the device"))
+    build, inputs = _build_with_quantized_inputs(tmp_path, onnx_files)
+    target = load_target("jetson-orin")
+    (bundle,) = compile_stage._tensorrt(inputs, build, target)
+    assert bundle.parents == ["onnx-fp32", "onnxruntime-int8", "trt-calibration"]
+    assert bundle.config_hash == target.content_hash() != ""  # the profile its build commands carry
+    parent_files = {sha256_file(f) for a in inputs.values() for f in [a.abspath(build), *a.abspath(build).rglob("*")] if f.is_file()}
+    copies = [f for f in bundle.abspath(build).rglob("*") if f.suffix in (".onnx", ".npy")]
+    assert len(copies) == 3 and all(sha256_file(f) in parent_files for f in copies)
+
+    # an int8-only bundle holds no fp32 model: engines adopted later keep the parents it recorded
+    int8_only = dataclasses.replace(target, precisions=("int8",))
+    (bundle,) = compile_stage._tensorrt(inputs, build, int8_only)
+    assert bundle.parents == ["onnxruntime-int8", "trt-calibration"]
+    manifest = _manifest(build, [*inputs.values(), bundle])
+    (build / "trt_bundle" / "engines" / "int8.engine").write_bytes(b"what trtexec wrote")
+    assert compile_stage.adopt_engines(manifest) == ["tensorrt-bundle", "tensorrt-int8"]
+    found = manifest.artifacts()
+    assert found["tensorrt-bundle"].parents == ["onnxruntime-int8", "trt-calibration"]
+    assert found["tensorrt-int8"].data_config == inputs["onnx"].data_config
+    assert found["tensorrt-int8"].config_hash == int8_only.content_hash()
+
+
+def test_engines_join_a_manifest_written_when_the_bundle_named_only_onnx_fp32(tmp_path, onnx_files, monkeypatch):
+    from edgedistill.backends import compile_stage
+    from edgedistill.targets import TargetProfile
+
+    monkeypatch.setattr(TargetProfile, "runs_on_this_host", lambda self: (False, "not the device"))
+    build, inputs = _build_with_quantized_inputs(tmp_path, onnx_files)
+    (bundle,) = compile_stage._tensorrt(inputs, build, load_target("jetson-orin"))
+    old = dataclasses.replace(bundle, parents=["onnx-fp32"], config_hash="")  # as versions before wrote it
+    manifest = _manifest(build, [*inputs.values(), old])
+    for precision in ("fp16", "int8"):
+        (build / "trt_bundle" / "engines" / f"{precision}.engine").write_bytes(b"engine")
+    assert compile_stage.adopt_engines(manifest) == ["tensorrt-bundle", "tensorrt-fp16", "tensorrt-int8"]
+    found = manifest.artifacts()
+    assert found["tensorrt-bundle"].parents == ["onnx-fp32"] and found["tensorrt-bundle"].status == "ready"
+    assert found["tensorrt-fp16"].data_config == inputs["onnx"].data_config and manifest.changed_artifacts() == []

@@ -24,7 +24,7 @@ def run(cfg: BuildConfig, inputs: dict, workdir: Path, target: TargetProfile) ->
                 convert_to_ir(onnx_fp32.abspath(workdir), tmp / "model.xml", fp16_weights=precision == "fp16")
             produced.append(Artifact.record(
                 workdir, final, kind="openvino-ir", name=f"openvino-{precision}", parents=[onnx_fp32.name], precision=precision,
-                backend="openvino", device=target.device, data_config=onnx_fp32.data_config,
+                backend="openvino", device=target.device, data_config=onnx_fp32.data_config, config_hash=target.content_hash(),
             ))
     if "tensorrt" in target.backends:
         produced += _tensorrt(inputs, workdir, target)
@@ -34,14 +34,14 @@ def run(cfg: BuildConfig, inputs: dict, workdir: Path, target: TargetProfile) ->
 def _tensorrt(inputs: dict, workdir: Path, target: TargetProfile) -> list[Artifact]:
     from .trt_bundle import write_bundle
 
-    onnx_files = {}
+    sources = {}
     for precision in target.precisions:
         source = inputs.get("onnxruntime-int8") if precision == "int8" else inputs["onnx"]
         if source is not None:
-            onnx_files[precision] = source.abspath(workdir)
+            sources[precision] = source
     calibration = inputs.get("trt-calibration")  # the exact batch the QDQ graph was calibrated on
     calibration_npy = calibration.abspath(workdir) / "calibration.npy" if calibration is not None else None
-    bundle = write_bundle(workdir / "trt_bundle", onnx_files, target, calibration_npy)
+    bundle = write_bundle(workdir / "trt_bundle", {p: a.abspath(workdir) for p, a in sources.items()}, target, calibration_npy)
     refuse_blocked(bundle)
     engines = []
     # An engine fits the GPU and TensorRT it was built with: build here only when this host is the target
@@ -49,7 +49,10 @@ def _tensorrt(inputs: dict, workdir: Path, target: TargetProfile) -> list[Artifa
         from .trt_bundle import compile_bundle
 
         engines = compile_bundle(bundle)
-    return bundle_records(workdir, bundle, engines, inputs["onnx"], target.device, sorted(onnx_files))
+    # its parents are what it holds copies of: the ONNX models and the calibration batch
+    parents = list(dict.fromkeys([*(a.name for a in sources.values()), *([calibration.name] if calibration is not None else [])]))
+    return bundle_records(workdir, bundle, engines, parents, inputs["onnx"].data_config, target.device, sorted(sources),
+                          target.content_hash())
 
 
 def refuse_blocked(bundle: Path) -> None:
@@ -63,15 +66,18 @@ def refuse_blocked(bundle: Path) -> None:
         raise EdgedistillError(f"TensorRT preflight of the {precision} model: {first['message']}{more}", first["fix"])
 
 
-def bundle_records(workdir: Path, bundle: Path, engines: list[Path], onnx: Artifact, device: str, precisions: list[str]) -> list[Artifact]:
-    """The bundle, pending until its engines are built and hashed after they are, then each engine."""
-    records = [Artifact.record(workdir, bundle, kind="trt-bundle", name="tensorrt-bundle", parents=[onnx.name], backend="tensorrt",
-                               device=device, status="ready" if engines else "pending", data_config=onnx.data_config,
-                               extra={"precisions": precisions})]
+def bundle_records(workdir: Path, bundle: Path, engines: list[Path], parents: list[str], data_config: dict, device: str,
+                   precisions: list[str], config_hash: str) -> list[Artifact]:
+    """The bundle, pending until its engines are built and hashed after they are, then each engine.
+    `config_hash`: the target profile's, whose settings the bundle's build commands carry."""
+    records = [Artifact.record(workdir, bundle, kind="trt-bundle", name="tensorrt-bundle", parents=parents, backend="tensorrt",
+                               device=device, status="ready" if engines else "pending", data_config=data_config,
+                               config_hash=config_hash, extra={"precisions": precisions})]
     for engine in engines:
         precision = engine.stem.split(".")[-1]
         records.append(Artifact.record(workdir, engine, kind="trt-engine", name=f"tensorrt-{precision}", parents=["tensorrt-bundle"],
-                                       backend="tensorrt", device=device, precision=precision, data_config=onnx.data_config))
+                                       backend="tensorrt", device=device, precision=precision, data_config=data_config,
+                                       config_hash=config_hash))
     return records
 
 
@@ -93,7 +99,7 @@ def adopt_engines(manifest: Manifest, engines: list[Path] | None = None) -> list
     as build_engines.sh leaves them) with the bundle re-hashed; the names recorded, [] when it has no bundle."""
     workdir, found = manifest.root.resolve(), manifest.artifacts()
     recorded = found.get("tensorrt-bundle")
-    if recorded is None or not recorded.parents or recorded.parents[0] not in found:
+    if recorded is None or "onnx-fp32" not in found:  # by name: the bundle's parents also name the int8 model and calibration
         return []
     bundle = recorded.abspath(workdir).resolve()
     engines = sorted((bundle / "engines").glob("*.engine")) if engines is None else [e.resolve() for e in engines]
@@ -102,7 +108,9 @@ def adopt_engines(manifest: Manifest, engines: list[Path] | None = None) -> list
     known = {a.abspath(workdir).resolve(): a for a in found.values() if a.kind == "trt-engine"}
     if recorded.status == "ready" and all(e in known and known[e].is_intact(workdir) for e in engines) and recorded.is_intact(workdir):
         return []  # recorded as they are (a tag sidecar or timing cache written since changes the bundle's hash: re-recorded)
-    records = bundle_records(workdir, bundle, engines, found[recorded.parents[0]], recorded.device, recorded.extra.get("precisions", []))
+    # parents as recorded: a manifest written before the bundle named all it holds keeps ['onnx-fp32']
+    records = bundle_records(workdir, bundle, engines, recorded.parents, found["onnx-fp32"].data_config, recorded.device,
+                             recorded.extra.get("precisions", []), recorded.config_hash)
     for record in records:
         manifest.add(record)
     stage = manifest.data["stages"].get("compile")

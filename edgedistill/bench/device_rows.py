@@ -17,14 +17,17 @@ def _pending(name: str, path: str, backend: str, precision: str, device: str, si
 
 
 def device_rows(artifacts: dict[str, Artifact], host_rows: list[dict], target: TargetProfile, why_not: str, batch: int) -> list[dict]:
-    """`batch` is bench.batch: the device's own bench runs at it, so its estimate must too."""
+    """`batch` is bench.batch: the device's own bench runs at it, so its estimate must too. Each row's note
+    gives its own backend's cause (on nvidia-gpu, ONNX Runtime's rows wait for a GPU, not for TensorRT);
+    `why_not`, the target's, where that backend would run here."""
+    causes = {name: target.why_backend_cannot_run_here(name) or why_not for name in target.backends}
     by_name = {r["name"]: r for r in host_rows}
     by_precision = {r["precision"]: r for r in host_rows if r.get("fidelity")}
     rows = []
     bundle = artifacts.get("tensorrt-bundle") if "tensorrt" in target.backends else None
     for precision in (bundle.extra.get("precisions", []) if bundle else []):
         host = by_precision.get(precision) if precision == "int8" else None
-        note = f"build on the device ({why_not})"
+        note = f"build on the device ({causes['tensorrt']})"
         if host:
             note += "; int8 fidelity measured on this host with ONNX Runtime on the same QDQ graph"
         rows.append(_pending(f"tensorrt-{precision}", bundle.path, "tensorrt", precision, target.device,
@@ -33,7 +36,7 @@ def device_rows(artifacts: dict[str, Artifact], host_rows: list[dict], target: T
         if artifact.kind not in ("onnx", "openvino-ir") or artifact.backend not in target.backends:
             continue
         host = by_name.get(artifact.name)
-        note = f"run on the device ({why_not})" + ("; fidelity measured on this host with the same model" if host and host.get("fidelity") else "")
+        note = f"run on the device ({causes[artifact.backend]})" + ("; fidelity measured on this host with the same model" if host and host.get("fidelity") else "")
         rows.append(_pending(artifact.name, artifact.path, artifact.backend, artifact.precision, target.device,
                              host["size_mb"] if host else round(artifact.size / 1e6, 3), host.get("fidelity") if host else None, note, batch))
     return rows

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from ..artifacts import Artifact
 from ..backends import get_backend
@@ -61,6 +62,18 @@ def quantization_note(artifact: Artifact) -> str:
     return f"{len(layers)} layer(s) kept in float ({shown or 'none'}); {budget} the fidelity budget on held-out views"
 
 
+def effective_threads(backend: str, asked: int | None, settings: dict) -> int | None:
+    """The threads of the runtime's CPU pool, where it is known: OpenVINO's count read back from the
+    compiled model; for ONNX Runtime the count asked for, else its default, one per physical core (its
+    cpuinfo count, which CPU affinity does not change; psutil counts the same cores). None where the runtime
+    has no CPU pool or does not say (TensorRT; an OpenVINO plugin without INFERENCE_NUM_THREADS)."""
+    if backend == "openvino":
+        return settings.get("INFERENCE_NUM_THREADS")
+    if backend == "onnxruntime":
+        return asked or psutil.cpu_count(logical=False)
+    return None
+
+
 def measure(artifact: Artifact, workdir: Path, device: str, plan: Plan, timed: bool) -> dict:
     row = {"name": artifact.name, "path": artifact.path, "backend": artifact.backend, "precision": artifact.precision,
            "device": device, "size_mb": size_on_disk_mb(artifact.abspath(workdir)), "batch": plan.batch, "threads": plan.threads}
@@ -85,6 +98,7 @@ def measure(artifact: Artifact, workdir: Path, device: str, plan: Plan, timed: b
                 embeddings = runner.infer_all(plan.labelled[0])["embedding"]
                 row["fidelity"].update(probe_accuracy(embeddings, plan.labelled[1], k=plan.knn_k))
             row["runtime_settings"] = runner.runtime_settings()
+            row["threads"] = effective_threads(artifact.backend, plan.threads, row["runtime_settings"])
             if timed:
                 stats = measure_latency(runner, {"input": batch_of(plan.inputs, plan.batch)}, **plan.timing())
                 row.update(status="measured", latency_ms=stats.as_dict(), throughput_ips=round(plan.batch * 1000.0 / stats.mean, 2), notes=quantization_note(artifact))

@@ -112,7 +112,9 @@ def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target:
         "build": {"dir": str(workdir), "student": artifacts["student"].extra.get("architecture", ""), "teacher": cfg.teacher.name,
                   "student_sha256": artifacts["student"].sha256},
         # backends, precisions: with device, which rows are the target's own (report/select.py); the rest never compete
-        "target": {k: getattr(target, k) for k in ("name", "device", "backends", "precisions", "min_cosine", "min_top1_agreement", "selection_tolerance",
+        # description and toolchain: which device and TensorRT/JetPack the estimated and pending rows are for
+        "target": {k: getattr(target, k) for k in ("name", "description", "device", "dla_core", "backends", "precisions", "min_cosine",
+                                                   "min_top1_agreement", "selection_tolerance", "tensorrt_version", "jetpack",
                                                    "peak_tflops_fp32", "peak_tflops_fp16", "peak_tops_int8", "bandwidth_gbs")},
         "host": host,
         "eval": _eval_section(cfg, plan, artifacts),

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import random
 import shutil
 from pathlib import Path
@@ -16,7 +14,7 @@ import numpy as np
 import torch
 
 from ..artifacts import Artifact, atomic_output
-from ..config import BuildConfig, DataConfig
+from ..config import BuildConfig, DataConfig, short_hash
 from ..data.augment import AugmentedViews, view_size_for
 from ..data.images import ImageSource
 from ..models.heads import ProteusHeads, canonical_classifier
@@ -56,7 +54,7 @@ def resume_hash(cfg: BuildConfig, images: str = "", legacy: bool = False) -> str
         del data["data"]
     if images:  # without: the hash of versions that did not check the images, whose checkpoints still resume
         data["images"] = images
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return short_hash(data)
 
 
 def dataset_identity(dataset) -> str:
@@ -65,7 +63,7 @@ def dataset_identity(dataset) -> str:
     meta = getattr(dataset, "meta", None)
     if meta is None:
         return dataset.source.fingerprint(sizes=False)
-    return "cache " + hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+    return "cache " + short_hash(meta)
 
 
 def earlier_identities(dataset) -> list[str]:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..artifacts import Artifact, atomic_output
-from ..config import BuildConfig
+from ..config import BuildConfig, short_hash
 from ..data.eval_set import evaluation_views
 from ..models.preprocess import preprocess_images
 from ..models.teacher import create_primary_teacher
@@ -41,4 +41,13 @@ def write_evalset(cfg: BuildConfig, data_config: dict, workdir: Path, parent: st
         if logits is not None:
             np.save(tmp / "teacher_logits.npy", logits.numpy())
     return Artifact.record(workdir, final, kind="evalset", name="evalset", parents=[parent], data_config=data_config,
-                           extra={"images": len(views), "source": cfg.data.source, "teacher_has_classifier": logits is not None})
+                           config_hash=evalset_hash(cfg), extra={"images": len(views), "source": cfg.data.source,
+                                                                 "teacher_has_classifier": logits is not None})
+
+
+def evalset_hash(cfg: BuildConfig) -> str:
+    """The settings the evaluation set is made from: its images and the teacher that labels them (the first
+    teacher, in fp32, so neither its distillation dtype nor further teachers count)."""
+    settings = {"source": cfg.data.source, "eval_images": cfg.bench.eval_images,
+                "teacher": cfg.hashed_section("teacher", ignore={"teacher.dtype", "teacher.weight", "teacher.extra"})}
+    return short_hash(settings)

@@ -6,10 +6,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..artifacts import Artifact, atomic_output
-from ..config import BuildConfig
+from ..config import BuildConfig, short_hash
 from ..progress import console
 from ..targets import TargetProfile
-from .calibration import calibration_batch, holdout_views, load_recipe
+from .calibration import CalibrationRecipe, calibration_batch, holdout_views, load_recipe
 from .fidelity import Budget, main_output, run_model
 from .metadata import update_metadata
 from .nncf_ov import quantize_openvino_int8
@@ -20,6 +20,11 @@ TRT_CALIBRATION_DIR = Path("quantized") / "trt_calibration"
 def calibration_recipe(cfg: BuildConfig, target: TargetProfile):
     # An explicit --set quantize.calibration wins over the target's default recipe.
     return load_recipe(cfg.quantize.calibration or target.calibration)
+
+
+def recipe_hash(recipe: CalibrationRecipe) -> str:
+    """The calibration batch's settings (source, samples, seed); the student's data config is recorded beside it."""
+    return short_hash(recipe.__dict__)
 
 
 def calibration_for(cfg: BuildConfig, target: TargetProfile, data_config: dict, workdir: Path):
@@ -46,7 +51,8 @@ def run(cfg: BuildConfig, inputs: dict, workdir: Path, target: TargetProfile) ->
 
         folder = write_trt_calibration(workdir / TRT_CALIBRATION_DIR, batch, recipe, onnx_artifact.data_config)
         produced.append(Artifact.record(workdir, folder, kind="calibration", name="trt-calibration", parents=[onnx_artifact.name],
-                                        data_config=onnx_artifact.data_config, extra={"calibration": calibration_record}))
+                                        data_config=onnx_artifact.data_config, config_hash=recipe_hash(recipe),
+                                        extra={"calibration": calibration_record}))
     if "openvino" in target.backends:
         produced.append(_openvino(cfg, target, onnx_path, batch, holdout, workdir, common, calibration_record))
     return produced

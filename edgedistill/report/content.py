@@ -282,6 +282,13 @@ def title(comparison: dict) -> str:
     return f"edgedistill comparison: {len(sources)} builds ({targets})"
 
 
+def target_text(target: dict) -> str:
+    """The device and toolchain a target's rows are for: 'NVIDIA Jetson AGX Orin 64GB; TensorRT 10.3, JetPack 6.1'."""
+    toolchain = [f"{label} {target[key]}" for key, label in (("tensorrt_version", "TensorRT"), ("jetpack", "JetPack"), ("dla_core", "DLA core"))
+                 if target.get(key) is not None]
+    return "; ".join(part for part in (str(target.get("description") or ""), ", ".join(toolchain)) if part)
+
+
 def budget_text(target: dict) -> str:
     parts = []
     if isinstance(target.get("min_cosine"), (int, float)):

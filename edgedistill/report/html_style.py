@@ -8,7 +8,7 @@ body { margin:0; background:#fff; color:var(--fg);
 main { max-width: 1240px; margin: 0 auto; padding: 24px 20px 40px; }
 h1 { font-size: 24px; margin: 0 0 4px; }
 h2 { font-size: 19px; margin: 28px 0 8px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
-.meta, .budget, figcaption, footer { color: var(--muted); font-size: 13px; }
+.meta, .budget, .target-device, figcaption, footer { color: var(--muted); font-size: 13px; }
 ul.facts { margin: 4px 0 0; padding-left: 20px; }
 ul.facts li { margin: 2px 0; }
 code { font: 12.5px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: var(--soft);

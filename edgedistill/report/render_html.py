@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from .content import (ESTIMATE_NOTE, budget_text, by_target, columns_for, host_line, hosts,
-                      needs_origin, notes, origin_text, selected_for, source_line, status_text, title)
+                      needs_origin, notes, origin_text, selected_for, source_line, status_text, target_text, title)
 from .html_style import CSS
 from .plots import latency_bars_png, latency_fidelity_png
 from .merge import host_label, to_comparison
@@ -80,8 +80,10 @@ def _notes(rows: list[dict]) -> str:
 def _target_section(doc: dict, name: str, target: dict, rows: list[dict]) -> str:
     origin = needs_origin(doc, rows)
     device = f'<span class="device">{e(target["device"])}</span>' if target.get("device") else ""
-    parts = [f"<section class=\"target\"><h2>Target <code>{e(name)}</code>{device}</h2>",
-             f'<p class="budget">Fidelity budget: {e(budget_text(target))}</p>']
+    parts = [f"<section class=\"target\"><h2>Target <code>{e(name)}</code>{device}</h2>"]
+    if target_text(target):
+        parts.append(f'<p class="target-device">{e(target_text(target))}</p>')
+    parts.append(f'<p class="budget">Fidelity budget: {e(budget_text(target))}</p>')
     for sel in selected_for(doc, name):
         chosen = f"<code>{e(sel['artifact'])}</code>" if sel.get("artifact") else "<strong>none</strong>"
         who = f" for {e(sel.get('build'))}" if len(doc.get("sources") or []) > 1 else ""

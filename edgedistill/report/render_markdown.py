@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from .content import (ESTIMATE_NOTE, budget_text, by_target, columns_for, host_line, hosts, needs_origin,
-                      notes, selected_for, source_line, title)
+                      notes, selected_for, source_line, target_text, title)
 from .merge import to_comparison
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|#~])")
@@ -44,7 +44,10 @@ def _table(rows: list[dict], origin: bool) -> list[str]:
 
 def _target(doc: dict, name: str, target: dict, rows: list[dict]) -> list[str]:
     device = f" ({md(target['device'])})" if target.get("device") else ""
-    out = [f"## Target {md(name)}{device}", "", f"Fidelity budget: {md(budget_text(target))}", ""]
+    out = [f"## Target {md(name)}{device}", ""]
+    if target_text(target):
+        out += [md(target_text(target)), ""]
+    out += [f"Fidelity budget: {md(budget_text(target))}", ""]
     for sel in selected_for(doc, name):
         chosen = f"**{md(sel['artifact'])}**" if sel.get("artifact") else "**none**"
         who = f" for {md(sel.get('build'))}" if len(doc.get("sources") or []) > 1 else ""
