@@ -12,6 +12,7 @@ import datetime as dt
 import glob
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -113,6 +114,18 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def strict_json(obj):
+    """NaN/inf become the words "nan", "inf", "-inf" (NON_FINITE), so bench.json and report.json stay strict
+    JSON and a NaN cosine still fails its budget when the file is read again (null would mean "not computed")."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
 
 
 def write_json_atomic(path: Path, data: dict) -> Path:

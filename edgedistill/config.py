@@ -22,6 +22,7 @@ import yaml
 
 from .data.augment_policy import EXAMPLE as AA_EXAMPLE, auto_augment_error
 from .errors import EdgedistillError
+from .list_settings import parse_batch_sizes, parse_cpus
 
 OFFLINE_TEACHER = "efficientnet_lite0.offline"
 CACHE_DTYPES = ("float16", "bfloat16", "float32")  # teacher cache storage: fp16 keeps more precision, bf16 and fp32 the range of outlier channels
@@ -421,9 +422,6 @@ def teacher_list(cfg: TeacherConfig) -> list[TeacherConfig]:
 def _check_bench_lists(cfg: BuildConfig) -> None:
     """bench.pin_cpus and bench.batch_sizes are parsed when the config loads: found only by the bench
     stage, a typo would already have cost the build its report."""
-    from .bench.affinity import parse_cpus
-    from .bench.throughput import parse_batch_sizes
-
     parse_cpus(cfg.bench.pin_cpus)
     parse_batch_sizes(cfg.bench.batch_sizes)
 

@@ -11,7 +11,8 @@ import pytest
 
 from edgedistill.backends import get_backend
 from edgedistill.backends.base import Runner
-from edgedistill.bench.affinity import parse_cpus, pinned
+from edgedistill.bench.affinity import pinned
+from edgedistill.list_settings import parse_cpus
 from edgedistill.bench.latency import measure_latency, timed_samples
 from edgedistill.errors import EdgedistillError
 

@@ -13,23 +13,6 @@ from pathlib import Path
 from ..errors import EdgedistillError
 
 
-def parse_cpus(spec) -> set[int]:
-    """(0, 1), "0-3,6", [2] or "" -> a set of CPU ids."""
-    if spec is None:
-        return set()
-    items = [spec] if isinstance(spec, (int, str)) else list(spec)
-    cpus: set[int] = set()
-    for item in items:
-        for part in str(item).replace(" ", "").split(","):
-            if not part:
-                continue
-            try:
-                lo, _, hi = part.partition("-")
-                cpus.update(range(int(lo), int(hi or lo) + 1))
-            except ValueError:
-                raise EdgedistillError(f"bench.pin_cpus has '{part}', not a CPU id or range", "write CPU ids such as [0, 1] or \"0-3\"") from None
-    return cpus
-
 
 def require_usable(cpus: set[int]) -> set[int]:
     """`cpus`, once it is known that this process may run on all of them (checked before any timing,

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import Artifact, write_json_atomic
+from ..artifacts import Artifact, strict_json, write_json_atomic
 from ..backends import get_backend
 from ..config import BuildConfig
+from ..list_settings import parse_cpus
 from ..progress import progress_bar
-from ..report.schema import strict_json
 from ..targets import TargetProfile
-from .affinity import parse_cpus, require_usable
+from .affinity import require_usable
 from .device_rows import device_rows
 from .estimate.apply import add_roofline, estimate_row, predict_measured
 from .estimate.efficiency import PRIOR_EFFICIENCY, fit, load_samples, samples_of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backends.base import Runner
-from ..errors import EdgedistillError
+from ..list_settings import parse_batch_sizes
 from .latency import measure_latency
 
 
@@ -13,18 +13,6 @@ def batch_of(inputs: np.ndarray, batch: int) -> np.ndarray:
     """`batch` evaluation inputs, repeating them when there are fewer (real images, not noise)."""
     reps = -(-batch // len(inputs))
     return np.ascontiguousarray(np.concatenate([inputs] * reps)[:batch])
-
-
-def parse_batch_sizes(requested: tuple) -> list[int]:
-    """(1, 4) or ("1,4,8",) -> [1, 4, 8]; refused with a one-line error unless every size is an integer >= 1."""
-    parts = [p for item in requested for p in str(item).replace(" ", "").split(",") if p]
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        raise EdgedistillError(f"bench.batch_sizes {list(requested)} holds a non-integer", "write sizes such as [1, 4, 8] or \"1,4,8\"") from None
-    if any(size < 1 for size in sizes):  # dropped silently before: a sweep the user did not ask for
-        raise EdgedistillError(f"bench.batch_sizes {list(requested)} holds a size below 1", "write sizes of 1 or more, such as [1, 4, 8]")
-    return sizes
 
 
 def batch_sizes(requested: tuple, main: int, batch_opt: int, batch_max: int) -> list[int]:

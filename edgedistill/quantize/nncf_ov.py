@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.signal_stack import kept_signal_stack
+from ..backends import kept_signal_stack
 from ..config import QuantizeConfig
 from ..errors import EdgedistillError, MissingBackendError
 

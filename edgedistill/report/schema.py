@@ -52,18 +52,6 @@ def fidelity_of(art: dict, key: str) -> float | None:
     return as_number((art.get("fidelity") or {}).get(key))
 
 
-def strict_json(obj):
-    """NaN/inf become the words "nan", "inf", "-inf" (NON_FINITE), so bench.json and report.json stay strict
-    JSON and a NaN cosine still fails its budget when the file is read again (null would mean "not computed")."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {k: strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v) for v in obj]
-    return obj
-
-
 def beside_limit(value: float, limit: float, spec: str = ".4g") -> str:
     """`value` formatted with `spec`, or with more digits where that would put it on the limit or the
     other side of it: a cosine of 0.97996 against 0.98 reads 0.97996 < 0.98, never 0.98 < 0.98."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..artifacts import write_bytes_atomic
+from ..artifacts import strict_json, write_bytes_atomic
 from .build_report import make_report
 from .render_html import render_html
 from .render_markdown import render_markdown
-from .schema import kind_of, strict_json
+from .schema import kind_of
 
 
 def _atomic_write(path: Path, text: str) -> None:
