@@ -24,8 +24,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# The CPU figures in docs/backends.md (the GPU benchmarks run from benchmarks/gpu_session.sh).
 bench: $(STAMP)
 	$(PY) benchmarks/backend_table.py
+	$(PY) benchmarks/int8_fallback.py
 
 clean:
 	rm -rf runs build dist *.egg-info

@@ -52,3 +52,14 @@ def test_gpu_session_runs_steps_in_the_order_asked_and_refuses_unknown_ones(tmp_
     with tarfile.open(tmp_path / "out" / "results.tgz") as packed:
         result = json.load(packed.extractfile("./throughput-overlap/distill_throughput.json"))
     assert {r["mode"] for r in result["rows"]} == {"online-bf16", "online-overlap", "online-compiled", "online-compiled-overlap"}
+
+
+def test_int8_fallback_benchmark_writes_every_figure_docs_backends_quotes(tmp_path):
+    """About a minute: the script behind docs/backends.md's EfficientNet-Lite0 INT8 table."""
+    run = _run("int8_fallback.py", "--tiny", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads((tmp_path / "int8_fallback.json").read_text())
+    assert [r["name"] for r in result["rows"]] == ["plain (every Conv/Gemm)", "default: head float + fallback",
+                                                   "OpenVINO NNCF INT8, cnn scheme", "OpenVINO NNCF INT8, transformer scheme"]
+    assert all(0 < r["cosine"] <= 1.0001 for r in result["rows"]) and result["leave_one_out"]["layers_tried"] == 2
+    assert "| INT8 on EfficientNet-Lite0 |" in run.stdout

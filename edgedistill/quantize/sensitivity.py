@@ -4,8 +4,9 @@ For every quantized node we take the signal-to-quantization-noise ratio (dB) of 
 to its activations (inputs and output) and to its weight (not its bias), on real calibration samples, and add
 the noise powers. Low SQNR = sensitive. One pass over all layers replaces per-layer
 re-quantization, which costs seconds per layer (measured: EfficientNet-Lite0 has 50 such nodes).
-Leave-one-out on the output was tried and ranks poorly: when noise is spread over many layers,
-restoring any single one barely moves the output.
+Leave-one-out on the output costs one re-quantization and run per layer. It can rank better: on
+EfficientNet-Lite0 it puts the stem conv first where SQNR puts it 6th (benchmarks/int8_fallback.py,
+docs/backends.md), so the doubling search reaches that layer at 8 float layers instead of 1.
 """
 
 from __future__ import annotations
