@@ -245,6 +245,7 @@ CHOICES = {
     "distill.strategy": ("ddp", "fsdp"),
     "distill.compile_mode": ("default", "max-autotune-no-cudagraphs", "max-autotune", "reduce-overhead"),  # torch.compile's modes
     "quantize.method": ("minmax", "entropy", "percentile"),
+    "quantize.nncf_model_type": ("auto", "transformer", "cnn"),
 }
 
 
@@ -282,6 +283,9 @@ LIMITS = {
     "bench.eval_max_images": (lambda v: v >= 4, "at least 4 (two classes of two images for a probe)"),
     "bench.knn_k": (lambda v: v >= 1, "at least 1"),
     "quantize.holdout_images": (lambda v: v >= 1, "at least 1"),
+    "export.opset": (lambda v: 7 <= v <= 30, "to an ONNX opset the exporter writes, e.g. 17"),  # 0 was a torch traceback
+    "export.parity_min_cosine": (lambda v: 0 <= v <= 1, "in [0, 1], e.g. 0.9999"),  # above 1 blamed the model
+    "export.parity_max_abs": (lambda v: v >= 0, "0 or more, e.g. 1e-3 (relative to the output's largest magnitude)"),
     "quantize.sensitivity_samples": (lambda v: v >= 1, "at least 1"),
     "calibration.samples": (lambda v: v >= 1, "at least 1"),  # a calibration recipe's fields
     "calibration.seed": (lambda v: 0 <= v < 2**32, f"in [0, {2**32 - 1}] (numpy's seed range)"),
@@ -311,9 +315,24 @@ def _check_value(where: str, value) -> None:
         raise EdgedistillError(f"config '{where}' is {value!r}, which is not a known choice", f"use one of: {FORMATS[field_name][1]}")
     if field_name.endswith(".model_args") and isinstance(value, dict):
         _check_model_args(where, value)
+    if field_name == "quantize.op_types" and isinstance(value, tuple):
+        _check_op_types(where, value)
     if field_name == "data.auto_augment" and (problem := auto_augment_error(value)):
         raise EdgedistillError(f"config 'data.auto_augment' is {value!r}: {problem}",
                                f"write a timm policy such as {AA_EXAMPLE}, or data.auto_augment= for none")
+
+
+def _check_op_types(where: str, op_types: tuple) -> None:
+    """ONNX operator names, exactly: [matmul] matched no node and shipped a float model labelled int8."""
+    import onnx.defs
+
+    if not op_types:
+        raise EdgedistillError(f"config '{where}' is empty, so nothing would be quantized", "list ONNX op types, e.g. [MatMul, Gemm, Conv]")
+    for op in op_types:
+        if not onnx.defs.has(str(op)):
+            spelled = {schema.name.lower(): schema.name for schema in onnx.defs.get_all_schemas()}.get(str(op).lower())
+            raise EdgedistillError(f"config '{where}' has {op!r}, which is no ONNX operator",
+                                   f"write it as {spelled}" if spelled else "use ONNX op type names, e.g. [MatMul, Gemm, Conv]")
 
 
 def _check_model_args(where: str, args: dict) -> None:
@@ -356,7 +375,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise EdgedistillError(f"--set '{text}' is not of the form key=value", "write it as --set distill.steps=10")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    try:
+        return key.strip().split("."), load_yaml(raw)
+    except yaml.YAMLError as exc:  # e.g. an unclosed {, or a key given twice
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise EdgedistillError(f"--set '{text}' has a value that is not valid YAML: {problem}",
+                               "quote it, or write lists as [a, b] and mappings as {key: value, ...}") from exc
 
 
 def merge_override(data: dict, keys: list[str], value: Any) -> None:
@@ -368,10 +392,29 @@ def merge_override(data: dict, keys: list[str], value: Any) -> None:
     node[keys[-1]] = value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, but a key given twice in one mapping is an error: PyYAML keeps the last silently, so a
+    second `distill:` section in a long recipe dropped the first without a word."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice (line {key_node.start_mark.line + 1})",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str):
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def read_yaml_mapping(path: Path, what: str, example: str) -> dict:
     """A YAML file that must hold a mapping; syntax errors become one-line user errors."""
     try:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        loaded = load_yaml(Path(path).read_text()) or {}
     except yaml.YAMLError as exc:
         raise EdgedistillError(f"{what} '{path}' is not valid YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from exc
     except UnicodeDecodeError as exc:

@@ -18,9 +18,12 @@ def parse_cpus(spec) -> set[int]:
                 continue
             try:
                 lo, _, hi = part.partition("-")
-                cpus.update(range(int(lo), int(hi or lo) + 1))
+                first, last = int(lo), int(hi or lo)
             except ValueError:
                 raise EdgedistillError(f"bench.pin_cpus has '{part}', not a CPU id or range", "write CPU ids such as [0, 1] or \"0-3\"") from None
+            if last < first:  # an empty range pinned nothing, silently
+                raise EdgedistillError(f"bench.pin_cpus has the range '{part}', which runs backwards", f"write it as {last}-{first}")
+            cpus.update(range(first, last + 1))
     return cpus
 
 

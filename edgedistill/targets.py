@@ -55,6 +55,11 @@ class TargetProfile:
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or not 0 <= tol < 1:
             raise EdgedistillError(f"target {self.name}: selection_tolerance is {tol!r}, which is out of range",
                                    "set it to a share in [0, 1), e.g. 0.05 to count p50s within 5% of the fastest as tied")
+        # A typo here used to pass (device: CPUU built everything and selected nothing, with exit 0) or
+        # to fail only after distillation (backends: [openvno]): refused when the profile loads.
+        problem = _profile_problem(self)
+        if problem:
+            raise EdgedistillError(f"target {self.name}: {problem[0]}", problem[1])
 
     def runs_on_this_host(self) -> tuple[bool, str]:
         """Whether the target's own backends can run here (so its latency is measured, not estimated)."""
@@ -86,6 +91,40 @@ class TargetProfile:
         """A short hash of the profile's settings, the config hash of what compile makes from it; by its
         repr, which leaves out `source`, so a profile reloaded from a copied build folder hashes the same."""
         return hashlib.sha256(repr(self).encode()).hexdigest()[:16]
+
+
+ARCHES = ("x86_64", "aarch64")
+DEVICES = ("CPU", "GPU", "NPU", "AUTO", "DLA")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _profile_problem(t: TargetProfile) -> tuple[str, str] | None:
+    """(cause, fix) for the first setting a profile cannot mean, None when all are sound."""
+    from .backends.registry import backend_names
+
+    def listed(field: str, values: tuple, known: tuple) -> tuple[str, str] | None:
+        if not values:
+            return f"{field} is empty", f"list one or more of: {', '.join(known)}"
+        unknown = [v for v in values if v not in known]
+        return (f"{field} has {unknown[0]!r}, which is not one of them", f"use: {', '.join(known)}") if unknown else None
+
+    checks = [
+        (t.arch not in ARCHES, (f"arch is {t.arch!r}", f"use one of: {', '.join(ARCHES)}")),
+        (str(t.device).upper() not in DEVICES, (f"device is {t.device!r}", f"use one of: {', '.join(DEVICES)}")),
+        (True, listed("backends", tuple(t.backends), backend_names())),
+        (True, listed("precisions", tuple(t.precisions), PRECISIONS)),
+        (not 1 <= t.batch_min <= t.batch_opt <= t.batch_max, (f"batch sizes min {t.batch_min}, opt {t.batch_opt}, max {t.batch_max} are not 1 <= min <= opt <= max",
+                                                              "set batch_min, batch_opt and batch_max in that order, from 1")),
+        (t.bench_iterations < 1 or t.bench_warmup < 0, (f"bench_iterations {t.bench_iterations} / bench_warmup {t.bench_warmup} cannot time anything",
+                                                       "set bench_iterations to 1 or more and bench_warmup to 0 or more")),
+        (t.bench_threads is not None and t.bench_threads < 1, (f"bench_threads is {t.bench_threads}", "set it to 1 or more, or leave it out for the runtime's default")),
+        (t.dla_core is not None and t.dla_core < 0, (f"dla_core is {t.dla_core}", "set the DLA core's index (0 or 1 on AGX Orin), or null for none")),
+        (t.workspace_mb < 1 or not 7 <= t.opset <= 30, (f"workspace_mb {t.workspace_mb} / opset {t.opset} is out of range",
+                                                        "set workspace_mb to 1 or more and opset to what the device's toolchain parses (e.g. 17)")),
+        (not (0 <= t.min_cosine <= 1 and 0 <= t.min_top1_agreement <= 1), (f"min_cosine {t.min_cosine} / min_top1_agreement {t.min_top1_agreement} "
+                                                                          "is outside [0, 1]", "set both to shares, e.g. 0.98 and 0.99")),
+    ]
+    return next((problem for failed, problem in checks if failed and problem), None)
 
 
 def load_target(name_or_path: str) -> TargetProfile:

@@ -196,3 +196,31 @@ def test_model_args_timm_would_silently_drop_are_refused(override, cause):
         load_config(None, [override])
     assert "space after the colon" in error.value.fix or "leave it out" in error.value.fix
     assert load_config(None, ["student.model_args={depth: 2, embed_dim: 64}"]).student.model_args == {"depth": 2, "embed_dim": 64}
+
+
+@pytest.mark.parametrize("override, cause", [
+    ("quantize.op_types=[matmul,gemm]", "has 'matmul', which is no ONNX operator"),  # matched nothing: a float model labelled int8
+    ("quantize.op_types=[]", "is empty, so nothing would be quantized"),
+    ("quantize.nncf_model_type=trasformer", "not a known choice"),  # found only after the ORT quantization ran
+    ("export.opset=0", "out of range"),  # a torch traceback
+    ("export.parity_min_cosine=2", "out of range"),  # blamed the model
+    ("bench.pin_cpus=1-0", "runs backwards"),  # pinned nothing
+])
+def test_values_found_late_or_never_are_refused_when_the_config_loads(override, cause):
+    with pytest.raises(EdgedistillError, match=re.escape(cause)) as error:
+        load_config(None, [override])
+    assert error.value.fix
+    if "matmul" in override:
+        assert error.value.fix == "write it as MatMul"
+
+
+def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
+    """PyYAML keeps the last of two `distill:` sections: the recipe's 20000 steps became the default 120."""
+    path = tmp_path / "recipe.yaml"
+    path.write_text("distill:\n  steps: 20000\nstudent:\n  img_size: 112\ndistill:\n  lr: 0.001\n")
+    with pytest.raises(EdgedistillError, match=re.escape("the key 'distill' is given twice (line 5)")):
+        load_config(path)
+    with pytest.raises(EdgedistillError, match="the key 'depth' is given twice"):
+        load_config(None, ["student.model_args={depth: 2, depth: 3}"])
+    with pytest.raises(EdgedistillError, match="not valid YAML"):  # was a yaml traceback
+        load_config(None, ["student.model_args={"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from edgedistill.backends.registry import _MODULES
@@ -65,3 +67,26 @@ def test_a_profile_keys_stages_by_its_content_not_by_where_it_was_read(tmp_path)
     assert first.source != second.source and _key(first) == _key(second) == _key(load_target("x86-cpu"))
     (tmp_path / "c.yaml").write_text(text.replace("min_cosine: 0.98", "min_cosine: 0.5"))
     assert _key(load_target(str(tmp_path / "c.yaml"))) != _key(first)
+
+
+@pytest.mark.parametrize("change, cause", [
+    (("device: CPU", "device: CPUU"), "device is 'CPUU'"),  # built everything, then selected nothing, exit 0
+    (("arch: x86_64", "arch: x86"), "arch is 'x86'"),
+    (("backends: [onnxruntime, openvino]", "backends: [onnxruntime, openvno]"), "backends has 'openvno'"),  # found after distillation
+    (("precisions: [fp32, int8]", "precisions: [fp32, int4]"), "precisions has 'int4'"),
+    (("backends: [onnxruntime, openvino]", "backends: []"), "backends is empty"),
+    (("bench_iterations: 100", "bench_iterations: 0"), "bench_iterations 0"),  # an IndexError in every row
+    (("batch_max: 8", "batch_max: 0"), "not 1 <= min <= opt <= max"),
+    (("min_cosine: 0.98", "min_cosine: 2"), "outside [0, 1]"),
+])
+def test_a_profile_setting_it_cannot_mean_is_refused_when_it_loads(tmp_path, change, cause):
+    from pathlib import Path
+
+    from edgedistill.errors import EdgedistillError
+
+    text = (Path(__file__).parents[1] / "targets" / "x86-cpu.yaml").read_text()
+    assert change[0] in text
+    (tmp_path / "mine.yaml").write_text(text.replace(change[0], change[1]))
+    with pytest.raises(EdgedistillError, match=re.escape(cause)) as error:
+        load_target(str(tmp_path / "mine.yaml"))
+    assert error.value.fix

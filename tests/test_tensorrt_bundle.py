@@ -277,3 +277,16 @@ def test_engines_join_a_manifest_written_when_the_bundle_named_only_onnx_fp32(tm
     found = manifest.artifacts()
     assert found["tensorrt-bundle"].parents == ["onnx-fp32"] and found["tensorrt-bundle"].status == "ready"
     assert found["tensorrt-fp16"].data_config == inputs["onnx"].data_config and manifest.changed_artifacts() == []
+
+
+@pytest.mark.parametrize("content, cause", [
+    ("[1, 2]", "is not an edgedistill TensorRT bundle"),  # a JSON list was an AttributeError traceback
+    ("{not json", "is not valid JSON"),
+    ('{"format": "other"}', "is not an edgedistill TensorRT bundle"),
+])
+def test_a_bundle_json_that_is_not_ours_is_a_one_line_error(tmp_path, content, cause):
+    from edgedistill.backends.trt_bundle_manifest import load_bundle
+
+    (tmp_path / "bundle.json").write_text(content)
+    with pytest.raises(EdgedistillError, match=cause):
+        load_bundle(tmp_path)

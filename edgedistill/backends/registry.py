@@ -14,6 +14,10 @@ _MODULES = {
 }
 
 
+def backend_names() -> tuple[str, ...]:
+    return tuple(_MODULES)
+
+
 def get_backend(name: str) -> Backend:
     if name not in _MODULES:
         raise EdgedistillError(f"unknown backend '{name}'", f"choose one of: {', '.join(_MODULES)}")

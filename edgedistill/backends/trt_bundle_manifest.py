@@ -23,6 +23,6 @@ def load_bundle(bundle_dir: Path) -> dict:
         manifest = json.loads(path.read_text())
     except ValueError as exc:
         raise EdgedistillError(f"'{path}' is not valid JSON", "copy the bundle from the host again") from exc
-    if manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise EdgedistillError(f"'{path}' is not an edgedistill TensorRT bundle", f"pass the {BUNDLE_DIR}/ folder that edgedistill build wrote")
     return manifest
