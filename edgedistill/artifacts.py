@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class Artifact:
     def is_intact(self, root: Path) -> bool:
         """True when the file still exists with the recorded content."""
         path = self.abspath(root)
+        restore_interrupted(path)
         return path.exists() and _path_digest(path)[0] == self.sha256
 
     def to_dict(self) -> dict:
@@ -97,11 +99,31 @@ def shareable(path: Path | str) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
+def temp_file(path: Path) -> tuple[int, str]:
+    """mkstemp beside `path`, named with this process's pid (.NAME.PID-XXXXXXXX), after removing the temp
+    files killed writers left there: a live writer, this one included, keeps its own."""
+    sweep_dead_temp_files(path)
+    return tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", dir=path.parent)
+
+
+# mkstemp's 8 random characters, and before them the writer's pid (not an editor's .NAME.swp)
+_TEMP_SUFFIX = re.compile(r"(?:(\d+)-)?[a-z0-9_]{8}")
+
+
+def sweep_dead_temp_files(path: Path) -> None:
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        found = _TEMP_SUFFIX.fullmatch(stale.name[len(path.name) + 2:])
+        # no pid: written by a version that did not name them, which no longer runs
+        if found and stale.is_file() and not (found[1] and _alive(int(found[1]))):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
     """Write to a temp file beside `path`, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = temp_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -166,15 +188,35 @@ def atomic_output(final: Path) -> Iterator[Path]:
 def _remove_orphans(final: Path) -> None:
     """Temp folders a killed writer (SIGKILL, OOM) left beside `final`: gigabytes for a teacher cache.
     A writer still alive keeps its own (same host; its pid is in the name)."""
+    restore_interrupted(final, quiet=False)
     for kind in ("partial", "old"):
-        for stale in final.parent.glob(f".{glob.escape(final.name)}.{kind}-*"):
-            pid = stale.name.rsplit("-", 1)[-1]
-            if not pid.isdigit() or _alive(int(pid)):
-                continue
-            if kind == "old" and not (final.exists() or final.is_symlink()):
-                os.replace(stale, final)  # killed between the two renames: the previous version comes back
-            else:
-                _remove(stale)
+        for stale in _dead_writers(final, kind):
+            _remove(stale)
+
+
+def restore_interrupted(final: Path, quiet: bool = True) -> None:
+    """A writer killed between atomic_output's two renames left no `final`, and its previous version in
+    .NAME.old-PID: put that back. Readers call it too, so an output that is read but not written again
+    (a teacher cache, a stage's recorded artifact) does not look lost. `quiet`: a reader that cannot
+    write there (a read-only copy) finds it missing, as before."""
+    if final.exists() or final.is_symlink():
+        return
+    for stale in _dead_writers(final, "old"):
+        try:
+            os.replace(stale, final)
+        except OSError:
+            if not quiet:
+                raise
+        return
+
+
+def _dead_writers(final: Path, kind: str) -> list[Path]:
+    found = []
+    for stale in final.parent.glob(f".{glob.escape(final.name)}.{kind}-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            found.append(stale)
+    return found
 
 
 def _alive(pid: int) -> bool:

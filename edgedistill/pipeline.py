@@ -12,9 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from .artifacts import Artifact, Manifest
+from .artifacts import Artifact, Manifest, restore_interrupted
 from .config import BuildConfig, short_hash
 from .errors import EdgedistillError
+from .folder_lock import LOCK, FolderLock
 from .progress import console
 from .profiles import bundled_dir
 from .ranks import is_first_rank
@@ -36,6 +37,11 @@ class Pipeline:
     def __init__(self, cfg: BuildConfig, target: TargetProfile, workdir: Path, force: bool = False):
         self.cfg, self.target, self.workdir, self.force = cfg, target, Path(workdir), force
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # One process at a time: a second (a CI retry) would resume from the first's checkpoints and
+        # replace its files under it. Under torchrun the job's ranks share the folder, and rank 0, which
+        # writes it, holds it for them all.
+        self._lock = FolderLock(self.workdir / LOCK, f"build folder '{self.workdir}'",
+                                "wait for that run to finish, or use another build folder (--out)") if is_first_rank() else None
         self.manifest = Manifest.load(self.workdir)
         self.manifest.data["target"] = target.name
         self.manifest.data.pop("target_file", None)
@@ -142,6 +148,8 @@ class Pipeline:
             source, limit = item if isinstance(item, tuple) else (item, None)  # (image source, max_images)
             if item not in self._stamps:
                 path = Path(source).expanduser() if source else None
+                if path is not None and source != "bundled":
+                    restore_interrupted(path)  # a teacher cache a killed cache-teacher left aside: stamped as the stage will read it
                 if not source or source == "bundled":
                     self._stamps[item] = None
                 elif path.is_file() and path.suffix != ".txt" and not source.endswith(".tar"):
@@ -167,7 +175,10 @@ class Pipeline:
         # settings that change neither the arithmetic nor the data (log_every, num_workers, ...) do not re-train
         key = _key(self.cfg.section_hash("teacher", "student", "data", "distill", ignore={f"distill.{k}" for k in stage.NOT_HASHED}),
                    self._file_inputs((self.cfg.data.source, self.cfg.data.max_images), self.cfg.distill.cache, *self._teacher_checkpoints()))
-        return self._run_stage("distill", key, lambda: [stage.run(self.cfg, {}, self.workdir)])
+        produced = self._run_stage("distill", key, lambda: [stage.run(self.cfg, {}, self.workdir, keep_state=True)])
+        if is_first_rank():
+            stage.discard_state(self.workdir)  # the manifest records the student now
+        return produced
 
     def export(self) -> list[Artifact]:
         from .export import stage

@@ -61,3 +61,46 @@ def test_written_files_are_readable_by_others_as_plain_files_are(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # mkstemp alone gives 0600
+
+
+def _dead_pid() -> str:
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+
+
+def test_an_atomic_write_names_its_temp_file_with_its_pid_and_sweeps_dead_writers_ones(tmp_path, monkeypatch):
+    """A kill while manifest.json is replaced leaves .manifest.json.XXXX: the next write removes those a
+    dead writer left (and pid-less ones from before), never a live writer's."""
+    import os
+
+    from edgedistill import artifacts
+    from edgedistill.artifacts import write_json_atomic
+
+    dead = _dead_pid()
+    left = [tmp_path / f".manifest.json.{dead}-k1ll3d00", tmp_path / ".manifest.json.k1ll3d00"]
+    live = tmp_path / f".manifest.json.{os.getppid()}-wr1t1ng0"
+    editor = tmp_path / ".manifest.json.swp"
+    for path in (*left, live, editor):
+        path.write_text("{")
+    renamed, real = [], os.replace
+    monkeypatch.setattr(artifacts.os, "replace", lambda src, dst: (renamed.append(os.path.basename(src)), real(src, dst)))
+    write_json_atomic(tmp_path / "manifest.json", {"a": 1})
+    assert renamed[0].startswith(f".manifest.json.{os.getpid()}-")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["manifest.json", live.name, editor.name])
+
+
+def test_a_reader_puts_back_what_a_writer_killed_between_the_two_renames_left(tmp_path):
+    """Killed after moving model.onnx aside, before moving the new one in: reading the manifest finds the
+    previous version again instead of reporting it gone."""
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"abc")
+    manifest = Manifest(tmp_path)
+    manifest.add(Artifact.record(tmp_path, path, kind="onnx", name="onnx-fp32"))
+    manifest.record_stage("export", "key1", ["onnx-fp32"])
+    manifest.save()
+    aside = tmp_path / f".model.onnx.old-{_dead_pid()}"
+    path.rename(aside)
+    assert Manifest.load(tmp_path).stage_is_fresh("export", "key1")
+    assert path.read_bytes() == b"abc" and not aside.exists()

@@ -303,3 +303,17 @@ def test_a_cached_image_text_projection_is_no_classifier(caches):
     assert cache_mod.load_cached_classifier(dirs["float16"], meta, clip) is None
     kept = cache_mod.load_cached_classifier(dirs["float16"], meta, TeacherConfig(name="vit_tiny_patch16_224", pretrained=False))
     assert kept is not None
+
+
+def test_reading_a_cache_puts_back_the_one_a_killed_cache_teacher_left_aside(caches, tmp_path):
+    """cache-teacher killed between its two renames leaves the previous cache only in .NAME.old-PID: the
+    next reader restores it rather than calling it no cache (and hours of teacher compute lost)."""
+    import shutil
+    import subprocess
+    import sys
+
+    _, dirs = caches
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    shutil.copytree(dirs["float16"], tmp_path / f".cache.old-{dead}")
+    assert cache_mod.read_cache(tmp_path / "cache") == cache_mod.read_cache(dirs["float16"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]

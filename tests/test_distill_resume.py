@@ -144,12 +144,18 @@ def test_a_damaged_checkpoint_is_a_one_line_error_with_a_fix(tmp_path, content):
         load_checkpoint(tmp_path, "h")
 
 
-def test_a_save_clears_temp_files_that_killed_saves_left(tmp_path):
+def test_a_save_clears_temp_files_that_killed_saves_left_but_not_a_live_writers(tmp_path):
+    """Another process still writing (its pid in the name) is about to rename its temp file: removing it
+    would end that save with a FileNotFoundError traceback."""
     from edgedistill.distill.state import load_checkpoint, save_checkpoint
 
-    (tmp_path / ".checkpoint.pt.k1ll3d").write_bytes(b"half a checkpoint")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / ".checkpoint.pt.k1ll3d00").write_bytes(b"half a checkpoint")  # named before temp files carried a pid
+    (tmp_path / f".checkpoint.pt.{dead}-k1ll3d00").write_bytes(b"half a checkpoint")
+    live = tmp_path / f".checkpoint.pt.{os.getppid()}-wr1t1ng0"
+    live.write_bytes(b"a save in progress")
     save_checkpoint(tmp_path, {"config_hash": "h", "step": 1})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"] and load_checkpoint(tmp_path, "h")["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["checkpoint.pt", live.name]) and load_checkpoint(tmp_path, "h")["step"] == 1
 
 
 def test_the_first_log_row_after_a_resume_averages_the_steps_the_checkpoint_saw(tmp_path):
@@ -171,3 +177,29 @@ def test_the_first_log_row_after_a_resume_averages_the_steps_the_checkpoint_saw(
     rows = {name: (tmp_path / name / "student" / "train_log.csv").read_text().splitlines() for name in ("plain", "resumed")}
     plain, resumed = ([float(x) for x in row.split(",")[1:5]] for row in (rows["plain"][-1], rows["resumed"][-1]))
     assert rows["resumed"][-1].startswith("6,") and resumed == pytest.approx(plain, rel=1e-5)
+
+
+def test_a_build_stopped_before_it_recorded_its_finished_student_keeps_it(tmp_path, monkeypatch):
+    """Killed after student/ is in place but before the manifest records it: the checkpoint must still be
+    there, or the re-run trains from step 0; with the finished mark it takes the student as it is."""
+    from edgedistill.artifacts import Artifact, Manifest
+    from edgedistill.pipeline import Pipeline
+    from edgedistill.targets import load_target
+
+    cfg = load_config(None, TINY + ["distill.steps=2", "distill.checkpoint_every=1"])
+    real = Artifact.record.__func__
+
+    def stopped(cls, root, path, **fields):
+        if fields.get("kind") == "student":
+            raise KeyboardInterrupt  # as if killed there
+        return real(cls, root, path, **fields)
+
+    monkeypatch.setattr(Artifact, "record", classmethod(stopped))
+    with pytest.raises(KeyboardInterrupt):
+        Pipeline(cfg, load_target("x86-cpu"), tmp_path).distill()
+    monkeypatch.setattr(Artifact, "record", classmethod(real))
+    written = json.loads((tmp_path / "student" / "student.json").read_text())
+    monkeypatch.setattr(stage, "train", lambda job: pytest.fail("trained again"))
+    (student,) = Pipeline(cfg, load_target("x86-cpu"), tmp_path).distill()
+    assert student.extra["train"] == written["train"] and Manifest.load(tmp_path).get("student").sha256 == student.sha256
+    assert not (tmp_path / "distill_state").exists()  # recorded now: its checkpoints go

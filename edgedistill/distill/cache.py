@@ -26,7 +26,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
-from ..artifacts import atomic_output, sha256_file, shareable
+from ..artifacts import atomic_output, restore_interrupted, sha256_file, shareable
+from ..folder_lock import FolderLock
 from ..config import CACHE_DTYPES, COMPATIBLE_ADDITIONS, BuildConfig
 from ..data.augment import AugmentedViews, unit_interval, view_seed, view_size_for
 from ..data.images import ImageSource
@@ -48,9 +49,6 @@ DAMAGED_FIX = "re-create the cache with `edgedistill cache-teacher` (it writes a
 def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_size: int = 1024, dtype: str = "float16",
                   store_views: bool = False) -> Path:
     """Run every configured teacher on K seeded augmentations of each image; write the cache folder."""
-    from ..models.heads import canonical_classifier
-    from ..models.teacher import create_teachers, hold_for_distillation, teacher_configs
-
     if augmentations < 1:
         raise EdgedistillError(f"augmentations must be at least 1, got {augmentations}", "pass --augmentations K with K >= 1")
     if dtype not in CACHE_DTYPES:
@@ -60,6 +58,19 @@ def cache_teacher(cfg: BuildConfig, out_dir: Path, augmentations: int, shard_siz
                                "run `edgedistill cache-teacher` without torchrun (it uses one GPU); train from the cache with torchrun")
     out_dir, device = Path(out_dir), pick_device(cfg.distill.device)
     check_output_folder(out_dir, cfg.data.source)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # beside the folder, which is replaced whole: a second cache-teacher into it would redo the hours of
+    # teacher compute and race this one's final renames
+    with FolderLock(out_dir.parent / f".{out_dir.name}.lock", f"teacher cache '{out_dir}'",
+                    "wait for that cache-teacher to finish, or write the cache to another folder"):
+        return _cache_teacher(cfg, out_dir, device, augmentations, shard_size, dtype, store_views)
+
+
+def _cache_teacher(cfg: BuildConfig, out_dir: Path, device: torch.device, augmentations: int, shard_size: int, dtype: str,
+                   store_views: bool) -> Path:
+    from ..models.heads import canonical_classifier
+    from ..models.teacher import create_teachers, hold_for_distillation, teacher_configs
+
     teachers = create_teachers(cfg.teacher)
     hold_for_distillation(teachers, teacher_configs(cfg.teacher), uses_bf16(cfg.distill, device))
     source = ImageSource(cfg.data.source, cfg.data.max_images)
@@ -156,6 +167,7 @@ def _describe(classifier) -> dict | None:
 
 
 def read_cache(cache_dir: str | Path) -> dict:
+    restore_interrupted(Path(cache_dir))  # a cache-teacher killed while replacing it left the previous one aside
     path = Path(cache_dir) / META
     if not path.is_file():
         raise EdgedistillError(f"'{cache_dir}' is not a teacher cache (no {META})", "create one with `edgedistill cache-teacher`")

@@ -1,11 +1,14 @@
 """Stage `distill`: teachers (or a teacher cache) + images -> student/ (student.safetensors,
 student.json, heads, train_log.csv). Checkpoints go to BUILD/distill_state and are removed
-once the student is written. Under torchrun every rank calls run(); rank 0 writes."""
+once the student is written (with keep_state, once the pipeline has recorded it: discard_state).
+Under torchrun every rank calls run(); rank 0 writes."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import json
 import random
 import shutil
 from pathlib import Path
@@ -13,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts import Artifact, atomic_output
+from ..artifacts import Artifact, atomic_output, write_json_atomic
 from ..config import BuildConfig, DataConfig, short_hash
 from ..data.augment import AugmentedViews, view_size_for
 from ..data.images import ImageSource
@@ -31,6 +34,7 @@ from .trainer import TrainJob, pick_device, train, uses_bf16
 
 CONFIG_SECTIONS = ("teacher", "student", "data", "distill")
 STATE_DIR = "distill_state"
+FINISHED = "finished.json"  # in STATE_DIR: student/ holds this run's finished training, not yet recorded
 # Settings that change neither the arithmetic nor the data: a checkpoint stays valid across them.
 NOT_HASHED = {"resume", "checkpoint_every", "tensorboard", "num_workers", "device", "compile", "compile_mode", "overlap_teacher", "log_every"}
 
@@ -169,27 +173,57 @@ def deploy_heads(module: DistillModule, norms: TargetStandardizer | None) -> lis
     return sets
 
 
-def run(cfg: BuildConfig, inputs: dict, workdir: Path, on_step=None) -> Artifact:
+def run(cfg: BuildConfig, inputs: dict, workdir: Path, on_step=None, keep_state: bool = False) -> Artifact:
+    """`keep_state`: leave BUILD/distill_state for the caller to remove once it has recorded the student
+    (discard_state); until then a re-run takes the student it finished instead of training again."""
     ctx = distributed.init(pick_device(cfg.distill.device).type)
     try:
-        return _run(cfg, workdir, ctx, on_step)
+        return _run(cfg, workdir, ctx, on_step, keep_state)
     except BaseException:
         distributed.abandon(ctx)  # torch warns of a leaked group otherwise, and the error is what matters
         raise
 
 
-def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step) -> Artifact:
+def discard_state(workdir: Path) -> None:
+    """The student a run finished is recorded: its checkpoints are no longer needed. A state without the
+    finished mark (a later run's, stopped mid-training) stays for that run to resume."""
+    state = Path(workdir) / STATE_DIR
+    if (state / FINISHED).is_file():
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _finished_student(job, final: Path, ctx: distributed.DistContext) -> dict | None:
+    """student.json of the student this same job finished before it was stopped, on every rank."""
+    spec = None
+    with contextlib.suppress(OSError, ValueError):
+        mark = json.loads((job.state_dir / FINISHED).read_text())
+        if mark == {"config_hash": job.config_hash, "world": ctx.world}:  # distill.resume=false removed it
+            spec = json.loads((final / "student.json").read_text())
+            spec = spec if isinstance(spec, dict) and isinstance(spec.get("train"), dict) else None
+    found = distributed.gather_objects(spec is not None, ctx)
+    return spec if all(found) else None
+
+
+def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step, keep_state: bool = False) -> Artifact:
     prepared = prepare(cfg, workdir, ctx, on_step)
     job = prepared.job
     if not cfg.distill.resume and job.state_dir.exists() and ctx.is_main:
         shutil.rmtree(job.state_dir)
     distributed.barrier(ctx)
+    final = Path(workdir) / "student"
+    finished = _finished_student(job, final, ctx)
+    if finished is not None:
+        if ctx.is_main:
+            console.print(f"distill: keeping {final}, which a run with these settings finished training before it stopped (no retraining)")
+        distributed.shutdown(ctx)
+        return _record(cfg, workdir, final, job, finished["train"])
+    if ctx.is_main:
+        (job.state_dir / FINISHED).unlink(missing_ok=True)  # student/ is about to be replaced: that mark no longer describes it
     result = train(job)
     skipped = len(set().union(*distributed.gather_objects(sorted(result.skipped), ctx)))  # a file two ranks met counts once
     meta = getattr(job.dataset, "meta", None)
     if meta and meta.get("views_stored"):  # training read no image files: the cache counted the unreadable ones
         skipped += meta.get("skipped_images", 0)
-    final = Path(workdir) / "student"
     module = job.module.cpu().eval()
     primary = prepared.teachers[0]
     spec = {
@@ -214,10 +248,17 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step)
             save_student(tmp, module.backbone, heads[0], prepared.classifier, spec, extra)
             if job.state_dir and (job.state_dir / "train_log.csv").is_file():
                 shutil.copy(job.state_dir / "train_log.csv", tmp / "train_log.csv")
-        shutil.rmtree(job.state_dir, ignore_errors=True)  # the student is safe; checkpoints are no longer needed
+        if keep_state:  # until the caller records the student, a re-run takes it rather than training again
+            write_json_atomic(job.state_dir / FINISHED, {"config_hash": job.config_hash, "world": ctx.world})
+        else:
+            shutil.rmtree(job.state_dir, ignore_errors=True)  # the student is safe; checkpoints are no longer needed
     distributed.barrier(ctx)
     distributed.shutdown(ctx)
+    return _record(cfg, workdir, final, job, spec["train"])
+
+
+def _record(cfg: BuildConfig, workdir: Path, final: Path, job, train_info: dict) -> Artifact:
     return Artifact.record(
         workdir, final, kind="student", name="student", precision="fp32", backend="torch",
-        config_hash=cfg.section_hash(*CONFIG_SECTIONS), data_config=job.student_data_config, extra={"architecture": cfg.student.name, "train": spec["train"]},
+        config_hash=cfg.section_hash(*CONFIG_SECTIONS), data_config=job.student_data_config, extra={"architecture": cfg.student.name, "train": train_info},
     )

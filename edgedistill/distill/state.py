@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..artifacts import temp_file
 from ..errors import EdgedistillError
 
 CHECKPOINT = "checkpoint.pt"
@@ -42,9 +42,7 @@ def set_rng_state(state: dict) -> None:
 def save_checkpoint(state_dir: Path, payload: dict) -> Path:
     state_dir.mkdir(parents=True, exist_ok=True)
     final = state_dir / CHECKPOINT
-    for stale in state_dir.glob(f".{CHECKPOINT}.*"):  # left by a save that was killed half-way
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{CHECKPOINT}.", dir=state_dir)
+    fd, tmp = temp_file(final)  # clears what saves killed half-way left, never a live writer's
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(payload, handle)
