@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import datetime as dt
 import glob
 import hashlib
@@ -114,7 +115,7 @@ def sweep_dead_temp_files(path: Path) -> None:
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*"):
         found = _TEMP_SUFFIX.fullmatch(stale.name[len(path.name) + 2:])
         # no pid: written by a version that did not name them, which no longer runs
-        if found and stale.is_file() and not (found[1] and _alive(int(found[1]))):
+        if found and stale.is_file() and not (found[1] and process_alive(int(found[1]))):
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()
 
@@ -167,7 +168,7 @@ def atomic_output(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(final)
+    remove_orphans(final)
     tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
     if tmp.exists():
         _remove(tmp)
@@ -185,7 +186,7 @@ def atomic_output(final: Path) -> Iterator[Path]:
         _remove(old)
 
 
-def _remove_orphans(final: Path) -> None:
+def remove_orphans(final: Path) -> None:
     """Temp folders a killed writer (SIGKILL, OOM) left beside `final`: gigabytes for a teacher cache.
     A writer still alive keeps its own (same host; its pid is in the name)."""
     restore_interrupted(final, quiet=False)
@@ -214,12 +215,28 @@ def _dead_writers(final: Path, kind: str) -> list[Path]:
     found = []
     for stale in final.parent.glob(f".{glob.escape(final.name)}.{kind}-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             found.append(stale)
     return found
 
 
-def _alive(pid: int) -> bool:
+def write_failure_errno(path: Path, size: int) -> int | None:
+    """Why writing `size` bytes at `path` failed when the writer said no errno (numpy, OpenVINO): EFBIG at
+    this process's file-size limit (ulimit -f), ENOSPC when they do not fit in the space left there."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except ImportError:  # not on Unix: no such limit
+        limit = None
+    if limit is not None and limit != resource.RLIM_INFINITY and size >= limit:
+        return errno.EFBIG
+    if shutil.disk_usage(Path(path).parent).free < size:
+        return errno.ENOSPC
+    return None
+
+
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -1,6 +1,6 @@
 import pytest
 
-from edgedistill.artifacts import Artifact, Manifest, _remove_orphans, atomic_output
+from edgedistill.artifacts import Artifact, Manifest, remove_orphans, atomic_output
 
 
 def test_atomic_output_leaves_nothing_on_failure(tmp_path):
@@ -30,7 +30,7 @@ def test_atomic_output_clears_what_killed_writers_left(tmp_path):
     with atomic_output(tmp_path / "cache") as tmp:
         tmp.mkdir()
     (tmp_path / f".other.old-{dead}" / "previous.txt").write_text("kept")
-    _remove_orphans(tmp_path / "other")
+    remove_orphans(tmp_path / "other")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["cache", "other", live.name])
     assert (tmp_path / "other" / "previous.txt").read_text() == "kept"
 

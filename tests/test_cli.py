@@ -1,6 +1,6 @@
 import pytest
 
-from edgedistill.cli import cli, main
+from edgedistill.cli import Terminated, cli, main
 
 
 def test_targets_lists_profiles(capsys):
@@ -74,6 +74,42 @@ def test_a_full_disk_is_one_line_with_a_fix(error, monkeypatch, capsys):
     assert main(["distill", "runs/x"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: No space left on device") and "free space there or choose another --out" in err[0]
+
+
+@pytest.mark.parametrize("error", [
+    OSError(27, "File too large", "/out/student/student.safetensors"),  # ulimit -f, or a FAT32 disk's 4 GiB
+    RuntimeError("Error while serializing: I/O error: File too large (os error 27)"),  # safetensors' wording
+])
+def test_a_file_size_limit_is_one_line_with_its_own_fix(error, monkeypatch, capsys):
+    def fail(**kwargs):
+        raise error
+
+    monkeypatch.setattr(cli, "main", fail)
+    assert main(["distill", "runs/x"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: File too large") and "ulimit -f unlimited" in err[0], err
+
+
+def test_a_full_disk_names_the_file_written_not_the_one_copied(monkeypatch, capsys):
+    def fail(**kwargs):  # shutil.copyfile's error names the source first, the destination as filename2
+        raise OSError(28, "No space left on device", "/tmp/tmpab12/int8-k0.onnx", None, "/out/quantized/model.int8.qdq.onnx")
+
+    monkeypatch.setattr(cli, "main", fail)
+    assert main(["quantize", "runs/x"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "writing '/out/quantized/model.int8.qdq.onnx'" in err and "/tmp/tmpab12" not in err, err
+
+
+def test_sigterm_during_an_extensions_import_still_reads_as_terminated(monkeypatch, capsys):
+    def fail(**kwargs):  # onnxruntime's C extension turns an exception raised during its import into this
+        try:
+            raise Terminated()
+        except Terminated as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setattr(cli, "main", fail)
+    assert main(["quantize", "runs/x"]) == 143
+    assert capsys.readouterr().err.strip() == "terminated (SIGTERM)"
 
 
 def test_an_out_path_below_a_file_is_one_line_with_a_fix(tmp_path, capsys):

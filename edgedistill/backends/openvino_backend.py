@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import write_failure_errno
 from ..errors import EdgedistillError, MissingBackendError
 from .base import Backend, Runner
 from .signal_stack import kept_signal_stack
@@ -58,9 +60,39 @@ def convert_to_ir(onnx_path: Path, xml_path: Path, fp16_weights: bool = False) -
     model = ov.convert_model(str(onnx_path))
     if fp16_weights:  # the ONNX file's metadata, carried over, says fp32: the IR must say what it holds
         model.set_rt_info("fp16", ["framework", "edgedistill.precision"])
+    return save_ir(model, xml_path, compress_to_fp16=fp16_weights)
+
+
+def save_ir(model, xml_path: Path, compress_to_fp16: bool = False) -> Path:
+    """ov.save_model, with its write failures told apart. It reports a full disk or a file-size limit
+    only as `RuntimeError: basic_ios::clear: iostream error` (no errno, and it may delete what it wrote):
+    here they become the OSError the CLI turns into its one-line disk error naming the file."""
+    ov = _import_ov()
+    xml_path = Path(xml_path)
     xml_path.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(model, str(xml_path), compress_to_fp16=fp16_weights)
+    try:
+        ov.save_model(model, str(xml_path), compress_to_fp16=compress_to_fp16)
+    except RuntimeError as exc:
+        code = _write_failure(model, xml_path, compress_to_fp16)
+        if code is not None:
+            raise OSError(code, os.strerror(code), str(xml_path)) from exc
+        if "iostream error" not in str(exc):  # not a write failure: a crash keeps its traceback
+            raise
+        raise EdgedistillError(f"OpenVINO could not write '{xml_path}' ({str(exc).splitlines()[0]})",
+                               "check that the folder is writable and its disk healthy, or choose another --out") from exc
     return xml_path
+
+
+def _write_failure(model, xml_path: Path, compress_to_fp16: bool) -> int | None:
+    """EFBIG when the IR's weights reach this process's file-size limit (ulimit -f), ENOSPC when they do
+    not fit in the space left at `xml_path`; None when neither explains a failed save."""
+    weights = 0  # about the .bin's size: the constants, f32 ones halved when compressed
+    for op in model.get_ordered_ops():
+        if op.get_type_name() == "Constant":
+            halve = compress_to_fp16 and op.get_element_type().get_type_name() == "f32"
+            weights += op.get_byte_size() // (2 if halve else 1)
+    written = max((p.stat().st_size for p in (xml_path, xml_path.with_suffix(".bin")) if p.is_file()), default=0)
+    return write_failure_errno(xml_path, max(weights + (1 << 20), written))  # + room for the .xml
 
 
 def check_device(core, device: str) -> None:
@@ -167,6 +199,10 @@ class OpenVinoBackend(Backend):
 
     def devices(self) -> list[str]:
         return device_kinds(available_devices()) if self.is_available() else []
+
+    def save_ir(self, model, xml_path: Path, compress_to_fp16: bool = False) -> Path:
+        """Write an ov.Model (NNCF's INT8 one too) as IR, a full disk reported as one (see save_ir)."""
+        return save_ir(model, xml_path, compress_to_fp16)
 
     def runner(self, model_path: Path, *, device: str = "CPU", threads: int | None = None, precision_hint: str | None = "auto", **options) -> OpenVinoRunner:
         return OpenVinoRunner(model_path, device=device, threads=threads, precision_hint=precision_hint)

@@ -11,8 +11,7 @@ fidelity on held-out views (never the calibration views) is within the target's 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 from ..config import QuantizeConfig
 from ..progress import progress_bar
 from .fidelity import Budget, Fidelity, compare, run_model
-from .ort_static import prepare, quantize_ort_static
+from .ort_static import prepare, quantize_ort_static, scratch_dir
 
 REPORTED_SENSITIVITY = 10  # the worst layers listed in the artifact record
 
@@ -93,7 +92,7 @@ def _next_k(lo: int, hi: int | None, cap: int) -> int | None:
 
 def quantize_with_fallback(onnx_path: Path, out_path: Path, calibration: np.ndarray, holdout: np.ndarray,
                            cfg: QuantizeConfig, budget: Budget) -> FallbackResult:
-    with tempfile.TemporaryDirectory() as tmp_dir:
+    with scratch_dir(out_path) as tmp_dir:
         tmp = Path(tmp_dir)
         prepared = prepare(onnx_path, tmp / "prepared.onnx")
         ranges = tmp / "ranges.json"
@@ -134,5 +133,5 @@ def quantize_with_fallback(onnx_path: Path, out_path: Path, calibration: np.ndar
                             best = (fid, k, path)
             final, k, chosen = best
             result.final, result.float_layers, result.within_budget = final, fixed + ranking[:k], final.meets(budget)
-        shutil.copyfile(chosen, out_path)
+        os.replace(chosen, out_path)  # the scratch folder is beside out_path: a rename, no second copy on disk
     return result

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends import kept_signal_stack
+from ..backends import get_backend, kept_signal_stack
 from ..config import QuantizeConfig
 from ..errors import EdgedistillError, MissingBackendError
 
@@ -97,7 +97,6 @@ def quantize_openvino_int8(onnx_path: Path, xml_path: Path, batch: np.ndarray, c
     # The IR carries the ONNX file's metadata_props under rt_info "framework"; they said fp32 until updated here
     for key, value in (metadata or {}).items():
         quantized.set_rt_info(value if isinstance(value, str) else json.dumps(value, sort_keys=True), ["framework", key])
-    xml_path.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(quantized, str(xml_path), compress_to_fp16=False)
+    get_backend("openvino").save_ir(quantized, xml_path, compress_to_fp16=False)  # a full disk gives the CLI's one-line error
     return {"model_type": model_type, "smooth_quant": smooth_quant, "accuracy_control": use_control,
             "max_drop": cfg.nncf_max_drop if use_control else None, "preset": "mixed"}

@@ -3,16 +3,46 @@ so LayerNorm, Softmax and GELU stay in float; weights are per-channel."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import remove_orphans
 from ..config import QuantizeConfig
 from ..errors import EdgedistillError
 from .calibration import OrtCalibrationReader
 
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+SCRATCH = "quantize-scratch"
+FULL_BYTES = 1 << 20  # free space below this after a failure: the disk that filled up
+
+
+@contextlib.contextmanager
+def scratch_dir(beside: Path) -> Iterator[Path]:
+    """A temp folder for model-sized trial files in `beside`'s folder (the build folder, not $TMPDIR),
+    named with this process's id: a run killed before its cleanup (SIGKILL) leaves it where the next
+    one, which first removes those of dead processes, finds it."""
+    folder = Path(beside).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_orphans(folder / SCRATCH)  # .quantize-scratch.partial-*-PID whose PID is gone
+    with tempfile.TemporaryDirectory(dir=folder, prefix=f".{SCRATCH}.partial-", suffix=f"-{os.getpid()}") as tmp:
+        try:
+            yield Path(tmp)
+        except Exception as exc:
+            # On a full disk onnx.save names no file, and onnx's shape inference (inside quantize_static) writes a
+            # truncated model without a word, read back as "Wire format was corrupt": when this folder's disk is the
+            # full one (not the one of onnxruntime's own temp folder), say so
+            told = isinstance(exc, EdgedistillError) or (isinstance(exc, OSError) and exc.filename)
+            if not told and shutil.disk_usage(tmp).free < FULL_BYTES:
+                where = folder.parent if folder.name.startswith(f".{SCRATCH}.") else folder  # one inside another's: the build's folder
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where)) from exc
+            raise
 
 
 def prepare(onnx_path: Path, out_path: Path) -> Path:
@@ -31,7 +61,7 @@ def quantize_ort_static(onnx_path: Path, out_path: Path, batch: np.ndarray | Non
 
     if cfg.method not in METHODS:
         raise EdgedistillError(f"unknown quantize.method '{cfg.method}'", f"use one of: {', '.join(METHODS)}")
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch_dir(out_path) as tmp:
         source = Path(onnx_path) if prepared else prepare(onnx_path, Path(tmp) / "prepared.onnx")
         reader = OrtCalibrationReader(batch, input_name) if batch is not None else None
         quantize_static(

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .fidelity import INPUT_NAME
+from .ort_static import scratch_dir
 
 
 def _combine_db(values: list[float]) -> float:
@@ -37,7 +37,7 @@ def layer_sensitivity(float_path: Path, qdq_path: Path, batch: np.ndarray, op_ty
 
     ort.set_default_logger_severity(3)  # augmented graphs trigger harmless shape-merge warnings
     feeds = [{input_name: batch[i : i + 1]} for i in range(len(batch))]
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch_dir(qdq_path) as tmp:  # the augmented copies go beside the QDQ model (the build folder), not to $TMPDIR
         float_aug, qdq_aug = Path(tmp) / "float_aug.onnx", Path(tmp) / "qdq_aug.onnx"
         dbg.modify_model_output_intermediate_tensors(str(float_path), str(float_aug))
         dbg.modify_model_output_intermediate_tensors(str(qdq_path), str(qdq_aug))
