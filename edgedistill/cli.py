@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import re
 import signal
@@ -22,6 +23,21 @@ from .ranks import is_first_rank
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class FiniteFloat(click.ParamType):
+    """A number that is not nan or inf: `--min-cosine nan` from a badly templated CI variable turned the gate off."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
+
+
 def _common(func):
     """--target / --config / --set shared by the stage commands."""
     func = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value, e.g. --set distill.steps=50 (repeatable).")(func)
@@ -30,14 +46,19 @@ def _common(func):
     return func
 
 
-def _pipeline(build_dir: Path, target: str | None, config_path: str | None, overrides: tuple, force: bool = False, alone: bool = True):
+def _pipeline(build_dir: Path, target: str | None, config_path: str | None, overrides: tuple, force: bool = False, alone: bool = True,
+              existing: bool = False):
     """The pipeline over a build folder: its saved config and target under today's --config/--set/--target.
-    `alone`: one stage runs, so the earlier ones must have been made for the same target."""
-    from .artifacts import Manifest
+    `alone`: one stage runs, so the earlier ones must have been made for the same target. `existing`: the
+    stage reads earlier stages' outputs, so a mistyped folder is named as such (not created empty)."""
+    from .artifacts import MANIFEST, Manifest
     from .config import load_config
     from .pipeline import Pipeline
     from .targets import load_target
 
+    if existing and not (Path(build_dir) / MANIFEST).is_file():
+        raise EdgedistillError(f"'{build_dir}' is not a build folder (it has no {MANIFEST})",
+                               f"check the path, or make one with edgedistill build --out {build_dir}")
     manifest = Manifest.load(build_dir)
     saved = manifest.data.get("config", {})
     cfg = load_config(config_path, overrides, base=saved)
@@ -114,7 +135,7 @@ def _stage_command(name: str, doc: str):
     @_common
     @click.option("--force", is_flag=True, help="Re-run even when inputs are unchanged.")
     def command(build_dir, target, config_path, overrides, force):
-        pipe = _pipeline(build_dir, target, config_path, overrides, force)
+        pipe = _pipeline(build_dir, target, config_path, overrides, force, existing=name != "distill")
         produced = getattr(pipe, name)()
         _print_written(pipe, produced)
 
@@ -133,7 +154,7 @@ _stage_command("export", """Export BUILD_DIR/student to model.onnx, checked agai
 
 \b
 Example:
-  edgedistill export runs/exp --set export.opset=18
+  edgedistill export runs/exp --set export.simplify=false
 """)
 _stage_command("quantize", """Quantize model.onnx to INT8 (ONNX Runtime QDQ, OpenVINO/NNCF) with calibration data.
 
@@ -169,7 +190,7 @@ def compile_command(path, target, config_path, overrides, force):
         if build is not None:
             console.print(f"recorded the engines in {build / 'manifest.json'}: edgedistill bench {build} --target TARGET times them")
         return
-    pipe = _pipeline(path, target, config_path, overrides, force)
+    pipe = _pipeline(path, target, config_path, overrides, force, existing=True)
     _print_written(pipe, pipe.compile())
 
 
@@ -179,7 +200,7 @@ def compile_command(path, target, config_path, overrides, force):
 @click.option("--force", is_flag=True, help="Measure again even when nothing changed.")
 @click.option("--iterations", type=int, help="Timed runs per artifact (after warm-up).")
 @click.option("--warmup", type=int, help="Untimed runs before timing.")
-@click.option("--time-budget", type=float, help="Stop timing an artifact after this many seconds (without --iterations the budget alone decides).")
+@click.option("--time-budget", type=float, help="Stop timing an artifact after this many seconds (without --iterations the budget alone decides). Bench flags are kept in the build for later runs.")
 @click.option("--batch-sizes", help="Throughput sweep, e.g. 1,4,8.")
 @click.option("--threads", type=int, help="Runtime threads.")
 @click.option("--pin-cpus", help="Pin the process to these CPUs while timing, e.g. 0-3.")
@@ -204,7 +225,9 @@ def bench(build_dir, target, config_path, overrides, force, iterations, warmup, 
     options = {"iterations": iterations, "warmup": warmup, "time_budget_s": time_budget, "batch_sizes": batch_sizes,
                "threads": threads, "pin_cpus": pin_cpus, "eval_dir": eval_dir, "efficiency_from": list(efficiency_from) or None}
     extra = tuple(f"bench.{key}={json.dumps(value)}" for key, value in options.items() if value is not None)
-    pipe = _pipeline(build_dir, target, config_path, overrides + extra, force)
+    if time_budget is not None and iterations is None:  # the flags persist in the build: an earlier --iterations would still cap it
+        extra += ("bench.iterations=null",)
+    pipe = _pipeline(build_dir, target, config_path, overrides + extra, force, existing=True)
     pipe.bench()
     console.print(summary_table(pipe.report()))
 
@@ -212,9 +235,9 @@ def bench(build_dir, target, config_path, overrides, force, iterations, warmup, 
 @cli.command(context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write report.{json,md,html} here.")
-@click.option("--max-latency-ms", type=float, help="Gate: fail if the selected artifact's measured p50 is above this.")
-@click.option("--min-cosine", type=float, help="Gate: fail if the selected artifact's cosine vs fp32 is below this.")
-@click.option("--max-size-mb", type=float, help="Gate: fail if the selected artifact is larger than this.")
+@click.option("--max-latency-ms", type=FINITE, help="Gate: fail if the selected artifact's measured p50 is above this.")
+@click.option("--min-cosine", type=FINITE, help="Gate: fail if the selected artifact's cosine vs fp32 is below this.")
+@click.option("--max-size-mb", type=FINITE, help="Gate: fail if the selected artifact is larger than this.")
 def report(paths, out, max_latency_ms, min_cosine, max_size_mb):
     """Merge builds and bench.json files into one comparison; print Markdown; apply CI gates.
 
@@ -376,8 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         if interrupt is not None:  # a C extension's import (onnxruntime's) turns Ctrl-C or SIGTERM into ImportError
             return _terminated() if isinstance(interrupt, Terminated) else 130
         code = exc.errno if isinstance(exc, OSError) else _os_error_in(str(exc))  # safetensors words its OS errors
-        if code not in DISK_FIXES:
-            raise
+        if code not in DISK_FIXES:  # a bug: its traceback, and a code CI can tell from a failed gate (1) or a mistake (2)
+            traceback.print_exc()
+            click.echo(f"error: edgedistill crashed ({type(exc).__name__}); this is a bug: please report it with the traceback above", err=True)
+            return INTERNAL_ERROR
         if debug:
             traceback.print_exc()
         cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else os.strerror(code)
@@ -408,6 +433,7 @@ def _os_error_in(message: str) -> int | None:
 
 
 # Disk problems are the user's to fix, not tracebacks; atomic writes leave the previous outputs intact
+INTERNAL_ERROR = 3
 DISK_FIXES = {
     errno.ENOSPC: "free space there or choose another --out",
     errno.EDQUOT: "free space there or choose another --out",

@@ -191,6 +191,9 @@ class Pipeline:
 
         # A device's toolchain may parse only older opsets (JetPack 5's TensorRT 8.5: 16).
         cfg = replace(self.cfg, export=replace(self.cfg.export, opset=min(self.cfg.export.opset, self.target.opset)))
+        if cfg.export.opset < self.cfg.export.opset and is_first_rank():
+            console.print(f"[yellow]note:[/yellow] export.opset {self.cfg.export.opset} is above what {self.target.name}'s toolchain "
+                          f"parses: exporting opset {cfg.export.opset} (the target profile's `opset`)")
 
         def work():
             onnx = stage.run(cfg, {"student": student}, self.workdir)

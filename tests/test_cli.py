@@ -1,5 +1,6 @@
 import pytest
 
+from edgedistill import cli as cli_module
 from edgedistill.cli import Terminated, cli, main
 
 
@@ -13,7 +14,7 @@ def test_targets_lists_profiles(capsys):
     (["build", "--target", "no-such-device"], "unknown target 'no-such-device'"),
     (["build", "--config", "/nonexistent.yaml"], "does not exist"),
     (["build", "--set", "distill.nope=1"], "unknown config key"),
-    (["export", "/nonexistent-build"], "lacks student"),
+    (["export", "/nonexistent-build"], "is not a build folder"),
 ])
 def test_user_errors_exit_2_with_one_line(args, fragment, capsys, tmp_path):
     assert main(args + (["--out", str(tmp_path / "o")] if args[0] == "build" else [])) == 2
@@ -129,10 +130,46 @@ def test_a_damaged_manifest_is_one_line_with_a_fix(tmp_path, capsys, content):
     assert len(err) == 1 and "manifest.json" in err[0] and "delete it to rebuild" in err[0], err
 
 
-def test_other_crashes_still_show_their_traceback(monkeypatch):
+def test_other_crashes_show_their_traceback_and_exit_3(monkeypatch, capsys):
+    """A bug is not a failed gate (1) nor a user's mistake (2): CI can tell them apart."""
     def fail(**kwargs):
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(cli, "main", fail)
-    with pytest.raises(OSError):
-        main(["distill", "runs/x"])
+    assert main(["distill", "runs/x"]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "OSError: [Errno 5] Input/output error" in err and "this is a bug" in err.splitlines()[-1]
+
+
+def test_stages_after_distill_name_a_folder_that_is_not_a_build_and_do_not_create_it(tmp_path, capsys):
+    for command in (["export"], ["quantize"], ["compile"], ["bench"]):
+        assert main([*command, str(tmp_path / "typo")]) == 2
+        assert "is not a build folder (it has no manifest.json)" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("gate", ["--max-latency-ms", "--min-cosine", "--max-size-mb"])
+def test_a_gate_that_is_not_a_finite_number_is_refused(tmp_path, capsys, gate):
+    """`--min-cosine nan` (an unset CI variable) passed every build."""
+    (tmp_path / "bench.json").write_text("{}")
+    assert main(["report", str(tmp_path / "bench.json"), gate, "nan"]) == 2
+    assert "is not a finite number" in capsys.readouterr().err
+
+
+def test_a_time_budget_alone_lifts_an_iteration_count_an_earlier_bench_saved(monkeypatch):
+    """Bench flags persist in the build: after `bench --iterations 7`, `--time-budget` must still decide alone."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(build_dir, target, config_path, overrides, force, existing=False):
+        seen.append(overrides)
+        raise Stop
+
+    monkeypatch.setattr(cli_module, "_pipeline", capture)
+    for args in (["--time-budget", "0.5"], ["--time-budget", "0.5", "--iterations", "7"]):
+        with pytest.raises(Stop):
+            cli.main(["bench", "b", *args], standalone_mode=False)
+    assert "bench.iterations=null" in seen[0] and "bench.time_budget_s=0.5" in seen[0]
+    assert "bench.iterations=7" in seen[1] and "bench.iterations=null" not in seen[1]
