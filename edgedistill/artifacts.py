@@ -24,7 +24,7 @@ from typing import Iterator
 
 from .errors import EdgedistillError
 from .ranks import is_first_rank
-from .versions import tool_versions
+from .versions import newest, tool_versions
 
 MANIFEST = "manifest.json"
 
@@ -246,13 +246,22 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+SCHEMA = "edgedistill.manifest/1"
+
+
+def newest_writer(manifest_data: dict) -> str | None:
+    """The newest edgedistill version that recorded an artifact in this manifest, None when none says."""
+    return newest([(item.get("tool_versions") or {}).get("edgedistill") for item in manifest_data.get("artifacts", {}).values()
+                   if isinstance(item, dict)])
+
+
 class Manifest:
     """The build folder's manifest.json: artifacts by name, stage records, overall status."""
 
     def __init__(self, root: Path, data: dict | None = None):
         self.root = Path(root)
         self.data = data or {
-            "schema": "edgedistill.manifest/1",
+            "schema": SCHEMA,
             "status": "incomplete",
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "artifacts": {},
@@ -271,6 +280,11 @@ class Manifest:
             raise EdgedistillError(f"the build folder's {path} is not valid JSON: {str(exc).splitlines()[0]}", fix) from exc
         if not isinstance(data, dict) or not isinstance(data.get("artifacts"), dict) or not isinstance(data.get("stages"), dict):
             raise EdgedistillError(f"the build folder's {path} is not an edgedistill manifest (no artifacts and stages)", fix)
+        if data.get("schema", SCHEMA) != SCHEMA:  # a later layout: reading it as this one would misread it
+            made_by = newest_writer(data)
+            raise EdgedistillError(f"the build folder's {path} has the layout {data.get('schema')!r}, which this edgedistill "
+                                   f"({tool_versions(('edgedistill',)).get('edgedistill', 'unknown')}) does not know",
+                                   f"install the edgedistill that made it ({made_by or 'a newer one'}): pip install -U edgedistill")
         return cls(root, data)
 
     def save(self) -> None:

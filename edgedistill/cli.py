@@ -51,17 +51,25 @@ def _pipeline(build_dir: Path, target: str | None, config_path: str | None, over
     """The pipeline over a build folder: its saved config and target under today's --config/--set/--target.
     `alone`: one stage runs, so the earlier ones must have been made for the same target. `existing`: the
     stage reads earlier stages' outputs, so a mistyped folder is named as such (not created empty)."""
-    from .artifacts import MANIFEST, Manifest
+    from .artifacts import MANIFEST, Manifest, newest_writer
     from .config import load_config
     from .pipeline import Pipeline
     from .targets import load_target
+    from .versions import is_newer_than_installed
 
     if existing and not (Path(build_dir) / MANIFEST).is_file():
         raise EdgedistillError(f"'{build_dir}' is not a build folder (it has no {MANIFEST})",
                                f"check the path, or make one with edgedistill build --out {build_dir}")
     manifest = Manifest.load(build_dir)
     saved = manifest.data.get("config", {})
-    cfg = load_config(config_path, overrides, base=saved)
+    try:
+        cfg = load_config(config_path, overrides, base=saved)
+    except EdgedistillError as exc:
+        made_by = newest_writer(manifest.data)
+        if "unknown config key" in exc.cause and is_newer_than_installed(made_by):  # not the user's typo: a setting added since
+            raise EdgedistillError(f"build folder '{build_dir}' was made by edgedistill {made_by}, newer than this one, and {exc.cause}",
+                                   f"pip install -U 'edgedistill>={made_by}' where you run it") from exc
+        raise
     # a profile file is reloaded from where it was (its name alone may be unknown, or a bundled target's)
     saved_file = manifest.data.get("target_file")
     if saved_file:

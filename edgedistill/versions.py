@@ -17,3 +17,26 @@ def tool_versions(names: tuple[str, ...] = _TRACKED) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return found
+
+
+def newest(versions: list[str | None]) -> str | None:
+    """The highest of some version strings (None and unparsable ones ignored)."""
+    from packaging.version import InvalidVersion, Version
+
+    parsed = []
+    for text in versions:
+        try:
+            parsed.append((Version(str(text)), text))
+        except InvalidVersion:
+            continue
+    return max(parsed)[1] if parsed else None
+
+
+def is_newer_than_installed(version: str | None, package: str = "edgedistill") -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    installed = tool_versions((package,)).get(package)
+    try:
+        return version is not None and installed is not None and Version(version) > Version(installed)
+    except InvalidVersion:
+        return False

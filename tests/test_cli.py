@@ -173,3 +173,24 @@ def test_a_time_budget_alone_lifts_an_iteration_count_an_earlier_bench_saved(mon
             cli.main(["bench", "b", *args], standalone_mode=False)
     assert "bench.iterations=null" in seen[0] and "bench.time_budget_s=0.5" in seen[0]
     assert "bench.iterations=7" in seen[1] and "bench.iterations=null" not in seen[1]
+
+
+def test_a_build_folder_from_a_newer_edgedistill_says_so(tmp_path, capsys):
+    """Copied to a device with an older pip install: not "unknown config key" blamed on the user."""
+    import json
+
+    from edgedistill.versions import tool_versions
+
+    installed = tool_versions(("edgedistill",))["edgedistill"]
+    build = tmp_path / "b"
+    build.mkdir()
+    record = {"name": "student", "tool_versions": {"edgedistill": "999.0"}}
+    manifest = {"schema": "edgedistill.manifest/1", "artifacts": {"student": record}, "stages": {}, "config": {"bench": {"warmup_s": 1}}}
+    (build / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["bench", str(build)]) == 2
+    err = capsys.readouterr().err
+    assert "was made by edgedistill 999.0, newer than this one, and unknown config key 'bench.warmup_s'" in err and "pip install -U 'edgedistill>=999.0'" in err
+    (build / "manifest.json").write_text(json.dumps({**manifest, "config": {}, "schema": "edgedistill.manifest/2"}))
+    assert main(["bench", str(build)]) == 2
+    err = capsys.readouterr().err
+    assert f"has the layout 'edgedistill.manifest/2', which this edgedistill ({installed}) does not know" in err and "(999.0)" in err
