@@ -124,6 +124,9 @@ class QuantizeConfig:
     fallback_max_trials: int = 8  # quantize-and-verify rounds (each reuses the calibration ranges)
     fallback_max_float_share: float = 0.5  # never keep more than this share of quantizable layers in float
     sensitivity_samples: int = 16  # calibration samples used to rank the layers
+    # The first N layers of that (SQNR) ranking are re-ranked by what each alone in float does to the
+    # held-out output: N more rounds, fewer float layers at the budget (quantize/refine.py); 0: SQNR's order
+    fallback_refine: int = 8
     holdout_images: int = 48  # held-out views (not the calibration views) that verify fidelity
     # OpenVINO / NNCF
     nncf_model_type: str = "auto"  # auto (transformer when the graph has LayerNorm/Softmax) | transformer | cnn
@@ -189,7 +192,8 @@ _NO_DEFAULT = object()
 # Fields added after builds and checkpoints already existed, with the value that reproduces the old
 # behaviour: left out of every hash at that value, so upgrading edgedistill neither re-runs finished
 # stages nor drops a resumable checkpoint.
-COMPATIBLE_ADDITIONS = {"teacher.dtype": "fp32", "distill.compile_mode": "default", "distill.overlap_teacher": False}
+COMPATIBLE_ADDITIONS = {"teacher.dtype": "fp32", "distill.compile_mode": "default", "distill.overlap_teacher": False,
+                        "quantize.fallback_refine": 0}
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -287,6 +291,7 @@ LIMITS = {
     "export.parity_min_cosine": (lambda v: 0 <= v <= 1, "in [0, 1], e.g. 0.9999"),  # above 1 blamed the model
     "export.parity_max_abs": (lambda v: v >= 0, "0 or more, e.g. 1e-3 (relative to the output's largest magnitude)"),
     "quantize.sensitivity_samples": (lambda v: v >= 1, "at least 1"),
+    "quantize.fallback_refine": (lambda v: v >= 0, "0 (SQNR's order) or more"),
     "calibration.samples": (lambda v: v >= 1, "at least 1"),  # a calibration recipe's fields
     "calibration.seed": (lambda v: 0 <= v < 2**32, f"in [0, {2**32 - 1}] (numpy's seed range)"),
 }

@@ -59,7 +59,8 @@ def test_int8_fallback_benchmark_writes_every_figure_docs_backends_quotes(tmp_pa
     run = _run("int8_fallback.py", "--tiny", "--out", str(tmp_path))
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads((tmp_path / "int8_fallback.json").read_text())
-    assert [r["name"] for r in result["rows"]] == ["plain (every Conv/Gemm)", "default: head float + fallback",
-                                                   "OpenVINO NNCF INT8, cnn scheme", "OpenVINO NNCF INT8, transformer scheme"]
+    names = [r["name"] for r in result["rows"]]
+    assert names[0] == "plain (every Conv/Gemm)" and names[2].startswith("default") and len(names) == 7
+    assert names[-2:] == ["OpenVINO NNCF INT8, cnn scheme", "OpenVINO NNCF INT8, transformer scheme"]
     assert all(0 < r["cosine"] <= 1.0001 for r in result["rows"]) and result["leave_one_out"]["layers_tried"] == 2
     assert "| INT8 on EfficientNet-Lite0 |" in run.stdout

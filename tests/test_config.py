@@ -164,11 +164,16 @@ def test_a_compatible_addition_at_its_old_behaviour_leaves_every_hash_as_it_was(
     sections = ("teacher", "student", "data", "distill")
     before = {name: dataclasses.asdict(getattr(cfg, name)) for name in sections}  # the hash before these fields existed
     del before["teacher"]["dtype"], before["distill"]["compile_mode"], before["distill"]["overlap_teacher"]
-    assert COMPATIBLE_ADDITIONS == {"teacher.dtype": "fp32", "distill.compile_mode": "default", "distill.overlap_teacher": False}
+    assert COMPATIBLE_ADDITIONS == {"teacher.dtype": "fp32", "distill.compile_mode": "default", "distill.overlap_teacher": False,
+                                    "quantize.fallback_refine": 0}
     assert cfg.section_hash(*sections) == hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
     bf16 = load_config(None, ["teacher.dtype=bf16"])
     assert bf16.section_hash(*sections) != cfg.section_hash(*sections)  # a distilled student depends on it
     assert bf16.section_hash("teacher", ignore={"teacher.dtype"}) == cfg.section_hash("teacher")  # export's evalset does not
+    sqnr_only = load_config(None, ["quantize.fallback_refine=0"]).section_hash("quantize")  # as before the field existed
+    quantize = dataclasses.asdict(cfg.quantize)
+    del quantize["fallback_refine"]
+    assert sqnr_only == hashlib.sha256(json.dumps({"quantize": quantize}, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def test_extra_teachers_follow_the_primary_teachers_choices():

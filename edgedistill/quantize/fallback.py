@@ -3,7 +3,8 @@ fidelity on held-out views (never the calibration views) is within the target's 
 
 0. The layers that write graph outputs stay float (`quantize.float_output_layers`).
 1. Calibrate once; quantize everything else; measure held-out fidelity against fp32. Done if within budget.
-2. Rank layers by sensitivity (one pass, see sensitivity.py).
+2. Rank layers by sensitivity (one pass, see sensitivity.py), then re-rank the first
+   `fallback_refine` of them by what each alone in float does to the output (refine.py).
 3. Re-quantize with the k most sensitive layers excluded (`nodes_to_exclude`), reusing the
    calibration ranges: k doubles until the budget is met, then bisects down to the smallest
    k that meets it. `fallback_max_trials` bounds the rounds, `fallback_max_float_share` bounds k.
@@ -21,6 +22,7 @@ from ..config import QuantizeConfig
 from ..progress import progress_bar
 from .fidelity import Budget, Fidelity, compare, run_model
 from .ort_static import prepare, quantize_ort_static, scratch_dir
+from .refine import refine_ranking
 
 REPORTED_SENSITIVITY = 10  # the worst layers listed in the artifact record
 
@@ -50,12 +52,14 @@ class FallbackResult:
     output_layers: list[str] = field(default_factory=list)
     trials: list[dict] = field(default_factory=list)
     sensitivity_db: dict[str, float] = field(default_factory=dict)
+    refined: list[dict] = field(default_factory=list)  # the re-ranked layers, each alone in float
 
     def as_record(self) -> dict:
         return {
             "float_layers": self.float_layers, "within_budget": self.within_budget,
             "quantizable_layers": self.quantizable_layers, "output_layers": self.output_layers, "plain_int8": self.plain.as_dict(), "final": self.final.as_dict(),
             "trials": self.trials, "most_sensitive_db": {k: round(v, 2) for k, v in list(self.sensitivity_db.items())[:REPORTED_SENSITIVITY]},
+            "refined": self.refined,
         }
 
     def summary(self) -> str:
@@ -117,6 +121,15 @@ def quantize_with_fallback(onnx_path: Path, out_path: Path, calibration: np.ndar
             best: tuple[Fidelity, int, Path] = (plain, 0, plain_path)
             lo, hi = 0, None
             with progress_bar(transient=True) as bar:
+                if cfg.fallback_refine > 1 and len(ranking) > 1:
+                    ranking_task = bar.add_task("int8 fallback: ranking", total=min(cfg.fallback_refine, len(ranking)), info="")
+
+                    def alone_in_float(name: str) -> Fidelity:
+                        fid = trial([name])[0]
+                        bar.update(ranking_task, advance=1, info=f"cosine {fid.cosine:.4f}")
+                        return fid
+
+                    ranking, result.refined = refine_ranking(ranking, cfg.fallback_refine, alone_in_float)
                 task = bar.add_task("int8 fallback", total=cfg.fallback_max_trials, info="")
                 for _ in range(cfg.fallback_max_trials):
                     k = _next_k(lo, hi, cap)
