@@ -188,13 +188,18 @@ def compile_command(path, target, config_path, overrides, force):
     from .progress import console
 
     if (path / "bundle.json").is_file():
+        from .artifacts import MANIFEST
         from .backends.compile_stage import record_device_engines
         from .backends.trt_bundle import compile_bundle
+        from .folder_lock import LOCK, FolderLock
 
-        engines = compile_bundle(path)
-        for engine in engines:
-            console.print(f"wrote engine {engine}")
-        build = record_device_engines(path, engines)
+        parent = path.resolve().parent  # a bundle inside a build folder: that folder's manifest records the engines
+        in_build = (parent / MANIFEST).is_file()
+        with FolderLock(parent / LOCK, f"build folder '{parent}'", "wait for that run to finish") if in_build else contextlib.nullcontext():
+            engines = compile_bundle(path)
+            for engine in engines:
+                console.print(f"wrote engine {engine}")
+            build = record_device_engines(path, engines)
         if build is not None:
             console.print(f"recorded the engines in {build / 'manifest.json'}: edgedistill bench {build} --target TARGET times them")
         return

@@ -91,3 +91,14 @@ def test_a_folder_that_cannot_be_locked_here_is_used_unlocked(tmp_path, monkeypa
     monkeypatch.setattr(folder_lock, "_try_lock", no_locks)
     with FolderLock(tmp_path / LOCK, "it", "wait"):
         pass
+
+
+def test_compiling_a_bundle_inside_a_build_folder_in_use_is_refused_before_building(tmp_path, holder, capsys):
+    """On the device, `edgedistill compile BUILD/trt_bundle` records its engines in BUILD's manifest."""
+    build = tmp_path / "build"
+    (build / "trt_bundle").mkdir(parents=True)
+    (build / "trt_bundle" / "bundle.json").write_text("{}")
+    (build / "manifest.json").write_text('{"artifacts": {}, "stages": {}}')
+    other = holder(build / LOCK)
+    assert main(["compile", str(build / "trt_bundle")]) == 2
+    assert f"is in use by another edgedistill process (pid {other.pid})" in capsys.readouterr().err
