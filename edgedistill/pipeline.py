@@ -205,6 +205,7 @@ class Pipeline:
         from .quantize import stage
 
         onnx = self.need("onnx-fp32")["onnx-fp32"]
+        stage.sweep_scratch(self.workdir)  # a killed quantize's trial models, gone even when this one is reused
         try:
             recipe = stage.calibration_recipe(self.cfg, self.target)
             calibration = [recipe.__dict__, self._file_inputs(recipe.source)]

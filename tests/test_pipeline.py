@@ -278,3 +278,20 @@ def test_stages_after_a_rerun_whose_inputs_came_out_the_same_are_reused(tiny_bui
     said = " ".join(capsys.readouterr().err.split())
     assert "export: unchanged" not in said and "bench: unchanged" not in said
     assert "quantize: unchanged since an earlier run" in said and "compile: unchanged since an earlier run" in said
+
+
+def test_a_reused_quantize_stage_still_removes_what_a_killed_one_left(tiny_build, tmp_path, capsys):
+    import shutil
+    import subprocess
+    import sys
+
+    from edgedistill.quantize.ort_static import SCRATCH
+
+    out = tmp_path / "b"
+    shutil.copytree(tiny_build, out)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    left = out / "quantized" / f".{SCRATCH}.partial-abc123xy-{dead}"
+    left.mkdir()
+    (left / "prepared.onnx").write_bytes(b"x" * 1000)  # a model-sized file, for a ViT-L
+    assert main(["quantize", str(out)]) == 0
+    assert "unchanged" in capsys.readouterr().err and not left.exists()

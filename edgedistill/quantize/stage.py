@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..artifacts import Artifact, atomic_output
+from ..artifacts import Artifact, atomic_output, remove_orphans
 from ..config import BuildConfig, short_hash
 from ..progress import console
 from ..targets import TargetProfile
@@ -13,6 +13,7 @@ from .calibration import CalibrationRecipe, calibration_batch, holdout_views, lo
 from .fidelity import Budget, main_output, run_model
 from .metadata import update_metadata
 from .nncf_ov import quantize_openvino_int8
+from .ort_static import SCRATCH
 
 TRT_CALIBRATION_DIR = Path("quantized") / "trt_calibration"
 
@@ -20,6 +21,11 @@ TRT_CALIBRATION_DIR = Path("quantized") / "trt_calibration"
 def calibration_recipe(cfg: BuildConfig, target: TargetProfile):
     # An explicit --set quantize.calibration wins over the target's default recipe.
     return load_recipe(cfg.quantize.calibration or target.calibration)
+
+
+def sweep_scratch(workdir: Path) -> None:
+    """Scratch folders of quantize runs killed before their cleanup (SIGKILL): model-sized trial files."""
+    remove_orphans(Path(workdir) / "quantized" / SCRATCH)
 
 
 def recipe_hash(recipe: CalibrationRecipe) -> str:
