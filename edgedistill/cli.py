@@ -47,10 +47,11 @@ def _common(func):
 
 
 def _pipeline(build_dir: Path, target: str | None, config_path: str | None, overrides: tuple, force: bool = False, alone: bool = True,
-              existing: bool = False):
+              existing: bool = False, unsaved: tuple[str, ...] = ()):
     """The pipeline over a build folder: its saved config and target under today's --config/--set/--target.
     `alone`: one stage runs, so the earlier ones must have been made for the same target. `existing`: the
-    stage reads earlier stages' outputs, so a mistyped folder is named as such (not created empty)."""
+    stage reads earlier stages' outputs, so a mistyped folder is named as such (not created empty).
+    `unsaved`: section.key values of the saved config to leave at their defaults (--config and --set still apply)."""
     from .artifacts import MANIFEST, Manifest, newest_writer
     from .config import load_config
     from .pipeline import Pipeline
@@ -61,7 +62,11 @@ def _pipeline(build_dir: Path, target: str | None, config_path: str | None, over
         raise EdgedistillError(f"'{build_dir}' is not a build folder (it has no {MANIFEST})",
                                f"check the path, or make one with edgedistill build --out {build_dir}")
     manifest = Manifest.load(build_dir)
-    saved = manifest.data.get("config", {})
+    saved = {section: dict(values) if isinstance(values, dict) else values for section, values in manifest.data.get("config", {}).items()}
+    for key in unsaved:
+        section, _, name = key.partition(".")
+        if isinstance(saved.get(section), dict):
+            saved[section].pop(name, None)
     try:
         cfg = load_config(config_path, overrides, base=saved)
     except EdgedistillError as exc:
@@ -238,9 +243,9 @@ def bench(build_dir, target, config_path, overrides, force, iterations, warmup, 
     options = {"iterations": iterations, "warmup": warmup, "time_budget_s": time_budget, "batch_sizes": batch_sizes,
                "threads": threads, "pin_cpus": pin_cpus, "eval_dir": eval_dir, "efficiency_from": list(efficiency_from) or None}
     extra = tuple(f"bench.{key}={json.dumps(value)}" for key, value in options.items() if value is not None)
-    if time_budget is not None and iterations is None:  # the flags persist in the build: an earlier --iterations would still cap it
-        extra += ("bench.iterations=null",)
-    pipe = _pipeline(build_dir, target, config_path, overrides + extra, force, existing=True)
+    # the flags persist in the build: an --iterations saved by an earlier bench would still cap a time budget
+    unsaved = ("bench.iterations",) if time_budget is not None and iterations is None else ()
+    pipe = _pipeline(build_dir, target, config_path, overrides + extra, force, existing=True, unsaved=unsaved)
     pipe.bench()
     console.print(summary_table(pipe.report()))
 
@@ -356,7 +361,9 @@ def targets():
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised like Ctrl-C: code that treats an interruption as one (the pipeline records the
-    failed stage with no traceback, DataLoader workers stop quietly) treats this one alike."""
+    failed stage with no traceback, finally blocks remove temp files) treats this one alike. DataLoader
+    workers keep torch's own SIGTERM handler: a SIGTERM to the whole process group kills them, and torch
+    then prints a "worker killed by signal" note after the one-line message."""
 
     def __init__(self):
         super().__init__("terminated by SIGTERM")

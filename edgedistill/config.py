@@ -404,8 +404,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: merged keys may be overridden, as YAML allows
+                continue
             key = self.construct_object(key_node, deep=True)
-            if key in seen:
+            try:
+                repeated = key in seen
+            except TypeError:  # a list or mapping as a key: SafeLoader's own error, one line
+                break
+            if repeated:
                 raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice (line {key_node.start_mark.line + 1})",
                                                         key_node.start_mark)
             seen.add(key)

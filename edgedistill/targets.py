@@ -110,7 +110,8 @@ def _profile_problem(t: TargetProfile) -> tuple[str, str] | None:
 
     checks = [
         (t.arch not in ARCHES, (f"arch is {t.arch!r}", f"use one of: {', '.join(ARCHES)}")),
-        (str(t.device).upper() not in DEVICES, (f"device is {t.device!r}", f"use one of: {', '.join(DEVICES)}")),
+        # by family: OpenVINO takes GPU.1 and AUTO:GPU,CPU too
+        (str(t.device).upper().split(":")[0].split(".")[0] not in DEVICES, (f"device is {t.device!r}", f"use one of: {', '.join(DEVICES)}")),
         (True, listed("backends", tuple(t.backends), backend_names())),
         (True, listed("precisions", tuple(t.precisions), PRECISIONS)),
         (not 1 <= t.batch_min <= t.batch_opt <= t.batch_max, (f"batch sizes min {t.batch_min}, opt {t.batch_opt}, max {t.batch_max} are not 1 <= min <= opt <= max",

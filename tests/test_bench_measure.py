@@ -147,3 +147,30 @@ def test_gpu_memory_is_this_process_figure_or_the_devices_rise_where_nvidia_smi_
         (tmp_path / "used").write_text("5000\n400\n")  # the runner loaded 300 MiB on the second GPU
         mem.sample_gpu()
     assert (mem.as_dict()["gpu_mb"], mem.as_dict()["gpu_method"]) == (300, "device-delta")
+
+
+def test_only_rows_that_may_hold_gpu_memory_sample_it(tmp_path, monkeypatch):
+    """A CPU row on a GPU server would report other jobs' allocations as its own (device-delta)."""
+    from edgedistill.artifacts import Artifact
+    from edgedistill.bench import measure as measure_mod
+    from edgedistill.bench.measure import uses_a_gpu
+
+    (tmp_path / "smi").mkdir()
+    _fake_nvidia_smi(tmp_path / "smi", "4242, 1500\\n", "1500\n", monkeypatch)  # another job's 1500 MiB on the GPU
+    monkeypatch.setattr(measure_mod, "fidelity", lambda *a: {})
+    original = measure_mod.PeakMemory.sample_gpu
+
+    def another_job_allocates(self):
+        (tmp_path / "smi" / "used").write_text("3000\n")
+        original(self)
+
+    monkeypatch.setattr(measure_mod.PeakMemory, "sample_gpu", another_job_allocates)
+    artifact = Artifact.record(tmp_path, embedder(tmp_path / "m.onnx"), kind="onnx", name="onnx-fp32", precision="fp32", backend="onnxruntime")
+    inputs = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)
+    plan = measure_mod.Plan(inputs=inputs, reference={}, teacher_logits=None, warmup=1, iterations=2, time_budget_s=None,
+                            batch=1, batch_sizes=[1], threads=1)
+    assert measure_mod.measure(artifact, tmp_path, "CPU", plan, timed=False)["memory"]["gpu_mb"] is None
+
+    assert not uses_a_gpu("onnxruntime", "CPU") and not uses_a_gpu("openvino", "NPU")
+    assert uses_a_gpu("tensorrt", "GPU") and uses_a_gpu("onnxruntime", "GPU") and uses_a_gpu("openvino", "GPU.1")
+    assert uses_a_gpu("openvino", "AUTO:GPU,CPU") and uses_a_gpu("tensorrt", "DLA")

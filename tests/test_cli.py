@@ -156,23 +156,37 @@ def test_a_gate_that_is_not_a_finite_number_is_refused(tmp_path, capsys, gate):
     assert "is not a finite number" in capsys.readouterr().err
 
 
-def test_a_time_budget_alone_lifts_an_iteration_count_an_earlier_bench_saved(monkeypatch):
+def test_a_time_budget_alone_lifts_an_iteration_count_an_earlier_bench_saved(monkeypatch, tmp_path):
     """Bench flags persist in the build: after `bench --iterations 7`, `--time-budget` must still decide alone."""
     seen = []
 
     class Stop(Exception):
         pass
 
-    def capture(build_dir, target, config_path, overrides, force, existing=False):
-        seen.append(overrides)
+    import json
+
+    from edgedistill.config import load_config
+
+    def capture(build_dir, target, config_path, overrides, force, existing=False, unsaved=()):
+        seen.append((overrides, unsaved))
         raise Stop
 
     monkeypatch.setattr(cli_module, "_pipeline", capture)
     for args in (["--time-budget", "0.5"], ["--time-budget", "0.5", "--iterations", "7"]):
         with pytest.raises(Stop):
             cli.main(["bench", "b", *args], standalone_mode=False)
-    assert "bench.iterations=null" in seen[0] and "bench.time_budget_s=0.5" in seen[0]
-    assert "bench.iterations=7" in seen[1] and "bench.iterations=null" not in seen[1]
+    assert seen[0] == (("bench.time_budget_s=0.5",), ("bench.iterations",))
+    assert "bench.iterations=7" in seen[1][0] and seen[1][1] == ()
+    monkeypatch.undo()
+
+    build = tmp_path / "b"  # the saved value goes; one given in this command (--set, --config) stays
+    build.mkdir()
+    (build / "manifest.json").write_text(json.dumps({"artifacts": {}, "stages": {}, "config": {"bench": {"iterations": 7, "warmup": 3}}}))
+    pipe = cli_module._pipeline(build, None, None, ("bench.time_budget_s=0.5",), unsaved=("bench.iterations",))
+    assert (pipe.cfg.bench.iterations, pipe.cfg.bench.warmup) == (None, 3)
+    del pipe
+    pipe = cli_module._pipeline(build, None, None, ("bench.iterations=50", "bench.time_budget_s=0.5"), unsaved=("bench.iterations",))
+    assert pipe.cfg.bench.iterations == 50 and load_config(None, []).bench.iterations is None
 
 
 def test_a_build_folder_from_a_newer_edgedistill_says_so(tmp_path, capsys):

@@ -229,3 +229,15 @@ def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
         load_config(None, ["student.model_args={depth: 2, depth: 3}"])
     with pytest.raises(EdgedistillError, match="not valid YAML"):  # was a yaml traceback
         load_config(None, ["student.model_args={"])
+
+
+def test_yaml_merge_keys_still_share_settings_and_odd_keys_stay_one_line(tmp_path):
+    """The duplicate-key check must not refuse `<<: *anchor` (valid YAML, the usual way to share teacher settings)."""
+    path = tmp_path / "recipe.yaml"
+    path.write_text("teacher:\n  name: vit_base_patch16_clip_224.openai\n  extra:\n"
+                    "    - &shared {name: vit_base_patch16_siglip_224.webli, img_size: 224, weight: 0.5}\n"
+                    "    - {<<: *shared, name: vit_small_patch16_224, weight: 0.25}\n")
+    cfg = load_config(path)
+    assert cfg.teacher.extra[1] == {"name": "vit_small_patch16_224", "img_size": 224, "weight": 0.25}
+    with pytest.raises(EdgedistillError, match="not valid YAML"):  # was a TypeError, i.e. "a bug", exit 3
+        load_config(None, ["teacher.model_args={[a]: 1}"])

@@ -62,6 +62,12 @@ def quantization_note(artifact: Artifact) -> str:
     return f"{len(layers)} layer(s) kept in float ({shown or 'none'}); {budget} the fidelity budget on held-out views"
 
 
+def uses_a_gpu(backend: str, device: str) -> bool:
+    """Whether a row's runtime may hold GPU memory: TensorRT, or a GPU, DLA or AUTO device (GPU.1, AUTO:GPU,CPU)."""
+    family = str(device).upper().split(":")[0].split(".")[0]
+    return backend == "tensorrt" or family in ("GPU", "DLA", "AUTO")
+
+
 def effective_threads(backend: str, asked: int | None, settings: dict) -> int | None:
     """The threads of the runtime's CPU pool, where it is known: OpenVINO's count read back from the
     compiled model; for ONNX Runtime the count asked for, else its default, one per physical core (its
@@ -91,7 +97,8 @@ def measure(artifact: Artifact, workdir: Path, device: str, plan: Plan, timed: b
             with PeakMemory() as memory:
                 active.enter_context(runner)
                 runner.infer({"input": batch_of(plan.inputs, plan.batch)})
-                memory.sample_gpu()
+                if uses_a_gpu(artifact.backend, device):  # a CPU row would count other processes' GPU memory (device-delta)
+                    memory.sample_gpu()
             outputs = runner.infer_all(plan.inputs)
             row["fidelity"] = fidelity(outputs, plan.reference, plan.teacher_logits)
             if plan.labelled is not None:
