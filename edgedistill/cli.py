@@ -6,10 +6,7 @@ import contextlib
 import errno
 import math
 import os
-import re
-import signal
 import sys
-import threading
 import traceback
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from rich.markup import escape  # paths and pip extras like [tensorrt] are not m
 
 from .config import CACHE_DTYPES
 from .errors import EdgedistillError
+from .exits import DISK_FIXES, INTERNAL_ERROR, Terminated, cause_chain, os_error_in, sigterm_as_interrupt, terminated
 from .ranks import is_first_rank
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -359,43 +357,10 @@ def targets():
     console.print(table)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C: code that treats an interruption as one (the pipeline records the
-    failed stage with no traceback, finally blocks remove temp files) treats this one alike. DataLoader
-    workers keep torch's own SIGTERM handler: a SIGTERM to the whole process group kills them, and torch
-    then prints a "worker killed by signal" note after the one-line message."""
-
-    def __init__(self):
-        super().__init__("terminated by SIGTERM")
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a CI cancel or timeout) ends the command as Ctrl-C does, so finally blocks remove temp
-    files and the manifest records the failure; by default it kills the process where it stands."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield  # signals reach only the main thread; an embedding program's own handler stays
-        return
-    owner = os.getpid()
-
-    def handler(signum, frame):
-        if os.getpid() != owner:  # a forked child (a DataLoader worker) inherited this: it dies as it always did
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return
-        raise Terminated()
-
-    signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             cli.main(args=argv, standalone_mode=False)
     except EdgedistillError as exc:
         if debug:
@@ -404,21 +369,21 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Abort as exc:
         if isinstance(exc.__cause__, Terminated):  # click wraps a KeyboardInterrupt in Abort
-            return _terminated()
+            return terminated()
         click.echo("aborted", err=True)
         return 130
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
     except Terminated:  # arrived outside click's own handling
-        return _terminated()
+        return terminated()
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        interrupt = next((e for e in _cause_chain(exc) if isinstance(e, KeyboardInterrupt)), None)
+        interrupt = next((e for e in cause_chain(exc) if isinstance(e, KeyboardInterrupt)), None)
         if interrupt is not None:  # a C extension's import (onnxruntime's) turns Ctrl-C or SIGTERM into ImportError
-            return _terminated() if isinstance(interrupt, Terminated) else 130
-        code = exc.errno if isinstance(exc, OSError) else _os_error_in(str(exc))  # safetensors words its OS errors
+            return terminated() if isinstance(interrupt, Terminated) else 130
+        code = exc.errno if isinstance(exc, OSError) else os_error_in(str(exc))  # safetensors words its OS errors
         if code not in DISK_FIXES:  # a bug: its traceback, and a code CI can tell from a failed gate (1) or a mistake (2)
             traceback.print_exc()
             click.echo(f"error: edgedistill crashed ({type(exc).__name__}); this is a bug: please report it with the traceback above", err=True)
@@ -433,36 +398,6 @@ def main(argv: list[str] | None = None) -> int:
         # a full disk or a size limit is the machine's; the rest, the --out chosen
         return 1 if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else 2
     return 0
-
-
-def _terminated() -> int:
-    click.echo("terminated (SIGTERM)", err=True)
-    return 128 + signal.SIGTERM  # the shell's code for a process SIGTERM ended
-
-
-def _cause_chain(exc: BaseException) -> list[BaseException]:
-    chain = [exc]
-    while (exc := exc.__cause__ or exc.__context__) is not None and exc not in chain:
-        chain.append(exc)
-    return chain
-
-
-def _os_error_in(message: str) -> int | None:
-    found = re.search(r"\(os error (\d+)\)", message)
-    return int(found.group(1)) if found else None
-
-
-# Disk problems are the user's to fix, not tracebacks; atomic writes leave the previous outputs intact
-INTERNAL_ERROR = 3
-DISK_FIXES = {
-    errno.ENOSPC: "free space there or choose another --out",
-    errno.EDQUOT: "free space there or choose another --out",
-    errno.EFBIG: "raise the file-size limit (ulimit -f unlimited) or choose an --out on a filesystem without a 4 GiB file limit (not FAT32)",
-    errno.EROFS: "choose a writable --out folder",
-    errno.EACCES: "choose a folder you may write to, or fix its permissions",
-    errno.ENOTDIR: "a file stands where the path needs a folder: choose another --out",
-    errno.EEXIST: "a file stands where the path needs a folder: choose another --out",
-}
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 import pytest
 
 from edgedistill import cli as cli_module
-from edgedistill.cli import Terminated, cli, main
+from edgedistill.cli import cli, main
+from edgedistill.exits import Terminated
 
 
 def test_targets_lists_profiles(capsys):

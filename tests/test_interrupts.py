@@ -19,7 +19,7 @@ import onnxruntime.quantization.qdq_loss_debug as dbg
 from onnx import TensorProto, helper
 
 from edgedistill.artifacts import Manifest
-from edgedistill.cli import _sigterm_as_interrupt
+from edgedistill.exits import sigterm_as_interrupt
 from edgedistill.config import QuantizeConfig
 from edgedistill.quantize import ort_static
 from edgedistill.quantize.ort_static import SCRATCH, quantize_ort_static, scratch_dir
@@ -61,7 +61,7 @@ def test_a_forked_child_still_dies_of_sigterm():
     # DataLoader workers are forked from the CLI's process and inherit its handler: a SIGTERM there must end them as before
     fork = multiprocessing.get_context("fork")
     ready = fork.Event()
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         child = fork.Process(target=_sleep_when_ready, args=(ready,))
         child.start()
         assert ready.wait(30)  # a signal that arrives while the fork is still setting up is dropped
