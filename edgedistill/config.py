@@ -22,6 +22,7 @@ import yaml
 
 from .data.augment_policy import EXAMPLE as AA_EXAMPLE, auto_augment_error
 from .errors import EdgedistillError
+from .yaml_files import load_yaml, read_yaml_mapping
 from .list_settings import parse_batch_sizes, parse_cpus
 
 OFFLINE_TEACHER = "efficientnet_lite0.offline"
@@ -395,44 +396,6 @@ def merge_override(data: dict, keys: list[str], value: Any) -> None:
         if not isinstance(node, dict):
             raise EdgedistillError(f"--set {'.'.join(keys)}: '{key}' is not a section", "override a leaf key such as distill.steps")
     node[keys[-1]] = value
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load, but a key given twice in one mapping is an error: PyYAML keeps the last silently, so a
-    second `distill:` section in a long recipe dropped the first without a word."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: merged keys may be overridden, as YAML allows
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                repeated = key in seen
-            except TypeError:  # a list or mapping as a key: SafeLoader's own error, one line
-                break
-            if repeated:
-                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice (line {key_node.start_mark.line + 1})",
-                                                        key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def load_yaml(text: str):
-    return yaml.load(text, Loader=_UniqueKeyLoader)
-
-
-def read_yaml_mapping(path: Path, what: str, example: str) -> dict:
-    """A YAML file that must hold a mapping; syntax errors become one-line user errors."""
-    try:
-        loaded = load_yaml(Path(path).read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise EdgedistillError(f"{what} '{path}' is not valid YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from exc
-    except UnicodeDecodeError as exc:
-        raise EdgedistillError(f"{what} '{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})", "pass a YAML text file saved as UTF-8") from exc
-    if not isinstance(loaded, dict):
-        raise EdgedistillError(f"{what} '{path}' must hold a mapping", example)
-    return loaded
 
 
 def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = (), base: dict | None = None) -> BuildConfig:

@@ -8,7 +8,8 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import from_dict, read_yaml_mapping
+from .config import from_dict
+from .yaml_files import read_yaml_mapping
 from .errors import EdgedistillError
 from .profiles import bundled_dir, bundled_names
 

@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image
 
 from ..artifacts import process_alive, write_failure_errno
-from ..config import from_dict, read_yaml_mapping
+from ..config import from_dict
+from ..yaml_files import read_yaml_mapping
 from ..data.crops import pick_images, source_crops
 from ..data.eval_set import EVAL_SEED
 from ..data.images import ImageSource, source_stamp
