@@ -175,7 +175,11 @@ class Pipeline:
         # settings that change neither the arithmetic nor the data (log_every, num_workers, ...) do not re-train
         key = _key(self.cfg.section_hash("teacher", "student", "data", "distill", ignore={f"distill.{k}" for k in stage.NOT_HASHED}),
                    self._file_inputs((self.cfg.data.source, self.cfg.data.max_images), self.cfg.distill.cache, *self._teacher_checkpoints()))
+        weights = self.workdir / "student" / "student.safetensors"
+        before = weights.stat().st_mtime_ns if (self.workdir / stage.STATE_DIR / stage.FINISHED).is_file() and weights.is_file() else None
         produced = self._run_stage("distill", key, lambda: [stage.run(self.cfg, {}, self.workdir, keep_state=True)])
+        if before is not None and weights.is_file() and weights.stat().st_mtime_ns == before:
+            self.reused.add("student")  # a run stopped before recording it had finished it: kept, not written
         if is_first_rank():
             stage.discard_state(self.workdir)  # the manifest records the student now
         return produced

@@ -200,6 +200,8 @@ def test_a_build_stopped_before_it_recorded_its_finished_student_keeps_it(tmp_pa
     monkeypatch.setattr(Artifact, "record", classmethod(real))
     written = json.loads((tmp_path / "student" / "student.json").read_text())
     monkeypatch.setattr(stage, "train", lambda job: pytest.fail("trained again"))
-    (student,) = Pipeline(cfg, load_target("x86-cpu"), tmp_path).distill()
+    again = Pipeline(cfg, load_target("x86-cpu"), tmp_path)
+    (student,) = again.distill()
     assert student.extra["train"] == written["train"] and Manifest.load(tmp_path).get("student").sha256 == student.sha256
     assert not (tmp_path / "distill_state").exists()  # recorded now: its checkpoints go
+    assert "student" in again.reused  # the CLI says "kept", not "wrote"
