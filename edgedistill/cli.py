@@ -21,19 +21,26 @@ from .ranks import is_first_rank
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-class FiniteFloat(click.ParamType):
-    """A number that is not nan or inf: `--min-cosine nan` from a badly templated CI variable turned the gate off."""
+class GateValue(click.ParamType):
+    """A finite number in the gate's range: `--min-cosine nan` (a badly templated CI variable) turned the
+    gate off, and `--max-latency-ms -1` or `--min-cosine 1.5` failed every build as if it were the model's fault."""
 
     name = "number"
+
+    def __init__(self, low: float, high: float, low_open: bool):
+        self.low, self.high, self.low_open = low, high, low_open
 
     def convert(self, value, param, ctx):
         number = click.FLOAT.convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
+        if number < self.low or (self.low_open and number == self.low) or number > self.high:
+            self.fail(f"{value!r} is out of range ({'above' if self.low_open else 'from'} {self.low:g}"
+                      f"{'' if math.isinf(self.high) else f' to {self.high:g}'})", param, ctx)
         return number
 
 
-FINITE = FiniteFloat()
+POSITIVE, SHARE = GateValue(0, math.inf, low_open=True), GateValue(-1, 1, low_open=False)
 
 
 def _common(func):
@@ -251,9 +258,9 @@ def bench(build_dir, target, config_path, overrides, force, iterations, warmup, 
 @cli.command(context_settings=CONTEXT)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write report.{json,md,html} here.")
-@click.option("--max-latency-ms", type=FINITE, help="Gate: fail if the selected artifact's measured p50 is above this.")
-@click.option("--min-cosine", type=FINITE, help="Gate: fail if the selected artifact's cosine vs fp32 is below this.")
-@click.option("--max-size-mb", type=FINITE, help="Gate: fail if the selected artifact is larger than this.")
+@click.option("--max-latency-ms", type=POSITIVE, help="Gate: fail if the selected artifact's measured p50 is above this.")
+@click.option("--min-cosine", type=SHARE, help="Gate: fail if the selected artifact's cosine vs fp32 is below this.")
+@click.option("--max-size-mb", type=POSITIVE, help="Gate: fail if the selected artifact is larger than this.")
 def report(paths, out, max_latency_ms, min_cosine, max_size_mb):
     """Merge builds and bench.json files into one comparison; print Markdown; apply CI gates.
 
@@ -277,15 +284,28 @@ def report(paths, out, max_latency_ms, min_cosine, max_size_mb):
         doc = {**doc, "warnings": unfinished}
     if out:
         write_report(doc, out)
-    click.echo(render_markdown(doc))  # stdout only, so `>> $GITHUB_STEP_SUMMARY` gets clean Markdown
-    console.print(summary_table(doc))
+    gates = {"max latency ms": max_latency_ms, "min cosine": min_cosine, "max size MB": max_size_mb}
     violations = check_gates(doc, max_latency_ms=max_latency_ms, min_cosine=min_cosine, max_size_mb=max_size_mb)
+    if unfinished and any(g is not None for g in gates.values()):
+        violations = unfinished + violations  # a report.json left by an earlier run must not pass CI for a broken build
+    # stdout only, so `>> $GITHUB_STEP_SUMMARY` gets clean Markdown, with the gates' verdict in it
+    click.echo(render_markdown(doc) + _gates_markdown(gates, violations))
+    console.print(summary_table(doc))
     for line in unfinished:
         console.print(f"[yellow]note:[/yellow] {line}")
-    if unfinished and any(g is not None for g in (max_latency_ms, min_cosine, max_size_mb)):
-        violations = unfinished + violations  # a report.json left by an earlier run must not pass CI for a broken build
     if violations:
         raise GateError("gate failed: " + "; ".join(violations))
+
+
+def _gates_markdown(gates: dict, violations: list[str]) -> str:
+    """A "Gates" section for the Markdown summary when any gate was asked for ("" otherwise)."""
+    from .report.render_markdown import md
+
+    asked = ", ".join(f"{name} {value:g}" for name, value in gates.items() if value is not None)
+    if not asked:
+        return ""
+    verdict = ["**Passed.**"] if not violations else ["**Failed:**", ""] + [f"- {md(v)}" for v in violations]
+    return "\n".join(["", "## Gates", "", f"Asked: {asked}.", "", *verdict])
 
 
 def _unfinished_builds(paths) -> list[str]:

@@ -45,7 +45,7 @@ class Pipeline:
         self.manifest = Manifest.load(self.workdir)
         self.manifest.data["target"] = target.name
         self.manifest.data.pop("target_file", None)
-        if target.source and Path(target.source).resolve().parent != bundled_dir("targets").resolve():
+        if target.source and (target.given_as_file or Path(target.source).resolve().parent != bundled_dir("targets").resolve()):
             # a copy in the build folder, which later commands reload (not a bundled namesake), here or on
             # the device the folder is copied to
             kept = self.workdir / TARGET_FILE
@@ -237,7 +237,8 @@ class Pipeline:
         timed = [n for n, a in self.artifacts().items() if a.kind in stage.RUNNABLE_KINDS and (on_host or a.kind == "onnx")]
         found = self.need("student", "onnx-fp32", "evalset", *timed)  # an artifact deleted or edited since is no artifact to time
         inputs = sorted(a.sha256 for name, a in found.items() if name != "bench")  # not its own last output: it never matched
-        key = _key(self.cfg.section_hash("bench"), self.target, inputs, self._bench_input_digests())
+        # on_host: a folder benched on the workstation (estimates) and copied to the device is measured there
+        key = _key(self.cfg.section_hash("bench"), self.target, inputs, self._bench_input_digests(), on_host)
         return self._run_stage("bench", key, lambda: [stage.run(self.cfg, self.artifacts(), self.workdir, self.target)])
 
     def _bench_input_digests(self) -> list:

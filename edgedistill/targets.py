@@ -50,6 +50,9 @@ class TargetProfile:
     # The file it came from: not part of equality nor of the repr that stage keys hash, so a build
     # folder copied to a device and back (whose profile then loads from its target.yaml) is unchanged.
     source: str = field(default="", compare=False, repr=False)
+    # Named by its path (--target my.yaml), not by a bundled name: kept in the build folder even when the
+    # path is inside the targets/ folder of a checkout installed in editable mode
+    given_as_file: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self):
         tol = self.selection_tolerance
@@ -79,8 +82,11 @@ class TargetProfile:
         ok, reason = backend.availability()
         if not ok:
             return f"{name}: {reason}"
-        wanted, devices = self.device.upper(), backend.devices()
-        if wanted != "AUTO" and wanted not in devices:
+        devices = backend.devices()
+        # by family, as OpenVINO reads them: GPU.1 is a GPU; AUTO:GPU,CPU needs one of those listed
+        family, _, listed = self.device.upper().partition(":")
+        wanted = [d.split(".")[0] for d in listed.split(",")] if family == "AUTO" and listed else [family.split(".")[0]]
+        if wanted != ["AUTO"] and not any(d in devices for d in wanted):
             return f"{name} sees no {self.device} device here (it has: {', '.join(devices) or 'none'})"
         return ""
 
@@ -132,7 +138,8 @@ def _profile_problem(t: TargetProfile) -> tuple[str, str] | None:
 def load_target(name_or_path: str) -> TargetProfile:
     """Load a bundled target by name or a user profile by file path."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    by_path = path.suffix in (".yaml", ".yml") or path.exists()
+    if by_path:
         if not path.is_file():
             raise EdgedistillError(f"target file '{path}' does not exist", "pass a bundled target name (edgedistill targets) or an existing YAML file")
     else:
@@ -143,7 +150,7 @@ def load_target(name_or_path: str) -> TargetProfile:
     data = read_yaml_mapping(path, "target file", "see targets/x86-cpu.yaml for the fields")
     data.setdefault("name", path.stem)
     profile = from_dict(TargetProfile, data, where=f"target {path.stem}")
-    return TargetProfile(**{**profile.__dict__, "source": str(path)})
+    return TargetProfile(**{**profile.__dict__, "source": str(path), "given_as_file": by_path})
 
 
 def list_targets() -> list[TargetProfile]:

@@ -38,11 +38,15 @@ def test_report_gates_fail_with_one_line_reason(tiny_build, capsys):
     assert captured.out.lstrip().startswith("#")  # Markdown for $GITHUB_STEP_SUMMARY on stdout
     last = captured.err.strip().splitlines()[-1]
     assert last.startswith("error: gate failed") and "latency" in last
+    gates = captured.out[captured.out.index("## Gates"):]  # the summary itself says why the job failed
+    assert "Asked: max latency ms 0.0001." in gates and "**Failed:**" in gates and "latency" in gates.split("**Failed:**")[1]
 
 
 def test_report_gates_pass(tiny_build, tmp_path, capsys):
     assert main(["report", str(tiny_build), "--min-cosine", "0.5", "--max-size-mb", "500", "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "report.html").is_file()
+    assert "## Gates\n\nAsked: min cosine 0.5, max size MB 500.\n\n**Passed.**" in capsys.readouterr().out
+    assert main(["report", str(tiny_build)]) == 0 and "## Gates" not in capsys.readouterr().out
 
 
 TINY_TEACHER = ["teacher.name=vit_tiny_patch16_224", "teacher.pretrained=false", "teacher.img_size=28", "teacher.model_args={depth: 1, patch_size: 14}",
@@ -155,6 +159,13 @@ def test_a_gate_that_is_not_a_finite_number_is_refused(tmp_path, capsys, gate):
     (tmp_path / "bench.json").write_text("{}")
     assert main(["report", str(tmp_path / "bench.json"), gate, "nan"]) == 2
     assert "is not a finite number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("gate, value", [("--max-latency-ms", "-1"), ("--max-latency-ms", "0"), ("--min-cosine", "1.5"), ("--max-size-mb", "-5")])
+def test_a_gate_no_build_could_pass_is_a_mistake_not_a_failed_build(tmp_path, capsys, gate, value):
+    (tmp_path / "bench.json").write_text("{}")
+    assert main(["report", str(tmp_path / "bench.json"), gate, value]) == 2
+    assert "is out of range" in capsys.readouterr().err
 
 
 def test_a_time_budget_alone_lifts_an_iteration_count_an_earlier_bench_saved(monkeypatch, tmp_path):

@@ -93,3 +93,35 @@ def test_a_profile_setting_it_cannot_mean_is_refused_when_it_loads(tmp_path, cha
     for device in ("GPU.1", "AUTO:GPU,CPU"):  # OpenVINO's device indices and lists stay valid
         (tmp_path / "ov.yaml").write_text(text.replace("device: CPU", f"device: {device}"))
         assert load_target(str(tmp_path / "ov.yaml")).device == device
+
+
+def test_openvino_device_indices_and_lists_run_where_their_family_is(monkeypatch):
+    """AUTO:CPU passed the profile check and then never ran on a CPU host: every row stayed pending."""
+    import dataclasses
+
+    from edgedistill.backends.openvino_backend import OpenVinoBackend
+
+    monkeypatch.setattr(OpenVinoBackend, "devices", lambda self: ["CPU"])
+    target = dataclasses.replace(load_target("x86-cpu"), backends=("openvino",))
+    for device in ("AUTO:CPU", "AUTO:GPU,CPU", "CPU", "AUTO"):
+        assert dataclasses.replace(target, device=device).why_backend_cannot_run_here("openvino") == "", device
+    for device in ("GPU.1", "AUTO:GPU", "NPU"):
+        assert "sees no" in dataclasses.replace(target, device=device).why_backend_cannot_run_here("openvino"), device
+
+
+def test_a_profile_named_by_its_path_is_kept_even_inside_the_bundled_folder(tmp_path, monkeypatch):
+    """In an editable install the checkout's targets/ is the bundled folder: a user's my-device.yaml there
+    was looked up by name later, and the device the build folder went to did not know it."""
+    from pathlib import Path
+
+    from edgedistill import pipeline
+    from edgedistill.config import load_config
+
+    shipped = tmp_path / "targets"
+    shipped.mkdir()
+    (shipped / "my-device.yaml").write_text((Path(__file__).parents[1] / "targets" / "x86-cpu.yaml").read_text().replace("name: x86-cpu", "name: my-device"))
+    monkeypatch.setattr(pipeline, "bundled_dir", lambda kind: tmp_path / kind)
+    build = tmp_path / "build"
+    pipe = pipeline.Pipeline(load_config(), load_target(str(shipped / "my-device.yaml")), build)
+    assert (build / "target.yaml").is_file() and pipe.manifest.data["target_file"] == "target.yaml"
+    assert not load_target("x86-cpu").given_as_file

@@ -24,7 +24,7 @@ def list_labelled(root: str | Path, max_images: int | None = None) -> tuple[list
     """(image paths, integer labels, class names); at most `max_images` in all, spread evenly over classes."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise EdgedistillError(f"bench.eval_dir '{root}' is not a folder", "pass a folder with one subfolder of images per class")
+        raise EdgedistillError(f"bench.eval_dir '{root}' is not a folder", "pass a folder with one subfolder of images per class; bench flags are kept in the build, so on another machine clear it with --set bench.eval_dir=null")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     # walk_files follows symlinked subfolders (rglob does not before Python 3.13) and skips ._x.jpg files
     per_class = {c: sorted(p for p in walk_files(root / c) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()) for c in classes}

@@ -49,7 +49,7 @@ def load_samples(paths) -> list[Sample]:
         try:
             doc = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise EdgedistillError(f"bench.efficiency_from: cannot read {path} ({type(exc).__name__})", "pass measured bench.json files or build folders") from None
+            raise EdgedistillError(f"bench.efficiency_from: cannot read {path} ({type(exc).__name__})", "pass measured bench.json files or build folders; bench flags are kept in the build, so on another machine clear it with --set bench.efficiency_from=[]") from None
         found = samples_of(doc, str(path))
         if not found:
             raise EdgedistillError(f"bench.efficiency_from: {path} has no measured row with roofline_ms",
