@@ -240,3 +240,21 @@ def test_runner_sets_the_dla_core_the_engine_was_built_for(tmp_path, monkeypatch
     with runner:
         assert runner.runtime_settings()["dla_core"] == dla_core
     assert runtimes[0].core_at_deserialize == expected
+
+
+def test_a_jetson_without_tensorrt_is_told_about_jetpacks_not_the_pip_extra(monkeypatch):
+    """The bundle's README says not to install the [tensorrt] extra on a Jetson; the error must agree."""
+    import platform
+
+    from edgedistill.backends.trt_env import import_tensorrt
+    from edgedistill.errors import MissingBackendError
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # not importable, as in a venv that cannot see JetPack's
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    with pytest.raises(MissingBackendError) as error:
+        import_tensorrt("compiling a TensorRT bundle")
+    assert "python3-libnvinfer" in error.value.fix and "--system-site-packages" in error.value.fix
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    with pytest.raises(MissingBackendError) as error:
+        import_tensorrt("compiling a TensorRT bundle")
+    assert error.value.fix == "pip install 'edgedistill[tensorrt]'"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import platform
 from dataclasses import dataclass
 
 from ..errors import EdgedistillError, MissingBackendError
@@ -25,7 +26,11 @@ def import_tensorrt(purpose: str = "the TensorRT backend"):
     try:
         return importlib.import_module("tensorrt")
     except ImportError as exc:
-        raise MissingBackendError("tensorrt", "tensorrt", purpose) from exc
+        missing = MissingBackendError("tensorrt", "tensorrt", purpose)
+        if platform.machine().lower() in ("aarch64", "arm64"):  # a Jetson: JetPack's TensorRT, never the PyPI wheels
+            missing.fix = ("use JetPack's TensorRT: sudo apt install python3-libnvinfer, and a venv made with "
+                           "python3 -m venv --system-site-packages so it sees it (not the [tensorrt] extra)")
+        raise missing from exc
     except Exception as exc:  # e.g. OSError when libnvinfer.so is missing or mismatched
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise EdgedistillError(
