@@ -101,7 +101,9 @@ def measure(args, work: Path) -> dict:
     def ort_row(name: str, variant: QuantizeConfig, file: str, goal: Budget = budget) -> tuple[dict, dict]:
         result = quantize_with_fallback(onnx, work / file, calibration, selection, variant, goal)
         fid = compare(reference, run_model(work / file, evaluation))
-        return row(name, fid, len(result.float_layers), result.quantizable_layers), result.as_record()
+        # the rounds it took: the search's trials, and the re-ranking's one per layer tried alone
+        rounds = {"search_trials": [t["float_layers"] for t in result.trials], "rerank_rounds": len(result.refined)}
+        return row(name, fid, len(result.float_layers), result.quantizable_layers) | rounds, result.as_record()
 
     plain, _ = ort_row("plain (every Conv/Gemm)", replace(cfg, fallback=False, float_output_layers=False), "plain.onnx")
     sqnr_only, _ = ort_row("head float + fallback, SQNR order only (fallback_refine=0)", replace(cfg, fallback_refine=0), "sqnr.onnx")

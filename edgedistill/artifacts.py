@@ -132,9 +132,11 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
             os.fsync(handle.fileno())  # on disk before the rename, so a crash never leaves an empty file
         shareable(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno and exc.filename is None:  # a write's ENOSPC names no file: the CLI's message would not say which
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     return path
 

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from edgedistill.artifacts import Artifact, Manifest, remove_orphans, atomic_output
@@ -35,13 +37,19 @@ def test_atomic_output_clears_what_killed_writers_left(tmp_path):
     assert (tmp_path / "other" / "previous.txt").read_text() == "kept"
 
 
-def test_manifest_freshness_follows_content(tmp_path):
-    path = tmp_path / "model.onnx"
+def _exported(folder: Path) -> Path:
+    """A build folder whose export stage recorded model.onnx (b"abc") under the key "key1"."""
+    path = folder / "model.onnx"
     path.write_bytes(b"abc")
-    manifest = Manifest(tmp_path)
-    manifest.add(Artifact.record(tmp_path, path, kind="onnx", name="onnx-fp32"))
+    manifest = Manifest(folder)
+    manifest.add(Artifact.record(folder, path, kind="onnx", name="onnx-fp32"))
     manifest.record_stage("export", "key1", ["onnx-fp32"])
     manifest.save()
+    return path
+
+
+def test_manifest_freshness_follows_content(tmp_path):
+    path = _exported(tmp_path)
     loaded = Manifest.load(tmp_path)
     assert loaded.stage_is_fresh("export", "key1")
     assert not loaded.stage_is_fresh("export", "key2")
@@ -94,13 +102,23 @@ def test_an_atomic_write_names_its_temp_file_with_its_pid_and_sweeps_dead_writer
 def test_a_reader_puts_back_what_a_writer_killed_between_the_two_renames_left(tmp_path):
     """Killed after moving model.onnx aside, before moving the new one in: reading the manifest finds the
     previous version again instead of reporting it gone."""
-    path = tmp_path / "model.onnx"
-    path.write_bytes(b"abc")
-    manifest = Manifest(tmp_path)
-    manifest.add(Artifact.record(tmp_path, path, kind="onnx", name="onnx-fp32"))
-    manifest.record_stage("export", "key1", ["onnx-fp32"])
-    manifest.save()
+    path = _exported(tmp_path)
     aside = tmp_path / f".model.onnx.old-{_dead_pid()}"
     path.rename(aside)
     assert Manifest.load(tmp_path).stage_is_fresh("export", "key1")
     assert path.read_bytes() == b"abc" and not aside.exists()
+
+
+def test_a_failed_atomic_write_names_the_file_it_was_writing(tmp_path, monkeypatch):
+    """A full disk during write() or fsync() raises ENOSPC with no file name; the CLI's one-line error names it."""
+    from edgedistill import artifacts
+    from edgedistill.artifacts import write_json_atomic
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(artifacts.os, "fsync", full)
+    with pytest.raises(OSError) as error:
+        write_json_atomic(tmp_path / "bench.json", {"a": 1})
+    assert error.value.errno == 28 and error.value.filename == str(tmp_path / "bench.json")
+    assert list(tmp_path.iterdir()) == []

@@ -68,32 +68,21 @@ def test_cache_teacher_rejects_zero_augmentations_and_writes_nothing(tmp_path, c
     assert not (tmp_path / "cache").exists()
 
 
-@pytest.mark.parametrize("error", [
-    OSError(28, "No space left on device", "/out/student/student.safetensors"),
-    RuntimeError("Error while serializing: IoError(Os { code: 28 }) No space left on device (os error 28)"),  # safetensors' wording
+@pytest.mark.parametrize("error, cause, fix", [
+    (OSError(28, "No space left on device", "/out/student/student.safetensors"), "No space left on device", "free space there or choose another --out"),
+    (RuntimeError("Error while serializing: IoError(Os { code: 28 }) No space left on device (os error 28)"),  # safetensors' wording
+     "No space left on device", "free space there or choose another --out"),
+    (OSError(27, "File too large", "/out/student/student.safetensors"), "File too large", "ulimit -f unlimited"),  # or a FAT32 disk's 4 GiB
+    (RuntimeError("Error while serializing: I/O error: File too large (os error 27)"), "File too large", "ulimit -f unlimited"),
 ])
-def test_a_full_disk_is_one_line_with_a_fix(error, monkeypatch, capsys):
+def test_a_full_disk_or_a_file_size_limit_is_one_line_with_its_fix(error, cause, fix, monkeypatch, capsys):
     def fail(**kwargs):
         raise error
 
     monkeypatch.setattr(cli, "main", fail)
     assert main(["distill", "runs/x"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: No space left on device") and "free space there or choose another --out" in err[0]
-
-
-@pytest.mark.parametrize("error", [
-    OSError(27, "File too large", "/out/student/student.safetensors"),  # ulimit -f, or a FAT32 disk's 4 GiB
-    RuntimeError("Error while serializing: I/O error: File too large (os error 27)"),  # safetensors' wording
-])
-def test_a_file_size_limit_is_one_line_with_its_own_fix(error, monkeypatch, capsys):
-    def fail(**kwargs):
-        raise error
-
-    monkeypatch.setattr(cli, "main", fail)
-    assert main(["distill", "runs/x"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: File too large") and "ulimit -f unlimited" in err[0], err
+    assert len(err) == 1 and err[0].startswith(f"error: {cause}") and fix in err[0], err
 
 
 def test_a_full_disk_names_the_file_written_not_the_one_copied(monkeypatch, capsys):

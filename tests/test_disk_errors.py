@@ -105,9 +105,8 @@ def _views():
 
 
 def test_a_failed_calibration_cache_write_leaves_no_partial_and_names_the_cache(tmp_path, monkeypatch):
-    def short_write(path, array):  # numpy's words for a full disk: no errno, no file name
-        with open(path, "wb") as handle:
-            handle.write(b"\x93NUMPY partial")
+    def short_write(handle, array):  # numpy's words for a full disk: no errno, no file name
+        handle.write(b"\x93NUMPY partial")
         raise OSError("786432 requested and 283616 written")
 
     monkeypatch.setattr(calibration.np, "save", short_write)
@@ -120,8 +119,8 @@ def test_a_failed_calibration_cache_write_leaves_no_partial_and_names_the_cache(
 
 def test_calibration_partials_of_killed_writers_are_swept_when_the_cache_is_written(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
-    left = tmp_path / f"calib-0123456789abcdef.partial-{dead}.npy"
-    writing = tmp_path / f"calib-fedcba9876543210.partial-{os.getppid()}.npy"  # a live writer's
+    left = tmp_path / f".calib-k.npy.{dead}-abcd1234"
+    writing = tmp_path / f".calib-k.npy.{os.getppid()}-efgh5678"  # a live writer's
     left.write_bytes(b"half"), writing.write_bytes(b"half")
     batch = calibration._cached_batch("k", DC, tmp_path, _views)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["calib-k.npy", writing.name])

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..artifacts import process_alive, write_failure_errno
+from ..artifacts import temp_file, write_failure_errno
 from ..config import from_dict
 from ..yaml_files import read_yaml_mapping
 from ..data.crops import pick_images, source_crops
@@ -83,13 +83,13 @@ def _cached_batch(key: str, data_config: dict, cache_dir: Path | None, views: Ca
     batch = preprocess_images(views(), data_config)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        _remove_dead_partials(cache.parent)
-        tmp = cache.with_name(f"{cache.stem}.partial-{os.getpid()}.npy")  # two builds sharing a cache write their own
+        fd, tmp = temp_file(cache)  # named with this pid (two builds sharing a cache write their own); killed writers' swept
         try:
-            np.save(tmp, batch)
-            tmp.replace(cache)
+            with os.fdopen(fd, "wb") as handle:
+                np.save(handle, batch)
+            os.replace(tmp, cache)
         except BaseException as exc:  # a full disk, an interrupt: no half-written batch left behind
-            tmp.unlink(missing_ok=True)
+            Path(tmp).unlink(missing_ok=True)
             explained = _short_write(cache, batch.nbytes) if isinstance(exc, OSError) and exc.errno is None else None
             if explained is not None:
                 raise explained from exc
@@ -102,14 +102,6 @@ def _short_write(path: Path, size: int) -> OSError | None:
     or the space left at `path` names the cause, for the CLI's one-line disk error."""
     code = write_failure_errno(path, size)
     return None if code is None else OSError(code, os.strerror(code), str(path))
-
-
-def _remove_dead_partials(cache_dir: Path) -> None:
-    """calib-*.partial-PID.npy left by a process killed while writing (SIGKILL); a live writer keeps its own."""
-    for stale in cache_dir.glob("calib-*.partial-*.npy"):
-        pid = stale.stem.rsplit("-", 1)[-1]
-        if pid.isdigit() and not process_alive(int(pid)):
-            stale.unlink(missing_ok=True)
 
 
 def calibration_batch(recipe: CalibrationRecipe, data_config: dict, cache_dir: Path | None = None) -> np.ndarray:
