@@ -222,6 +222,27 @@ def _dead_writers(final: Path, kind: str) -> list[Path]:
     return found
 
 
+def os_error_in(message: str) -> int | None:
+    """The errno a Rust writer (safetensors) words into its message: "... (os error 28)"."""
+    found = re.search(r"\(os error (\d+)\)", message)
+    return int(found.group(1)) if found else None
+
+
+def save_safetensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
+    """safetensors' save_file, readable as a plain open() would leave it. Its OS errors are worded in a
+    SafetensorError that names no file: they become the OSError any other write gives, naming `path`."""
+    from safetensors.torch import save_file
+
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    except Exception as exc:
+        code = os_error_in(str(exc))
+        if code is None:
+            raise
+        raise OSError(code, os.strerror(code), str(path)) from exc
+    shareable(path)
+
+
 def write_failure_errno(path: Path, size: int) -> int | None:
     """Why writing `size` bytes at `path` failed when the writer said no errno (numpy, OpenVINO): EFBIG at
     this process's file-size limit (ulimit -f), ENOSPC when they do not fit in the space left there."""

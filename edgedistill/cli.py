@@ -15,7 +15,7 @@ from rich.markup import escape  # paths and pip extras like [tensorrt] are not m
 
 from .config import CACHE_DTYPES
 from .errors import EdgedistillError
-from .exits import DISK_FIXES, INTERNAL_ERROR, Terminated, cause_chain, os_error_in, sigterm_as_interrupt, terminated
+from .exits import DISK_FIXES, INTERNAL_ERROR, Terminated, cause_chain, sigterm_as_interrupt, terminated
 from .ranks import is_first_rank
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -403,7 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         interrupt = next((e for e in cause_chain(exc) if isinstance(e, KeyboardInterrupt)), None)
         if interrupt is not None:  # a C extension's import (onnxruntime's) turns Ctrl-C or SIGTERM into ImportError
             return terminated() if isinstance(interrupt, Terminated) else 130
-        code = exc.errno if isinstance(exc, OSError) else os_error_in(str(exc))  # safetensors words its OS errors
+        from .artifacts import os_error_in
+
+        code = exc.errno if isinstance(exc, OSError) else os_error_in(str(exc))  # a writer that words its OS errors
         if code not in DISK_FIXES:  # a bug: its traceback, and a code CI can tell from a failed gate (1) or a mistake (2)
             traceback.print_exc()
             click.echo(f"error: edgedistill crashed ({type(exc).__name__}); this is a bug: please report it with the traceback above", err=True)

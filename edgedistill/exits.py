@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import signal
 import threading
 
@@ -55,11 +54,6 @@ def cause_chain(exc: BaseException) -> list[BaseException]:
     while (exc := exc.__cause__ or exc.__context__) is not None and exc not in chain:
         chain.append(exc)
     return chain
-
-
-def os_error_in(message: str) -> int | None:
-    found = re.search(r"\(os error (\d+)\)", message)
-    return int(found.group(1)) if found else None
 
 
 # Disk problems are the user's to fix, not tracebacks; atomic writes leave the previous outputs intact

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from edgedistill.artifacts import Artifact, Manifest
+from edgedistill.artifacts import Artifact, Manifest, save_safetensors
 from edgedistill.backends.openvino_backend import save_ir
 from edgedistill.cli import main
 from edgedistill.errors import EdgedistillError
@@ -143,3 +143,30 @@ def test_a_full_disk_under_quantize_names_the_build_folder_only_when_it_is_the_f
         assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "quantized")
     else:  # with room there, the full disk is another one (onnxruntime's own temp folder): naming this one would mislead
         assert info.value is error
+
+
+SAFETENSORS_PAST_THE_LIMIT = """
+import resource, signal, sys, torch
+from edgedistill.artifacts import save_safetensors
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG instead of killing the process
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, resource.RLIM_INFINITY))  # ulimit -f 64
+try:
+    save_safetensors({"w": torch.zeros(1 << 16)}, sys.argv[1])
+except OSError as exc:
+    print(exc.errno, exc.filename, type(exc.__cause__).__name__)
+"""
+
+
+def test_a_safetensors_write_past_the_file_size_limit_is_an_os_error_naming_the_file(tmp_path):
+    # safetensors words the errno into its own exception's message and names no file: the student, its heads and
+    # the teacher cache's shards are written through save_safetensors, so their disk errors name the file
+    target = tmp_path / "student.safetensors"
+    done = subprocess.run([sys.executable, "-c", SAFETENSORS_PAST_THE_LIMIT, str(target)], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == [str(errno.EFBIG), str(target), "SafetensorError"], done.stderr
+
+
+def test_a_safetensors_file_gets_a_plain_opens_permissions(tmp_path):
+    save_safetensors({"w": torch.zeros(4)}, tmp_path / "w.safetensors")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask  # safetensors alone writes 0600

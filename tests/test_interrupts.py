@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -91,7 +92,12 @@ def test_ort_quantization_and_sensitivity_write_their_temp_files_in_the_build_fo
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, tmp_path / "float.onnx")
-    seen = []
+    seen, made = [], []
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    real_mkdtemp = tempfile.mkdtemp  # what every TemporaryDirectory, onnxruntime's own included, goes through
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append(Path(real_mkdtemp(*a, **k))) or str(made[-1]))
     real_prepare, real_modify = ort_static.prepare, dbg.modify_model_output_intermediate_tensors
     monkeypatch.setattr(ort_static, "prepare", lambda src, out: seen.append(Path(out).parent.parent) or real_prepare(src, out))
     monkeypatch.setattr(dbg, "modify_model_output_intermediate_tensors", lambda src, out, *a, **k: seen.append(Path(out).parent.parent) or real_modify(src, out, *a, **k))
@@ -100,3 +106,6 @@ def test_ort_quantization_and_sensitivity_write_their_temp_files_in_the_build_fo
     layer_sensitivity(tmp_path / "float.onnx", tmp_path / "out" / "qdq.onnx", batch, ("Conv",))
     assert seen == [tmp_path / "out"] * 3
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["qdq.onnx"]
+    ort_own = [p for p in made if p.name.startswith(("ort.quant.", "pre.quant."))]
+    assert ort_own and all(p.parent.parent == tmp_path / "out" for p in ort_own)  # inside a scratch folder the sweep reaches
+    assert list(system_tmp.iterdir()) == [] and tempfile.tempdir == str(system_tmp)

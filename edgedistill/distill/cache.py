@@ -23,10 +23,9 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
-from ..artifacts import atomic_output, restore_interrupted, sha256_file, shareable
+from ..artifacts import atomic_output, restore_interrupted, save_safetensors, sha256_file
 from ..folder_lock import FolderLock
 from ..config import CACHE_DTYPES, COMPATIBLE_ADDITIONS, BuildConfig
 from ..data.augment import AugmentedViews, unit_interval, view_seed, view_size_for
@@ -87,9 +86,8 @@ def _cache_teacher(cfg: BuildConfig, out_dir: Path, device: torch.device, augmen
         def flush():
             if pending:
                 name = f"shard-{len(shards):05d}.safetensors"
-                tensors = {k: torch.cat(v).contiguous() for k, v in pending.items()}
-                save_file(tensors, str(tmp / name))
-                shareable(tmp / name)  # safetensors writes 0600
+                tensors = {k: torch.cat(v) for k, v in pending.items()}
+                save_safetensors(tensors, tmp / name)
                 shards.append({"file": name, "entries": int(tensors["index"].shape[0])})
                 pending.clear()
 
@@ -113,8 +111,7 @@ def _cache_teacher(cfg: BuildConfig, out_dir: Path, device: torch.device, augmen
             flush()
         classifier = canonical_classifier(teachers[0].classifier)
         if classifier is not None:
-            save_file({k: v.contiguous() for k, v in classifier.state_dict().items()}, str(tmp / "classifier.safetensors"))
-            shareable(tmp / "classifier.safetensors")
+            save_safetensors(classifier.state_dict(), tmp / "classifier.safetensors")
         meta = {
             "format": FORMAT, "images": len(views), "augmentations": augmentations, "entries": len(keys), "view_size": size,
             "dtype": dtype, "seed": seed, "skipped_images": len(bad), "stand_ins": STAND_INS, "subset": "spread", "shards": shards, "views_stored": store_views,

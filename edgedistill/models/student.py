@@ -13,10 +13,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from ..artifacts import shareable
+from ..artifacts import save_safetensors
 from ..config import StudentConfig
 from ..errors import EdgedistillError
 from .heads import ProteusHeads, build_classifier, describe_classifier
@@ -74,15 +74,13 @@ def save_student(out_dir: Path, backbone: nn.Module, heads: ProteusHeads, classi
     `extra_tensors` (e.g. the head sets of further teachers) go into heads.safetensors as given.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(out_dir / STUDENT_WEIGHTS), metadata={"format": "pt"})
+    save_safetensors(backbone.state_dict(), out_dir / STUDENT_WEIGHTS, metadata={"format": "pt"})
     head_state = {f"heads.{k}": v for k, v in heads.state_dict().items()}
     head_state.update(extra_tensors or {})
     if classifier is not None:
         head_state.update({f"classifier.{k}": v for k, v in classifier.state_dict().items()})
         spec = {**spec, "classifier": describe_classifier(classifier)}
-    save_file({k: v.contiguous() for k, v in head_state.items()}, str(out_dir / HEADS_WEIGHTS))
-    for name in (STUDENT_WEIGHTS, HEADS_WEIGHTS):
-        shareable(out_dir / name)
+    save_safetensors(head_state, out_dir / HEADS_WEIGHTS)
     (out_dir / STUDENT_SPEC).write_text(json.dumps(spec, indent=2) + "\n")
 
 
