@@ -212,7 +212,7 @@ class Pipeline:
         stage.sweep_scratch(self.workdir)  # a killed quantize's trial models, gone even when this one is reused
         try:
             recipe = stage.calibration_recipe(self.cfg, self.target)
-            calibration = [recipe.__dict__, self._file_inputs(recipe.source)]
+            calibration = [recipe.__dict__, self._file_inputs(recipe.source), *stage.evaluation_key(self.cfg, recipe)]
         except EdgedistillError as exc:  # the stage itself reports it, and records the failure
             calibration = f"unresolvable: {exc}"
         key = _key(self.cfg.section_hash("quantize"), self.target.name, self.target.calibration, self.target.backends, self.target.precisions,

@@ -128,3 +128,78 @@ def test_a_truncated_cached_batch_is_made_again(tmp_path):
         cached.write_bytes(damaged)
         np.testing.assert_array_equal(calibration_batch(recipe, DC, tmp_path), first)
         np.testing.assert_array_equal(np.load(cached), first)
+
+
+def _grey_images(folder, count):
+    """Solid images whose grey level names the image: a view's mean pixel says which image it was cropped from."""
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(count):
+        Image.new("RGB", (24, 20), (10 + 5 * i,) * 3).save(folder / f"img{i:03d}.png")
+    return folder
+
+
+def _images_in(batch: np.ndarray) -> set[int]:
+    levels = (batch.reshape(len(batch), -1).mean(axis=1) * 0.5 + 0.5) * 255  # DC's normalisation undone
+    return {int(round((level - 10) / 5)) for level in levels}
+
+
+def _calibration_views(tmp_path, folder, images: int, calibrate_on=None):
+    from edgedistill.config import load_config
+    from edgedistill.data.eval_set import evaluation_views
+    from edgedistill.quantize.stage import calibration_for
+    from edgedistill.targets import load_target
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"source: {calibrate_on or folder}\nsamples: 16\nseed: 1234\n")
+    cfg = load_config(None, [f"data.source={folder}", f"bench.eval_images={images}", f"quantize.calibration={recipe}", "quantize.holdout_images=8"])
+    views = calibration_for(cfg, load_target("x86-cpu"), DC, tmp_path / "build")
+    from edgedistill.models.preprocess import preprocess_images
+
+    return views, _images_in(preprocess_images(evaluation_views(str(folder), images), DC))
+
+
+def test_calibration_and_held_out_views_keep_apart_from_the_images_fidelity_is_measured_on(tmp_path):
+    # 40 images: 8 evaluated, 16 calibration samples and 8 held out all fit apart
+    views, evaluated = _calibration_views(tmp_path, _grey_images(tmp_path / "images", 40), 8)
+    calibrated, held = _images_in(views.batch), _images_in(views.held.batch)
+    assert len(evaluated) == 8 and len(calibrated) == 16 and len(held) == 8
+    assert not calibrated & evaluated and not held & (calibrated | evaluated)
+    assert views.record["shares_evaluation_images"] is False and views.record["holdout_shares_calibration_images"] is False
+
+
+def test_too_few_images_to_keep_apart_is_recorded_and_noted_on_the_bench_row(tmp_path):
+    from edgedistill.artifacts import Artifact
+    from edgedistill.bench.measure import quantization_note
+
+    views, evaluated = _calibration_views(tmp_path, _grey_images(tmp_path / "images", 20), 8)  # 20 < 16 calibration + 8 evaluated
+    assert _images_in(views.batch) & evaluated and views.record["shares_evaluation_images"] is True
+    row = Artifact(kind="onnx", path="q.onnx", name="onnxruntime-int8", extra={"calibration": views.record})
+    assert "calibrated on images its fidelity views are cropped from" in quantization_note(row)
+
+
+def test_a_calibration_source_apart_from_the_evaluations_is_used_as_before(tmp_path):
+    # another folder holding copies: no file in common, the same batch (and cache entry) as with no evaluation at all
+    images = _grey_images(tmp_path / "images", 20)
+    copies = tmp_path / "copies"
+    shutil.copytree(images, copies)
+    views, _ = _calibration_views(tmp_path, images, 8, calibrate_on=copies)
+    np.testing.assert_array_equal(views.batch, calibration_batch(CalibrationRecipe(str(copies), 16, 1234), DC))
+    assert views.record["shares_evaluation_images"] is False
+    assert len(list((tmp_path / "build" / ".cache").glob("calib-*.npy"))) == 2  # calibration and held-out views, keyed as before
+
+
+def test_the_quantize_key_follows_the_evaluation_images_only_where_calibration_keeps_apart_from_them(tmp_path):
+    from edgedistill.config import load_config
+    from edgedistill.quantize.stage import evaluation_key
+
+    images, other = _grey_images(tmp_path / "images", 40), _grey_images(tmp_path / "other", 4)
+
+    def key(eval_images, source=images):
+        cfg = load_config(None, [f"data.source={source}", f"bench.eval_images={eval_images}"])
+        return evaluation_key(cfg, CalibrationRecipe(str(images), 16, 1234))
+
+    assert key(8) != key(12)  # other images to keep apart from: other calibration views
+    assert key(8, source=other) == key(12, source=other) == []  # nothing in common: the key as before this rule
+    assert key(30) == key(40) == ["shares evaluation images"]  # too few to keep apart either way

@@ -52,14 +52,18 @@ def size_on_disk_mb(path: Path) -> float:
 
 
 def quantization_note(artifact: Artifact) -> str:
-    """Which layers the accuracy-aware fallback kept in float, so the report shows the trade."""
-    fallback = artifact.extra.get("fallback")
-    if not fallback:
-        return ""
-    layers = artifact.extra.get("float_layers") or []
-    budget = "within" if fallback.get("within_budget") else "NOT within"
-    shown = ", ".join(layers[:6]) + (f" (+{len(layers) - 6} more)" if len(layers) > 6 else "")
-    return f"{len(layers)} layer(s) kept in float ({shown or 'none'}); {budget} the fidelity budget on held-out views"
+    """Which layers the accuracy-aware fallback kept in float, so the report shows the trade; and whether
+    the fidelity shown was measured on images calibration saw."""
+    notes = []
+    if fallback := artifact.extra.get("fallback"):
+        layers = artifact.extra.get("float_layers") or []
+        budget = "within" if fallback.get("within_budget") else "NOT within"
+        shown = ", ".join(layers[:6]) + (f" (+{len(layers) - 6} more)" if len(layers) > 6 else "")
+        notes.append(f"{len(layers)} layer(s) kept in float ({shown or 'none'}); {budget} the fidelity budget on held-out views")
+    if (artifact.extra.get("calibration") or {}).get("shares_evaluation_images"):
+        notes.append("calibrated on images its fidelity views are cropped from (too few images to keep apart: "
+                     "a larger quantize.calibration source gives an independent measure)")
+    return "; ".join(notes)
 
 
 def uses_a_gpu(backend: str, device: str) -> bool:

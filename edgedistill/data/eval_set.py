@@ -1,8 +1,8 @@
 """The evaluation views used for parity and fidelity: deterministic crops of real photos.
 
 Their seed differs from every calibration recipe's (load_recipe refuses this one), so fidelity is
-not measured on the very crops the quantizer calibrated on; the images are shared when calibration
-draws from the same source. Any source distillation reads (a folder, a .txt list, tar
+not measured on the very crops the quantizer calibrated on; calibration keeps apart from these images
+too where its source holds enough others (quantize.calibration.evaluation_indices). Any source distillation reads (a folder, a .txt list, tar
 shards, 'bundled') works: images come through ImageSource, only the ones used are decoded.
 """
 

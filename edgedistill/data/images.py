@@ -62,6 +62,14 @@ class ImageSource:
     def name(self, index: int) -> str:
         return self.tars.name(index) if self.tars is not None else self.paths[index]
 
+    def identity(self, index: int) -> str:
+        """The image's file (or shard and member) however its source spelled the path: two sources share an
+        image when their identities meet."""
+        if self.tars is not None:
+            shard, _, member = self.name(index).rpartition(":")
+            return f"{os.path.realpath(shard)}:{member}"
+        return os.path.realpath(self.paths[index])
+
     def fingerprint(self, sizes: bool = True) -> str:
         """A hash of the image names in order, relative to their source (a moved folder keeps it), and
         with `sizes` their sizes: a teacher cache tells from it whether index i still holds the image it

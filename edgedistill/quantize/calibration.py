@@ -104,11 +104,37 @@ def _short_write(path: Path, size: int) -> OSError | None:
     return None if code is None else OSError(code, os.strerror(code), str(path))
 
 
-def calibration_batch(recipe: CalibrationRecipe, data_config: dict, cache_dir: Path | None = None) -> np.ndarray:
-    """[samples, C, H, W] float32, identical for identical inputs (and read from cache when present)."""
-    source = ImageSource(recipe.source)
-    key = _fingerprint(recipe, data_config, source)
-    return _cached_batch(key, data_config, cache_dir, lambda: source_crops(source, recipe.samples, recipe.seed)[1])
+def evaluation_indices(source: ImageSource, eval_source: str | None, eval_count: int) -> frozenset[int]:
+    """The images of `source` that the evaluation views (bench's fidelity, EVAL_SEED) are cropped from:
+    INT8 fidelity measured on the images calibration saw would flatter it. Only a source that shares
+    files with `eval_source` costs the decoding of the evaluation's picks."""
+    if not eval_source:
+        return frozenset()
+    try:
+        evaluated = source if eval_source == source.source else ImageSource(eval_source)
+    except EdgedistillError:  # a build copied where its data.source is not: none of those images to keep apart here
+        return frozenset()
+    where = {source.identity(i): i for i in range(len(source))}
+    if not any(evaluated.identity(i) in where for i in range(len(evaluated))):
+        return frozenset()
+    used, _ = pick_images(evaluated, eval_count, EVAL_SEED)
+    return frozenset(where[name] for name in map(evaluated.identity, used) if name in where)
+
+
+def keeps_apart(source: ImageSource, count: int, evaluated: frozenset[int]) -> bool:
+    """Whether `count` views can come from images the evaluation does not use: with as many images left as
+    views (the rule held-out views follow), else the images are shared and the record says so."""
+    return bool(evaluated) and len(source) - len(evaluated) >= count
+
+
+def calibration_batch(recipe: CalibrationRecipe, data_config: dict, cache_dir: Path | None = None,
+                      evaluated: frozenset[int] = frozenset(), source: ImageSource | None = None) -> np.ndarray:
+    """[samples, C, H, W] float32, identical for identical inputs (and read from cache when present); crops of
+    images apart from `evaluated` (evaluation_indices) when the source holds enough others."""
+    source = source or ImageSource(recipe.source)
+    apart = keeps_apart(source, recipe.samples, evaluated)
+    key = _fingerprint(recipe, data_config, source, extra={"apart_from": sorted(evaluated)} if apart else None)
+    return _cached_batch(key, data_config, cache_dir, lambda: source_crops(source, recipe.samples, recipe.seed, exclude=evaluated if apart else ())[1])
 
 
 HOLDOUT_SEED = 97531  # fallback verification views: other crops than calibration (1234) and bench (20261123)
@@ -120,25 +146,33 @@ class HeldOut:
     shares_calibration_images: bool  # too few images to keep apart: other crops of the calibration images
 
 
-def holdout_views(recipe: CalibrationRecipe, data_config: dict, count: int, cache_dir: Path | None = None) -> HeldOut:
+def holdout_views(recipe: CalibrationRecipe, data_config: dict, count: int, cache_dir: Path | None = None,
+                  evaluated: frozenset[int] = frozenset(), source: ImageSource | None = None) -> HeldOut:
     """Held-out views from the calibration source, never the calibrated-on crops. When the source holds
-    at least samples + count images they come from images calibration did not use; otherwise (the
-    bundled photos) they are other crops of the same images, and a warning says so."""
+    at least samples + count images they come from images calibration did not use, and from images the
+    evaluation does not use (`evaluated`) when there are enough, so the fallback does not choose its float
+    layers on the images its fidelity is reported on; otherwise (the bundled photos) they are other crops
+    of the same images, and a warning says so."""
     seed = HOLDOUT_SEED if recipe.seed != HOLDOUT_SEED else HOLDOUT_SEED + 1
     held = CalibrationRecipe(recipe.source, count, seed)
-    source = ImageSource(recipe.source)
+    source = source or ImageSource(recipe.source)
     if len(source) >= recipe.samples + count:
-        def views() -> list[Image.Image]:
-            calibrated, _ = pick_images(source, recipe.samples, recipe.seed)
-            return source_crops(source, count, seed, exclude=calibrated)[1]
+        calibration_apart = keeps_apart(source, recipe.samples, evaluated)
+        beside = evaluated if calibration_apart and len(source) - len(evaluated) >= recipe.samples + count else frozenset()
 
-        key = _fingerprint(held, data_config, source, extra={"apart_from": recipe.__dict__})
+        def views() -> list[Image.Image]:
+            calibrated, _ = pick_images(source, recipe.samples, recipe.seed, exclude=evaluated if calibration_apart else ())
+            return source_crops(source, count, seed, exclude={*calibrated, *beside})[1]
+
+        # builds whose calibration shares no image with the evaluation keep their cached views
+        apart = {"apart_from": recipe.__dict__, **({"evaluation": sorted(evaluated), "beside": sorted(beside)} if calibration_apart else {})}
+        key = _fingerprint(held, data_config, source, extra=apart)
         return HeldOut(_cached_batch(key, data_config, cache_dir, views), shares_calibration_images=False)
     # recorded in the artifact (holdout_shares_calibration_images); info, not a warning, as every default build hits it
     log.info("held-out views share images with calibration: '%s' holds %d images, fewer than %d calibration + %d held-out, "
                 "so INT8 fidelity is checked on other crops of the calibrated-on images; use a larger quantize.calibration source "
                 "for an independent check", recipe.source, len(source), recipe.samples, count)
-    return HeldOut(calibration_batch(held, data_config, cache_dir), shares_calibration_images=True)
+    return HeldOut(calibration_batch(held, data_config, cache_dir, source=source), shares_calibration_images=True)
 
 
 class OrtCalibrationReader:

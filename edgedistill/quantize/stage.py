@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from ..artifacts import Artifact, atomic_output, remove_orphans
 from ..config import BuildConfig, short_hash
 from ..progress import console
 from ..targets import TargetProfile
-from .calibration import CalibrationRecipe, calibration_batch, holdout_views, load_recipe
+from ..data.images import ImageSource
+from .calibration import CalibrationRecipe, HeldOut, calibration_batch, evaluation_indices, holdout_views, keeps_apart, load_recipe
 from .fidelity import Budget, main_output, run_model
 from .metadata import update_metadata
 from .nncf_ov import quantize_openvino_int8
 from .ort_static import SCRATCH
 
 TRT_CALIBRATION_DIR = Path("quantized") / "trt_calibration"
+log = logging.getLogger(__name__)
 
 
 def calibration_recipe(cfg: BuildConfig, target: TargetProfile):
@@ -33,9 +38,40 @@ def recipe_hash(recipe: CalibrationRecipe) -> str:
     return short_hash(recipe.__dict__)
 
 
-def calibration_for(cfg: BuildConfig, target: TargetProfile, data_config: dict, workdir: Path):
+def evaluation_key(cfg: BuildConfig, recipe: CalibrationRecipe) -> list:
+    """For the stage's key, which evaluation images calibration keeps apart from (or that it shares them):
+    nothing where the sources have no file in common, so such builds keep their keys."""
+    source = ImageSource(recipe.source)
+    evaluated = evaluation_indices(source, cfg.data.source, cfg.bench.eval_images)
+    if not evaluated:
+        return []
+    return [sorted(evaluated) if keeps_apart(source, recipe.samples, evaluated) else "shares evaluation images"]
+
+
+@dataclass(frozen=True)
+class CalibrationViews:
+    recipe: CalibrationRecipe
+    batch: np.ndarray
+    held: HeldOut
+    record: dict  # what the artifacts say of the calibration
+
+
+def calibration_for(cfg: BuildConfig, target: TargetProfile, data_config: dict, workdir: Path) -> CalibrationViews:
+    """The calibration batch and the fallback's held-out views, kept apart from the images bench's fidelity views
+    are cropped from (data.source, bench.eval_images) where the calibration source holds enough others."""
     recipe = calibration_recipe(cfg, target)
-    return recipe, calibration_batch(recipe, data_config, workdir / ".cache")
+    source = ImageSource(recipe.source)
+    evaluated = evaluation_indices(source, cfg.data.source, cfg.bench.eval_images)
+    batch = calibration_batch(recipe, data_config, workdir / ".cache", evaluated, source)
+    held = holdout_views(recipe, data_config, cfg.quantize.holdout_images, workdir / ".cache", evaluated, source)
+    shares = bool(evaluated) and not keeps_apart(source, recipe.samples, evaluated)
+    if shares:
+        log.info("calibration shares images with the evaluation views: '%s' holds %d images, fewer than %d calibration + %d evaluated, "
+                 "so INT8 fidelity is measured on images calibration saw; use a larger quantize.calibration source for an independent "
+                 "measure", recipe.source, len(source), recipe.samples, len(evaluated))
+    record = {**recipe.__dict__, "method": cfg.quantize.method, "holdout_images": len(held.batch),
+              "holdout_shares_calibration_images": held.shares_calibration_images, "shares_evaluation_images": shares}
+    return CalibrationViews(recipe, batch, held, record)
 
 
 def run(cfg: BuildConfig, inputs: dict, workdir: Path, target: TargetProfile) -> list[Artifact]:
@@ -43,11 +79,8 @@ def run(cfg: BuildConfig, inputs: dict, workdir: Path, target: TargetProfile) ->
     if "int8" not in target.precisions:
         return []
     onnx_path = onnx_artifact.abspath(workdir)
-    recipe, batch = calibration_for(cfg, target, onnx_artifact.data_config, workdir)
-    held = holdout_views(recipe, onnx_artifact.data_config, cfg.quantize.holdout_images, workdir / ".cache")
-    holdout = held.batch
-    calibration_record = {**recipe.__dict__, "method": cfg.quantize.method, "holdout_images": len(holdout),
-                          "holdout_shares_calibration_images": held.shares_calibration_images}
+    views = calibration_for(cfg, target, onnx_artifact.data_config, workdir)
+    recipe, batch, holdout, calibration_record = views.recipe, views.batch, views.held.batch, views.record
     common = dict(parents=[onnx_artifact.name], precision="int8", data_config=onnx_artifact.data_config, config_hash=cfg.section_hash("quantize"))
     produced = []
     if {"onnxruntime", "tensorrt"} & set(target.backends):
