@@ -308,13 +308,28 @@ def _gates_markdown(gates: dict, violations: list[str]) -> str:
     return "\n".join(["", "## Gates", "", f"Asked: {asked}.", "", *verdict])
 
 
+def _build_folder_of(path) -> Path | None:
+    """The build folder a report input belongs to: the folder itself, or the one holding the report.json
+    or bench.json given (gating BUILD/report/report.json is gating that build)."""
+    from .report.merge import _IN_FOLDER as IN_FOLDER
+
+    path = Path(path)
+    if path.is_dir():
+        return path if (path / "manifest.json").is_file() else None
+    for root in path.resolve().parents[:2]:
+        if (root / "manifest.json").is_file() and path.resolve().relative_to(root).as_posix() in IN_FOLDER:
+            return root
+    return None
+
+
 def _unfinished_builds(paths) -> list[str]:
-    """One line per build folder whose manifest is not complete (its report may predate a failure)."""
+    """One line per build whose manifest is not complete (its report may predate a failure)."""
     from .artifacts import Manifest
 
     lines = []
-    for path in paths:
-        if (Path(path) / "manifest.json").is_file():
+    for given in paths:
+        path = _build_folder_of(given)
+        if path is not None:
             manifest = Manifest.load(path)
             data = manifest.data
             if data.get("status") != "complete":

@@ -270,15 +270,28 @@ class Pipeline:
         return report
 
     def remaining_steps(self) -> list[str]:
+        """What is left on the target device: none for a target this host ran, else copy, install, (compile
+        the TensorRT bundle) and bench there, where measured rows replace the pending and estimated ones."""
         bundle = self.artifacts().get("tensorrt-bundle")
-        if bundle is None or bundle.status != "pending":
+        pending_bundle = bundle is not None and bundle.status == "pending"
+        if self.target.runs_on_this_host()[0] and not pending_bundle:
             return []
-        return [
-            f"copy the build folder '{self.workdir}' to the {self.target.name} device",
-            "there: pip install edgedistill, with the JetPack's own TensorRT Python bindings (python3-libnvinfer)",
-            f"there: edgedistill compile {self.workdir / bundle.path}   (or run {bundle.path}/build_engines.sh with trtexec)",
-            f"there: edgedistill bench {self.workdir} --target {self._target_argument()}",
-        ]
+        steps = [f"copy the build folder '{self.workdir}' to the {self.target.name} device", f"there: {self._install_step()}"]
+        if pending_bundle:
+            steps.append(f"there: edgedistill compile {self.workdir / bundle.path}   (or run {bundle.path}/build_engines.sh with trtexec)")
+        steps.append(f"there: edgedistill bench {self.workdir} --target {self._target_argument()}")
+        return steps
+
+    def _install_step(self) -> str:
+        """How the device gets edgedistill and the runtimes its target's rows need."""
+        target, parts = self.target, ["pip install edgedistill"]
+        if "tensorrt" in target.backends:
+            parts = (["pip install edgedistill, with the JetPack's own TensorRT Python bindings (python3-libnvinfer)"]
+                     if target.jetpack or target.arch == "aarch64" else ["pip install 'edgedistill[tensorrt]'"])
+        if "onnxruntime" in target.backends and target.device.upper().split(":")[0].split(".")[0] in ("GPU", "DLA"):
+            # the CPU build of onnxruntime, which edgedistill depends on, has no CUDA provider
+            parts.append("pip uninstall -y onnxruntime && pip install onnxruntime-gpu" + (" (JetPack's build for a Jetson)" if target.jetpack else ""))
+        return "; ".join(parts)
 
     def _target_argument(self) -> str:
         """What --target takes to name this build's target: its bundled name, or the profile kept in the folder."""

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import timm
 import torch
 
@@ -156,6 +157,11 @@ def test_a_broken_rebuild_never_reads_as_complete_nor_passes_gates(tiny_build, t
     capsys.readouterr()
     assert main(["report", str(out), "--min-cosine", "0.5"]) == 1  # the old report.json must not pass CI
     assert "is failed (bench)" in capsys.readouterr().err
+    for inside in ("bench/bench.json", "report/report.json"):  # nor its files, named instead of the folder
+        shutil.copytree(tiny_build / "report", out / "report", dirs_exist_ok=True)
+        assert main(["report", str(out / inside), "--min-cosine", "0.5"]) == 1
+        assert f"build {out} is failed (bench)" in capsys.readouterr().err
+    shutil.rmtree(out / "report")
     assert main(["report", str(out), "--out", str(tmp_path / "r")]) == 0  # no gates: the report itself says its figures may be stale
     assert capsys.readouterr().out.split("\n")[2].startswith("> **Warning:** build ")
     assert "is failed (bench)" in (tmp_path / "r" / "report.md").read_text() and "Warning:" in (tmp_path / "r" / "report.html").read_text()
@@ -295,3 +301,20 @@ def test_a_reused_quantize_stage_still_removes_what_a_killed_one_left(tiny_build
     (left / "prepared.onnx").write_bytes(b"x" * 1000)  # a model-sized file, for a ViT-L
     assert main(["quantize", str(out)]) == 0
     assert "unchanged" in capsys.readouterr().err and not left.exists()
+
+
+@pytest.mark.parametrize("target, install", [
+    ("intel-npu", "there: pip install edgedistill"),  # nothing measured here: copy and bench there, not "nothing left"
+    ("arm64-cpu", "there: pip install edgedistill"),
+    ("nvidia-gpu", "there: pip install 'edgedistill[tensorrt]'; pip uninstall -y onnxruntime && pip install onnxruntime-gpu"),
+    ("jetson-orin", "there: pip install edgedistill, with the JetPack's own TensorRT Python bindings (python3-libnvinfer)"),
+])
+def test_remaining_steps_name_the_device_and_its_runtimes_for_every_target_that_does_not_run_here(tmp_path, target, install):
+    from edgedistill.config import load_config
+    from edgedistill.pipeline import Pipeline
+    from edgedistill.targets import load_target
+
+    steps = Pipeline(load_config(), load_target(target), tmp_path / "b").remaining_steps()
+    assert steps[0] == f"copy the build folder '{tmp_path / 'b'}' to the {target} device" and steps[1] == install
+    assert steps[-1] == f"there: edgedistill bench {tmp_path / 'b'} --target {target}"
+    assert Pipeline(load_config(), load_target("x86-cpu"), tmp_path / "c").remaining_steps() == []  # measured here
