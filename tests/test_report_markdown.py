@@ -123,3 +123,11 @@ def test_a_figure_just_under_its_budget_is_not_rounded_up_to_it():
 def test_units_are_named_as_the_figures_are_computed():
     md = render_markdown(make_report(load("sample")))
     assert "23.4 GiB RAM" in md  # memory_gb is total / 2**30
+
+
+def test_a_description_that_names_its_toolchain_is_not_followed_by_it_again():
+    from edgedistill.report.content import target_text
+
+    orin = {"description": "NVIDIA Jetson AGX Orin 64GB, JetPack 6.1 with TensorRT 10.3", "tensorrt_version": "10.3", "jetpack": "6.1", "dla_core": None}
+    assert target_text(orin) == orin["description"]  # it read "...; TensorRT 10.3, JetPack 6.1"
+    assert target_text({**orin, "dla_core": 0}) == orin["description"] + "; DLA core 0"

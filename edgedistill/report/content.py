@@ -284,9 +284,11 @@ def title(comparison: dict) -> str:
 
 def target_text(target: dict) -> str:
     """The device and toolchain a target's rows are for: 'NVIDIA Jetson AGX Orin 64GB; TensorRT 10.3, JetPack 6.1'."""
+    description = str(target.get("description") or "")
     toolchain = [f"{label} {target[key]}" for key, label in (("tensorrt_version", "TensorRT"), ("jetpack", "JetPack"), ("dla_core", "DLA core"))
                  if target.get(key) is not None]
-    return "; ".join(part for part in (str(target.get("description") or ""), ", ".join(toolchain)) if part)
+    toolchain = [part for part in toolchain if part not in description]  # bundled Jetson descriptions name theirs already
+    return "; ".join(part for part in (description, ", ".join(toolchain)) if part)
 
 
 def budget_text(target: dict) -> str:
