@@ -112,3 +112,21 @@ def test_a_near_zero_bias_does_not_make_a_layer_the_most_sensitive(tmp_path):
     quantize_ort_static(tmp_path / "float.onnx", tmp_path / "qdq.onnx", batch, cfg)
     ranked = layer_sensitivity(tmp_path / "float.onnx", tmp_path / "qdq.onnx", batch, ("Conv",))
     assert list(ranked) == ["outlier", "benign"], ranked
+
+
+@pytest.mark.parametrize("backbone, kind", [("resnet10t", "cnn"), ("vit_tiny_patch16_224", "transformer")])
+def test_nncf_model_type_reads_the_backbone_not_the_students_own_token_head(tmp_path, backbone, kind):
+    # every exported student ends in edgedistill's token head, a LayerNorm: auto took every CNN student for a transformer
+    import timm
+    import torch
+
+    from edgedistill.export.onnx_export import export_onnx
+    from edgedistill.models.deploy import DeployModel
+
+    args = {"depth": 1, "embed_dim": 32, "num_heads": 2, "img_size": 32} if backbone.startswith("vit") else {}
+    model = timm.create_model(backbone, pretrained=False, num_classes=0, **args)
+    head = torch.nn.Sequential(torch.nn.LayerNorm(model.num_features), torch.nn.Linear(model.num_features, 8))
+    path = tmp_path / "student.onnx"
+    export_onnx(DeployModel(model, head, None).eval(), [3, 32, 32], path, ["embedding"])
+    assert any(node.op_type == "LayerNormalization" for node in onnx.load(str(path)).graph.node)
+    assert resolve_model_type(QuantizeConfig(), path) == kind

@@ -21,13 +21,17 @@ from ..errors import EdgedistillError, MissingBackendError
 
 TRANSFORMER_OPS = {"LayerNormalization", "Softmax"}
 MODEL_TYPES = ("auto", "transformer", "cnn")
+# The deployable student's own heads (models/deploy.py: token_head starts with a LayerNorm, classifier):
+# every student has them, so they say nothing of whether its backbone is a transformer
+HEAD_SCOPES = ("/token_head/", "/classifier/")
 
 
 def graph_is_transformer(onnx_path: Path) -> bool:
+    """Whether the backbone has LayerNorm or Softmax: a CNN student (fastvit, repvit, mobileone) gets the plain scheme."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    return any(node.op_type in TRANSFORMER_OPS for node in graph.node)
+    return any(node.op_type in TRANSFORMER_OPS and not node.name.startswith(HEAD_SCOPES) for node in graph.node)
 
 
 def resolve_model_type(cfg: QuantizeConfig, onnx_path: Path) -> str:
