@@ -346,3 +346,17 @@ def test_a_classifier_over_labels_timm_does_not_know_is_still_one():
     teacher = create_teacher(TeacherConfig(name="vit_tiny_patch16_224", pretrained=False, img_size=32,
                                            model_args={"depth": 1, "pretrained_cfg_overlay": {"num_classes": 37}}))
     assert teacher.model.num_classes == 37 and teacher.classifier is not None and teacher.classifier.out_features == 37
+
+
+@pytest.mark.parametrize("name, args, recorded", [
+    ("fastvit_t8", {}, None), ("efficientvit_b0", {}, None),  # no img_size in their constructors
+    ("repvit_m0_9", {}, 64), ("vit_tiny_patch16_224", {"depth": 1}, 64),
+])
+def test_student_json_records_img_size_only_for_families_whose_constructor_takes_it(name, args, recorded):
+    from edgedistill.models.student import constructor_img_size
+
+    model = create_backbone(name, 64, args)
+    assert constructor_img_size(model, 64) == recorded
+    # README's plain-timm snippet passes img_size=spec["img_size"]: timm drops a None, so it builds every family
+    again = timm.create_model(name, pretrained=False, num_classes=0, img_size=constructor_img_size(model, 64), **args)
+    assert type(again) is type(model)

@@ -21,7 +21,7 @@ from ..config import BuildConfig, DataConfig, short_hash
 from ..data.augment import AugmentedViews, view_size_for
 from ..data.images import ImageSource
 from ..models.heads import ProteusHeads, canonical_classifier
-from ..models.student import create_student, probe_student, save_student
+from ..models.student import constructor_img_size, create_student, probe_student, save_student
 from ..models.teacher import create_teachers, hold_for_distillation, teacher_configs
 from ..progress import console
 from ..ranks import is_first_rank
@@ -228,7 +228,7 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
     primary = prepared.teachers[0]
     spec = {
         "architecture": cfg.student.name,
-        "img_size": cfg.student.img_size,
+        "img_size": constructor_img_size(module.backbone, cfg.student.img_size),  # the input size is in data_config
         "model_args": dict(cfg.student.model_args),
         "num_classes": 0,
         "student_dim": prepared.probe["dim"],

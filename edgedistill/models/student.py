@@ -9,6 +9,7 @@ for top-1 agreement) sit beside it in heads.safetensors.
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -31,6 +32,14 @@ HEADS_WEIGHTS = "heads.safetensors"
 def create_backbone(name: str, img_size: int | None, model_args: dict, pretrained: bool = False, **extra) -> nn.Module:
     """A headless timm model (num_classes=0); img_size is passed where the family accepts it."""
     return create_timm_model("student", name, pretrained, img_size, model_args, num_classes=0, **extra)
+
+
+def constructor_img_size(model: nn.Module, img_size: int | None) -> int | None:
+    """img_size as the family's constructor took it, None where it takes none (fastvit_*, efficientvit_b*,
+    resnets): what student.json records, so the README's plain-timm snippet works for every family."""
+    parameters = inspect.signature(type(model).__init__).parameters.values()
+    takes = any(p.name == "img_size" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    return img_size if takes else None
 
 
 def create_student(cfg: StudentConfig) -> tuple[nn.Module, dict]:
