@@ -72,8 +72,13 @@ class Pipeline:
             raise EdgedistillError(f"build folder '{self.workdir}' lacks {', '.join(missing)} (or it changed on disk)", "run the earlier stages first, e.g. edgedistill build")
         return found
 
-    def _run_stage(self, stage: str, key: str, work: Callable[[], list[Artifact]]) -> list[Artifact]:
+    def _run_stage(self, stage: str, key: str, work: Callable[[], list[Artifact]], legacy_key: Callable[[], str] | None = None) -> list[Artifact]:
         if not self.force and self.manifest.stage_is_fresh(stage, key):
+            return self._reuse(stage, "unchanged")
+        if not self.force and legacy_key is not None and self.manifest.stage_is_fresh(stage, legacy_key()):
+            # recorded by an edgedistill that stamped image sources by mtime: the same inputs, now keyed by content
+            self.manifest.data["stages"][stage]["key"] = key
+            self.manifest.save()
             return self._reuse(stage, "unchanged")
         if not self.force and self._restore_earlier(stage, key):
             return self._reuse(stage, "unchanged since an earlier run")
@@ -137,32 +142,36 @@ class Pipeline:
         return True
 
     # -- stages ----------------------------------------------------------------------------
-    def _file_inputs(self, *sources: str | tuple | None) -> list:
+    def _file_inputs(self, *sources: str | tuple | None, legacy: bool = False) -> list:
         """Content stamps of what the config only names by path (image sources, checkpoints, a teacher
-        cache), so editing those files re-runs the stage; computed once per source and run."""
-        from .artifacts import sha256_file
-        from .data.images import source_stamp
-
+        cache), so editing those files re-runs the stage; computed once per source and run. `legacy`:
+        image sources stamped as before content stamps (data.source_stamp), for keys older builds recorded."""
         stamps = []
         for item in sources:
-            source, limit = item if isinstance(item, tuple) else (item, None)  # (image source, max_images)
-            if item not in self._stamps:
-                path = Path(source).expanduser() if source else None
-                if path is not None and source != "bundled":
-                    restore_interrupted(path)  # a teacher cache a killed cache-teacher left aside: stamped as the stage will read it
-                if not source or source == "bundled":
-                    self._stamps[item] = None
-                elif path.is_file() and path.suffix != ".txt" and not source.endswith(".tar"):
-                    self._stamps[item] = sha256_file(path)  # a checkpoint or a recipe
-                elif path.is_dir() and (path / "cache.json").is_file():
-                    self._stamps[item] = sha256_file(path / "cache.json")  # a teacher cache
-                else:
-                    try:
-                        self._stamps[item] = source_stamp(source, limit)
-                    except EdgedistillError as exc:  # the stage itself reports it, and records the failure
-                        self._stamps[item] = f"unreadable: {exc}"
-            stamps.append(self._stamps[item])
+            if (legacy, item) not in self._stamps:
+                self._stamps[legacy, item] = self._stamp(*(item if isinstance(item, tuple) else (item, None)), legacy)
+            stamps.append(self._stamps[legacy, item])
         return stamps
+
+    @staticmethod
+    def _stamp(source: str | None, limit: int | None, legacy: bool):
+        """(source, data.max_images) -> its stamp."""
+        from .artifacts import sha256_file
+        from .data.source_stamp import source_stamp
+
+        path = Path(source).expanduser() if source else None
+        if path is not None and source != "bundled":
+            restore_interrupted(path)  # a teacher cache a killed cache-teacher left aside: stamped as the stage will read it
+        if not source or source == "bundled":
+            return None
+        if path.is_file() and path.suffix != ".txt" and not source.endswith(".tar"):
+            return sha256_file(path)  # a checkpoint or a recipe
+        if path.is_dir() and (path / "cache.json").is_file():
+            return sha256_file(path / "cache.json")  # a teacher cache
+        try:
+            return source_stamp(source, limit, legacy=legacy)
+        except EdgedistillError as exc:  # the stage itself reports it, and records the failure
+            return f"unreadable: {exc}"
 
     def _teacher_checkpoints(self) -> list[str | None]:
         from .models.teacher import teacher_configs
@@ -173,11 +182,13 @@ class Pipeline:
         from .distill import stage
 
         # settings that change neither the arithmetic nor the data (log_every, num_workers, ...) do not re-train
-        key = _key(self.cfg.section_hash("teacher", "student", "data", "distill", ignore={f"distill.{k}" for k in stage.NOT_HASHED}),
-                   self._file_inputs((self.cfg.data.source, self.cfg.data.max_images), self.cfg.distill.cache, *self._teacher_checkpoints()))
+        def key(legacy: bool = False) -> str:
+            return _key(self.cfg.section_hash("teacher", "student", "data", "distill", ignore={f"distill.{k}" for k in stage.NOT_HASHED}),
+                        self._file_inputs((self.cfg.data.source, self.cfg.data.max_images), self.cfg.distill.cache, *self._teacher_checkpoints(),
+                                          legacy=legacy))
         weights = self.workdir / "student" / "student.safetensors"
         before = weights.stat().st_mtime_ns if (self.workdir / stage.STATE_DIR / stage.FINISHED).is_file() and weights.is_file() else None
-        produced = self._run_stage("distill", key, lambda: [stage.run(self.cfg, {}, self.workdir, keep_state=True)])
+        produced = self._run_stage("distill", key(), lambda: [stage.run(self.cfg, {}, self.workdir, keep_state=True)], lambda: key(legacy=True))
         if before is not None and weights.is_file() and weights.stat().st_mtime_ns == before:
             self.reused.add("student")  # a run stopped before recording it had finished it: kept, not written
         if is_first_rank():
@@ -190,8 +201,9 @@ class Pipeline:
 
         student = self.need("student")["student"]
         # teacher.dtype is how distillation runs the teacher; the evalset's teacher runs in fp32
-        key = _key(self.cfg.section_hash("export", "teacher", "data", ignore={"teacher.dtype"}), self.target.opset, self.cfg.bench.eval_images, student.sha256,
-                   self._file_inputs(self.cfg.data.source, *self._teacher_checkpoints()))  # eval views and teacher logits
+        def key(legacy: bool = False) -> str:  # the eval views and the teacher's logits on them
+            return _key(self.cfg.section_hash("export", "teacher", "data", ignore={"teacher.dtype"}), self.target.opset, self.cfg.bench.eval_images,
+                        student.sha256, self._file_inputs(self.cfg.data.source, *self._teacher_checkpoints(), legacy=legacy))
 
         # A device's toolchain may parse only older opsets (JetPack 5's TensorRT 8.5: 16).
         cfg = replace(self.cfg, export=replace(self.cfg.export, opset=min(self.cfg.export.opset, self.target.opset)))
@@ -203,7 +215,7 @@ class Pipeline:
             onnx = stage.run(cfg, {"student": student}, self.workdir)
             return [onnx, write_evalset(cfg, onnx.data_config, self.workdir, onnx.name)]
 
-        return self._run_stage("export", key, work)
+        return self._run_stage("export", key(), work, lambda: key(legacy=True))
 
     def quantize(self) -> list[Artifact]:
         from .quantize import stage

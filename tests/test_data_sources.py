@@ -166,7 +166,7 @@ def test_evaluation_and_calibration_views_read_tar_shards(tmp_path):
 def test_source_stamp_follows_files_and_shards_without_decoding(tmp_path):
     import os
 
-    from edgedistill.data.images import source_stamp
+    from edgedistill.data.source_stamp import source_stamp
 
     (tmp_path / "a.png").write_bytes(png((1, 2, 3)))
     first = source_stamp(str(tmp_path))
@@ -340,3 +340,33 @@ def test_increasing_posterize_at_the_top_magnitude_never_fails_a_view():
         for seed in range(300):
             with seeded_rng(seed):
                 assert transform(image).shape == (3, 24, 24)
+
+
+def test_a_small_source_is_stamped_by_content_so_a_fresh_checkout_or_a_copy_is_the_same_source(tmp_path):
+    import os
+    import shutil
+
+    from edgedistill.data.source_stamp import source_stamp
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        (images / f"{i}.png").write_bytes(png((i, 2, 3)))
+    stamp = source_stamp(str(images))
+    for path in images.iterdir():  # what `git checkout` or a cache restore does to mtimes
+        os.utime(path, ns=(10**18, 10**18))
+    copy = tmp_path / "elsewhere" / "images"
+    shutil.copytree(images, copy)
+    assert source_stamp(str(images)) == source_stamp(str(copy)) == stamp
+    (copy / "1.png").write_bytes(png((9, 2, 3)))  # rewritten in place at the same size: mtimes alone missed it
+    assert (copy / "1.png").stat().st_size == (images / "1.png").stat().st_size and source_stamp(str(copy)) != stamp
+    assert source_stamp(str(images), legacy=True) != source_stamp(str(copy), legacy=True)  # the old stamp: paths and mtimes
+
+
+def test_a_source_past_the_content_budget_is_stamped_by_size_and_mtime_as_before(tmp_path, monkeypatch):
+    from edgedistill.data import source_stamp as stamps
+
+    (tmp_path / "a.png").write_bytes(png((1, 2, 3)))
+    monkeypatch.setattr(stamps, "CONTENT_STAMP_BYTES", 10)
+    monkeypatch.setattr(stamps, "sha256_file", lambda path: pytest.fail("a large source must not be read"))
+    assert stamps.source_stamp(str(tmp_path)) == stamps.source_stamp(str(tmp_path), legacy=True)

@@ -318,3 +318,42 @@ def test_remaining_steps_name_the_device_and_its_runtimes_for_every_target_that_
     assert steps[0] == f"copy the build folder '{tmp_path / 'b'}' to the {target} device" and steps[1] == install
     assert steps[-1] == f"there: edgedistill bench {tmp_path / 'b'} --target {target}"
     assert Pipeline(load_config(), load_target("x86-cpu"), tmp_path / "c").remaining_steps() == []  # measured here
+
+
+def test_a_restored_build_over_a_fresh_checkout_of_its_images_keeps_its_student(tmp_path, capsys, monkeypatch):
+    """CI restores a build folder from its cache over a fresh `git checkout` (new mtimes): the stages
+    whose images did not change are reused. A folder an older edgedistill keyed by mtimes keeps its
+    student too (its key is re-recorded), and a changed image still trains again."""
+    import os
+    import shutil
+
+    from edgedistill.data import source_stamp
+    from edgedistill.data.sample_photos import bundled_photo_paths
+
+    from .conftest import TINY_OVERRIDES
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in bundled_photo_paths()[:4]:
+        shutil.copy(path, images / path.name)
+    out = tmp_path / "b"
+    args = ["--target", "x86-cpu", *[a for o in (*TINY_OVERRIDES, f"data.source={images}") for a in ("--set", o)]]
+    monkeypatch.setattr(source_stamp, "CONTENT_STAMP_BYTES", -1)  # every source stamped by mtime: an older edgedistill
+    assert main(["distill", str(out), *args]) == 0 and main(["export", str(out), *args]) == 0
+    legacy = Manifest.load(out).data["stages"]["distill"]["key"]
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["distill", str(out), *args]) == 0 and main(["export", str(out), *args]) == 0
+    assert capsys.readouterr().err.count(": unchanged, reusing") == 2
+    assert Manifest.load(out).data["stages"]["distill"]["key"] != legacy  # re-recorded by content
+
+    for path in images.iterdir():
+        os.utime(path, ns=(10**18, 10**18))
+    assert main(["distill", str(out), *args]) == 0 and main(["export", str(out), *args]) == 0
+    assert capsys.readouterr().err.count(": unchanged, reusing") == 2
+
+    first = sorted(images.iterdir())[0]
+    first.write_bytes(first.read_bytes()[:-1] + bytes([first.read_bytes()[-1] ^ 1]))  # one byte, same size and mtime
+    os.utime(first, ns=(10**18, 10**18))
+    assert main(["distill", str(out), *args]) == 0
+    assert "distill: unchanged" not in capsys.readouterr().err

@@ -25,7 +25,8 @@ from ..config import from_dict
 from ..yaml_files import read_yaml_mapping
 from ..data.crops import pick_images, source_crops
 from ..data.eval_set import EVAL_SEED
-from ..data.images import ImageSource, source_stamp
+from ..data.images import ImageSource
+from ..data.source_stamp import source_stamp
 from ..errors import EdgedistillError
 from ..models.preprocess import preprocess_images
 from ..profiles import bundled_dir, bundled_names
