@@ -27,7 +27,7 @@ from edgedistill.backends.trt_tag import check_engine_tag, engine_tag, save_tagg
 from edgedistill.errors import EdgedistillError
 from edgedistill.targets import load_target
 
-from tests.test_tensorrt_models import IMG, export_tiny, quantize_qdq
+from tests.test_tensorrt_models import IMG, TOKEN_HEAD_LN, TokenHeadNet, export_tiny, quantize_qdq
 
 DEVICE = CudaDevice("Orin", "8.7")
 LAYER_TYPES = {
@@ -182,7 +182,8 @@ def make_fake_trt(version="10.3.0.30", *, weak_typing=True, dla_cores=2, parse_o
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("build")
     fp = export_tiny(root / "model.onnx")
-    return {"fp": fp, "opset16": export_tiny(root / "model16.onnx", opset=16), "qdq": quantize_qdq(fp, root / "model.qdq.onnx")}
+    return {"fp": fp, "opset16": export_tiny(root / "model16.onnx", opset=16), "qdq": quantize_qdq(fp, root / "model.qdq.onnx"),
+            "token_head16": export_tiny(root / "token_head16.onnx", opset=16, net=TokenHeadNet)}
 
 
 @pytest.fixture
@@ -233,6 +234,15 @@ def test_decomposed_layernorm_is_pinned_by_scope_on_trt85(fake, models, tmp_path
     assert network.flags == 1  # 1 << EXPLICIT_BATCH, which TensorRT 8.x still needs
     assert pinned(network) == {"/norm/ReduceMean", "/norm/Sub", "/norm/Pow", "/norm/ReduceMean_1", "/norm/Add", "/norm/Sqrt",
                                "/norm/Div", "/norm/Mul", "/norm/Add_1", "/Softmax"}
+
+
+def test_decomposed_token_head_layernorm_is_pinned_by_structure_on_trt85(fake, models, tmp_path):
+    trt = fake(version="8.5.2.2")
+    out = build_engine(models["token_head16"], tmp_path / "fp16.engine", precision="fp16",
+                       target=load_target("jetson-orin-jp5"))
+    # No "norm" in /token_head/token_head.0/..., and the look-alike Sub/Pow/Div outside the head stay fp16.
+    assert pinned(trt.builders[0].network) == TOKEN_HEAD_LN | {"/Softmax"}
+    assert json.loads(sidecar_path(out).read_text())["build"]["fp32_layers"] == len(TOKEN_HEAD_LN) + 1
 
 
 def test_layernorm_op_on_trt85_fails_before_building(fake, models, tmp_path):

@@ -3,7 +3,8 @@
 The steps mirror `trtexec` (see trt_trtexec.py for the equivalent command line): parse the
 ONNX, set the workspace pool, precision flags, an optimisation profile over the target's batch
 range at the model's static C x H x W, DLA with GPU fallback when the target names a DLA core,
-FP32 pins on normalization and softmax layers, and a tagged timing cache. The engine is written
+FP32 pins on normalization and softmax layers (including LayerNorms decomposed into float math,
+found in the ONNX graph: see trt_precision.py), and a tagged timing cache. The engine is written
 atomically, followed by its `<engine>.json` tag.
 """
 
@@ -18,7 +19,7 @@ from ..targets import TargetProfile
 from . import trt_onnx as ox
 from .trt_env import cuda_device, import_tensorrt
 from ..artifacts import sha256_file, write_bytes_atomic
-from .trt_precision import keep_fp32
+from .trt_precision import fp32_node_names, keep_fp32
 from .trt_preflight import PRECISIONS, errors, preflight
 from .trt_support import parse_version
 from .trt_tag import engine_tag, load_tagged_cache, save_tagged_cache, sidecar_path, write_engine_tag
@@ -73,7 +74,8 @@ def build_engine(
     if found:
         more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
         raise EdgedistillError(f"{onnx_path.name}: {found[0].message}{more}", found[0].fix)
-    name, dims = ox.resolve_input(ox.load_graph(onnx_path), input_name)
+    model = ox.load_graph(onnx_path)
+    name, dims = ox.resolve_input(model, input_name)
     tag = engine_tag(trt.__version__, device.name, device.compute_capability)
 
     started = time.perf_counter()
@@ -96,7 +98,8 @@ def build_engine(
             config.set_flag(getattr(trt.BuilderFlag, flag))
     pinned = 0
     if layernorm_fp32 and precision != "fp32" and hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):
-        pinned = keep_fp32(network, trt)
+        # Layers carry their ONNX node's name; only the ONNX graph shows a decomposed LayerNorm.
+        pinned = keep_fp32(network, trt, fp32_node_names(model))
         if pinned:
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     dla_core = engine_dla_core(target, precision)

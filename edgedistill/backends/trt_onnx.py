@@ -89,7 +89,7 @@ def has_qdq(model: onnx.ModelProto) -> bool:
     return any(node.op_type in QDQ_OPS for node in iter_nodes(model.graph))
 
 
-def _constants(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+def graph_constants(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
     """Initializers and Constant-node tensors of every (sub)graph, by name."""
     found = {}
     for graph in iter_graphs(model.graph):
@@ -104,7 +104,7 @@ def _constants(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
 
 def zero_point_problems(model: onnx.ModelProto) -> Counter:
     """Counts of Q/DQ zero points TensorRT rejects: 'uint8' (asymmetric activations) and 'nonzero'."""
-    constants = _constants(model)
+    constants = graph_constants(model)
     problems: Counter = Counter()
     for node in iter_nodes(model.graph):
         if node.op_type not in QDQ_OPS or len(node.input) < 3 or not node.input[2]:
@@ -122,7 +122,7 @@ def zero_point_problems(model: onnx.ModelProto) -> Counter:
 def non_int8_dequantize(model: onnx.ModelProto) -> int:
     """DequantizeLinear nodes whose constant input is not int8 (e.g. ORT's int32 quantized biases):
     TensorRT's ONNX parser takes only int8 (and fp8/int4) there."""
-    constants = _constants(model)
+    constants = graph_constants(model)
     allowed = {onnx.TensorProto.INT8, onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.INT4}
     return sum(1 for node in iter_nodes(model.graph)
                if node.op_type == "DequantizeLinear" and node.input[0] in constants and constants[node.input[0]].data_type not in allowed)
@@ -131,7 +131,7 @@ def non_int8_dequantize(model: onnx.ModelProto) -> int:
 def has_float16(model: onnx.ModelProto) -> bool:
     """Whether the graph already computes in fp16 (e.g. converted by ModelOpt AutoCast)."""
     fp16 = onnx.TensorProto.FLOAT16
-    if any(tensor.data_type == fp16 for tensor in _constants(model).values()):
+    if any(tensor.data_type == fp16 for tensor in graph_constants(model).values()):
         return True
     for node in iter_nodes(model.graph):
         if node.op_type == "Cast" and any(a.name == "to" and a.i == fp16 for a in node.attribute):
@@ -142,7 +142,7 @@ def has_float16(model: onnx.ModelProto) -> bool:
 def external_data_files(model: onnx.ModelProto) -> set[str]:
     """Relative paths of the external weight files the model refers to."""
     files = set()
-    for tensor in _constants(model).values():
+    for tensor in graph_constants(model).values():
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             for entry in tensor.external_data:
                 if entry.key == "location":
