@@ -283,6 +283,7 @@ def report(paths, out, max_latency_ms, min_cosine, max_size_mb):
     if unfinished:  # in every rendering too: a step summary must not show an earlier run's figures as this build's
         doc = {**doc, "warnings": unfinished}
     if out:
+        _refuse_a_builds_own_report(out, paths, doc)
         write_report(doc, out)
     gates = {"max latency ms": max_latency_ms, "min cosine": min_cosine, "max size MB": max_size_mb}
     violations = check_gates(doc, max_latency_ms=max_latency_ms, min_cosine=min_cosine, max_size_mb=max_size_mb)
@@ -308,10 +309,22 @@ def _gates_markdown(gates: dict, violations: list[str]) -> str:
     return "\n".join(["", "## Gates", "", f"Asked: {asked}.", "", *verdict])
 
 
+def _refuse_a_builds_own_report(out: Path, paths, doc: dict) -> None:
+    """A comparison written to BUILD/report would replace that build's own report (and the remaining
+    steps only its pipeline knows); the build's manifest would then describe a file it did not write."""
+    from .report.schema import kind_of
+
+    for given in paths:
+        build = _build_folder_of(given)
+        if build is not None and kind_of(doc) == "comparison" and Path(out).resolve() == (build / "report").resolve():
+            raise EdgedistillError(f"--out {out} is build {build}'s own report folder, which a comparison would replace",
+                                   "write the comparison to a folder of its own, e.g. --out comparison/")
+
+
 def _build_folder_of(path) -> Path | None:
     """The build folder a report input belongs to: the folder itself, or the one holding the report.json
     or bench.json given (gating BUILD/report/report.json is gating that build)."""
-    from .report.merge import _IN_FOLDER as IN_FOLDER
+    from .report.merge import IN_FOLDER
 
     path = Path(path)
     if path.is_dir():

@@ -246,3 +246,24 @@ def test_each_pending_row_gives_its_own_backends_reason(build, tmp_path, monkeyp
     assert all("(tensorrt: TensorRT is not installed)" in notes[n] for n in ("tensorrt-fp16", "tensorrt-int8"))
     for name in ("onnx-fp32", "onnxruntime-int8"):
         assert "(onnxruntime sees no GPU device here (it has: CPU))" in notes[name] and "TensorRT" not in notes[name]
+
+
+def test_tensorrt_rows_at_a_batch_their_engine_rejects_stay_pending(build, tmp_path):
+    """jetson-orin's engines take batch 1..8 (a DLA core: batch_opt only): at bench.batch=16 an estimate
+    would be of a run the device cannot do, so the rows stay pending and say which batch would do."""
+    from edgedistill.bench.device_rows import engine_batches
+
+    root, arts = build
+    stage.run(load_config(overrides=["bench.batch=16"]), arts, root, load_target("jetson-orin"))
+    rows = json.loads((root / "bench" / "bench.json").read_text())["artifacts"]
+    assert [(r["name"], r["status"], r["latency_ms"]) for r in rows] == [("tensorrt-fp16", "pending", None), ("tensorrt-int8", "pending", None)]
+    for row in rows:
+        assert row["notes"].endswith("not estimated: bench.batch 16 is outside the batch range 1..8 jetson-orin's TensorRT engines "
+                                     "are built for, so the device cannot run it (fix: set bench.batch within 1..8)")
+    stage.run(load_config(overrides=["bench.batch=8"]), arts, root, load_target("jetson-orin"))
+    assert {r["status"] for r in json.loads((root / "bench" / "bench.json").read_text())["artifacts"]} == {"estimated"}
+    assert engine_batches(load_target("jetson-orin-dla")) == (1, 1)
+    profile = tmp_path / "dla4.yaml"
+    profile.write_text("name: dla4\narch: aarch64\nbackends: [tensorrt]\nprecisions: [int8]\ndevice: DLA\ndla_core: 0\n"
+                       "batch_min: 1\nbatch_opt: 4\nbatch_max: 8\n")
+    assert engine_batches(load_target(str(profile))) == (4, 4)  # DLA: no dynamic shapes

@@ -45,14 +45,19 @@ def test_conv_flops(tmp_path):
     assert conv.flops == 2 * (2 * 8 * 10 * 10) * (3 * 3 * 3)
 
 
-def test_qdq_weights_are_one_byte_and_ops_int8(tmp_path):
+def _qdq_matmul(path):
+    """x [n,64] -> Q -> DQ -> MatMul with DQ(int8 weights [64,32]) -> y [n,32]."""
     wq = numpy_helper.from_array(np.ones((64, 32), np.int8), "wq")
     scale = numpy_helper.from_array(np.array(0.1, np.float32), "s")
     zero = numpy_helper.from_array(np.array(0, np.int8), "z")
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]), helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
              helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"]), helper.make_node("MatMul", ["xd", "wd"], ["y"])]
-    path = _save(tmp_path / "q.onnx", nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
+    return _save(path, nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64])],
                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 32])], [wq, scale, zero])
+
+
+def test_qdq_weights_are_one_byte_and_ops_int8(tmp_path):
+    path = _qdq_matmul(tmp_path / "q.onnx")
     (mm,) = op_costs(path, batch=1)  # Q/DQ are fused away
     assert mm.precision == "int8" and mm.flops == 2 * 64 * 32
     assert mm.bytes == 64 * 1 + 64 * 32 * 1 + 32 * 4  # int8 input and weights, fp32 output
@@ -100,3 +105,48 @@ def test_efficiency_is_learned_per_backend_then_global_then_prior():
     assert "another device" in source and eff == pytest.approx(fitted["global"], abs=1e-4)
     assert choose([], "jetson-orin", "tensorrt", "fp16") == (PRIOR_EFFICIENCY, pytest.approx("prior, not learned (set bench.efficiency_from to a measured bench.json)"))
     assert choose([Sample("jetson-orin", "tensorrt", "int8", 0.1, "f")], "jetson-orin", "tensorrt", "int8")[0] == pytest.approx(0.1)
+
+
+def test_int8_row_on_a_device_with_only_an_int8_peak_times_its_float_ops_by_bytes(tmp_path):
+    """intel-npu publishes 11 INT8 TOPS and no float peak: its int8 row is estimated (the Relu timed by its
+    bytes), its fp32 row stays pending with a sentence naming the missing figure, not a dict."""
+    from edgedistill.bench.estimate.apply import estimate_row
+
+    paths = {"onnx-fp32": embedder(tmp_path / "m.onnx", size=16, dim=32)}
+    peaks = Peaks(None, None, 11.0, 119.5, "npu")
+    int8 = {"name": "openvino-int8", "backend": "openvino", "precision": "int8", "status": "pending", "batch": 1, "notes": ""}
+    assert estimate_row(int8, paths, peaks, "intel-npu", "NPU", [])
+    costs = op_costs(paths["onnx-fp32"], 1, "fp32", int8_ops=True)
+    expected = sum(c.bytes / 119.5e9 if c.precision != "int8" else max(c.flops / 11e12, c.bytes / 119.5e9) for c in costs) * 1e3
+    assert int8["status"] == "estimated" and int8["estimate"]["roofline_ms"] == pytest.approx(expected, rel=1e-5)
+    assert int8["estimate"]["float_ops_memory_bound"] == 1  # the Relu
+    assert "timed by its bytes alone (no float peak in the profile)" in int8["notes"]
+    fp32 = {"name": "openvino-fp32", "backend": "openvino", "precision": "fp32", "status": "pending", "batch": 1, "notes": "run on the device"}
+    assert not estimate_row(fp32, paths, peaks, "intel-npu", "NPU", [])
+    assert fp32["status"] == "pending" and "estimate" not in fp32
+    assert fp32["notes"] == ("run on the device; no estimate: the target profile intel-npu gives no fp32 peak "
+                             "(set peak_tflops_fp32 in it to estimate this row)")
+
+
+def test_onnxruntime_on_a_gpu_runs_a_qdq_graph_unfused_in_fp32(tmp_path):
+    """ONNX Runtime's CUDA provider has no QDQ -> int8 kernel fusion: the Q/DQ run as kernels and the MatMul
+    in fp32, so its int8 row costs more than TensorRT's int8 engine of the same graph, not the same."""
+    from edgedistill.bench.estimate.apply import estimate_row
+
+    path = _qdq_matmul(tmp_path / "q.onnx")
+    q, dq_x, dq_w, mm = op_costs(path, batch=1, qdq_fused=False)
+    assert [c.op_type for c in (q, dq_x, dq_w)] == ["QuantizeLinear", "DequantizeLinear", "DequantizeLinear"]
+    assert dq_w.bytes == 64 * 32 * 1 + 4 + 1 + 64 * 32 * 4  # int8 weights in, fp32 weights out, every run
+    assert mm.precision == "fp32" and mm.bytes == 4 * (64 + 64 * 32 + 32)
+    gpu = Peaks(30.3, 121.0, 242.5, 300.0, "l4")
+    rows = {}
+    for backend, device in (("tensorrt", "GPU"), ("onnxruntime", "GPU"), ("onnxruntime", "CPU")):
+        row = {"name": f"{backend}-int8", "backend": backend, "precision": "int8", "status": "pending", "batch": 1, "notes": ""}
+        assert estimate_row(row, {"onnxruntime-int8": path}, gpu, "nvidia-gpu", device, [])
+        rows[backend, device] = row
+    ort = rows["onnxruntime", "GPU"]
+    assert ort["estimate"]["gop_int8"] == 0 and ort["estimate"]["float_precision"] == "fp32" and ort["estimate"]["qdq_fused"] is False
+    assert ort["estimate"]["roofline_ms"] > 2 * rows["tensorrt", "GPU"]["estimate"]["roofline_ms"]
+    assert "ONNX Runtime's CUDA provider runs Q/DQ as ops of their own and the matmuls in fp32" in ort["notes"]
+    for fused in (rows["tensorrt", "GPU"], rows["onnxruntime", "CPU"]):  # TensorRT, and ORT's CPU provider (QLinear fusions)
+        assert fused["estimate"]["gop_int8"] > 0 and "qdq_fused" not in fused["estimate"]

@@ -33,6 +33,24 @@ def test_load_build_folder_prefers_report_then_bench(tmp_path):
     assert doc["schema"] == "edgedistill.report/1"
 
 
+def test_a_folder_whose_report_is_a_comparison_falls_back_to_its_own_bench(tmp_path):
+    """`edgedistill report A B --out A/report` puts a comparison in A/report/report.json; A is still A."""
+    build = tmp_path / "build"
+    (build / "bench").mkdir(parents=True)
+    shutil.copy(DATA / "report_sample_bench.json", build / "bench" / "bench.json")
+    (build / "report").mkdir()
+    comparison = merge_reports([load("sample"), load("jetson")])
+    (build / "report" / "report.json").write_text(json.dumps(comparison))
+    [doc] = load_reports([build])
+    assert doc["schema"] == "edgedistill.bench/1" and doc["_source"].endswith("bench/bench.json")
+    assert merge_reports([doc])["rows"] == merge_reports([load("sample")])["rows"]
+    (build / "bench" / "bench.json").unlink()  # nothing of the build's own left
+    with pytest.raises(EdgedistillError, match="report.json is already a comparison"):
+        load_reports([build])
+    with pytest.raises(EdgedistillError, match="already a comparison"):  # named as a file: no other file to take
+        load_reports([build / "report" / "report.json"])
+
+
 def test_load_json_files_directly():
     docs = load_reports([DATA / "report_sample_bench.json", DATA / "report_jetson_bench.json"])
     assert [d["target"]["name"] for d in docs] == ["x86-cpu", "jetson-orin"]
@@ -51,6 +69,16 @@ def test_load_errors_are_user_errors(tmp_path, content, match):
         target.write_text(content)
     with pytest.raises(EdgedistillError, match=match):
         load_reports([target])
+
+
+def test_a_negative_latency_is_refused_naming_the_file_and_row(tmp_path):
+    bench = load("sample")
+    bench["artifacts"][1]["latency_ms"]["p50"] = -0.5  # hand-edited: it would be selected as the fastest
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "bench.json").write_text(json.dumps(bench))
+    name = bench["artifacts"][1]["name"]
+    with pytest.raises(EdgedistillError, match=f"^{tmp_path / 'bench' / 'bench.json'}: row '{name}' has latency_ms.p50 -0.5"):
+        load_reports([tmp_path])
 
 
 def test_missing_path_is_a_user_error(tmp_path):
@@ -184,3 +212,18 @@ def test_the_pipelines_device_steps_go_once_the_device_measured_every_row_they_w
     one = load("jetson")
     one["artifacts"] = [a for a in one["artifacts"] if a["name"] == "tensorrt-int8"]  # fp16 still only estimated
     assert host["remaining_steps"][0] in merge_reports([host, one])["remaining_steps"]
+
+
+def test_a_comparison_is_not_written_over_an_input_builds_own_report(tmp_path, capsys):
+    from edgedistill.artifacts import Manifest
+    from edgedistill.cli import main
+
+    build = tmp_path / "build"
+    (build / "bench").mkdir(parents=True)
+    shutil.copy(DATA / "report_sample_bench.json", build / "bench" / "bench.json")
+    Manifest(build).save()
+    others = str(DATA / "report_jetson_bench.json")
+    assert main(["report", str(build), others, "--out", str(build / "report")]) == 2
+    assert "own report folder" in capsys.readouterr().err and not (build / "report").exists()
+    assert main(["report", str(build), others, "--out", str(tmp_path / "comparison")]) == 0
+    assert main(["report", str(build), "--out", str(build / "report")]) == 0  # its own report, rewritten: fine

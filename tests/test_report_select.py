@@ -277,10 +277,18 @@ def test_non_finite_fidelity_fails_the_budget(value):
     assert f"openvino-fp32: top-1 agreement {value} is not finite" in sel["reason"]
 
 
-def test_non_finite_p50_is_no_latency():
+@pytest.mark.parametrize("value", [float("nan"), "inf", -0.5, 0.0, "fast"])
+def test_a_latency_no_bench_writes_is_refused_not_selected(value):
+    """A negative p50 passed as the fastest row (and crashed the HTML plot's log scale); NaN passed as no latency."""
     bench = load("sample")
-    art(bench, "onnxruntime-int8")["latency_ms"]["p50"] = float("nan")
-    assert select_artifact(bench)["artifact"] == "openvino-fp32"
+    art(bench, "onnxruntime-int8")["latency_ms"]["p50"] = value
+    with pytest.raises(EdgedistillError, match=rf"^bench document: row 'onnxruntime-int8' has latency_ms.p50 {value!r}, not a positive"):
+        select_artifact(bench)
+    art(bench, "onnxruntime-int8")["latency_ms"].update(p50=1.0, min=value)
+    with pytest.raises(EdgedistillError, match="latency_ms.min"):
+        make_report(bench)
+    art(bench, "onnxruntime-int8")["latency_ms"].update(min=None, std=0.0)  # not computed, and a spread of 0: both fine
+    assert select_artifact(bench)["artifact"]
 
 
 # Rows measured off the target: on an OpenVINO GPU target, ONNX Runtime rows ran on the host CPU.

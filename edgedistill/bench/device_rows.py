@@ -16,6 +16,23 @@ def _pending(name: str, path: str, backend: str, precision: str, device: str, si
             "fidelity": fidelity, "notes": notes}
 
 
+def engine_batches(target: TargetProfile) -> tuple[int, int]:
+    """The batch sizes the target's TensorRT engines take: batch_min..batch_max, or batch_opt alone on a
+    DLA core, which has no dynamic shapes (backends/trt_build.py builds the profiles the same way)."""
+    if target.dla_core is not None:
+        return target.batch_opt, target.batch_opt
+    return target.batch_min, target.batch_max
+
+
+def batch_outside_engine(backend: str, batch: int, target: TargetProfile) -> str:
+    """Why the device cannot run this row at `batch` (its engine rejects that shape), or '' when it can."""
+    low, high = engine_batches(target)
+    if backend != "tensorrt" or low <= batch <= high:
+        return ""
+    return (f"not estimated: bench.batch {batch} is outside the batch range {low}..{high} {target.name}'s TensorRT engines "
+            f"are built for, so the device cannot run it (fix: set bench.batch within {low}..{high})")
+
+
 def device_rows(artifacts: dict[str, Artifact], host_rows: list[dict], target: TargetProfile, why_not: str, batch: int) -> list[dict]:
     """`batch` is bench.batch: the device's own bench runs at it, so its estimate must too. Each row's note
     gives its own backend's cause (on nvidia-gpu, ONNX Runtime's rows wait for a GPU, not for TensorRT);
@@ -30,6 +47,8 @@ def device_rows(artifacts: dict[str, Artifact], host_rows: list[dict], target: T
         note = f"build on the device ({causes['tensorrt']})"
         if host:
             note += "; int8 fidelity measured on this host with ONNX Runtime on the same QDQ graph"
+        if outside := batch_outside_engine("tensorrt", batch, target):
+            note += f"; {outside}"
         rows.append(_pending(f"tensorrt-{precision}", bundle.path, "tensorrt", precision, target.device,
                              None, host.get("fidelity") if host else None, note, batch))
     for artifact in artifacts.values():

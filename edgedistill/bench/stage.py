@@ -19,7 +19,7 @@ from ..list_settings import parse_cpus
 from ..progress import progress_bar
 from ..targets import TargetProfile
 from .affinity import require_usable
-from .device_rows import device_rows
+from .device_rows import batch_outside_engine, device_rows
 from .estimate.apply import add_roofline, estimate_row, predict_measured
 from .estimate.efficiency import PRIOR_EFFICIENCY, fit, load_samples, samples_of
 from .estimate.peaks import from_target, host_cpu
@@ -102,8 +102,8 @@ def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target:
             predict_measured(rows, file_samples, target.name)
     else:
         rows = device_rows(artifacts, rows, target, why_not, plan.batch)
-        for row in rows:
-            if row["status"] == "pending" and peaks is not None:
+        for row in rows:  # a row at a batch its engine rejects stays pending: its note says why
+            if row["status"] == "pending" and peaks is not None and not batch_outside_engine(row["backend"], row["batch"], target):
                 estimate_row(row, onnx_paths, peaks, target.name, target.device, file_samples)
     run_samples = samples_of({"target": {"name": target.name}, "artifacts": rows}, "this run")
     bench = {

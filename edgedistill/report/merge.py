@@ -16,11 +16,11 @@ from pathlib import Path
 
 from ..errors import EdgedistillError
 from .build_report import default_remaining_steps
-from .schema import COMPARISON, artifacts_of, kind_of, p50_of
+from .schema import COMPARISON, artifacts_of, check_latencies, kind_of, p50_of
 from .select import select_artifact
 
 # Where a build folder keeps its documents, best first (a report already holds the selection).
-_IN_FOLDER = ("report/report.json", "bench/bench.json", "report.json", "bench.json")
+IN_FOLDER = ("report/report.json", "bench/bench.json", "report.json", "bench.json")
 # Statuses that a measured row from another input replaces.
 _REPLACEABLE = ("estimated", "pending")
 # What says two inputs built the same model: the student weights' sha256 when both bench.json
@@ -28,31 +28,41 @@ _REPLACEABLE = ("estimated", "pending")
 _MODEL_KEYS = ("student", "teacher", "student_sha256")
 
 
-def _resolve(path: Path) -> Path:
+def _candidates(path: Path) -> list[Path]:
+    """The files an input stands for, best first: a file itself, or what a build folder holds."""
     if path.is_dir():
-        for rel in _IN_FOLDER:
-            if (path / rel).is_file():
-                return path / rel
-        raise EdgedistillError(
-            f"{path} has no report/report.json or bench/bench.json",
-            "run `edgedistill bench` for that build, or pass the json file itself",
-        )
+        found = [path / rel for rel in IN_FOLDER if (path / rel).is_file()]
+        if not found:
+            raise EdgedistillError(
+                f"{path} has no report/report.json or bench/bench.json",
+                "run `edgedistill bench` for that build, or pass the json file itself",
+            )
+        return found
     if not path.is_file():
         raise EdgedistillError(f"{path} does not exist", "pass a build folder or a bench.json/report.json file")
-    return path
+    return [path]
+
+
+def _read(file: Path) -> dict:
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgedistillError(f"cannot read {file}: {exc}", "re-run `edgedistill bench` to rewrite it") from exc
 
 
 def load_reports(paths: list[Path]) -> list[dict]:
     """Bench/report documents for build folders or json files; each remembers its path in `_source`."""
     docs = []
     for raw in paths:
-        file = _resolve(Path(raw))
-        try:
-            doc = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EdgedistillError(f"cannot read {file}: {exc}", "re-run `edgedistill bench` to rewrite it") from exc
-        if kind_of(doc, str(file)) == "comparison":
+        for file in _candidates(Path(raw)):
+            doc = _read(file)
+            # `report A B --out A/report` leaves a comparison where build A's own report was; its
+            # bench/bench.json is still A's own measurement, so a folder falls back to that.
+            if kind_of(doc, str(file)) != "comparison":
+                break
+        else:
             raise EdgedistillError(f"{file} is already a comparison", "pass the build folders it was made from")
+        check_latencies(doc, str(file))
         doc["_source"] = str(file)
         docs.append(doc)
     return docs

@@ -47,6 +47,23 @@ def p50_of(art: dict) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+# The latency statistics that must be positive and finite (std may be 0); a bench never writes anything
+# else, so another value is a hand-edited or corrupt file, and it would pass as the fastest row.
+LATENCY_STATS = ("p50", "p90", "p99", "mean", "min", "max")
+
+
+def check_latencies(doc: dict, where: str) -> None:
+    """Refuse a row whose latency is zero, negative, NaN/inf or not a number."""
+    for art in artifacts_of(doc):
+        stats = art.get("latency_ms")
+        for key in LATENCY_STATS if isinstance(stats, dict) else ():
+            raw = stats.get(key)
+            value = as_number(raw)
+            if raw is not None and (value is None or not math.isfinite(value) or value <= 0):
+                raise EdgedistillError(f"{where}: row {art.get('name')!r} has latency_ms.{key} {raw!r}, not a positive number of ms",
+                                       "re-run `edgedistill bench` for that build, or correct or remove that row")
+
+
 def fidelity_of(art: dict, key: str) -> float | None:
     """A fidelity figure, None when not computed. NaN/inf come back as they are: callers must fail them."""
     return as_number((art.get("fidelity") or {}).get(key))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from ..targets import TargetProfile
-from .schema import artifacts_of, beside_limit, fidelity_of, p50_of
+from .schema import artifacts_of, beside_limit, check_latencies, fidelity_of, p50_of
 
 # p50s within this share of the fastest are tied, unless the target record sets selection_tolerance.
 DEFAULT_TOLERANCE = TargetProfile.selection_tolerance  # the profile field's default, 5%
@@ -90,6 +90,8 @@ def not_a_choice(art: dict, target: dict) -> str | None:
 
 def select_artifact(report: dict) -> dict:
     """{"artifact": name or None, "reason": one sentence} for a bench or report document."""
+    # A document that did not come through load_reports (the build's own report stage, the API) is checked here.
+    check_latencies(report, report.get("_source") or "bench document")
     budget = _budget(report)
     budget_text = ", ".join(f"{words} >= {limit:g}" for _, limit, words in budget) or "no fidelity budget set"
     target = report.get("target") or {}

@@ -9,15 +9,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from .efficiency import choose
-from .graph_cost import op_costs, sig, summarize
+from .graph_cost import QDQ_OPS, op_costs, sig, summarize
 from .peaks import Peaks
 from .roofline import roofline_ms
 
 
-def float_precision(precision: str, device: str, peaks: Peaks) -> str:
+def qdq_fused(backend: str, device: str) -> bool:
+    """Whether the runtime fuses a QDQ graph's Q/DQ into int8 kernels. ONNX Runtime on a GPU runs its CUDA
+    provider (backends/onnxruntime_backend.py), which does not: its QDQ -> QLinear rewrites are the CPU
+    provider's, so each Q/DQ runs as a kernel of its own and the matmul after it in fp32."""
+    return not (backend == "onnxruntime" and device.upper() == "GPU")
+
+
+def float_precision(precision: str, device: str, peaks: Peaks, backend: str = "") -> str:
     """The precision non-quantized ops run in: fp16 for fp16 engines, and for int8 engines on
-    accelerators with an fp16 peak (TensorRT/OpenVINO GPU fall back to fp16 there), else fp32."""
-    if precision == "fp16" or (precision == "int8" and device.upper() != "CPU" and peaks.tflops_fp16):
+    accelerators with an fp16 peak (TensorRT/OpenVINO GPU fall back to fp16 there), else fp32
+    (ONNX Runtime's CUDA provider runs a graph in the float type it was exported in)."""
+    if precision == "fp16":
+        return "fp16"
+    if precision == "int8" and device.upper() != "CPU" and peaks.tflops_fp16 and qdq_fused(backend, device):
         return "fp16"
     return "fp32"
 
@@ -37,9 +47,27 @@ def roofline_for(row: dict, onnx_paths: dict[str, Path], peaks: Peaks, device: s
     path, int8_ops = cost_graph(row, onnx_paths)
     if path is None:
         return None, {"missing": "no ONNX graph"}
-    costs = op_costs(path, batch or row.get("batch") or 1, float_precision(row.get("precision", "fp32"), device, peaks), int8_ops)
-    ms, detail = roofline_ms(costs, peaks)
-    return ms, {**summarize(costs), **detail, "graph": path.name}
+    precision, backend = row.get("precision", "fp32"), row.get("backend", "")
+    fused = qdq_fused(backend, device)
+    floats = float_precision(precision, device, peaks, backend)
+    # An int8 row on a device that publishes only an int8 peak (intel-npu): its few float ops (LayerNorm,
+    # Softmax, GELU; ~2% of a ViT's FLOPs) do a handful of FLOPs per byte, memory-bound on any device, so
+    # they are timed by their bytes rather than leaving the whole row unestimated for want of a float peak.
+    # Not where the matmuls themselves run in float (unfused QDQ): those are compute-bound.
+    memory_bound = fused and precision == "int8" and peaks.compute(floats) is None and bool(peaks.tops_int8 and peaks.bandwidth_gbs)
+    costs = op_costs(path, batch or row.get("batch") or 1, floats, int8_ops, qdq_fused=fused)
+    ms, detail = roofline_ms(costs, peaks, float_memory_bound=memory_bound)
+    unfused = not fused and any(c.op_type in QDQ_OPS for c in costs)  # a QDQ graph ORT's CUDA provider runs as written
+    return ms, {**summarize(costs), **detail, "graph": path.name, "float_precision": floats, **({"qdq_fused": False} if unfused else {})}
+
+
+def no_estimate_note(detail: dict, target: str) -> str:
+    """Why a row stays pending, as a sentence for the report."""
+    missing = detail.get("missing_peak")
+    if missing is None:
+        return "no estimate: there is no ONNX graph of this artifact to cost"
+    field = "peak_tops_int8" if missing == "int8" else f"peak_tflops_{missing}"
+    return f"no estimate: the target profile {target} gives no {missing} peak (set {field} in it to estimate this row)"
 
 
 def add_roofline(rows: list[dict], onnx_paths: dict[str, Path], peaks: Peaks, device: str) -> None:
@@ -55,21 +83,33 @@ def estimate_row(row: dict, onnx_paths: dict[str, Path], peaks: Peaks, target: s
     """Turn a pending row into an estimated one in place; False (row unchanged) when it cannot be estimated."""
     ms, detail = roofline_for(row, onnx_paths, peaks, device)
     if ms is None:
-        row["notes"] = f"{row.get('notes', '')}; no estimate: {detail}".lstrip("; ")
+        row["notes"] = f"{row.get('notes', '')}; {no_estimate_note(detail, target)}".lstrip("; ")
         return False
     eff, source = choose(samples, target, row.get("backend", ""), row.get("precision", ""))
     p50 = ms / eff
     batch = row.get("batch") or 1
-    peak = peaks.compute(row["precision"]) / 1e12
-    unit = "TOPS" if row["precision"] == "int8" else "TFLOPS"
     row.update(status="estimated", threads=None,
                latency_ms={"p50": sig(p50), "p90": None, "p99": None, "mean": sig(p50), "std": None, "min": None, "max": None},
                throughput_ips=sig(batch * 1000.0 / p50),
                estimate={**detail, "efficiency": sig(eff), "efficiency_source": source, "peaks": peaks.as_dict()})
-    est_note = (f"roofline estimate: {detail['gflop_float']:.3g} GFLOP + {detail['gop_int8']:.3g} GOP int8 at {peak:g} {unit} "
-                f"{row['precision']}, {detail['mb_moved']:.3g} MB at {peaks.bandwidth_gbs} GB/s, {eff:.0%} efficiency ({source})")
+    est_note = (f"roofline estimate: {_compute_note(detail, peaks)}, {detail['mb_moved']:.3g} MB at {peaks.bandwidth_gbs} GB/s, "
+                f"{eff:.0%} efficiency ({source})")
     row["notes"] = f"{est_note}; {row['notes']}" if row.get("notes") else est_note
     return True
+
+
+def _compute_note(detail: dict, peaks: Peaks) -> str:
+    """'0.0272 GFLOP fp16 at 121 TFLOPS + 0.554 GOP int8 at 242.5 TOPS': the work and the peak it was timed at."""
+    floats, peak = detail["float_precision"], peaks.compute(detail["float_precision"])
+    if peak is None:  # estimated all the same: the float ops were timed as memory-bound (roofline_for)
+        text = f"{detail['gflop_float']:.3g} GFLOP float timed by its bytes alone (no float peak in the profile)"
+    else:
+        text = f"{detail['gflop_float']:.3g} GFLOP {floats} at {peak / 1e12:g} TFLOPS"
+    if detail["gop_int8"]:
+        text += f" + {detail['gop_int8']:.3g} GOP int8 at {peaks.compute('int8') / 1e12:g} TOPS"
+    if detail.get("qdq_fused") is False:
+        text += " (ONNX Runtime's CUDA provider runs Q/DQ as ops of their own and the matmuls in fp32)"
+    return text
 
 
 def predict_measured(rows: list[dict], samples: list, target: str) -> None:

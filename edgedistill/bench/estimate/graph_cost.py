@@ -1,8 +1,10 @@
 """FLOPs and bytes moved per ONNX op, at a given batch size and precision.
 
 Shapes come from onnx shape inference with the batch axis made concrete. Q/DQ nodes are
-counted as free: every runtime we target fuses them into the int8 kernel around them. An op
-fed by DequantizeLinear runs in int8: its quantized inputs and weights move 1 byte per value.
+counted as free where the runtime fuses them into the int8 kernel around them (TensorRT,
+OpenVINO, ONNX Runtime's CPU provider): an op fed by DequantizeLinear then runs in int8, and its
+quantized inputs and weights move 1 byte per value. ONNX Runtime's CUDA provider fuses nothing
+(`qdq_fused=False`): each Q/DQ is a kernel of its own and the matmul after it runs in float.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from onnx import TensorProto, helper, numpy_helper, shape_inference
 MATMUL_OPS = {"MatMul", "Gemm", "Conv", "MatMulInteger", "ConvInteger", "QLinearMatMul", "QLinearConv"}
 # Ops that only relabel memory: no compute, no traffic of their own.
 VIEW_OPS = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Shape", "Constant", "ConstantOfShape",
-            "QuantizeLinear", "DequantizeLinear", "Dropout", "Size", "Range"}
+            "Dropout", "Size", "Range"}
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
 # Rough arithmetic per output element for the common non-matmul ops (memory-bound in practice).
 FLOPS_PER_ELEMENT = {"Softmax": 5, "LayerNormalization": 8, "Erf": 8, "Gelu": 8, "Tanh": 8, "Exp": 4, "Sigmoid": 4,
-                     "HardSwish": 3, "ReduceMean": 1, "Transpose": 0, "Concat": 0, "Slice": 0, "Gather": 0, "Split": 0, "Expand": 0}
+                     "HardSwish": 3, "ReduceMean": 1, "Transpose": 0, "Concat": 0, "Slice": 0, "Gather": 0, "Split": 0, "Expand": 0,
+                     "QuantizeLinear": 3, "DequantizeLinear": 2}  # Q/DQ: only where they run unfused
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,11 @@ def _matmul_flops(node, shapes) -> float:
     return 2.0 * out_elems * a[0][-1]
 
 
-def op_costs(model_path: str | Path, batch: int = 1, float_precision: str = "fp32", int8_ops: bool = False) -> list[OpCost]:
+def op_costs(model_path: str | Path, batch: int = 1, float_precision: str = "fp32", int8_ops: bool = False,
+             qdq_fused: bool = True) -> list[OpCost]:
     """Per-op costs. `int8_ops` treats every matmul/conv as int8 (for an fp32 graph that a runtime
-    such as TensorRT or NNCF quantizes); a QDQ graph marks its int8 ops itself."""
+    such as TensorRT or NNCF quantizes); a QDQ graph marks its int8 ops itself, unless `qdq_fused`
+    is False: then Q/DQ run as ops of their own and every matmul/conv in float."""
     model = onnx.load(str(model_path))
     _set_batch(model, batch)
     model = shape_inference.infer_shapes(model, data_prop=True)
@@ -81,9 +87,9 @@ def op_costs(model_path: str | Path, batch: int = 1, float_precision: str = "fp3
     float_bytes = 2 if float_precision == "fp16" else 4
     costs = []
     for node in model.graph.node:
-        if node.op_type in VIEW_OPS:
+        if node.op_type in VIEW_OPS or (qdq_fused and node.op_type in QDQ_OPS):
             continue
-        fed_by_dq = [bool(i) and getattr(producers.get(i), "op_type", "") == "DequantizeLinear" for i in node.input]
+        fed_by_dq = [qdq_fused and bool(i) and getattr(producers.get(i), "op_type", "") == "DequantizeLinear" for i in node.input]
         quantized = node.op_type in MATMUL_OPS and (any(fed_by_dq) or int8_ops or "Integer" in node.op_type or "QLinear" in node.op_type)
         moved = 0.0
         for name, dq in zip(list(node.input) + list(node.output), fed_by_dq + [False] * len(node.output)):

@@ -10,16 +10,22 @@ from .graph_cost import OpCost
 from .peaks import Peaks
 
 
-def roofline_ms(costs: list[OpCost], peaks: Peaks) -> tuple[float | None, dict]:
-    """(milliseconds, breakdown); None when the device has no compute peak for a precision used."""
+def roofline_ms(costs: list[OpCost], peaks: Peaks, float_memory_bound: bool = False) -> tuple[float | None, dict]:
+    """(milliseconds, breakdown); None when the device has no compute peak for a precision used.
+    `float_memory_bound` times float ops with no peak by their bytes alone (see apply.roofline_for)."""
     total = compute_bound = 0.0
+    unpriced = 0
     for cost in costs:
         peak = peaks.compute(cost.precision)
-        if peak is None:
+        if peak is None and not (float_memory_bound and cost.precision != "int8"):
             return None, {"missing_peak": cost.precision}
-        t_compute = cost.flops / peak
+        unpriced += peak is None
+        t_compute = cost.flops / peak if peak is not None else 0.0
         t_memory = cost.bytes / (peaks.bandwidth_gbs * 1e9) if peaks.bandwidth_gbs else 0.0
         total += max(t_compute, t_memory)
         compute_bound += t_compute if t_compute >= t_memory else 0.0
     ms = total * 1e3
-    return ms, {"roofline_ms": float(f"{ms:.6g}"), "compute_bound_share": round(compute_bound / total, 3) if total else None}
+    detail = {"roofline_ms": float(f"{ms:.6g}"), "compute_bound_share": round(compute_bound / total, 3) if total else None}
+    if unpriced:
+        detail["float_ops_memory_bound"] = unpriced  # ops timed by bytes / bandwidth only: no float peak
+    return ms, detail
