@@ -29,6 +29,12 @@ from .versions import newest, tool_versions
 MANIFEST = "manifest.json"
 
 
+def model_digest(student: "Artifact") -> str:
+    """Which model a student artifact is: its weights' digest (models.student.weights_digest), or for one
+    recorded before that the folder's sha256, which also covers its train_log.csv."""
+    return student.extra.get("weights_sha256") or student.sha256
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from .artifacts import Artifact, Manifest, restore_interrupted
+from .artifacts import Artifact, Manifest, model_digest, restore_interrupted
 from .config import BuildConfig, short_hash
 from .errors import EdgedistillError
 from .folder_lock import LOCK, FolderLock
@@ -173,6 +173,17 @@ class Pipeline:
         except EdgedistillError as exc:  # the stage itself reports it, and records the failure
             return f"unreadable: {exc}"
 
+    def _paths_stood_for(self, data_stamp) -> set[str]:
+        """Path settings whose files' content is in the key already, so their text is left out of it: a
+        checkout or a cache restored at another path (or the same folder spelled `./imgs`) keeps its stages.
+        data.source when its stamp is by content (data/source_stamp.py), the teacher's checkpoint file, a
+        teacher cache (its cache.json)."""
+        from .data.source_stamp import CONTENT
+
+        stood_for = {"data.source"} if str(data_stamp).startswith(CONTENT) else set()
+        return stood_for | {name for name, value in (("teacher.checkpoint", self.cfg.teacher.checkpoint),
+                                                     ("distill.cache", self.cfg.distill.cache)) if value}
+
     def _teacher_checkpoints(self) -> list[str | None]:
         from .models.teacher import teacher_configs
 
@@ -183,9 +194,10 @@ class Pipeline:
 
         # settings that change neither the arithmetic nor the data (log_every, num_workers, ...) do not re-train
         def key(legacy: bool = False) -> str:
-            return _key(self.cfg.section_hash("teacher", "student", "data", "distill", ignore={f"distill.{k}" for k in stage.NOT_HASHED}),
-                        self._file_inputs((self.cfg.data.source, self.cfg.data.max_images), self.cfg.distill.cache, *self._teacher_checkpoints(),
-                                          legacy=legacy))
+            stamps = self._file_inputs((self.cfg.data.source, self.cfg.data.max_images), self.cfg.distill.cache, *self._teacher_checkpoints(),
+                                       legacy=legacy)
+            ignore = {f"distill.{k}" for k in stage.NOT_HASHED} | (set() if legacy else self._paths_stood_for(stamps[0]))
+            return _key(self.cfg.section_hash("teacher", "student", "data", "distill", ignore=ignore), stamps)
         weights = self.workdir / "student" / "student.safetensors"
         before = weights.stat().st_mtime_ns if (self.workdir / stage.STATE_DIR / stage.FINISHED).is_file() and weights.is_file() else None
         produced = self._run_stage("distill", key(), lambda: [stage.run(self.cfg, {}, self.workdir, keep_state=True)], lambda: key(legacy=True))
@@ -202,8 +214,10 @@ class Pipeline:
         student = self.need("student")["student"]
         # teacher.dtype is how distillation runs the teacher; the evalset's teacher runs in fp32
         def key(legacy: bool = False) -> str:  # the eval views and the teacher's logits on them
-            return _key(self.cfg.section_hash("export", "teacher", "data", ignore={"teacher.dtype"}), self.target.opset, self.cfg.bench.eval_images,
-                        student.sha256, self._file_inputs(self.cfg.data.source, *self._teacher_checkpoints(), legacy=legacy))
+            stamps = self._file_inputs(self.cfg.data.source, *self._teacher_checkpoints(), legacy=legacy)
+            ignore = {"teacher.dtype"} | (set() if legacy else self._paths_stood_for(stamps[0]))
+            return _key(self.cfg.section_hash("export", "teacher", "data", ignore=ignore), self.target.opset, self.cfg.bench.eval_images,
+                        student.sha256 if legacy else model_digest(student), stamps)
 
         # A device's toolchain may parse only older opsets (JetPack 5's TensorRT 8.5: 16).
         cfg = replace(self.cfg, export=replace(self.cfg.export, opset=min(self.cfg.export.opset, self.target.opset)))
@@ -224,10 +238,15 @@ class Pipeline:
         stage.sweep_scratch(self.workdir)  # a killed quantize's trial models, gone even when this one is reused
         try:
             recipe = stage.calibration_recipe(self.cfg, self.target)
-            calibration = [recipe.__dict__, self._file_inputs(recipe.source), *stage.evaluation_key(self.cfg, recipe)]
+            from .data.source_stamp import CONTENT
+
+            [stamp] = self._file_inputs(recipe.source)
+            # the recipe's content and the images' stamp stand for where they are: a moved checkout is the same calibration
+            calibration = [{**recipe.__dict__, "source": None if str(stamp).startswith(CONTENT) else recipe.source}, stamp,
+                           *stage.evaluation_key(self.cfg, recipe)]
         except EdgedistillError as exc:  # the stage itself reports it, and records the failure
             calibration = f"unresolvable: {exc}"
-        key = _key(self.cfg.section_hash("quantize"), self.target.name, self.target.calibration, self.target.backends, self.target.precisions,
+        key = _key(self.cfg.section_hash("quantize", ignore={"quantize.calibration"}), self.target.name, self.target.calibration, self.target.backends, self.target.precisions,
                    self.target.min_cosine, self.target.min_top1_agreement, onnx.sha256, calibration)
         return self._run_stage("quantize", key, lambda: stage.run(self.cfg, {"onnx": onnx}, self.workdir, self.target))
 
@@ -242,6 +261,7 @@ class Pipeline:
     def bench(self) -> list[Artifact]:
         from .backends.compile_stage import adopt_engines
         from .bench import stage
+        from .bench.host import measuring_host
 
         if self.target.runs_on_this_host()[0] and adopt_engines(self.manifest):  # engines build_engines.sh left on the device
             self.manifest.save()
@@ -249,8 +269,9 @@ class Pipeline:
         timed = [n for n, a in self.artifacts().items() if a.kind in stage.RUNNABLE_KINDS and (on_host or a.kind == "onnx")]
         found = self.need("student", "onnx-fp32", "evalset", *timed)  # an artifact deleted or edited since is no artifact to time
         inputs = sorted(a.sha256 for name, a in found.items() if name != "bench")  # not its own last output: it never matched
-        # on_host: a folder benched on the workstation (estimates) and copied to the device is measured there
-        key = _key(self.cfg.section_hash("bench"), self.target, inputs, self._bench_input_digests(), on_host)
+        # on_host: a folder benched on the workstation (estimates) and copied to the device is measured there; the
+        # host: one restored from a CI cache onto another runner, or run under other runtimes, is measured again
+        key = _key(self.cfg.section_hash("bench"), self.target, inputs, self._bench_input_digests(), on_host, measuring_host())
         return self._run_stage("bench", key, lambda: [stage.run(self.cfg, self.artifacts(), self.workdir, self.target)])
 
     def _bench_input_digests(self) -> list:

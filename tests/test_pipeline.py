@@ -321,12 +321,14 @@ def test_remaining_steps_name_the_device_and_its_runtimes_for_every_target_that_
 
 
 def test_a_restored_build_over_a_fresh_checkout_of_its_images_keeps_its_student(tmp_path, capsys, monkeypatch):
-    """CI restores a build folder from its cache over a fresh `git checkout` (new mtimes): the stages
-    whose images did not change are reused. A folder an older edgedistill keyed by mtimes keeps its
-    student too (its key is re-recorded), and a changed image still trains again."""
+    """CI restores a build folder from its cache over a fresh `git checkout` (new mtimes, maybe another
+    path): the stages whose images did not change are reused. A folder an older edgedistill keyed by
+    mtimes keeps its student too (its key is re-recorded), a student trained again to the same weights
+    keeps its export, and a changed image still trains again."""
     import os
     import shutil
 
+    from edgedistill import pipeline
     from edgedistill.data import source_stamp
     from edgedistill.data.sample_photos import bundled_photo_paths
 
@@ -338,7 +340,9 @@ def test_a_restored_build_over_a_fresh_checkout_of_its_images_keeps_its_student(
         shutil.copy(path, images / path.name)
     out = tmp_path / "b"
     args = ["--target", "x86-cpu", *[a for o in (*TINY_OVERRIDES, f"data.source={images}") for a in ("--set", o)]]
-    monkeypatch.setattr(source_stamp, "CONTENT_STAMP_BYTES", -1)  # every source stamped by mtime: an older edgedistill
+    # an older edgedistill: every source stamped by mtime, a student known by its folder's digest
+    monkeypatch.setattr(source_stamp, "CONTENT_STAMP_BYTES", -1)
+    monkeypatch.setattr(pipeline, "model_digest", lambda student: student.sha256)
     assert main(["distill", str(out), *args]) == 0 and main(["export", str(out), *args]) == 0
     legacy = Manifest.load(out).data["stages"]["distill"]["key"]
     monkeypatch.undo()
@@ -352,8 +356,37 @@ def test_a_restored_build_over_a_fresh_checkout_of_its_images_keeps_its_student(
     assert main(["distill", str(out), *args]) == 0 and main(["export", str(out), *args]) == 0
     assert capsys.readouterr().err.count(": unchanged, reusing") == 2
 
+    moved = tmp_path / "checkout-elsewhere" / "images"  # the same images at another path: the path's text is not the key
+    shutil.copytree(images, moved)
+    moved_args = [a if a != f"data.source={images}" else f"data.source={moved}" for a in args]
+    assert main(["distill", str(out), *moved_args]) == 0 and main(["export", str(out), *moved_args]) == 0
+    assert capsys.readouterr().err.count(": unchanged, reusing") == 2
+    assert main(["distill", str(out), *args, "--force"]) == 0  # trained again, to the same weights
+    assert main(["export", str(out), *args]) == 0  # the student's train_log.csv differs, its weights do not
+    assert "export: unchanged since an earlier run" in capsys.readouterr().err  # its record, set aside by the retraining, is back
+
     first = sorted(images.iterdir())[0]
     first.write_bytes(first.read_bytes()[:-1] + bytes([first.read_bytes()[-1] ^ 1]))  # one byte, same size and mtime
     os.utime(first, ns=(10**18, 10**18))
     assert main(["distill", str(out), *args]) == 0
     assert "distill: unchanged" not in capsys.readouterr().err
+
+
+def test_a_build_restored_onto_another_runner_is_benched_there_not_gated_on_the_old_figures(tiny_build, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from edgedistill.bench import host
+
+    out = tmp_path / "b"
+    shutil.copytree(tiny_build, out)
+    capsys.readouterr()
+    assert main(["bench", str(out), "--target", "x86-cpu"]) == 0
+    assert "bench: unchanged" in capsys.readouterr().err  # the same machine: its measurement stands
+    real = host.describe_host
+    monkeypatch.setattr(host, "describe_host", lambda: {**real(), "cpu_ghz": 9.9, "memory_gb": 1.0})  # the clock moves: not another machine
+    assert main(["bench", str(out), "--target", "x86-cpu"]) == 0
+    assert "bench: unchanged" in capsys.readouterr().err
+    for change in ({"hostname": "fv-az42-7"}, {"isa": ["avx2"]}, {"versions": {**real()["versions"], "onnxruntime": "9.9"}}):
+        monkeypatch.setattr(host, "describe_host", lambda: {**real(), **change})
+        assert main(["bench", str(out), "--target", "x86-cpu"]) == 0
+        assert "bench: unchanged" not in capsys.readouterr().err, change

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import Artifact, strict_json, write_json_atomic
+from ..artifacts import Artifact, model_digest, strict_json, write_json_atomic
 from ..backends import get_backend
 from ..config import BuildConfig
 from ..list_settings import parse_cpus
@@ -110,7 +110,7 @@ def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target:
         "schema": "edgedistill.bench/1",
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "build": {"dir": str(workdir), "student": artifacts["student"].extra.get("architecture", ""), "teacher": cfg.teacher.name,
-                  "student_sha256": artifacts["student"].sha256},
+                  "student_sha256": model_digest(artifacts["student"])},  # which model: merge tells two builds' apart by it
         # backends, precisions: with device, which rows are the target's own (report/select.py); the rest never compete
         # description and toolchain: which device and TensorRT/JetPack the estimated and pending rows are for
         "target": {k: getattr(target, k) for k in ("name", "description", "device", "dla_core", "backends", "precisions", "min_cosine",

@@ -18,6 +18,7 @@ from .shards import shard_paths
 from .sources import resolve_image_paths
 
 CONTENT_STAMP_BYTES = 1 << 30  # about 2 s of hashing on the 2-core CI VM
+CONTENT = "content-"  # how a content stamp begins: the stage key then leaves the source's path text out
 _DIGESTS: dict[tuple, str] = {}  # (path, inode, size, mtime, ctime) -> sha256: a source stamped twice in one process is read once
 
 
@@ -37,7 +38,7 @@ def source_stamp(source: "str | ImageSource", max_images: int | None = None, leg
         return hashlib.sha256(repr([(str(f), stat) for f, stat in zip(files, stats)]).encode()).hexdigest()[:16]
     root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files]) if files else ""
     entries = [(os.path.relpath(os.path.abspath(f), root), stat and stat[0], stat and _digest(str(f))) for f, stat in zip(files, stats)]
-    return "content-" + hashlib.sha256(repr(entries).encode()).hexdigest()[:16]
+    return CONTENT + hashlib.sha256(repr(entries).encode()).hexdigest()[:16]
 
 
 def _digest(path: str) -> str | None:

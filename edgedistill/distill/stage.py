@@ -21,7 +21,7 @@ from ..config import BuildConfig, DataConfig, short_hash
 from ..data.augment import AugmentedViews, view_size_for
 from ..data.images import ImageSource
 from ..models.heads import ProteusHeads, canonical_classifier
-from ..models.student import constructor_img_size, create_student, probe_student, save_student
+from ..models.student import constructor_img_size, create_student, probe_student, save_student, weights_digest
 from ..models.teacher import create_teachers, hold_for_distillation, teacher_configs
 from ..progress import console
 from ..ranks import is_first_rank
@@ -260,5 +260,6 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
 def _record(cfg: BuildConfig, workdir: Path, final: Path, job, train_info: dict) -> Artifact:
     return Artifact.record(
         workdir, final, kind="student", name="student", precision="fp32", backend="torch",
-        config_hash=cfg.section_hash(*CONFIG_SECTIONS), data_config=job.student_data_config, extra={"architecture": cfg.student.name, "train": train_info},
+        config_hash=cfg.section_hash(*CONFIG_SECTIONS), data_config=job.student_data_config,
+        extra={"architecture": cfg.student.name, "train": train_info, "weights_sha256": weights_digest(final)},
     )

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..artifacts import Artifact, atomic_output
+from ..artifacts import Artifact, atomic_output, model_digest
 from ..backends import get_backend
 from ..config import BuildConfig, ExportConfig
 from ..data.eval_set import evaluation_views
@@ -76,7 +76,7 @@ def run(cfg: BuildConfig, inputs: dict, workdir: Path) -> Artifact:
             "edgedistill.precision": "fp32",
             "edgedistill.opset": cfg.export.opset,
             "edgedistill.reparameterized": bool(fused),
-            "edgedistill.student_sha256": student.sha256,
+            "edgedistill.student_sha256": model_digest(student),  # its weights: a student trained again to them exports the same bytes
             "edgedistill.versions": tool_versions(("edgedistill", "torch", "timm", "onnx", "onnxslim")),
         })
     return Artifact.record(

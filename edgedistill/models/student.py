@@ -9,6 +9,7 @@ for top-1 agreement) sit beside it in heads.safetensors.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from ..artifacts import save_safetensors
+from ..artifacts import save_safetensors, sha256_file
 from ..config import StudentConfig
 from ..errors import EdgedistillError
 from .heads import ProteusHeads, build_classifier, describe_classifier
@@ -91,6 +92,15 @@ def save_student(out_dir: Path, backbone: nn.Module, heads: ProteusHeads, classi
         spec = {**spec, "classifier": describe_classifier(classifier)}
     save_safetensors(head_state, out_dir / HEADS_WEIGHTS)
     (out_dir / STUDENT_SPEC).write_text(json.dumps(spec, indent=2) + "\n")
+
+
+def weights_digest(student_dir: Path) -> str:
+    """The deployable model's identity: the backbone's and the heads' weights, not the folder (its
+    train_log.csv holds wall-clock rates), so a student trained again to the same weights is the same."""
+    digest = hashlib.sha256()
+    for name in (STUDENT_WEIGHTS, HEADS_WEIGHTS):
+        digest.update(sha256_file(Path(student_dir) / name).encode())
+    return digest.hexdigest()
 
 
 def read_spec(student_dir: Path) -> dict:
