@@ -391,9 +391,9 @@ def targets():
     Example:
       edgedistill targets
     """
+    from rich.console import Console
     from rich.table import Table
 
-    from .progress import console
     from .targets import list_targets
 
     table = Table(title="targets", header_style="bold")
@@ -402,7 +402,10 @@ def targets():
     for profile in list_targets():
         ok, why = profile.runs_on_this_host()
         table.add_row(profile.name, ", ".join(profile.backends), ", ".join(profile.precisions), profile.device, "yes" if ok else escape(f"no: {why}"))
-    console.print(table)
+    out = Console()  # the listing is the command's output: stdout, so `edgedistill targets | grep ...` sees it
+    if not out.is_terminal:  # a pipe or a file: one line per profile, not 80 columns' wrapping
+        out.width = 10_000
+    out.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ from edgedistill.exits import Terminated
 
 def test_targets_lists_profiles(capsys):
     assert main(["targets"]) == 0
-    out = capsys.readouterr().err
+    out = capsys.readouterr().out
     assert "x86-cpu" in out and "jetson-orin" in out
 
 

@@ -131,3 +131,21 @@ def test_a_description_that_names_its_toolchain_is_not_followed_by_it_again():
     orin = {"description": "NVIDIA Jetson AGX Orin 64GB, JetPack 6.1 with TensorRT 10.3", "tensorrt_version": "10.3", "jetpack": "6.1", "dla_core": None}
     assert target_text(orin) == orin["description"]  # it read "...; TensorRT 10.3, JetPack 6.1"
     assert target_text({**orin, "dla_core": 0}) == orin["description"] + "; DLA core 0"
+
+
+def test_a_build_report_names_the_folder_it_is_written_into_not_where_bench_ran(tmp_path):
+    """A build folder copied (or restored from a cache) keeps bench.json, and its build.dir, from before."""
+    from edgedistill.report.render_markdown import md as escape
+    from edgedistill.report_stage import write_build_report
+
+    copy = tmp_path / "x86"
+    (copy / "bench").mkdir(parents=True)
+    bench = load("sample")
+    bench["build"]["dir"] = "build"  # benched in build/, then copied to x86/
+    (copy / "bench" / "bench.json").write_text(json.dumps(bench))
+    report = write_build_report(copy, copy / "bench" / "bench.json", [])
+    assert report["build"]["dir"] == "build" and report["build"]["folder"] == str(copy)  # where measured stays on record
+    md = (copy / "report" / "report.md").read_text()
+    assert f"- build {escape(str(copy))}, target x86-cpu" in md and "build build" not in md
+    html = (copy / "report" / "report.html").read_text()
+    assert f"build {str(copy)}, target" in html and "build build" not in html

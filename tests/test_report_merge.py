@@ -43,7 +43,9 @@ def test_a_folder_whose_report_is_a_comparison_falls_back_to_its_own_bench(tmp_p
     (build / "report" / "report.json").write_text(json.dumps(comparison))
     [doc] = load_reports([build])
     assert doc["schema"] == "edgedistill.bench/1" and doc["_source"].endswith("bench/bench.json")
-    assert merge_reports([doc])["rows"] == merge_reports([load("sample")])["rows"]
+    own = load("sample")
+    own["build"]["folder"] = str(build)  # named by the folder it was read from
+    assert merge_reports([doc])["rows"] == merge_reports([own])["rows"]
     (build / "bench" / "bench.json").unlink()  # nothing of the build's own left
     with pytest.raises(EdgedistillError, match="report.json is already a comparison"):
         load_reports([build])
@@ -227,3 +229,47 @@ def test_a_comparison_is_not_written_over_an_input_builds_own_report(tmp_path, c
     assert "own report folder" in capsys.readouterr().err and not (build / "report").exists()
     assert main(["report", str(build), others, "--out", str(tmp_path / "comparison")]) == 0
     assert main(["report", str(build), "--out", str(build / "report")]) == 0  # its own report, rewritten: fine
+
+
+def _job_folder(root: Path, name: str, data: str, report: bool = False) -> None:
+    """A build folder as a CI job leaves it: every job ran with --out build, so bench.json says build."""
+    doc = load(data)
+    doc["build"]["dir"] = "build"
+    (root / name / "bench").mkdir(parents=True)
+    (root / name / "bench" / "bench.json").write_text(json.dumps(doc))
+    if report:
+        (root / name / "report").mkdir()
+        (root / name / "report" / "report.json").write_text(json.dumps(make_report(doc)))
+
+
+def test_downloaded_build_folders_are_named_as_given_not_by_where_bench_ran(tmp_path, monkeypatch, capsys):
+    """CI artifacts downloaded into x86/, host/ and orin/ (or a folder copied or restored from a cache)
+    keep build.dir of the folder bench ran in; reports name them by the paths passed."""
+    from edgedistill.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    _job_folder(tmp_path, "x86", "sample", report=True)
+    _job_folder(tmp_path, "host", "estimated")
+    _job_folder(tmp_path, "orin", "jetson")
+    comp = merge_reports(load_reports([Path("x86"), Path("host/bench/bench.json"), Path("orin")]))
+    assert [s["build"] for s in comp["sources"]] == ["x86", "host", "orin"]  # no @host: nothing collides
+    assert [s["build"] for s in comp["selected"]] == ["x86", "host", "orin"]
+    jetson = rows_for(comp, "jetson-orin")
+    assert [r["build"] for r in jetson] == ["orin", "orin"]  # the device's rows still replace the host's estimates
+    assert [rep["build"] for r in jetson for rep in r["replaces"]] == ["host", "host"]
+    assert main(["report", "x86", "orin/bench/bench.json", "--out", "cmp"]) == 0
+    out = capsys.readouterr().out
+    assert "- Selected for x86: **" in out and "- build x86, target x86-cpu" in out and "build build" not in out
+    # The folder is recorded beside where bench ran, in what --out writes too.
+    assert json.loads((tmp_path / "cmp" / "report.json").read_text())["sources"][0]["build"] == "x86"
+    [doc] = load_reports([Path("x86")])
+    assert doc["build"]["dir"] == "build" and doc["build"]["folder"] == "x86"
+
+
+def test_host_and_number_are_added_only_where_folder_labels_collide(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _job_folder(tmp_path, "a", "estimated")
+    _job_folder(tmp_path / "b", "a", "jetson")  # b/a: another folder of the same name on another host
+    _job_folder(tmp_path, "c", "sample")
+    docs = load_reports([Path("a"), Path("a/bench/bench.json"), Path("b/a"), Path("c")])
+    assert [s["build"] for s in merge_reports(docs)["sources"]] == ["a@ci-runner-7#1", "a@ci-runner-7#2", "b/a", "c"]

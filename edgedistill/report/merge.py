@@ -43,6 +43,17 @@ def _candidates(path: Path) -> list[Path]:
     return [path]
 
 
+def _folder_of(file: Path) -> str | None:
+    """The build folder a file lies in, spelled as its path was given: BUILD for BUILD/report/report.json
+    or BUILD/bench/bench.json (or a folder's own report.json or bench.json); None for other names."""
+    parts = Path(file).parts
+    for rel in IN_FOLDER:
+        tail = Path(rel).parts
+        if parts[-len(tail):] == tail:
+            return str(Path(*parts[:-len(tail)])) if len(parts) > len(tail) else "."
+    return None
+
+
 def _read(file: Path) -> dict:
     try:
         return json.loads(file.read_text(encoding="utf-8"))
@@ -64,6 +75,9 @@ def load_reports(paths: list[Path]) -> list[dict]:
             raise EdgedistillError(f"{file} is already a comparison", "pass the build folders it was made from")
         check_latencies(doc, str(file))
         doc["_source"] = str(file)
+        folder = _folder_of(file)
+        if folder is not None:  # bench.json's build.dir is where bench ran, before any copy, download or cache restore
+            doc["build"] = {**(doc.get("build") or {}), "folder": folder}
         docs.append(doc)
     return docs
 
@@ -73,10 +87,16 @@ def host_label(host: dict | None) -> str:
     return str(host.get("hostname") or host.get("cpu_model") or "unknown host")
 
 
+def _base_label(doc: dict, index: int) -> str:
+    """What reports call a build: its folder as now named (build.folder), else where bench ran."""
+    build = doc.get("build") or {}
+    return str(build.get("folder") or build.get("dir") or doc.get("_source") or f"input-{index + 1}")
+
+
 def _labels(docs: list[dict]) -> list[str]:
-    """A unique build label per input: the build dir, made unique with the host (a copied folder
-    benched on the device keeps the host build's dir name)."""
-    base = [str((d.get("build") or {}).get("dir") or d.get("_source") or f"input-{i + 1}") for i, d in enumerate(docs)]
+    """A unique build label per input (_base_label), with the host only where two would be the same
+    (the same folder name on two machines), and a number if that is not enough."""
+    base = [_base_label(d, i) for i, d in enumerate(docs)]
     labels = [b if base.count(b) == 1 else f"{b}@{host_label(d.get('host'))}" for b, d in zip(base, docs)]
     return [lab if labels.count(lab) == 1 else f"{lab}#{i + 1}" for i, lab in enumerate(labels)]
 
