@@ -73,15 +73,16 @@ class Pipeline:
         return found
 
     def _run_stage(self, stage: str, key: str, work: Callable[[], list[Artifact]], legacy_key: Callable[[], str] | None = None) -> list[Artifact]:
-        if not self.force and self.manifest.stage_is_fresh(stage, key):
-            return self._reuse(stage, "unchanged")
-        if not self.force and legacy_key is not None and self.manifest.stage_is_fresh(stage, legacy_key()):
-            # recorded by an edgedistill that stamped image sources by mtime: the same inputs, now keyed by content
-            self.manifest.data["stages"][stage]["key"] = key
-            self.manifest.save()
-            return self._reuse(stage, "unchanged")
-        if not self.force and self._restore_earlier(stage, key):
-            return self._reuse(stage, "unchanged since an earlier run")
+        if not self.force:
+            # a record under this run's key, or under the key an older edgedistill computed for the same inputs
+            # (image sources stamped by mtime), which is re-recorded under this one
+            why = self._matching_record(stage, key) or (legacy_key is not None and self._matching_record(stage, legacy_key(), rekey=key))
+            if why:
+                # later commands start from these settings: a source at a new path, which the key leaves out, is where it is now
+                current = self.cfg.to_dict()
+                self.manifest.data["config"].update({section: current[section] for section in STAGE_SECTIONS[stage]})
+                self.manifest.save()
+                return self._reuse(stage, why)
         # What this stage and every later one made last time goes out of the manifest now: if the stage
         # fails, or no longer makes an artifact (another target profile), nothing downstream may pick up
         # an old file, and later artifacts were derived from this stage's old outputs anyway. Their records
@@ -123,6 +124,18 @@ class Pipeline:
             console.print(f"[dim]{stage}: {why}, reusing {', '.join(outputs) or 'nothing'}[/dim]")
         self.reused.update(outputs)
         return [self.artifacts()[n] for n in outputs]
+
+    def _matching_record(self, stage: str, key: str, rekey: str | None = None) -> str | None:
+        """Why the stage's recorded outputs stand for `key` ("unchanged", or a record set aside and put back), else None."""
+        if self.manifest.stage_is_fresh(stage, key):
+            why = "unchanged"
+        elif self._restore_earlier(stage, key):
+            why = "unchanged since an earlier run"
+        else:
+            return None
+        if rekey is not None:
+            self.manifest.data["stages"][stage]["key"] = rekey
+        return why
 
     def _restore_earlier(self, stage: str, key: str) -> bool:
         """Put back the record a later run set aside, when its key is this run's and its files are intact."""
@@ -236,19 +249,26 @@ class Pipeline:
 
         onnx = self.need("onnx-fp32")["onnx-fp32"]
         stage.sweep_scratch(self.workdir)  # a killed quantize's trial models, gone even when this one is reused
+        legacy = None
         try:
             recipe = stage.calibration_recipe(self.cfg, self.target)
             from .data.source_stamp import CONTENT
 
             [stamp] = self._file_inputs(recipe.source)
+            apart = stage.evaluation_key(self.cfg, recipe)
             # the recipe's content and the images' stamp stand for where they are: a moved checkout is the same calibration
-            calibration = [{**recipe.__dict__, "source": None if str(stamp).startswith(CONTENT) else recipe.source}, stamp,
-                           *stage.evaluation_key(self.cfg, recipe)]
+            calibration = [{**recipe.__dict__, "source": None if str(stamp).startswith(CONTENT) else recipe.source}, stamp, *apart]
+            if not apart:  # shares no image with the evaluation: what an older edgedistill made is this calibration too
+                legacy = [recipe.__dict__, self._file_inputs(recipe.source, legacy=True)]
         except EdgedistillError as exc:  # the stage itself reports it, and records the failure
             calibration = f"unresolvable: {exc}"
-        key = _key(self.cfg.section_hash("quantize", ignore={"quantize.calibration"}), self.target.name, self.target.calibration, self.target.backends, self.target.precisions,
-                   self.target.min_cosine, self.target.min_top1_agreement, onnx.sha256, calibration)
-        return self._run_stage("quantize", key, lambda: stage.run(self.cfg, {"onnx": onnx}, self.workdir, self.target))
+
+        def key(calibration, ignore=frozenset({"quantize.calibration"})) -> str:
+            return _key(self.cfg.section_hash("quantize", ignore=set(ignore)), self.target.name, self.target.calibration, self.target.backends,
+                        self.target.precisions, self.target.min_cosine, self.target.min_top1_agreement, onnx.sha256, calibration)
+
+        return self._run_stage("quantize", key(calibration), lambda: stage.run(self.cfg, {"onnx": onnx}, self.workdir, self.target),
+                               None if legacy is None else lambda: key(legacy, ignore=()))
 
     def compile(self) -> list[Artifact]:
         from .backends import compile_stage

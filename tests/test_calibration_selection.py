@@ -203,3 +203,22 @@ def test_the_quantize_key_follows_the_evaluation_images_only_where_calibration_k
     assert key(8) != key(12)  # other images to keep apart from: other calibration views
     assert key(8, source=other) == key(12, source=other) == []  # nothing in common: the key as before this rule
     assert key(30) == key(40) == ["shares evaluation images"]  # too few to keep apart either way
+
+
+def test_whether_two_sources_may_share_images_is_told_without_listing_or_indexing_them(tmp_path, monkeypatch):
+    from edgedistill.data import images as image_module
+    from edgedistill.quantize.calibration import may_share_files
+
+    folder = _grey_images(tmp_path / "images", 2)
+    (folder / "sub").mkdir()
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "s-0.tar").write_bytes(b"")
+    _grey_images(tmp_path / "copies", 0)
+    monkeypatch.setattr(image_module.ImageSource, "__init__", lambda *a, **k: pytest.fail("no source may be listed or indexed"))
+    assert may_share_files("bundled", "bundled") and not may_share_files("bundled", str(folder))
+    assert may_share_files(str(folder), str(folder / "sub")) and may_share_files(str(folder / "."), str(folder))
+    assert not may_share_files(str(folder), str(tmp_path / "copies"))  # another folder, even of the same images
+    assert not may_share_files(str(folder / "sub"), str(shards))  # shard members are no folder's files
+    assert may_share_files(str(shards), str(shards / "s-0.tar")) and not may_share_files(str(shards), str(folder))
+    assert may_share_files(str(folder), str(tmp_path / "list.txt"))  # a list may name anything

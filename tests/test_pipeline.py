@@ -10,6 +10,7 @@ import torch
 from edgedistill.artifacts import Manifest
 from edgedistill.cli import main
 from edgedistill.export.onnx_export import read_metadata
+from edgedistill.data.sample_photos import bundled_photo_paths
 from edgedistill.models.student import load_student
 
 EXPECTED = {"student", "onnx-fp32", "evalset", "onnxruntime-int8", "openvino-int8", "openvino-fp32", "bench"}
@@ -361,6 +362,7 @@ def test_a_restored_build_over_a_fresh_checkout_of_its_images_keeps_its_student(
     moved_args = [a if a != f"data.source={images}" else f"data.source={moved}" for a in args]
     assert main(["distill", str(out), *moved_args]) == 0 and main(["export", str(out), *moved_args]) == 0
     assert capsys.readouterr().err.count(": unchanged, reusing") == 2
+    assert Manifest.load(out).data["config"]["data"]["source"] == str(moved)  # what later commands start from
     assert main(["distill", str(out), *args, "--force"]) == 0  # trained again, to the same weights
     assert main(["export", str(out), *args]) == 0  # the student's train_log.csv differs, its weights do not
     assert "export: unchanged since an earlier run" in capsys.readouterr().err  # its record, set aside by the retraining, is back
@@ -383,10 +385,49 @@ def test_a_build_restored_onto_another_runner_is_benched_there_not_gated_on_the_
     assert main(["bench", str(out), "--target", "x86-cpu"]) == 0
     assert "bench: unchanged" in capsys.readouterr().err  # the same machine: its measurement stands
     real = host.describe_host
-    monkeypatch.setattr(host, "describe_host", lambda: {**real(), "cpu_ghz": 9.9, "memory_gb": 1.0})  # the clock moves: not another machine
+    # the clock moves, a container gets a new hostname: not another machine
+    monkeypatch.setattr(host, "describe_host", lambda: {**real(), "cpu_ghz": 9.9, "memory_gb": 1.0, "hostname": "a1b2c3d4e5f6"})
     assert main(["bench", str(out), "--target", "x86-cpu"]) == 0
     assert "bench: unchanged" in capsys.readouterr().err
-    for change in ({"hostname": "fv-az42-7"}, {"isa": ["avx2"]}, {"versions": {**real()["versions"], "onnxruntime": "9.9"}}):
+    for change in ({"cpu_model": "Intel Xeon Platinum 8370C"}, {"isa": ["avx2"]}, {"versions": {**real()["versions"], "onnxruntime": "9.9"}}):
         monkeypatch.setattr(host, "describe_host", lambda: {**real(), **change})
         assert main(["bench", str(out), "--target", "x86-cpu"]) == 0
         assert "bench: unchanged" not in capsys.readouterr().err, change
+
+
+def test_a_quantize_an_older_edgedistill_keyed_is_kept_when_calibration_shares_no_evaluation_image(tmp_path, capsys):
+    """e81ce60 keyed quantize by the whole quantize section and [recipe, [mtime stamp]]: a build whose
+    calibration shares no image with the evaluation views is the same calibration, so it is not redone."""
+    import shutil
+
+    from edgedistill.config import load_config
+    from edgedistill.pipeline import Pipeline, _key
+    from edgedistill.quantize.stage import calibration_recipe
+    from edgedistill.targets import load_target
+
+    from .conftest import TINY_OVERRIDES
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in bundled_photo_paths()[:4]:
+        shutil.copy(path, images / path.name)
+    out = tmp_path / "b"
+    sets = [*TINY_OVERRIDES, f"data.source={images}"]
+    args = ["--target", "x86-cpu", *[a for o in sets for a in ("--set", o)]]
+    for command in ("distill", "export", "quantize"):
+        assert main([command, str(out), *args]) == 0
+    manifest = Manifest.load(out)
+    cfg, target = load_config(None, sets), load_target("x86-cpu")
+    pipeline = Pipeline(cfg, target, out)
+    recipe, onnx = calibration_recipe(cfg, target), manifest.artifacts()["onnx-fp32"]
+    old = _key(cfg.section_hash("quantize"), target.name, target.calibration, target.backends, target.precisions, target.min_cosine,
+               target.min_top1_agreement, onnx.sha256, [recipe.__dict__, pipeline._file_inputs(recipe.source, legacy=True)])
+    current = manifest.data["stages"]["quantize"]["key"]
+    assert old != current
+    manifest.data["stages"]["quantize"]["key"] = old
+    manifest.save()
+    del pipeline
+    capsys.readouterr()
+    assert main(["quantize", str(out), *args]) == 0
+    assert "quantize: unchanged, reusing" in capsys.readouterr().err
+    assert Manifest.load(out).data["stages"]["quantize"]["key"] == current

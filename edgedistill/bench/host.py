@@ -70,10 +70,11 @@ def describe_host() -> dict:
     }
 
 
-# What decides a latency, for bench's stage key: a build folder restored from a CI cache onto another runner,
-# or copied to the device, is measured again rather than gated on the other machine's figures. Not the
-# current clock (cpu_ghz, which /proc/cpuinfo reports as it moves) nor the memory size.
-MEASURING_FIELDS = ("hostname", "os", "arch", "cpu_model", "cpu_vendor", "cpu_affinity", "cores_logical", "cores_physical", "isa", "gpu", "versions")
+# What decides a latency, for bench's stage key: a build folder restored from a CI cache onto another kind of
+# runner, or copied to the device, is measured again rather than gated on the other machine's figures. Not the
+# hostname (each Docker container gets a new one: every containerised build would bench again on the same
+# machine), the current clock (cpu_ghz, which /proc/cpuinfo reports as it moves) nor the memory size.
+MEASURING_FIELDS = ("os", "arch", "cpu_model", "cpu_vendor", "cpu_affinity", "cores_logical", "cores_physical", "isa", "gpu", "versions")
 
 
 def measuring_host() -> dict:

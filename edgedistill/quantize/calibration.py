@@ -26,6 +26,7 @@ from ..yaml_files import read_yaml_mapping
 from ..data.crops import pick_images, source_crops
 from ..data.eval_set import EVAL_SEED
 from ..data.images import ImageSource
+from ..data.shards import shard_paths
 from ..data.source_stamp import source_stamp
 from ..errors import EdgedistillError
 from ..models.preprocess import preprocess_images
@@ -105,14 +106,43 @@ def _short_write(path: Path, size: int) -> OSError | None:
     return None if code is None else OSError(code, os.strerror(code), str(path))
 
 
+def may_share_files(a: str, b: str) -> bool:
+    """Whether two image sources can hold an image in common, told from their specs alone, without listing a
+    folder or indexing a shard's members: folders only when one lies inside the other, shards only when they
+    are the same files, the bundled photos only with themselves; a .txt list may name anything."""
+    if a == b:
+        return True
+    if "bundled" in (a, b):
+        return False
+
+    def where(spec: str):
+        try:
+            shards = shard_paths(spec)
+        except EdgedistillError:  # a folder mixing shards and images: its stage reports it
+            return None
+        if shards:
+            return frozenset(os.path.realpath(p) for p in shards)
+        path = Path(spec).expanduser()
+        return os.path.realpath(path) if path.is_dir() else None
+
+    found_a, found_b = where(a), where(b)
+    if found_a is None or found_b is None:  # a .txt list (or a missing path): only its listing tells
+        return True
+    if isinstance(found_a, frozenset) or isinstance(found_b, frozenset):  # shard members are no folder's files
+        return isinstance(found_a, frozenset) and isinstance(found_b, frozenset) and bool(found_a & found_b)
+    return os.path.commonpath([found_a, found_b]) in (found_a, found_b)
+
+
 def evaluation_indices(source: ImageSource, eval_source: str | None, eval_count: int) -> frozenset[int]:
     """The images of `source` that the evaluation views (bench's fidelity, EVAL_SEED) are cropped from:
     INT8 fidelity measured on the images calibration saw would flatter it. Only a source that shares
     files with `eval_source` costs the decoding of the evaluation's picks."""
-    if not eval_source:
+    if not eval_source or not may_share_files(source.source, eval_source):
         return frozenset()
+    if eval_source == source.source:  # the same source: the evaluation's picks are its indices
+        return frozenset(pick_images(source, eval_count, EVAL_SEED)[0])
     try:
-        evaluated = source if eval_source == source.source else ImageSource(eval_source)
+        evaluated = ImageSource(eval_source)
     except EdgedistillError:  # a build copied where its data.source is not: none of those images to keep apart here
         return frozenset()
     where = {source.identity(i): i for i in range(len(source))}

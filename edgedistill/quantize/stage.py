@@ -13,7 +13,7 @@ from ..config import BuildConfig, short_hash
 from ..progress import console
 from ..targets import TargetProfile
 from ..data.images import ImageSource
-from .calibration import CalibrationRecipe, HeldOut, calibration_batch, evaluation_indices, holdout_views, keeps_apart, load_recipe
+from .calibration import CalibrationRecipe, HeldOut, calibration_batch, evaluation_indices, holdout_views, keeps_apart, load_recipe, may_share_files
 from .fidelity import Budget, main_output, run_model
 from .metadata import update_metadata
 from .nncf_ov import quantize_openvino_int8
@@ -41,6 +41,8 @@ def recipe_hash(recipe: CalibrationRecipe) -> str:
 def evaluation_key(cfg: BuildConfig, recipe: CalibrationRecipe) -> list:
     """For the stage's key, which evaluation images calibration keeps apart from (or that it shares them):
     nothing where the sources have no file in common, so such builds keep their keys."""
+    if not cfg.data.source or not may_share_files(recipe.source, cfg.data.source):  # no listing or indexing for it
+        return []
     source = ImageSource(recipe.source)
     evaluated = evaluation_indices(source, cfg.data.source, cfg.bench.eval_images)
     if not evaluated:
