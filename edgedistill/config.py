@@ -173,10 +173,17 @@ class BuildConfig:
     def hashed_section(self, name: str, ignore: Collection[str] = ()) -> dict:
         """A section as hashed: fields added after builds existed are left out while they hold the
         value that reproduces the old behaviour (COMPATIBLE_ADDITIONS), and `ignore` names
-        (section.field) a stage does not depend on."""
+        (section.field, or section.field.key for a key of each mapping a list field holds, such as
+        teacher.extra.checkpoint) what a stage does not depend on."""
         data = dataclasses.asdict(getattr(self, name))
-        return {k: v for k, v in data.items()
-                if f"{name}.{k}" not in ignore and COMPATIBLE_ADDITIONS.get(f"{name}.{k}", _NO_DEFAULT) != v}
+        hashed = {k: v for k, v in data.items()
+                  if f"{name}.{k}" not in ignore and COMPATIBLE_ADDITIONS.get(f"{name}.{k}", _NO_DEFAULT) != v}
+        for entry in ignore:
+            section, _, rest = entry.partition(".")
+            field_name, _, key = rest.partition(".")
+            if section == name and key and isinstance(hashed.get(field_name), (list, tuple)):
+                hashed[field_name] = [{k: v for k, v in e.items() if k != key} if isinstance(e, dict) else e for e in hashed[field_name]]
+        return hashed
 
     def section_hash(self, *sections: str, ignore: Collection[str] = ()) -> str:
         """A short, stable hash of the named sections, used to skip unchanged stages."""

@@ -189,12 +189,14 @@ class Pipeline:
     def _paths_stood_for(self, data_stamp) -> set[str]:
         """Path settings whose files' content is in the key already, so their text is left out of it: a
         checkout or a cache restored at another path (or the same folder spelled `./imgs`) keeps its stages.
-        data.source when its stamp is by content (data/source_stamp.py), the teacher's checkpoint file, a
-        teacher cache (its cache.json)."""
+        data.source when its stamp is by content (data/source_stamp.py), the teachers' checkpoint files
+        (further teachers' too), a teacher cache (its cache.json)."""
         from .data.source_stamp import CONTENT
 
         stood_for = {"data.source"} if str(data_stamp).startswith(CONTENT) else set()
+        extra_checkpoints = any(isinstance(e, dict) and e.get("checkpoint") for e in self.cfg.teacher.extra or ())
         return stood_for | {name for name, value in (("teacher.checkpoint", self.cfg.teacher.checkpoint),
+                                                     ("teacher.extra.checkpoint", extra_checkpoints),
                                                      ("distill.cache", self.cfg.distill.cache)) if value}
 
     def _teacher_checkpoints(self) -> list[str | None]:

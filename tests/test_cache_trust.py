@@ -144,3 +144,22 @@ def test_a_cache_that_took_the_first_max_images_still_regenerates_them(tmp_path)
     meta_path.write_text(json.dumps(meta))
     job = stage.prepare(load_config(None, TINY + ["data.max_images=3", f"distill.cache={made}"]), None).job
     assert job.dataset.views.source.paths == first.paths != ImageSource("bundled", 3).paths
+
+
+def test_a_teacher_checkpoint_counts_by_its_content_not_its_path(tmp_path, monkeypatch):
+    import shutil
+
+    from safetensors.torch import save_file
+
+    checkpoint = tmp_path / "teacher.safetensors"
+    save_file({"w": torch.zeros(4)}, str(checkpoint))
+    config = TeacherConfig(name="vit_tiny_patch16_224", pretrained=False, checkpoint=str(checkpoint))
+    meta = {"format": cache_mod.FORMAT, "teachers": [{"name": config.name}], "teacher_configs": [cache_mod.teacher_identity(config)]}
+    copy = tmp_path / "staged" / "teacher.safetensors"
+    copy.parent.mkdir()
+    shutil.copy(checkpoint, copy)
+    cache_mod.check_teachers("c", meta, [TeacherConfig(name=config.name, pretrained=False, checkpoint=str(copy))])  # a copy elsewhere
+    monkeypatch.chdir(tmp_path)
+    cache_mod.check_teachers("c", meta, [TeacherConfig(name=config.name, pretrained=False, checkpoint="teacher.safetensors")])  # relative
+    with pytest.raises(EdgedistillError, match=r"set differently \(img_size: None in the cache, 64 now\)"):  # a difference names its values
+        cache_mod.check_teachers("c", meta, [TeacherConfig(name=config.name, pretrained=False, checkpoint=str(copy), img_size=64)])

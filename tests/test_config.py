@@ -241,3 +241,15 @@ def test_yaml_merge_keys_still_share_settings_and_odd_keys_stay_one_line(tmp_pat
     assert cfg.teacher.extra[1] == {"name": "vit_small_patch16_224", "img_size": 224, "weight": 0.25}
     with pytest.raises(EdgedistillError, match="not valid YAML"):  # was a TypeError, i.e. "a bug", exit 3
         load_config(None, ["teacher.model_args={[a]: 1}"])
+
+
+def test_a_key_of_each_mapping_in_a_list_field_can_be_left_out_of_a_sections_hash():
+    from edgedistill.config import load_config
+
+    def extra(path):
+        return load_config(None, [f"teacher.extra=[{{name: resnet10t, checkpoint: {path}, weight: 0.5}}]"])
+
+    ignore = {"teacher.extra.checkpoint"}
+    assert extra("/a/t.safetensors").section_hash("teacher", ignore=ignore) == extra("/b/t.safetensors").section_hash("teacher", ignore=ignore)
+    assert extra("/a/t.safetensors").section_hash("teacher") != extra("/b/t.safetensors").section_hash("teacher")
+    assert load_config(None, ["teacher.extra=[{name: resnet10t, weight: 0.5}]"]).hashed_section("teacher", ignore)["extra"] == [{"name": "resnet10t", "weight": 0.5}]

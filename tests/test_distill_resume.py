@@ -126,7 +126,7 @@ def test_a_checkpoint_from_before_the_image_check_still_resumes(tmp_path):
         stage.run(cfg, {}, tmp_path, on_step=stop)
     path = tmp_path / "distill_state" / "checkpoint.pt"
     payload = torch.load(path, weights_only=False)
-    payload["config_hash"] = stage.resume_hash(cfg)  # as the version before this one hashed the same job
+    payload["config_hash"] = stage.resume_hash(cfg, by_content=False)  # as the version before the image check hashed the same job
     torch.save(payload, path)
     assert stage.run(cfg, {}, tmp_path).extra["train"]["resumed_from_step"] == 2
 
@@ -205,3 +205,35 @@ def test_a_build_stopped_before_it_recorded_its_finished_student_keeps_it(tmp_pa
     assert student.extra["train"] == written["train"] and Manifest.load(tmp_path).get("student").sha256 == student.sha256
     assert not (tmp_path / "distill_state").exists()  # recorded now: its checkpoints go
     assert "student" in again.reused  # the CLI says "kept", not "wrote"
+
+
+def test_a_job_relaunched_with_its_images_or_teachers_at_another_path_or_strategy_resumes(tmp_path):
+    """resume_hash holds the content of content-stamped images and of teacher checkpoints, not their paths'
+    text (a node's local copy), and not the strategy (DDP and FSDP write the same full state dicts)."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from edgedistill.config import load_config
+    from edgedistill.data.sample_photos import bundled_photo_paths
+    from edgedistill.distill.stage import resume_hash
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in bundled_photo_paths()[:2]:
+        shutil.copy(path, images / path.name)
+    staged = tmp_path / "node-local"
+    shutil.copytree(images, staged / "images")
+    save_file({"w": torch.zeros(4)}, str(staged / "t.safetensors"))
+    shutil.copy(staged / "t.safetensors", tmp_path / "t.safetensors")
+
+    def resume(source, checkpoint, *more, by_content=True):
+        sets = [f"data.source={source}", f"teacher.checkpoint={checkpoint}", f"teacher.extra=[{{name: resnet10t, checkpoint: {checkpoint}}}]", *more]
+        return resume_hash(load_config(None, sets), "the images' names", by_content=by_content)
+
+    here = resume(images, tmp_path / "t.safetensors")
+    assert resume(staged / "images", staged / "t.safetensors") == here
+    assert resume(images, tmp_path / "t.safetensors", "distill.strategy=fsdp") == here
+    assert resume(staged / "images", staged / "t.safetensors", by_content=False) != resume(images, tmp_path / "t.safetensors", by_content=False)
+    save_file({"w": torch.ones(4)}, str(staged / "t.safetensors"))  # another teacher: another run
+    assert resume(staged / "images", staged / "t.safetensors") != here

@@ -224,10 +224,14 @@ def check_teachers(cache_dir, meta: dict, configs: list) -> None:
             # older caches did not hash it, and training from a cache needs no teacher file on this machine: the path alone decides
             recorded.pop("checkpoint_sha256", None)
             current.pop("checkpoint_sha256", None)
+        else:  # the content decides: the same file at another path (a copy, a relative spelling) is the same teacher
+            recorded.pop("checkpoint", None)
+            current.pop("checkpoint", None)
         if recorded != current:
             differ = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
+            values = "; ".join(f"{k}: {recorded.get(k)!r} in the cache, {current.get(k)!r} now" for k in differ if k != "checkpoint_sha256")
             what = (f"an earlier {c.checkpoint} (the checkpoint's content has changed since)" if differ == ["checkpoint_sha256"]
-                    else f"{c.name} set differently ({', '.join(differ)})")
+                    else f"{c.name} set differently ({values or ', '.join(differ)})")
             raise EdgedistillError(f"teacher cache '{cache_dir}' was made with {what}",
                                    "re-create the cache with this teacher config, or unset distill.cache")
 

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts import Artifact, atomic_output, write_json_atomic
+from ..artifacts import Artifact, atomic_output, sha256_file, write_json_atomic
 from ..config import BuildConfig, DataConfig, short_hash
 from ..data.augment import AugmentedViews, view_size_for
 from ..data.images import ImageSource
+from ..errors import EdgedistillError
 from ..models.heads import ProteusHeads, canonical_classifier
 from ..models.student import constructor_img_size, create_student, probe_student, save_student, weights_digest
 from ..models.teacher import create_teachers, hold_for_distillation, teacher_configs
@@ -45,12 +46,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resume_hash(cfg: BuildConfig, images: str = "", legacy: bool = False) -> str:
+def resume_hash(cfg: BuildConfig, images: str = "", legacy: bool = False, by_content: bool = True) -> str:
     """What a checkpoint must share with the run that resumes it: the config and `images`, the
     dataset's identity (the sample stream's position means nothing over another image list). From a
     teacher cache, that identity (all of cache.json) stands for the data section and the cache's path:
     the cache fixed the images and views, and a run may move to a copy of it or of its images.
-    `legacy`: as versions before that hashed a cache run, so their checkpoints still resume."""
+    `legacy`: as versions before that hashed a cache run, so their checkpoints still resume.
+    `by_content`: paths whose files are hashed by content stand for that content, not their text
+    (`paths_by_content`); False is the hash of versions before that, whose checkpoints still resume."""
     data = {name: cfg.hashed_section(name) for name in CONFIG_SECTIONS}
     by_cache = bool(cfg.distill.cache) and not legacy
     data["distill"] = {k: v for k, v in data["distill"].items() if k not in NOT_HASHED and not (by_cache and k == "cache")}
@@ -58,7 +61,33 @@ def resume_hash(cfg: BuildConfig, images: str = "", legacy: bool = False) -> str
         del data["data"]
     if images:  # without: the hash of versions that did not check the images, whose checkpoints still resume
         data["images"] = images
+    if by_content and not legacy:
+        paths_by_content(cfg, data)
+        # DDP and FSDP write the same full state dicts (fsdp.py): a job switched to the other (after an OOM) resumes
+        data["distill"].pop("strategy", None)
     return short_hash(data)
+
+
+def paths_by_content(cfg: BuildConfig, data: dict) -> None:
+    """A job relaunched with its images or teachers staged at another path (a node's local disk, another
+    checkout) resumes: a content-stamped data.source (data/source_stamp.py) and the teachers' checkpoint
+    files are hashed by content, not by the text of their paths, as the stage key does."""
+    from ..data.source_stamp import CONTENT, source_stamp
+
+    if "data" in data and cfg.data.source and cfg.data.source != "bundled":
+        try:
+            stamp = source_stamp(cfg.data.source, cfg.data.max_images)
+        except EdgedistillError:  # the dataset itself reports it
+            stamp = ""
+        if stamp.startswith(CONTENT):
+            data["data"] = {**data["data"], "source": stamp}
+
+    def content(path):
+        return sha256_file(Path(path).expanduser()) if path and Path(path).expanduser().is_file() else path
+
+    teacher = data["teacher"]
+    data["teacher"] = {**teacher, "checkpoint": content(teacher.get("checkpoint")),
+                       "extra": [{**e, "checkpoint": content(e.get("checkpoint"))} if isinstance(e, dict) else e for e in teacher.get("extra") or ()]}
 
 
 def dataset_identity(dataset) -> str:
@@ -161,7 +190,8 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
     module = DistillModule(backbone, heads[0], heads[1:], [t["weight"] for t in teachers])
     job = TrainJob(module, dataset, targets, cfg.distill, data_config, device, probe["n_patches"], patch_level, norms,
                    Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg, dataset_identity(dataset)),
-                   (resume_hash(cfg, legacy=True), *(resume_hash(cfg, earlier, legacy=True) for earlier in earlier_identities(dataset))), ctx, on_step)
+                   (resume_hash(cfg, dataset_identity(dataset), by_content=False), resume_hash(cfg, legacy=True),
+                    *(resume_hash(cfg, earlier, legacy=True) for earlier in earlier_identities(dataset))), ctx, on_step)
     return Prepared(job, teachers, classifier, probe)
 
 
