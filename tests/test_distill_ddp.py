@@ -50,3 +50,15 @@ def test_ddp_without_a_masked_pass_trains(tmp_path):
     run = torchrun(tmp_path, workdir, extra=("distill.mask_ratio=0", "distill.steps=2", "distill.checkpoint_every=0"))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     assert [r["patch_level"] for r in results(workdir)] == [False, False]  # and the build says so
+
+
+def test_a_collective_whose_peer_is_gone_is_a_one_line_error_saying_how_to_resume():
+    from edgedistill.distill.distributed import DistContext, PeerStopped, peer_stopped
+
+    gloo = RuntimeError("[../gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:7395: Connection reset by peer. This is typically "
+                        "caused by a remote worker hanging or bugs in the application. GLHF!")
+    stopped = peer_stopped(gloo, DistContext(rank=0, world=2))
+    assert isinstance(stopped, PeerStopped) and stopped.exit_code == 1  # the job's environment, not a mistake (2) nor a bug (3)
+    assert "another process of this 2-process torchrun job stopped" in stopped.cause and "relaunch the same torchrun command" in stopped.fix
+    assert peer_stopped(gloo, DistContext()) is None  # one process: nothing else to blame
+    assert peer_stopped(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), DistContext(rank=0, world=2)) is None  # a bug stays a bug

@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..errors import EdgedistillError
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -28,6 +30,30 @@ class DistContext:
     @property
     def active(self) -> bool:
         return self.world > 1
+
+
+# How gloo and NCCL word a collective whose other side is gone (the OOM killer, a lost node, a SIGKILL)
+PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "Broken pipe", "NCCL communicator was aborted",
+             "remote process exited", "Socket Timeout")
+
+
+class PeerStopped(EdgedistillError):
+    """Another process of the torchrun job stopped: the job's environment, not a mistake, nor a bug."""
+
+    exit_code = 1
+
+
+def peer_stopped(exc: BaseException, ctx: DistContext) -> PeerStopped | None:
+    """The one-line error for a collective that failed because another rank is gone, else None."""
+    if not ctx.active or not isinstance(exc, RuntimeError):
+        return None
+    text = str(exc)
+    if not (isinstance(exc, getattr(dist, "DistBackendError", ())) or any(words in text for words in PEER_GONE)):
+        return None
+    first = " ".join(text.split())[:160]
+    return PeerStopped(f"another process of this {ctx.world}-process torchrun job stopped, so rank {ctx.rank} cannot go on ({first})",
+                       "see the other ranks' logs for why (the OOM killer, a lost node), then relaunch the same torchrun command: "
+                       "it resumes from the last checkpoint")
 
 
 def init(device_kind: str) -> DistContext:

@@ -249,7 +249,13 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
         return _record(cfg, workdir, final, job, finished["train"])
     if ctx.is_main:
         (job.state_dir / FINISHED).unlink(missing_ok=True)  # student/ is about to be replaced: that mark no longer describes it
-    result = train(job)
+    try:
+        result = train(job)
+    except RuntimeError as exc:
+        stopped = distributed.peer_stopped(exc, ctx)
+        if stopped is None:
+            raise
+        raise stopped from exc
     skipped = len(set().union(*distributed.gather_objects(sorted(result.skipped), ctx)))  # a file two ranks met counts once
     meta = getattr(job.dataset, "meta", None)
     if meta and meta.get("views_stored"):  # training read no image files: the cache counted the unreadable ones
