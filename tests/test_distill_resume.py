@@ -237,3 +237,6 @@ def test_a_job_relaunched_with_its_images_or_teachers_at_another_path_or_strateg
     assert resume(staged / "images", staged / "t.safetensors", by_content=False) != resume(images, tmp_path / "t.safetensors", by_content=False)
     save_file({"w": torch.ones(4)}, str(staged / "t.safetensors"))  # another teacher: another run
     assert resume(staged / "images", staged / "t.safetensors") != here
+    # from a teacher cache, cache.json stands for the teachers: a node without their files resumes too
+    cached = resume(images, tmp_path / "t.safetensors", f"distill.cache={tmp_path / 'cache'}")
+    assert resume(images, tmp_path / "gone.safetensors", f"distill.cache={tmp_path / 'cache'}") == cached

@@ -83,6 +83,8 @@ def paths_by_content(cfg: BuildConfig, data: dict) -> None:
             data["data"] = {**data["data"], "source": stamp}
 
     def content(path):
+        if cfg.distill.cache:  # cache.json (the dataset's identity) stands for the teachers, whose files need not be here
+            return None
         return sha256_file(Path(path).expanduser()) if path and Path(path).expanduser().is_file() else path
 
     teacher = data["teacher"]
