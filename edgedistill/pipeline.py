@@ -169,7 +169,7 @@ class Pipeline:
     @staticmethod
     def _stamp(source: str | None, limit: int | None, legacy: bool):
         """(source, data.max_images) -> its stamp."""
-        from .artifacts import sha256_file
+        from .artifacts import file_digest, sha256_file
         from .data.source_stamp import source_stamp
 
         path = Path(source).expanduser() if source else None
@@ -178,7 +178,7 @@ class Pipeline:
         if not source or source == "bundled":
             return None
         if path.is_file() and path.suffix != ".txt" and not source.endswith(".tar"):
-            return sha256_file(path)  # a checkpoint or a recipe
+            return file_digest(path)  # a checkpoint or a recipe: the distill stage hashes the same checkpoint again
         if path.is_dir() and (path / "cache.json").is_file():
             return sha256_file(path / "cache.json")  # a teacher cache
         try:

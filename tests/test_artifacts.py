@@ -122,3 +122,21 @@ def test_a_failed_atomic_write_names_the_file_it_was_writing(tmp_path, monkeypat
         write_json_atomic(tmp_path / "bench.json", {"a": 1})
     assert error.value.errno == 28 and error.value.filename == str(tmp_path / "bench.json")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_hashed_by_several_keys_is_read_once_until_it_is_written(tmp_path, monkeypatch):
+    import os
+
+    from edgedistill import artifacts
+
+    path = tmp_path / "teacher.safetensors"
+    path.write_bytes(b"weights")
+    reads = []
+    real = artifacts.sha256_file
+    monkeypatch.setattr(artifacts, "sha256_file", lambda p: reads.append(p) or real(p))
+    first = artifacts.file_digest(path)
+    assert artifacts.file_digest(path) == first and len(reads) == 1  # the pipeline key, the resume hash, the cache check
+    stat = path.stat()
+    path.write_bytes(b"Weights")  # the same size, its times put back: the write still shows (ctime)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert artifacts.file_digest(path) != first and len(reads) == 2

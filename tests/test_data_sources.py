@@ -368,5 +368,5 @@ def test_a_source_past_the_content_budget_is_stamped_by_size_and_mtime_as_before
 
     (tmp_path / "a.png").write_bytes(png((1, 2, 3)))
     monkeypatch.setattr(stamps, "CONTENT_STAMP_BYTES", 10)
-    monkeypatch.setattr(stamps, "sha256_file", lambda path: pytest.fail("a large source must not be read"))
+    monkeypatch.setattr(stamps, "file_digest", lambda path: pytest.fail("a large source must not be read"))
     assert stamps.source_stamp(str(tmp_path)) == stamps.source_stamp(str(tmp_path), legacy=True)

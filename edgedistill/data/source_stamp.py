@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import os
 
-from ..artifacts import sha256_file
+from ..artifacts import file_digest
 from .images import ImageSource, _size_and_mtime
 from .shards import shard_paths
 from .sources import resolve_image_paths
 
 CONTENT_STAMP_BYTES = 1 << 30  # about 2 s of hashing on the 2-core CI VM
 CONTENT = "content-"  # how a content stamp begins: the stage key then leaves the source's path text out
-_DIGESTS: dict[tuple, str] = {}  # (path, inode, size, mtime, ctime) -> sha256: a source stamped twice in one process is read once
 
 
 def source_stamp(source: "str | ImageSource", max_images: int | None = None, legacy: bool = False) -> str:
@@ -43,10 +42,6 @@ def source_stamp(source: "str | ImageSource", max_images: int | None = None, leg
 
 def _digest(path: str) -> str | None:
     try:
-        found = os.stat(path)
-        key = (os.path.abspath(path), found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)  # ctime: no utime() hides a write
-        if key not in _DIGESTS:
-            _DIGESTS[key] = sha256_file(path)
+        return file_digest(path)  # a source stamped twice in one process is read once
     except OSError:  # gone or unreadable since its stat: the stage that reads it reports it
         return None
-    return _DIGESTS[key]

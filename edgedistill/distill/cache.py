@@ -16,7 +16,6 @@ images are no longer needed.
 from __future__ import annotations
 
 import bisect
-import functools
 import json
 import os
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 from safetensors import safe_open
 from torch.utils.data import DataLoader, Dataset
 
-from ..artifacts import atomic_output, restore_interrupted, save_safetensors, sha256_file
+from ..artifacts import atomic_output, file_digest, restore_interrupted, save_safetensors
 from ..folder_lock import FolderLock
 from ..config import CACHE_DTYPES, COMPATIBLE_ADDITIONS, BuildConfig
 from ..data.augment import AugmentedViews, unit_interval, view_seed, view_size_for
@@ -193,18 +192,8 @@ def teacher_identity(c) -> dict:
     identity = {"name": c.name, "checkpoint": c.checkpoint, "pretrained": c.pretrained,
                 "img_size": c.img_size, "model_args": dict(c.model_args), "dtype": c.dtype}
     if c.checkpoint and Path(c.checkpoint).expanduser().is_file():
-        identity["checkpoint_sha256"] = _content_hash(Path(c.checkpoint).expanduser().resolve())
+        identity["checkpoint_sha256"] = file_digest(Path(c.checkpoint).expanduser())  # a ViT-L checkpoint takes seconds: read once
     return json.loads(json.dumps(identity))
-
-
-def _content_hash(path: Path) -> str:
-    stat = path.stat()
-    return _hash_of(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _hash_of(path: str, size: int, mtime_ns: int) -> str:  # size and mtime key the memo: a ViT-L checkpoint takes seconds to hash
-    return sha256_file(Path(path))
 
 
 def check_teachers(cache_dir, meta: dict, configs: list) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts import Artifact, atomic_output, sha256_file, write_json_atomic
+from ..artifacts import Artifact, atomic_output, file_digest, write_json_atomic
 from ..config import BuildConfig, DataConfig, short_hash
 from ..data.augment import AugmentedViews, view_size_for
 from ..data.images import ImageSource
@@ -85,7 +85,7 @@ def paths_by_content(cfg: BuildConfig, data: dict) -> None:
     def content(path):
         if cfg.distill.cache:  # cache.json (the dataset's identity) stands for the teachers, whose files need not be here
             return None
-        return sha256_file(Path(path).expanduser()) if path and Path(path).expanduser().is_file() else path
+        return file_digest(Path(path).expanduser()) if path and Path(path).expanduser().is_file() else path
 
     teacher = data["teacher"]
     data["teacher"] = {**teacher, "checkpoint": content(teacher.get("checkpoint")),
@@ -190,9 +190,10 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
     norms = None if cfg.distill.standardize == "none" else TargetStandardizer(
         [TeacherNorms(t["dim"], t["patch_dim"], cfg.distill.standardize, cfg.distill.standardize_batches) for t in teachers])
     module = DistillModule(backbone, heads[0], heads[1:], [t["weight"] for t in teachers])
+    identity = dataset_identity(dataset)
     job = TrainJob(module, dataset, targets, cfg.distill, data_config, device, probe["n_patches"], patch_level, norms,
-                   Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg, dataset_identity(dataset)),
-                   (resume_hash(cfg, dataset_identity(dataset), by_content=False), resume_hash(cfg, legacy=True),
+                   Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg, identity),
+                   (resume_hash(cfg, identity, by_content=False), resume_hash(cfg, legacy=True),
                     *(resume_hash(cfg, earlier, legacy=True) for earlier in earlier_identities(dataset))), ctx, on_step)
     return Prepared(job, teachers, classifier, probe)
 
