@@ -51,7 +51,7 @@ def roofline_for(row: dict, onnx_paths: dict[str, Path], peaks: Peaks, device: s
     fused = qdq_fused(backend, device)
     floats = float_precision(precision, device, peaks, backend)
     # An int8 row on a device that publishes only an int8 peak (intel-npu): its few float ops (LayerNorm,
-    # Softmax, GELU; ~2% of a ViT's FLOPs) do a handful of FLOPs per byte, memory-bound on any device, so
+    # Softmax, GELU; a small share of a ViT's FLOPs) do a handful of FLOPs per byte, memory-bound on any device, so
     # they are timed by their bytes rather than leaving the whole row unestimated for want of a float peak.
     # Not where the matmuls themselves run in float (unfused QDQ): those are compute-bound.
     memory_bound = fused and precision == "int8" and peaks.compute(floats) is None and bool(peaks.tops_int8 and peaks.bandwidth_gbs)
