@@ -15,6 +15,7 @@ from typing import Callable
 from .artifacts import Artifact, Manifest, model_digest, restore_interrupted
 from .config import BuildConfig, short_hash
 from .errors import EdgedistillError
+from .device_names import device_family
 from .folder_lock import LOCK, FolderLock
 from .progress import console
 from .profiles import bundled_dir
@@ -343,7 +344,7 @@ class Pipeline:
         if "tensorrt" in target.backends:
             parts = (["pip install edgedistill, with the JetPack's own TensorRT Python bindings (python3-libnvinfer)"]
                      if target.jetpack or target.arch == "aarch64" else ["pip install 'edgedistill[tensorrt]'"])
-        if "onnxruntime" in target.backends and target.device.upper().split(":")[0].split(".")[0] in ("GPU", "DLA"):
+        if "onnxruntime" in target.backends and device_family(target.device) in ("GPU", "DLA"):
             # the CPU build of onnxruntime, which edgedistill depends on, has no CUDA provider
             parts.append("pip uninstall -y onnxruntime && pip install onnxruntime-gpu" + (" (JetPack's build for a Jetson)" if target.jetpack else ""))
         return "; ".join(parts)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import from_dict
+from .device_names import device_family, devices_listed
 from .yaml_files import read_yaml_mapping
 from .errors import EdgedistillError
 from .profiles import bundled_dir, bundled_names
@@ -84,8 +85,8 @@ class TargetProfile:
             return f"{name}: {reason}"
         devices = backend.devices()
         # by family, as OpenVINO reads them: GPU.1 is a GPU; AUTO:GPU,CPU needs one of those listed
-        family, _, listed = self.device.upper().partition(":")
-        wanted = [d.split(".")[0] for d in listed.split(",")] if family == "AUTO" and listed else [family.split(".")[0]]
+        family, listed = device_family(self.device), devices_listed(self.device)
+        wanted = [device_family(d) for d in listed] if family == "AUTO" and listed else [family]
         if wanted != ["AUTO"] and not any(d in devices for d in wanted):
             return f"{name} sees no {self.device} device here (it has: {', '.join(devices) or 'none'})"
         return ""
@@ -118,7 +119,7 @@ def _profile_problem(t: TargetProfile) -> tuple[str, str] | None:
     checks = [
         (t.arch not in ARCHES, (f"arch is {t.arch!r}", f"use one of: {', '.join(ARCHES)}")),
         # by family: OpenVINO takes GPU.1 and AUTO:GPU,CPU too
-        (str(t.device).upper().split(":")[0].split(".")[0] not in DEVICES, (f"device is {t.device!r}", f"use one of: {', '.join(DEVICES)}")),
+        (device_family(t.device) not in DEVICES, (f"device is {t.device!r}", f"use one of: {', '.join(DEVICES)}")),
         (True, listed("backends", tuple(t.backends), backend_names())),
         (True, listed("precisions", tuple(t.precisions), PRECISIONS)),
         (not 1 <= t.batch_min <= t.batch_opt <= t.batch_max, (f"batch sizes min {t.batch_min}, opt {t.batch_opt}, max {t.batch_max} are not 1 <= min <= opt <= max",

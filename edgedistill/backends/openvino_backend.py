@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import write_failure_errno
+from ..device_names import device_family, devices_listed
 from ..errors import EdgedistillError, MissingBackendError
 from .base import Backend, Runner
 from .signal_stack import kept_signal_stack
@@ -97,11 +98,11 @@ def _write_failure(model, xml_path: Path, compress_to_fp16: bool) -> int | None:
 
 def check_device(core, device: str) -> None:
     """Raise a clear error when `device` (CPU, GPU, GPU.1, NPU, AUTO, AUTO:GPU,CPU) is not here."""
-    family = device.split(":")[0].split(".")[0].upper()
+    family = device_family(device)
     if family not in DEVICES:
         raise EdgedistillError(f"unknown OpenVINO device '{device}'", f"use one of: {', '.join(DEVICES)}")
     available = list(core.available_devices)
-    wanted = [d.strip() for d in device.split(":", 1)[1].split(",")] if family == "AUTO" and ":" in device else ([] if family == "AUTO" else [device])
+    wanted = devices_listed(device) if family == "AUTO" else [device]
     # GPU names every GPU.N; a single GPU is listed as GPU and answers to GPU.0 too, but GPU.1 is not it
     missing = [d for d in wanted if not any(a == d or a.startswith(d + ".") or d == a + ".0" for a in available)]
     if missing:
@@ -112,7 +113,7 @@ def check_device(core, device: str) -> None:
 
 
 def compile_config(device: str, precision_hint: str | None, threads: int | None) -> dict:
-    family = device.split(":")[0].split(".")[0].upper()
+    family = device_family(device)
     hint = AUTO_HINTS.get(family) if precision_hint in (None, "auto") else (None if precision_hint == "default" else precision_hint)
     config: dict = {"PERFORMANCE_HINT": "LATENCY"}
     cpu = {}

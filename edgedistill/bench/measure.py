@@ -11,6 +11,7 @@ import psutil
 
 from ..artifacts import Artifact
 from ..backends import get_backend
+from ..device_names import device_family
 from .affinity import pinned
 from .fidelity import fidelity
 from .latency import measure_latency
@@ -68,8 +69,7 @@ def quantization_note(artifact: Artifact) -> str:
 
 def uses_a_gpu(backend: str, device: str) -> bool:
     """Whether a row's runtime may hold GPU memory: TensorRT, or a GPU, DLA or AUTO device (GPU.1, AUTO:GPU,CPU)."""
-    family = str(device).upper().split(":")[0].split(".")[0]
-    return backend == "tensorrt" or family in ("GPU", "DLA", "AUTO")
+    return backend == "tensorrt" or device_family(device) in ("GPU", "DLA", "AUTO")
 
 
 def effective_threads(backend: str, asked: int | None, settings: dict) -> int | None:
