@@ -444,3 +444,11 @@ def test_engines_that_build_engines_sh_left_are_adopted_once(fake, models, tmp_p
     (build / "trt_bundle" / "engines" / "fp16.engine.json").write_text("{}")  # the tag build_engines.sh asks for, written since
     assert compile_stage.adopt_engines(manifest) == ["tensorrt-bundle", "tensorrt-fp16"]  # else the build reads changed for good
     assert manifest.changed_artifacts() == []
+
+
+def test_best_sets_int8_only_where_qdq_nodes_carry_the_scales(fake, models, tmp_path):
+    # INT8 with neither Q/DQ scales nor a calibrator fails TensorRT's build; trtexec's line leaves it out too
+    trt = fake()
+    build_engine(models["fp"], tmp_path / "fp.engine", precision="best", target=load_target("nvidia-gpu"), layernorm_fp32=False)
+    build_engine(models["qdq"], tmp_path / "qdq.engine", precision="best", target=load_target("nvidia-gpu"), layernorm_fp32=False)
+    assert [sorted(b.config.flags) for b in trt.builders] == [["FP16"], ["FP16", "INT8"]]

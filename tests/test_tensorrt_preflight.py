@@ -138,6 +138,18 @@ def test_dla_findings(models):
     assert "dla-unavailable" not in codes(preflight(models["opset17"], dla, precision="fp16", trt_version="10.3"))
 
 
+def test_dla_is_back_in_trt_11_4_1_under_jetpack_7_2_2(models):
+    # "TensorRT 11.4.1 supports DLA on NVIDIA Jetson AGX Orin when using NVIDIA JetPack 7.2.2 or later"
+    jp7 = dataclasses.replace(load_target("jetson-orin-dla"), jetpack="7.2.2")
+    fp16 = models["opset17"]  # the codes asked about are the DLA release checks, not strong typing's
+    assert "dla-unavailable" not in codes(preflight(fp16, jp7, precision="fp16", trt_version="11.4.1"))
+    assert "dla-unavailable" in codes(preflight(fp16, jp7, precision="fp16", trt_version="11.4.0"), "error")  # Windows on ARM only
+    assert "dla-unavailable" in codes(preflight(fp16, jp7, precision="fp16", trt_version="11.4"), "error")  # read as 11.4.0
+    jp6 = dataclasses.replace(jp7, jetpack="6.1")
+    assert "dla-unavailable" in codes(preflight(fp16, jp6, precision="fp16", trt_version="11.4.1"), "error")
+    assert "dla-jetpack-unknown" in codes(preflight(fp16, dataclasses.replace(jp7, jetpack=None), precision="fp16", trt_version="11.5"))
+
+
 def test_unknown_trt_version_is_a_warning(models):
     x86 = load_target("x86-cpu")
     assert codes(preflight(models["opset17"], x86)) == ["trt-version-unknown"]

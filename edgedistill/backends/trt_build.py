@@ -93,7 +93,10 @@ def build_engine(
     config = builder.create_builder_config()
     # The workspace pool caps scratch memory per layer; on Jetson it is shared with the CPU.
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(target.workspace_mb) << 20)
-    for flag in PRECISION_FLAGS[precision]:
+    # 'best' sets INT8 only where Q/DQ nodes carry the scales: INT8 with neither them nor a calibrator fails
+    # the build ("Calibration failure occurred with no scaling factors detected"), as trtexec_command knows
+    flags = PRECISION_FLAGS[precision] if precision != "best" or ox.has_qdq(model) else ("FP16",)
+    for flag in flags:
         if hasattr(trt.BuilderFlag, flag):  # absent in TensorRT 11 (strongly typed only)
             config.set_flag(getattr(trt.BuilderFlag, flag))
     pinned = 0

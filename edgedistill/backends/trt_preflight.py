@@ -164,15 +164,37 @@ def _check_precision(model: onnx.ModelProto, precision: str, version: tuple[int,
     return findings
 
 
+DLA_RETURNS = (11, 4, 1)  # "TensorRT 11.4.1 supports DLA on Jetson AGX Orin when using JetPack 7.2.2 or later"
+DLA_JETPACK = (7, 2, 2)
+
+
+def _dla_release_findings(target: TargetProfile, version: tuple[int, ...] | None) -> list[Finding]:
+    """DLA left Linux after TensorRT 10.7 (11.0-11.3 have none, 11.4.0 only Windows on ARM) and came back
+    in 11.4.1, on AGX Orin under JetPack 7.2.2 or later. A version named without its patch ("11.4") is
+    read as its first release, 11.4.0."""
+    if version is None or tuple(version[:2]) <= (10, 7):
+        return []
+    full = tuple(version[:3]) + (0,) * (3 - len(version[:3]))
+    label = version_label(version[:3])
+    if full < DLA_RETURNS:
+        return [Finding("error", "dla-unavailable", f"TensorRT {label} has no DLA support on Linux (10.7 was the last before 11.4.1)",
+                        "use the JetPack's TensorRT (10.3 on JetPack 6) or TensorRT 11.4.1+ on JetPack 7.2.2+, or unset dla_core")]
+    jetpack = parse_version(target.jetpack)
+    if jetpack is None:
+        return [Finding("warning", "dla-jetpack-unknown", f"TensorRT {label} runs DLA only under JetPack 7.2.2 or later, and target '{target.name}' names no JetPack",
+                        "set jetpack in the target profile (e.g. \"7.2.2\")")]
+    if tuple(jetpack[:3]) + (0,) * (3 - len(jetpack[:3])) < DLA_JETPACK:
+        return [Finding("error", "dla-unavailable", f"TensorRT {label} runs DLA only under JetPack 7.2.2 or later; the target names JetPack {target.jetpack}",
+                        "upgrade the device to JetPack 7.2.2+, or use the JetPack's own TensorRT 10.x, or unset dla_core")]
+    return []
+
+
 def _check_dla(model: onnx.ModelProto, target: TargetProfile, precision: str | None, version: tuple[int, ...] | None) -> list[Finding]:
     if precision == "fp32":  # built for the GPU alone (trt_build.engine_dla_core): no DLA check applies
         return [Finding("warning", "dla-fp32", "DLA runs only FP16 and INT8, so the fp32 engine is built for the GPU alone",
                         "build fp16 or int8 for DLA")]
     findings = []
-    if version is not None and tuple(version[:2]) > (10, 7):
-        # "TensorRT 10.7 was the last 10.x release that supported DLA"; 11.4.0 has it on Windows on ARM only
-        findings.append(Finding("error", "dla-unavailable", f"TensorRT {version_label(version[:2])} has no DLA support on Linux (10.7 was the last with it)",
-                                "use the JetPack's TensorRT (10.3 on JetPack 6), or unset dla_core"))
+    findings += _dla_release_findings(target, version)
     if not (target.batch_min == target.batch_opt == target.batch_max):
         findings.append(Finding("warning", "dla-static-batch",
                                 f"DLA needs static shapes, so the engine is built for batch {target.batch_opt} only (the target asks {target.batch_min}..{target.batch_max})",

@@ -19,7 +19,7 @@ from .trt_support import has_weak_typing, parse_version
 log = logging.getLogger(__name__)
 
 # No --best: trtexec then also enables INT8 on a model without Q/DQ and gives it placeholder scales
-# (and bf16 on Ampere+), which the Python builder never does; "best" is fp16, plus int8 for a QDQ model.
+# (and bf16 on Ampere+), which the Python builder never does; "best" is fp16, plus int8 for a QDQ model (trt_build does the same).
 PRECISION_ARGS = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8", "--fp16"], "best": ["--fp16"]}
 DEFAULT_VERSION = (10, 0)
 
