@@ -85,3 +85,30 @@ def test_an_fp16_ir_says_fp16_in_its_metadata(tiny_ir):
     model = ov.Core().read_model(str(fp16))
     assert model.get_rt_info(["framework", "edgedistill.precision"]).astype(str) == "fp16"  # not the ONNX file's fp32
     assert not ov.Core().read_model(str(fp32)).has_rt_info(["framework", "edgedistill.precision"])
+
+
+def _input_shape(xml):
+    import openvino as ov
+
+    return str(ov.Core().read_model(str(xml)).inputs[0].get_partial_shape())
+
+
+def test_an_npu_ir_is_saved_with_a_static_batch(tmp_path):
+    """The NPU plugin compiles static shapes only: its IRs (fp32 and NNCF's int8) are fixed at the target's
+    batch; other devices keep the dynamic batch the ONNX model has."""
+    from edgedistill.backends.openvino_backend import ir_batch
+    from edgedistill.quantize.nncf_ov import quantize_openvino_int8
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    onnx_path = export_onnx(model, [3, 16, 16], tmp_path / "m.onnx", ["embedding"])
+    assert ir_batch("NPU", 1) == 1 and ir_batch("CPU", 1) is None and ir_batch("AUTO:NPU,CPU", 1) is None
+    assert _input_shape(convert_to_ir(onnx_path, tmp_path / "npu" / "model.xml", batch=ir_batch("NPU", 1))) == "[1,3,16,16]"
+    assert _input_shape(convert_to_ir(onnx_path, tmp_path / "cpu" / "model.xml", batch=ir_batch("CPU", 1))) == "[?,3,16,16]"
+    calibration = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    quantize_openvino_int8(onnx_path, tmp_path / "int8" / "model.xml", calibration, fixed_batch=1)
+    assert _input_shape(tmp_path / "int8" / "model.xml") == "[1,3,16,16]"
+
+
+def test_auto_does_not_answer_on_the_cpu_while_another_device_compiles():
+    assert compile_config("AUTO:GPU,CPU", "auto", None)["ENABLE_STARTUP_FALLBACK"] is False
+    assert "ENABLE_STARTUP_FALLBACK" not in compile_config("GPU", "auto", None)

@@ -55,10 +55,32 @@ def device_kinds(names) -> list[str]:
     return kinds
 
 
-def convert_to_ir(onnx_path: Path, xml_path: Path, fp16_weights: bool = False) -> Path:
-    """ONNX -> OpenVINO IR (.xml + .bin). FP16 compresses weights; compute precision is a runtime hint."""
+def ir_batch(device: str, batch_opt: int) -> int | None:
+    """The batch an IR for `device` is fixed at, None to keep the ONNX model's dynamic batch: the NPU
+    plugin compiles only static shapes ("only models with static shapes are supported on NPU")."""
+    return int(batch_opt) if device_family(device) == "NPU" else None
+
+
+def fix_batch(model, batch: int | None):
+    """`model` with every input's dynamic batch dimension set to `batch` (None: unchanged)."""
+    if batch is None:
+        return model
     ov = _import_ov()
-    model = ov.convert_model(str(onnx_path))
+    shapes = {}
+    for port in model.inputs:
+        shape = port.get_partial_shape()
+        if shape.rank.is_static and len(shape) and shape[0].is_dynamic:
+            shapes[port.get_any_name()] = ov.PartialShape([batch, *list(shape)[1:]])
+    if shapes:
+        model.reshape(shapes)
+    return model
+
+
+def convert_to_ir(onnx_path: Path, xml_path: Path, fp16_weights: bool = False, batch: int | None = None) -> Path:
+    """ONNX -> OpenVINO IR (.xml + .bin). FP16 compresses weights; compute precision is a runtime hint.
+    `batch` fixes a dynamic batch (see ir_batch)."""
+    ov = _import_ov()
+    model = fix_batch(ov.convert_model(str(onnx_path)), batch)
     if fp16_weights:  # the ONNX file's metadata, carried over, says fp32: the IR must say what it holds
         model.set_rt_info("fp16", ["framework", "edgedistill.precision"])
     return save_ir(model, xml_path, compress_to_fp16=fp16_weights)
@@ -129,6 +151,9 @@ def compile_config(device: str, precision_hint: str | None, threads: int | None)
             properties["GPU"] = {"INFERENCE_PRECISION_HINT": gpu_hint}
         if properties:
             config["DEVICE_PROPERTIES"] = properties
+        # AUTO otherwise answers on the CPU while the GPU compiles, then switches: fidelity and the first
+        # timed runs would mix two devices ("testing accuracy with the AUTO device is not recommended")
+        config["ENABLE_STARTUP_FALLBACK"] = False
     elif family == "CPU":
         config.update(cpu)
     elif hint is not None:

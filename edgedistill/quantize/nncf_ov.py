@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends import get_backend, kept_signal_stack
+from ..backends.openvino_backend import fix_batch
 from ..config import QuantizeConfig
 from ..errors import EdgedistillError, MissingBackendError
 
@@ -59,11 +60,13 @@ def _validation(compiled_model, data) -> float:
 
 
 def quantize_openvino_int8(onnx_path: Path, xml_path: Path, batch: np.ndarray, cfg: QuantizeConfig | None = None,
-                           validation: tuple[np.ndarray, np.ndarray] | None = None, metadata: dict | None = None) -> dict:
+                           validation: tuple[np.ndarray, np.ndarray] | None = None, metadata: dict | None = None,
+                           fixed_batch: int | None = None) -> dict:
     """Write an INT8 IR to `xml_path`; returns what was applied (recorded in the artifact).
 
     `validation` is (inputs, fp32 reference of the metric output: logits, else embedding);
     with it and cfg.nncf_accuracy_control, accuracy control is used.
+    `fixed_batch` fixes the saved IR's batch (openvino_backend.ir_batch); calibration runs dynamic first.
     """
     # nncf imports torch's cpp_extension, which warns about a missing CUDA runtime on CPU hosts.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
@@ -101,6 +104,7 @@ def quantize_openvino_int8(onnx_path: Path, xml_path: Path, batch: np.ndarray, c
     # The IR carries the ONNX file's metadata_props under rt_info "framework"; they said fp32 until updated here
     for key, value in (metadata or {}).items():
         quantized.set_rt_info(value if isinstance(value, str) else json.dumps(value, sort_keys=True), ["framework", key])
+    fix_batch(quantized, fixed_batch)
     get_backend("openvino").save_ir(quantized, xml_path, compress_to_fp16=False)  # a full disk gives the CLI's one-line error
     return {"model_type": model_type, "smooth_quant": smooth_quant, "accuracy_control": use_control,
             "max_drop": cfg.nncf_max_drop if use_control else None, "preset": "mixed"}

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import Artifact, atomic_output, remove_orphans
+from ..backends.openvino_backend import ir_batch
 from ..config import BuildConfig, short_hash
 from ..progress import console
 from ..targets import TargetProfile
@@ -128,6 +129,7 @@ def _openvino(cfg, target, onnx_path, batch, holdout, workdir, common, calibrati
     final = workdir / "openvino" / "int8"
     with atomic_output(final) as tmp:
         applied = quantize_openvino_int8(onnx_path, tmp / "model.xml", batch, cfg.quantize, validation,
-                                         metadata={"edgedistill.precision": "int8", "edgedistill.calibration": calibration_record})
+                                         metadata={"edgedistill.precision": "int8", "edgedistill.calibration": calibration_record},
+                                         fixed_batch=ir_batch(target.device, target.batch_opt))
     return Artifact.record(workdir, final, kind="openvino-ir", name="openvino-int8", backend="openvino", device=target.device,
                            **common, extra={"calibration": calibration_record, "nncf": applied})
