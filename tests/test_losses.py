@@ -90,3 +90,13 @@ def test_target_norm_standardises_and_folds_back():
     expected = head(x) * torch.tensor([1.0, 2.0]) + torch.tensor([2.0, 4.0])
     norm.fold_into_head(head)
     assert torch.allclose(head(x), expected, atol=1e-6)
+
+
+def test_target_norm_learns_the_spread_from_batches_of_one_vector():
+    # the summary token at distill.batch_size=1: one vector a step, so no batch has a spread of its own
+    x = torch.randn(400, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([10.0, 1.0, 0.1]) + 5.0
+    norm = TargetNorm(3)
+    for row in x:
+        norm.update(row[None])
+    assert torch.allclose(norm.var.sqrt(), torch.tensor([10.0, 1.0, 0.1]), rtol=0.25)
+    assert torch.allclose(norm.mean, torch.full((3,), 5.0), atol=2.0)

@@ -54,13 +54,20 @@ class TargetNorm(nn.Module):
     def apply_moments(self, moments: list[torch.Tensor]) -> None:
         n = moments[2]
         pooled_mean = moments[0] / n
-        # unbiased, as BatchNorm's running_var: the biased one leaves a global batch of 8 tokens standardised to std 1.07
-        pooled_var = (moments[1] / n - pooled_mean.square()).clamp_min(0) * (n / (n - 1).clamp_min(1))
+        pooled_var = (moments[1] / n - pooled_mean.square()).clamp_min(0)  # the spread around the batch's own mean
         if self._seen is None:
             self._seen = int(self.count)
         rate = max(self.momentum, 1.0 / (self._seen + 1))
-        self.mean.lerp_(pooled_mean.float(), rate)
-        self.var.lerp_(pooled_var.float(), ((n > 1) * rate).float())  # one sample says nothing of the spread
+        var_rate = rate
+        if self._seen == 0:  # the first batch alone: unbiased, as BatchNorm's running_var; one vector has no spread
+            pooled_var = pooled_var * (n / (n - 1).clamp_min(1))
+            var_rate = rate * float(n > 1)
+        # The running statistics and the batch's as a mixture (weights 1-rate, rate): its variance adds the spread
+        # between their means, so small batches pool to the variance of every vector seen, and batches of one
+        # vector (the summary token at distill.batch_size=1) still count; before, their variance never moved
+        delta = pooled_mean.float() - self.mean
+        self.var.mul_(1 - var_rate).add_(var_rate * pooled_var.float() + var_rate * (1 - var_rate) * delta.square())
+        self.mean.add_(rate * delta)
         self.count += 1
         self._seen += 1
 
