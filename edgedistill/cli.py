@@ -89,6 +89,15 @@ def _pipeline(build_dir: Path, target: str | None, config_path: str | None, over
                                "pass --target with that profile's path (or a bundled target's name)")
     profile = load_target(target or saved_file or manifest.data.get("target", "x86-cpu"))
     built_for = manifest.data.get("target")
+    if target and saved_file and not profile.given_as_file and Path(saved_file).is_file():
+        # --target NAME, where the folder keeps its own profile of that name (a user's RTX 4090 file named
+        # nvidia-gpu): by name alone the bundled one silently replaced it, and its figures
+        kept = load_target(saved_file)
+        if kept.name == profile.name and kept.content_hash() != profile.content_hash():
+            raise EdgedistillError(f"build folder '{build_dir}' was built for its own profile file '{saved_file}', named {profile.name} "
+                                   f"like the bundled target but with other settings",
+                                   f"leave out --target (or pass --target {saved_file}) to keep it; for the bundled {profile.name}, "
+                                   "use another --out; and give your profile a name of its own")
     if alone and built_for and profile.name != built_for and manifest.data.get("stages"):
         raise EdgedistillError(f"build folder '{build_dir}' was built for {built_for}, not {profile.name}, so its quantized models and engines are {built_for}'s",
                                f"edgedistill build --target {target or saved_file or profile.name} --out {build_dir} re-runs the stages that depend on the target (or use another --out)")

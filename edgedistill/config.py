@@ -22,7 +22,7 @@ import yaml
 
 from .data.augment_policy import EXAMPLE as AA_EXAMPLE, auto_augment_error
 from .errors import EdgedistillError
-from .yaml_files import load_yaml, read_yaml_mapping
+from .yaml_files import load_yaml, read_yaml_mapping, yaml_problem
 from .list_settings import parse_batch_sizes, parse_cpus
 
 OFFLINE_TEACHER = "efficientnet_lite0.offline"
@@ -238,6 +238,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return ""
         if isinstance(value, bool):  # YAML reads yes/no/on/off as booleans; a string field wants the word
             raise EdgedistillError(f"config '{where}' got {value!r}, which YAML read as a boolean", "quote the word in YAML (e.g. 'no'), so it stays text")
+        if isinstance(value, float):  # unquoted, a version 10.10 reads as 10.1: the text would not be what was written
+            raise EdgedistillError(f"config '{where}' got {value!r}, which YAML read as a number", "quote it in YAML (e.g. '10.10'), so it stays text as written")
         return str(value)
     if annotation is tuple:
         return tuple(value) if isinstance(value, (list, tuple)) else (value,)
@@ -369,7 +371,7 @@ def from_dict(cls, data: dict, where: str = ""):
         prefix = f"{where}." if where else ""
         raise EdgedistillError(
             f"unknown config key '{prefix}{unknown[0]}'",
-            f"valid keys here: {', '.join(sorted(known))}",
+            f"valid keys here: {', '.join(sorted(n for n, f in known.items() if f.compare))}",  # not internal fields (a target's source)
         )
     kwargs = {}
     for name, value in data.items():
@@ -391,8 +393,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         return key.strip().split("."), load_yaml(raw)
     except yaml.YAMLError as exc:  # e.g. an unclosed {, or a key given twice
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise EdgedistillError(f"--set '{text}' has a value that is not valid YAML: {problem}",
+        raise EdgedistillError(f"--set '{text}' has a value that is not valid YAML: {yaml_problem(exc)}",
                                "quote it, or write lists as [a, b] and mappings as {key: value, ...}") from exc
 
 

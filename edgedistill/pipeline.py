@@ -354,6 +354,10 @@ class Pipeline:
         return str(self.workdir / TARGET_FILE) if self.manifest.data.get("target_file") else self.target.name
 
     def build(self) -> dict:
+        if "int8" in self.target.precisions:  # what quantize resolves: a typo there was found only after distillation and export
+            from .quantize.stage import calibration_recipe
+
+            calibration_recipe(self.cfg, self.target)
         for stage in STAGES[:-1]:
             getattr(self, stage)()
         return self.report()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import math
 import platform
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .config import from_dict
@@ -19,10 +20,10 @@ from .profiles import bundled_dir, bundled_names
 class TargetProfile:
     name: str
     description: str = ""
-    arch: str = "x86_64"  # CPU architecture of the device (x86_64 | aarch64)
+    arch: str = "x86_64"  # CPU architecture of the device (x86_64 | aarch64); a profile file must name it (load_target)
     backends: tuple = ("onnxruntime", "openvino")  # in order of preference
     precisions: tuple = ("fp32", "int8")
-    device: str = "CPU"  # CPU | GPU | NPU | AUTO | DLA
+    device: str = "CPU"  # CPU | GPU[.N] | NPU | AUTO[:list] | DLA; a profile file must name it (load_target)
     dla_core: int | None = None
     batch_min: int = 1
     batch_opt: int = 1
@@ -47,7 +48,7 @@ class TargetProfile:
     peak_tflops_fp16: float | None = None
     peak_tops_int8: float | None = None
     bandwidth_gbs: float | None = None
-    notes: str = ""
+    notes: str = ""  # free text kept with the profile (and its copy in a build folder); nothing reads it
     # The file it came from: not part of equality nor of the repr that stage keys hash, so a build
     # folder copied to a device and back (whose profile then loads from its target.yaml) is unchanged.
     source: str = field(default="", compare=False, repr=False)
@@ -104,6 +105,45 @@ class TargetProfile:
 ARCHES = ("x86_64", "aarch64")
 DEVICES = ("CPU", "GPU", "NPU", "AUTO", "DLA")
 PRECISIONS = ("fp32", "fp16", "int8")
+# One device as OpenVINO names it (capitals; an index only on a GPU: CPU.0 and NPU.0 are refused), also each entry of AUTO:...
+_ONE_DEVICE = re.compile(r"CPU|NPU|GPU(\.\d+)?")
+# The device families each backend runs a target's models on (bench times every listed backend on the target's device):
+# TensorRT builds for an NVIDIA GPU or its DLA only; DLA and NPU are TensorRT's and OpenVINO's alone.
+BACKEND_DEVICES = {"tensorrt": ("GPU", "DLA"), "openvino": ("CPU", "GPU", "NPU", "AUTO"), "onnxruntime": ("CPU", "GPU", "AUTO")}
+PEAKS = ("peak_tflops_fp32", "peak_tflops_fp16", "peak_tops_int8", "bandwidth_gbs")
+# What a profile file must say itself: defaulted, a Raspberry Pi profile was timed on this x86 host as the Pi, and an
+# NPU profile without `device` ran on the CPU.
+REQUIRED_IN_FILE = {"arch": f"the device's CPU architecture, one of: {', '.join(ARCHES)}",
+                    "device": "where its runtimes run: CPU, GPU (or GPU.1), NPU, AUTO (or AUTO:GPU,CPU) or DLA"}
+
+
+def _device_problem(device: str, backends: tuple) -> tuple[str, str] | None:
+    """(cause, fix) for a device string OpenVINO would reject, or one the target's backends cannot run on."""
+    family = device_family(device)
+    if family not in DEVICES:
+        return f"device is {device!r}", f"use one of: {', '.join(DEVICES)}"
+    listed = devices_listed(device)
+    well_formed = (device in ("AUTO", "DLA") or _ONE_DEVICE.fullmatch(device)
+                   or (device.startswith("AUTO:") and listed and all(_ONE_DEVICE.fullmatch(d) for d in listed)))
+    if not well_formed:
+        return (f"device is {device!r}, which is no device name OpenVINO accepts",
+                "write CPU, NPU, GPU or GPU.N (N: the GPU's index), AUTO or AUTO:<a list of those> such as AUTO:GPU,CPU, or DLA, in capitals")
+    unfit = [b for b in backends if family not in BACKEND_DEVICES.get(b, DEVICES)]
+    if unfit:
+        return (f"backend {unfit[0]} cannot run on device {device}",
+                f"{unfit[0]} runs on: {', '.join(BACKEND_DEVICES[unfit[0]])}; change the device or drop {unfit[0]} from backends")
+    return None
+
+
+def _peak_problem(t: TargetProfile) -> tuple[str, str] | None:
+    """A zero or negative figure gave negative latencies, a 0 bandwidth no memory time at all (estimates up to 74x too
+    fast) and a 0 int8 peak the fp16 one: a figure is above 0, or null for unknown."""
+    for name in PEAKS:
+        value = getattr(t, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0):
+            return (f"{name} is {value!r}",
+                    "set it to the data sheet's dense figure (above 0), or null where it is unknown (rows that need it stay pending)")
+    return None
 
 
 def _profile_problem(t: TargetProfile) -> tuple[str, str] | None:
@@ -119,8 +159,9 @@ def _profile_problem(t: TargetProfile) -> tuple[str, str] | None:
     checks = [
         (t.arch not in ARCHES, (f"arch is {t.arch!r}", f"use one of: {', '.join(ARCHES)}")),
         # by family: OpenVINO takes GPU.1 and AUTO:GPU,CPU too
-        (device_family(t.device) not in DEVICES, (f"device is {t.device!r}", f"use one of: {', '.join(DEVICES)}")),
         (True, listed("backends", tuple(t.backends), backend_names())),
+        (True, _device_problem(t.device, tuple(t.backends))),  # after backends, so it names a known backend
+        (True, _peak_problem(t)),
         (True, listed("precisions", tuple(t.precisions), PRECISIONS)),
         (not 1 <= t.batch_min <= t.batch_opt <= t.batch_max, (f"batch sizes min {t.batch_min}, opt {t.batch_opt}, max {t.batch_max} are not 1 <= min <= opt <= max",
                                                               "set batch_min, batch_opt and batch_max in that order, from 1")),
@@ -150,7 +191,17 @@ def load_target(name_or_path: str) -> TargetProfile:
             raise EdgedistillError(f"unknown target '{name_or_path}'", f"choose one of: {known}, or pass a profile file path")
     data = read_yaml_mapping(path, "target file", "see targets/x86-cpu.yaml for the fields")
     data.setdefault("name", path.stem)
-    profile = from_dict(TargetProfile, data, where=f"target {path.stem}")
+    # the bundled profiles set both; a user's must not inherit this host's defaults (a misspelt key is named first, by from_dict)
+    if by_path and set(data) <= {f.name for f in fields(TargetProfile)}:
+        for key, meaning in REQUIRED_IN_FILE.items():
+            if data.get(key) is None:
+                raise EdgedistillError(f"target file '{path}' does not name its {key}", f"add `{key}:` with {meaning}")
+    try:
+        profile = from_dict(TargetProfile, data, where=f"target {path.stem}")
+    except EdgedistillError as exc:  # which file: a build folder's copy is 'target.yaml' whatever the profile's name
+        if not by_path:
+            raise
+        raise EdgedistillError(f"target file '{path}': {exc.cause}", exc.fix) from exc
     return TargetProfile(**{**profile.__dict__, "source": str(path), "given_as_file": by_path})
 
 

@@ -25,8 +25,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             except TypeError:  # a list or mapping as a key: SafeLoader's own error, one line
                 break
             if repeated:
-                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice (line {key_node.start_mark.line + 1})",
-                                                        key_node.start_mark)
+                # no mark: the text names the line already (yaml_problem would repeat it)
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice (line {key_node.start_mark.line + 1})")
             seen.add(key)
         return super().construct_mapping(node, deep)
 
@@ -35,12 +35,30 @@ def load_yaml(text: str):
     return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
+def _where(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's error as one line that keeps where it is: its message's first line ("while scanning a
+    quoted scalar") said neither what was wrong nor where."""
+    problem = getattr(exc, "problem", None)
+    if not problem:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    mark, context, context_mark = getattr(exc, "problem_mark", None), getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    text = f"{problem} at {_where(mark)}" if mark is not None else problem
+    if context:
+        started = f" (from {_where(context_mark)})" if context_mark is not None and (mark is None or context_mark.line != mark.line) else ""
+        text += f", {context}{started}"
+    return text
+
+
 def read_yaml_mapping(path: Path, what: str, example: str) -> dict:
     """A YAML file that must hold a mapping; syntax errors become one-line user errors."""
     try:
         loaded = load_yaml(Path(path).read_text()) or {}
     except yaml.YAMLError as exc:
-        raise EdgedistillError(f"{what} '{path}' is not valid YAML: {str(exc).splitlines()[0]}", "fix the YAML syntax") from exc
+        raise EdgedistillError(f"{what} '{path}' is not valid YAML: {yaml_problem(exc)}", "fix the YAML syntax there") from exc
     except UnicodeDecodeError as exc:
         raise EdgedistillError(f"{what} '{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})", "pass a YAML text file saved as UTF-8") from exc
     if not isinstance(loaded, dict):

@@ -14,7 +14,7 @@ from edgedistill.targets import load_target
 
 from tests.test_bench_fixtures import embedder
 
-PROFILE = "name: ov-box\nbackends: [openvino]\nprecisions: [fp32, fp16]\nworkspace_mb: 512\n"
+PROFILE = "name: ov-box\narch: x86_64\ndevice: CPU\nbackends: [openvino]\nprecisions: [fp32, fp16]\nworkspace_mb: 512\n"
 
 
 def test_openvino_irs_record_the_hash_of_the_target_profile_they_were_compiled_for(tmp_path):

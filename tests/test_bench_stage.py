@@ -135,7 +135,7 @@ def test_each_runtime_runs_on_the_targets_device_when_it_is_the_targets():
 def test_without_peaks_a_device_row_stays_pending(build, tmp_path):
     root, arts = build
     profile = tmp_path / "mystery.yaml"
-    profile.write_text("name: mystery\narch: aarch64\nbackends: [onnxruntime]\nprecisions: [fp32]\n")
+    profile.write_text("name: mystery\narch: aarch64\ndevice: CPU\nbackends: [onnxruntime]\nprecisions: [fp32]\n")
     stage.run(load_config(), arts, root, load_target(str(profile)))
     doc = json.loads((root / "bench" / "bench.json").read_text())
     assert {r["status"] for r in doc["artifacts"]} == {"pending"}

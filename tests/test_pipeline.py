@@ -222,10 +222,10 @@ def test_a_value_a_stage_refuses_is_not_saved_into_the_build(tiny_build, tmp_pat
 
     # a run whose first stages succeed keeps their sections, not the typo in a later one
     assert main(["build", "--out", str(out), "--set", "export.opset=18", "--set", "bench.iterations=6",
-                 "--set", "quantize.calibration=bundled-photoz"]) == 2  # export re-runs and succeeds, quantize refuses
+                 "--set", "bench.pin_cpus=999"]) == 2  # export re-runs and succeeds, bench refuses
     saved = Manifest.load(out).data["config"]
-    assert saved["export"]["opset"] == 18 and saved["quantize"]["calibration"] is None and saved["bench"]["iterations"] == 5
-    assert main(["quantize", str(out)]) == 0
+    assert saved["export"]["opset"] == 18 and saved["bench"]["pin_cpus"] == [] and saved["bench"]["iterations"] == 5
+    assert main(["bench", str(out)]) == 0
 
 
 def test_one_stage_for_another_target_is_refused_and_a_profile_file_is_remembered(tiny_build, tmp_path, capsys):

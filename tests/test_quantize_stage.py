@@ -50,7 +50,7 @@ def test_fallback_layers_are_recorded_everywhere(tmp_path, onnx_artifact, capfd)
 
 
 def test_within_budget_keeps_every_layer_int8_and_trt_gets_the_batch(tmp_path, onnx_artifact):
-    target = TargetProfile(name="loose", backends=("tensorrt",), min_cosine=0.5, min_top1_agreement=0.0)
+    target = TargetProfile(name="loose", backends=("tensorrt",), device="GPU", min_cosine=0.5, min_top1_agreement=0.0)
     produced = {a.name: a for a in stage.run(_cfg(), {"onnx": onnx_artifact}, tmp_path, target)}
     int8 = produced["onnxruntime-int8"]
     # Only the output head (the Linear writing `logits`) stays float; TensorRT wants s8 activations.
@@ -84,7 +84,7 @@ def test_the_trt_calibration_record_hashes_its_recipe(tmp_path, onnx_artifact):
 
     from edgedistill.quantize.calibration import load_recipe
 
-    target = TargetProfile(name="loose", backends=("tensorrt",), min_cosine=0.5, min_top1_agreement=0.0)
+    target = TargetProfile(name="loose", backends=("tensorrt",), device="GPU", min_cosine=0.5, min_top1_agreement=0.0)
     recipe = tmp_path / "eight.yaml"
     recipe.write_text("source: bundled\nsamples: 8\nseed: 7\n")
     cfg = replace(_cfg(), quantize=replace(_cfg().quantize, calibration=str(recipe)))

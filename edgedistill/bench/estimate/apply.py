@@ -64,10 +64,13 @@ def roofline_for(row: dict, onnx_paths: dict[str, Path], peaks: Peaks, device: s
 def no_estimate_note(detail: dict, target: str) -> str:
     """Why a row stays pending, as a sentence for the report."""
     missing = detail.get("missing_peak")
-    if missing is None:
+    lacks = [] if missing is None else [(f"{missing} peak", "peak_tops_int8" if missing == "int8" else f"peak_tflops_{missing}")]
+    if detail.get("missing_bandwidth"):
+        lacks.append(("memory bandwidth", "bandwidth_gbs"))
+    if not lacks:
         return "no estimate: there is no ONNX graph of this artifact to cost"
-    field = "peak_tops_int8" if missing == "int8" else f"peak_tflops_{missing}"
-    return f"no estimate: the target profile {target} gives no {missing} peak (set {field} in it to estimate this row)"
+    return (f"no estimate: the target profile {target} gives no {' and no '.join(w for w, _ in lacks)} "
+            f"(set {' and '.join(f for _, f in lacks)} in it to estimate this row)")
 
 
 def add_roofline(rows: list[dict], onnx_paths: dict[str, Path], peaks: Peaks, device: str) -> None:

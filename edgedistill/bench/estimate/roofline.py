@@ -11,17 +11,22 @@ from .peaks import Peaks
 
 
 def roofline_ms(costs: list[OpCost], peaks: Peaks, float_memory_bound: bool = False) -> tuple[float | None, dict]:
-    """(milliseconds, breakdown); None when the device has no compute peak for a precision used.
+    """(milliseconds, breakdown); None when the device has no compute peak for a precision used, or no
+    bandwidth (timed by compute alone, a ViT came out up to 74x too fast): the breakdown names what is missing.
     `float_memory_bound` times float ops with no peak by their bytes alone (see apply.roofline_for)."""
+    missing = {} if peaks.bandwidth_gbs else {"missing_bandwidth": True}
+    lacking = next((c.precision for c in costs if peaks.compute(c.precision) is None and not (float_memory_bound and c.precision != "int8")), None)
+    if lacking is not None:
+        missing["missing_peak"] = lacking
+    if missing:
+        return None, missing
     total = compute_bound = 0.0
     unpriced = 0
     for cost in costs:
         peak = peaks.compute(cost.precision)
-        if peak is None and not (float_memory_bound and cost.precision != "int8"):
-            return None, {"missing_peak": cost.precision}
         unpriced += peak is None
         t_compute = cost.flops / peak if peak is not None else 0.0
-        t_memory = cost.bytes / (peaks.bandwidth_gbs * 1e9) if peaks.bandwidth_gbs else 0.0
+        t_memory = cost.bytes / (peaks.bandwidth_gbs * 1e9)
         total += max(t_compute, t_memory)
         compute_bound += t_compute if t_compute >= t_memory else 0.0
     ms = total * 1e3
