@@ -6,21 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
+import openvino as ov
+import pytest
 
 from edgedistill.backends.signal_stack import signal_stack_is_valid
 from edgedistill.config import QuantizeConfig
 from edgedistill.export.onnx_export import export_onnx
 from edgedistill.quantize.fidelity import compare, run_model
-from edgedistill.quantize.nncf_ov import quantize_openvino_int8
+from edgedistill.quantize.nncf_ov import _validation, quantize_openvino_int8, quantized_ops
+from tests.small_cnn import small_cnn
 
 
 def test_accuracy_control_reverts_harmful_quantizers(tmp_path: Path):
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, padding=1, groups=16), torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 32, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10),
-    ).eval()
+    model = small_cnn()
     onnx_path = export_onnx(model, [3, 32, 32], tmp_path / "m.onnx", ["embedding"])
     rng = np.random.default_rng(0)
     calibration = rng.standard_normal((16, 3, 32, 32)).astype(np.float32) * np.float32(0.02)  # poor ranges on purpose
@@ -33,5 +31,17 @@ def test_accuracy_control_reverts_harmful_quantizers(tmp_path: Path):
     before = compare(reference, run_model(tmp_path / "plain" / "model.xml", validation, backend="openvino"))
     after = compare(reference, run_model(tmp_path / "ac" / "model.xml", validation, backend="openvino"))
     assert after.cosine > before.cosine
+    # what it reached is recorded: the poor ranges leave it above max_drop after its 3 iterations
+    assert controlled["metric"] == "cosine" and controlled["metric_value"] == pytest.approx(after.cosine, abs=1e-4)
+    assert controlled["drop"] == pytest.approx(1 - after.cosine, abs=1e-4) and controlled["within_max_drop"] is False
+    # 1 - metric is the drop: the fp32 model scores 1.0 against its own outputs
+    items = [(validation[i : i + 8], reference["embedding"][i : i + 8]) for i in range(0, 16, 8)]
+    assert _validation(ov.Core().compile_model(str(onnx_path), "CPU"), items) == pytest.approx(1.0, abs=1e-6)
+    # the layers it reverted: quantized in the plain IR, no FakeQuantize before them in this one
+    convs = {"/0/Conv/WithoutBiases", "/2/Conv/WithoutBiases", "/4/Conv/WithoutBiases", "/8/Gemm/WithoutBiases"}
+    plain_ops = quantized_ops(ov.Core().read_model(str(tmp_path / "plain" / "model.xml")))
+    kept_ops = quantized_ops(ov.Core().read_model(str(tmp_path / "ac" / "model.xml")))
+    assert controlled["quantized_ops"] == len(plain_ops) and convs <= plain_ops
+    assert 0 < len(controlled["float_ops"]) <= 3 and set(controlled["float_ops"]) == plain_ops - kept_ops
     # NNCF's ov.Core objects go in creation order; the thread must not be left on an unmapped signal stack
     assert signal_stack_is_valid()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edgedistill.quantize.fidelity import Fidelity
 from edgedistill.quantize.refine import refine_ranking
+from tests.small_cnn import small_cnn
 
 
 def test_the_layer_that_helps_the_output_most_goes_first_and_the_rest_keep_their_order():
@@ -27,20 +28,13 @@ def test_the_fallback_search_meets_a_budget_with_fewer_float_layers_after_re_ran
     search keeps one layer in float; SQNR's order tries the first conv and, at the float-share cap of
     one layer here, ends below the budget."""
     import numpy as np
-    import torch
 
     from edgedistill.config import QuantizeConfig
     from edgedistill.export.onnx_export import export_onnx
     from edgedistill.quantize.fallback import quantize_with_fallback
     from edgedistill.quantize.fidelity import Budget
 
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, padding=1, groups=16), torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 32, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10),
-    ).eval()
-    with torch.no_grad():
-        model[0].weight[0] *= 50  # one outlier channel: the activation ranges after it lose the others' detail
+    model = small_cnn(outlier_channel=True)
     export_onnx(model, [3, 32, 32], tmp_path / "model.onnx", ["logits"])
     rng = np.random.default_rng(0)
     calibration, holdout = (rng.standard_normal((n, 3, 32, 32)).astype(np.float32) for n in (16, 16))

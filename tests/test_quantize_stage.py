@@ -7,7 +7,6 @@ import json
 
 import onnx
 import pytest
-import torch
 
 from edgedistill.artifacts import Artifact
 from edgedistill.config import BuildConfig, QuantizeConfig
@@ -15,17 +14,14 @@ from edgedistill.export.onnx_export import export_onnx
 from edgedistill.quantize import stage
 from edgedistill.quantize.trt_calibration import read_trt_calibration
 from edgedistill.targets import TargetProfile
+from tests.small_cnn import small_cnn
 
 DC = {"input_size": [3, 32, 32], "interpolation": "bilinear", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "crop_pct": 1.0, "crop_mode": "center"}
 
 
 @pytest.fixture()
 def onnx_artifact(tmp_path):
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, padding=1, groups=16), torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 32, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10),
-    ).eval()
+    model = small_cnn()
     export_onnx(model, DC["input_size"], tmp_path / "model.onnx", ["logits"])
     return Artifact.record(tmp_path, tmp_path / "model.onnx", kind="onnx", name="onnx-fp32", precision="fp32", backend="onnxruntime", data_config=DC)
 

@@ -52,15 +52,23 @@ def size_on_disk_mb(path: Path) -> float:
     return round(sum(p.stat().st_size for p in files) / 1e6, 3)
 
 
+def _listed(names: list[str], first: int = 6) -> str:
+    return ", ".join(names[:first]) + (f" (+{len(names) - first} more)" if len(names) > first else "") or "none"
+
+
 def quantization_note(artifact: Artifact) -> str:
-    """Which layers the accuracy-aware fallback kept in float, so the report shows the trade; and whether
-    the fidelity shown was measured on images calibration saw."""
+    """Which layers the accuracy-aware fallback (or NNCF's accuracy control) kept in float, so the report shows
+    the trade; and whether the fidelity shown was measured on images calibration saw."""
     notes = []
     if fallback := artifact.extra.get("fallback"):
         layers = artifact.extra.get("float_layers") or []
         budget = "within" if fallback.get("within_budget") else "NOT within"
-        shown = ", ".join(layers[:6]) + (f" (+{len(layers) - 6} more)" if len(layers) > 6 else "")
-        notes.append(f"{len(layers)} layer(s) kept in float ({shown or 'none'}); {budget} the fidelity budget on held-out views")
+        notes.append(f"{len(layers)} layer(s) kept in float ({_listed(layers)}); {budget} the fidelity budget on held-out views")
+    nncf = artifact.extra.get("nncf") or {}
+    if nncf.get("within_max_drop") is False:  # recorded with the drop since accuracy control reports it
+        ops = nncf["float_ops"]
+        notes.append(f"NNCF accuracy control: {nncf['metric']} drop {nncf['drop']:.4f} NOT within nncf_max_drop {nncf['max_drop']} "
+                     f"on held-out views, {len(ops)} of {nncf['quantized_ops']} quantized op(s) reverted to float ({_listed(ops)})")
     if (artifact.extra.get("calibration") or {}).get("shares_evaluation_images"):
         notes.append("calibrated on images its fidelity views are cropped from (too few images to keep apart: "
                      "a larger quantize.calibration source gives an independent measure)")

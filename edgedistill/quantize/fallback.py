@@ -8,6 +8,7 @@ fidelity on held-out views (never the calibration views) is within the target's 
 3. Re-quantize with the k most sensitive layers excluded (`nodes_to_exclude`), reusing the
    calibration ranges: k doubles until the budget is met, then bisects down to the smallest
    k that meets it. `fallback_max_trials` bounds the rounds, `fallback_max_float_share` bounds k.
+   After re-ranking, round k=1 is the re-ranking's trial of its first layer: reused, not quantized again.
 """
 
 from __future__ import annotations
@@ -120,22 +121,27 @@ def quantize_with_fallback(onnx_path: Path, out_path: Path, calibration: np.ndar
             result.sensitivity_db = sensitivity
             best: tuple[Fidelity, int, Path] = (plain, 0, plain_path)
             lo, hi = 0, None
+            # the layer alone in float that refine_ranking will put first (highest cosine, ties to the earlier),
+            # with its model kept: the search's first round (k=1) is that same trial
+            first_alone: dict = {}
             with progress_bar(transient=True) as bar:
                 if cfg.fallback_refine > 1 and len(ranking) > 1:
                     ranking_task = bar.add_task("int8 fallback: ranking", total=min(cfg.fallback_refine, len(ranking)), info="")
 
                     def alone_in_float(name: str) -> Fidelity:
-                        fid = trial([name])[0]
+                        fid, path = trial([name])
+                        if not first_alone or fid.cosine > first_alone["fid"].cosine:
+                            kept = path.with_name("int8-alone.onnx")  # the next trial([name]) writes int8-k1.onnx again
+                            os.replace(path, kept)
+                            first_alone.update(name=name, fid=fid, path=kept)
                         bar.update(ranking_task, advance=1, info=f"cosine {fid.cosine:.4f}")
                         return fid
 
                     ranking, result.refined = refine_ranking(ranking, cfg.fallback_refine, alone_in_float)
                 task = bar.add_task("int8 fallback", total=cfg.fallback_max_trials, info="")
-                for _ in range(cfg.fallback_max_trials):
-                    k = _next_k(lo, hi, cap)
-                    if k is None:
-                        break
-                    fid, path = trial(ranking[:k])
+
+                def record(k: int, fid: Fidelity, path: Path) -> None:
+                    nonlocal lo, hi, best
                     result.trials.append({"float_layers": k, **fid.as_dict(), "within_budget": fid.meets(budget)})
                     bar.update(task, advance=1, info=f"{k} float: cosine {fid.cosine:.4f}")
                     if fid.meets(budget):
@@ -144,6 +150,15 @@ def quantize_with_fallback(onnx_path: Path, out_path: Path, calibration: np.ndar
                         lo = k
                         if hi is None and _clearly_better(fid, best[0]):
                             best = (fid, k, path)
+
+                for _ in range(cfg.fallback_max_trials):
+                    k = _next_k(lo, hi, cap)
+                    if k is None:
+                        break
+                    if k == 1 and result.refined and first_alone.get("name") == ranking[0]:
+                        record(1, first_alone["fid"], first_alone["path"])  # measured while re-ranking: no second quantization
+                        continue
+                    record(k, *trial(ranking[:k]))
             final, k, chosen = best
             result.final, result.float_layers, result.within_budget = final, fixed + ranking[:k], final.meets(budget)
         os.replace(chosen, out_path)  # the scratch folder is beside out_path: a rename, no second copy on disk

@@ -19,6 +19,7 @@ from ..backends import get_backend, kept_signal_stack
 from ..backends.openvino_backend import fix_batch
 from ..config import QuantizeConfig
 from ..errors import EdgedistillError, MissingBackendError
+from .ort_static import scratch_dir
 
 TRANSFORMER_OPS = {"LayerNormalization", "Softmax"}
 MODEL_TYPES = ("auto", "transformer", "cnn")
@@ -43,10 +44,14 @@ def resolve_model_type(cfg: QuantizeConfig, onnx_path: Path) -> str:
     return "transformer" if graph_is_transformer(onnx_path) else "cnn"
 
 
+def _metric_output(outputs) -> str | None:
+    return "logits" if "logits" in outputs else ("embedding" if "embedding" in outputs else None)
+
+
 def _validation(compiled_model, data) -> float:
     """Teacher-labelled metric: top-1 agreement with fp32 logits, else mean cosine with fp32 output."""
     outputs = {name: port for port in compiled_model.outputs for name in port.get_names()}
-    key = "logits" if "logits" in outputs else ("embedding" if "embedding" in outputs else None)
+    key = _metric_output(outputs)
     scores = []
     for sample, reference in data:
         result = compiled_model(sample)
@@ -57,6 +62,44 @@ def _validation(compiled_model, data) -> float:
         else:
             scores += list((out * ref).sum(1) / np.maximum(np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1), 1e-12))
     return float(np.mean(scores))
+
+
+def quantized_ops(model) -> set[str]:
+    """The ops a FakeQuantize feeds, directly or through ops NNCF does not quantize (Reshape, Transpose, ...):
+    NNCF's own count of quantized operations (nncf.common.graph.utils.get_number_of_quantized_ops)."""
+    from nncf.openvino.graph.metatypes.groups import INPUTS_QUANTIZABLE_OPERATIONS
+
+    quantizable = {name for metatype in INPUTS_QUANTIZABLE_OPERATIONS for name in metatype.get_all_aliases()}
+    found, seen = set(), set()
+    to_see = [target.get_node() for op in model.get_ordered_ops() if op.get_type_name() == "FakeQuantize"
+              for target in op.output(0).get_target_inputs()]
+    while to_see:
+        node = to_see.pop()
+        if node.get_friendly_name() in seen:
+            continue
+        seen.add(node.get_friendly_name())
+        if node.get_type_name() in quantizable:
+            found.add(node.get_friendly_name())
+        else:
+            to_see += [target.get_node() for output in node.outputs() for target in output.get_target_inputs()]
+    return found
+
+
+def accuracy_control_record(quantized, intermediate, items: list, max_drop: float) -> dict:
+    """What accuracy control reached, which NNCF logs but does not return: the quantized model's metric on the
+    validation items, its drop, and the ops it reverted to float (quantized in NNCF's fully quantized
+    intermediate model, not in the result; weight FakeQuantizes are folded into int8 constants by then, the
+    activation ones remain). The fp32 reference scores 1.0: the validation labels are the fp32 model's own
+    outputs (quantize/stage.py), so the drop is 1 - metric."""
+    import openvino as ov
+
+    metric = _validation(ov.Core().compile_model(quantized, "CPU"), items)
+    before = quantized_ops(intermediate)
+    reverted = before - quantized_ops(quantized)
+    names = [op.get_friendly_name() for op in intermediate.get_ordered_ops() if op.get_friendly_name() in reverted]
+    key = _metric_output({name for port in quantized.outputs for name in port.get_names()})
+    return {"metric": "top-1 agreement" if key == "logits" else "cosine", "metric_value": round(metric, 6), "drop": round(1.0 - metric, 6),
+            "within_max_drop": bool(1.0 - metric <= max_drop), "quantized_ops": len(before), "float_ops": names}
 
 
 def quantize_openvino_int8(onnx_path: Path, xml_path: Path, batch: np.ndarray, cfg: QuantizeConfig | None = None,
@@ -94,11 +137,14 @@ def quantize_openvino_int8(onnx_path: Path, xml_path: Path, batch: np.ndarray, c
 
             inputs, reference = validation
             items = [(inputs[i : i + 8], reference[i : i + 8]) for i in range(0, len(inputs), 8)]
-            quantized = nncf.quantize_with_accuracy_control(
-                model, nncf_dataset(batch), nncf.Dataset(items, lambda item: item[0]), _validation,
-                max_drop=cfg.nncf_max_drop, advanced_quantization_parameters=advanced,
-                advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(max_num_iterations=cfg.fallback_max_trials),
-                **common)
+            with scratch_dir(xml_path.parent) as tmp:  # NNCF writes its fully quantized model here, before reverting any op
+                quantized = nncf.quantize_with_accuracy_control(
+                    model, nncf_dataset(batch), nncf.Dataset(items, lambda item: item[0]), _validation,
+                    max_drop=cfg.nncf_max_drop, advanced_quantization_parameters=advanced,
+                    advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
+                        max_num_iterations=cfg.fallback_max_trials, intermediate_model_dir=str(tmp)),
+                    **common)
+                control = accuracy_control_record(quantized, ov.Core().read_model(str(tmp / "intermediate_model.xml")), items, cfg.nncf_max_drop)
         else:
             quantized = nncf.quantize(model, nncf_dataset(batch), advanced_parameters=advanced, **common)
     # The IR carries the ONNX file's metadata_props under rt_info "framework"; they said fp32 until updated here
@@ -107,4 +153,4 @@ def quantize_openvino_int8(onnx_path: Path, xml_path: Path, batch: np.ndarray, c
     fix_batch(quantized, fixed_batch)
     get_backend("openvino").save_ir(quantized, xml_path, compress_to_fp16=False)  # a full disk gives the CLI's one-line error
     return {"model_type": model_type, "smooth_quant": smooth_quant, "accuracy_control": use_control,
-            "max_drop": cfg.nncf_max_drop if use_control else None, "preset": "mixed"}
+            "max_drop": cfg.nncf_max_drop if use_control else None, "preset": "mixed", **(control if use_control else {})}
