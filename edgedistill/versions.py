@@ -4,18 +4,37 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import sys
 
 _TRACKED = ("edgedistill", "torch", "timm", "onnx", "onnxruntime", "openvino", "nncf", "onnxslim", "tensorrt", "numpy")
+# The other distributions that install the same module: README's NVIDIA setup swaps onnxruntime for
+# onnxruntime-gpu, and TensorRT's wheels are named by CUDA version
+_ALSO_SHIPPED_AS = {
+    "onnxruntime": ("onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml", "onnxruntime-training"),
+    "tensorrt": ("tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11"),
+}
+
+
+def _version(name: str) -> str | None:
+    for distribution in (name, *_ALSO_SHIPPED_AS.get(name, ())):
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    # JetPack's TensorRT bindings (a Debian package) have no Python metadata: the module knows its version
+    module = sys.modules.get(name)
+    version = getattr(module, "__version__", None)
+    return str(version) if version else None
 
 
 def tool_versions(names: tuple[str, ...] = _TRACKED) -> dict[str, str]:
-    """Installed versions of the tracked packages; absent ones are left out."""
+    """Installed versions of the tracked packages (by whichever distribution installed them); absent ones
+    are left out."""
     found = {"python": platform.python_version()}
     for name in names:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
+        version = _version(name)
+        if version is not None:
+            found[name] = version
     return found
 
 
