@@ -57,13 +57,14 @@ def file_digest(path: Path | str) -> str:
 
 
 def _path_digest(path: Path) -> tuple[str, int]:
-    """sha256 and size of a file, or of a folder's files in sorted order."""
+    """sha256 and size of a file, or of a folder's files in sorted order. Memoised per file (file_digest):
+    each stage's freshness check hashes model.onnx and the IRs again, and a rewritten file gets new times."""
     if path.is_file():
-        return sha256_file(path), path.stat().st_size
+        return file_digest(path), path.stat().st_size
     digest, size = hashlib.sha256(), 0
     for child in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(str(child.relative_to(path)).encode())
-        digest.update(sha256_file(child).encode())
+        digest.update(file_digest(child).encode())
         size += child.stat().st_size
     return digest.hexdigest(), size
 

@@ -4,12 +4,12 @@ or one view per image from a seeded choice spread over a large source."""
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 
 import numpy as np
 from PIL import Image
 
-from .images import ImageSource
+from .images import DECODE_ERRORS, ImageSource, as_rgb
 
 _ORDER_STREAM = 0x0C40  # keeps the image order's random stream apart from the crop parameters'
 
@@ -39,18 +39,22 @@ def deterministic_crops(images: list[Image.Image], count: int, seed: int, scale:
     return crops
 
 
+def _candidates(source: ImageSource, count: int, seed: int, exclude: Collection[int]) -> tuple[Iterator[int], int]:
+    """(the indices to try in order, how many images are not excluded) for pick_images and pick_indices."""
+    exclude = set(exclude)
+    usable = len(source) - sum(0 <= i < len(source) for i in exclude)
+    if count >= usable:
+        return (i for i in range(len(source)) if i not in exclude), usable
+    return (int(i) for i in seeded_order(len(source), seed) if int(i) not in exclude), usable
+
+
 def pick_images(source: ImageSource, count: int, seed: int, exclude: Collection[int] = ()) -> tuple[list[int], list[Image.Image]]:
     """(indices, decoded images) that `count` views are cropped from, skipping unreadable images and `exclude`.
 
     A source with no more usable images than `count` gives all of them, in order (several crops each);
     a larger one gives the first `count` readable images of a seeded order over the whole source.
     Only these images are decoded, never the whole source."""
-    exclude = set(exclude)
-    usable = len(source) - sum(0 <= i < len(source) for i in exclude)
-    if count >= usable:
-        candidates = (i for i in range(len(source)) if i not in exclude)
-    else:
-        candidates = (int(i) for i in seeded_order(len(source), seed) if int(i) not in exclude)
+    candidates, usable = _candidates(source, count, seed, exclude)
     indices, images = [], []
     for index in candidates:
         image = source.load(index)
@@ -62,6 +66,35 @@ def pick_images(source: ImageSource, count: int, seed: int, exclude: Collection[
     if not images:
         raise source.nothing_readable(usable)
     return indices, images
+
+
+def pick_indices(source: ImageSource, count: int, seed: int, exclude: Collection[int] = ()) -> list[int]:
+    """The indices pick_images gives, keeping no decoded image: which images views are cropped from, where
+    only that is needed (the evaluation's, for calibration to keep apart from: 48 phone photos held at once
+    are gigabytes). Unreadable images are skipped as there, so the picks are the same."""
+    candidates, usable = _candidates(source, count, seed, exclude)
+    indices = []
+    for index in candidates:
+        if _readable(source, index):
+            indices.append(index)
+            if len(indices) == count:
+                break
+    if not indices:
+        raise source.nothing_readable(usable)
+    return indices
+
+
+def _readable(source: ImageSource, index: int) -> bool:
+    """Whether source.load(index) gives an image. A JPEG is decoded at 1/8 scale (Image.draft): about half
+    the cost, and still all of its entropy-coded data, so a truncated or damaged file fails as in a full
+    decode. Where this fails, load() decides, and warns as the views' own pick does."""
+    try:
+        with (source.tars.open(index) if source.tars is not None else Image.open(source.paths[index])) as img:
+            img.draft(img.mode, (1, 1))  # no-op for formats other than JPEG: decoded whole, then dropped
+            as_rgb(img)
+        return True
+    except DECODE_ERRORS:
+        return source.load(index) is not None
 
 
 def source_crops(source: ImageSource, count: int, seed: int, exclude: Collection[int] = ()) -> tuple[list[int], list[Image.Image]]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
+
+if TYPE_CHECKING:  # torch is imported where it is used: a stage key that imports this module needs no torch
+    import torch
 
 
 def resolve_data_config(model: torch.nn.Module, img_size: int | None = None) -> dict:
@@ -27,6 +30,9 @@ def resolve_data_config(model: torch.nn.Module, img_size: int | None = None) -> 
 
 def to_model_input(images01: torch.Tensor, data_config: dict) -> torch.Tensor:
     """Resize a [0,1] batch to the model's input size and normalise it with the model's mean/std."""
+    import torch
+    import torch.nn.functional as F
+
     size = tuple(data_config["input_size"][1:])
     if tuple(images01.shape[-2:]) != size:
         mode = "bicubic" if data_config.get("interpolation") == "bicubic" else "bilinear"

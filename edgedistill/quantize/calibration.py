@@ -23,13 +23,12 @@ from PIL import Image
 from ..artifacts import temp_file, write_failure_errno
 from ..config import from_dict
 from ..yaml_files import read_yaml_mapping
-from ..data.crops import pick_images, source_crops
+from ..data.crops import pick_indices, source_crops
 from ..data.eval_set import EVAL_SEED
 from ..data.images import ImageSource
 from ..data.shards import shard_paths
 from ..data.source_stamp import source_stamp
 from ..errors import EdgedistillError
-from ..models.preprocess import preprocess_images
 from ..profiles import bundled_dir, bundled_names
 
 log = logging.getLogger(__name__)
@@ -82,6 +81,8 @@ def _cached_batch(key: str, data_config: dict, cache_dir: Path | None, views: Ca
             return np.load(cache)
         except (OSError, ValueError, EOFError):  # truncated or empty (a full disk, a partial copy): derived data, so made again
             cache.unlink(missing_ok=True)
+    from ..models.preprocess import preprocess_images  # torch: not needed for a stage key, nor for a cached batch
+
     batch = preprocess_images(views(), data_config)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -136,11 +137,11 @@ def may_share_files(a: str, b: str) -> bool:
 def evaluation_indices(source: ImageSource, eval_source: str | None, eval_count: int) -> frozenset[int]:
     """The images of `source` that the evaluation views (bench's fidelity, EVAL_SEED) are cropped from:
     INT8 fidelity measured on the images calibration saw would flatter it. Only a source that shares
-    files with `eval_source` costs the decoding of the evaluation's picks."""
+    files with `eval_source` costs the decoding of the evaluation's picks, one image at a time."""
     if not eval_source or not may_share_files(source.source, eval_source):
         return frozenset()
     if eval_source == source.source:  # the same source: the evaluation's picks are its indices
-        return frozenset(pick_images(source, eval_count, EVAL_SEED)[0])
+        return frozenset(pick_indices(source, eval_count, EVAL_SEED))
     try:
         evaluated = ImageSource(eval_source)
     except EdgedistillError:  # a build copied where its data.source is not: none of those images to keep apart here
@@ -148,8 +149,33 @@ def evaluation_indices(source: ImageSource, eval_source: str | None, eval_count:
     where = {source.identity(i): i for i in range(len(source))}
     if not any(evaluated.identity(i) in where for i in range(len(evaluated))):
         return frozenset()
-    used, _ = pick_images(evaluated, eval_count, EVAL_SEED)
+    used = pick_indices(evaluated, eval_count, EVAL_SEED)
     return frozenset(where[name] for name in map(evaluated.identity, used) if name in where)
+
+
+def evaluation_apart(source: ImageSource, eval_source: str | None, eval_count: int, samples: int) -> frozenset[int] | None:
+    """What `samples` calibration views from `source` keep apart from: the evaluation's images
+    (evaluation_indices, empty where the two have none in common), or None where `source` holds too few
+    others (keeps_apart) and calibration shares them. Where `source` is the evaluation's own images and
+    holds fewer than eval_count + samples, its length tells, no image decoded: the evaluation takes
+    eval_count of them, or else every readable one, which leaves no readable image besides."""
+    if eval_source and len(source) - eval_count < samples and _same_images(source, eval_source):
+        return None
+    evaluated = evaluation_indices(source, eval_source, eval_count)
+    return evaluated if not evaluated or keeps_apart(source, samples, evaluated) else None
+
+
+def _same_images(source: ImageSource, other: str) -> bool:
+    """Whether the source spelled `other` lists the very files of `source`, in the same order."""
+    if other == source.source:
+        return True
+    if not may_share_files(source.source, other):
+        return False
+    try:
+        found = ImageSource(other)
+    except EdgedistillError:  # a build copied where its data.source is not
+        return False
+    return len(found) == len(source) and all(found.identity(i) == source.identity(i) for i in range(len(source)))
 
 
 def keeps_apart(source: ImageSource, count: int, evaluated: frozenset[int]) -> bool:
@@ -192,7 +218,7 @@ def holdout_views(recipe: CalibrationRecipe, data_config: dict, count: int, cach
         beside = evaluated if calibration_apart and len(source) - len(evaluated) >= recipe.samples + count else frozenset()
 
         def views() -> list[Image.Image]:
-            calibrated, _ = pick_images(source, recipe.samples, recipe.seed, exclude=evaluated if calibration_apart else ())
+            calibrated = pick_indices(source, recipe.samples, recipe.seed, exclude=evaluated if calibration_apart else ())
             return source_crops(source, count, seed, exclude={*calibrated, *beside})[1]
 
         # builds whose calibration shares no image with the evaluation keep their cached views

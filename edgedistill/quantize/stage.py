@@ -14,7 +14,7 @@ from ..config import BuildConfig, short_hash
 from ..progress import console
 from ..targets import TargetProfile
 from ..data.images import ImageSource
-from .calibration import CalibrationRecipe, HeldOut, calibration_batch, evaluation_indices, holdout_views, keeps_apart, load_recipe, may_share_files
+from .calibration import CalibrationRecipe, HeldOut, calibration_batch, evaluation_apart, holdout_views, load_recipe, may_share_files
 from .fidelity import Budget, main_output, run_model
 from .metadata import update_metadata
 from .nncf_ov import quantize_openvino_int8
@@ -44,11 +44,10 @@ def evaluation_key(cfg: BuildConfig, recipe: CalibrationRecipe) -> list:
     nothing where the sources have no file in common, so such builds keep their keys."""
     if not cfg.data.source or not may_share_files(recipe.source, cfg.data.source):  # no listing or indexing for it
         return []
-    source = ImageSource(recipe.source)
-    evaluated = evaluation_indices(source, cfg.data.source, cfg.bench.eval_images)
-    if not evaluated:
-        return []
-    return [sorted(evaluated) if keeps_apart(source, recipe.samples, evaluated) else "shares evaluation images"]
+    evaluated = evaluation_apart(ImageSource(recipe.source), cfg.data.source, cfg.bench.eval_images, recipe.samples)
+    if evaluated is None:  # held-out views then keep apart from calibration's images only: nothing else to key on
+        return ["shares evaluation images"]
+    return [sorted(evaluated)] if evaluated else []
 
 
 @dataclass(frozen=True)
@@ -64,14 +63,16 @@ def calibration_for(cfg: BuildConfig, target: TargetProfile, data_config: dict, 
     are cropped from (data.source, bench.eval_images) where the calibration source holds enough others."""
     recipe = calibration_recipe(cfg, target)
     source = ImageSource(recipe.source)
-    evaluated = evaluation_indices(source, cfg.data.source, cfg.bench.eval_images)
+    apart = evaluation_apart(source, cfg.data.source, cfg.bench.eval_images, recipe.samples)
+    shares = apart is None
+    evaluated = frozenset() if shares else apart  # sharing, calibration and held-out views are made as with none evaluated
     batch = calibration_batch(recipe, data_config, workdir / ".cache", evaluated, source)
     held = holdout_views(recipe, data_config, cfg.quantize.holdout_images, workdir / ".cache", evaluated, source)
-    shares = bool(evaluated) and not keeps_apart(source, recipe.samples, evaluated)
     if shares:
-        log.info("calibration shares images with the evaluation views: '%s' holds %d images, fewer than %d calibration + %d evaluated, "
-                 "so INT8 fidelity is measured on images calibration saw; use a larger quantize.calibration source for an independent "
-                 "measure", recipe.source, len(source), recipe.samples, len(evaluated))
+        log.info("calibration shares images with the evaluation views: '%s' holds %d images, too few for %d calibration samples "
+                 "besides the images bench's %d evaluation views are cropped from, so INT8 fidelity is measured on images calibration "
+                 "saw; use a larger quantize.calibration source for an independent measure", recipe.source, len(source), recipe.samples,
+                 cfg.bench.eval_images)
     record = {**recipe.__dict__, "method": cfg.quantize.method, "holdout_images": len(held.batch),
               "holdout_shares_calibration_images": held.shares_calibration_images, "shares_evaluation_images": shares}
     return CalibrationViews(recipe, batch, held, record)
