@@ -94,6 +94,13 @@ def test_readme_says_what_remains(tmp_path, onnx_files):
     assert "pip install 'edgedistill[tensorrt]'" in desktop
 
 
+def test_a_jetpack_5_readme_sends_the_user_to_trtexec_not_to_pip(tmp_path, onnx_files):
+    # JetPack 5's Python is 3.8, which `pip install edgedistill` (Python >= 3.10) refuses
+    readme = (write_bundle(tmp_path, {"fp16": onnx_files["fp16"]}, load_target("jetson-orin-jp5")) / "README.md").read_text()
+    assert "pip install" not in readme and "edgedistill compile" not in readme
+    assert "edgedistill cannot run on JetPack 5.1" in readme and "build_engines.sh" in readme
+
+
 def test_blocking_findings_are_recorded_and_the_script_skips_them(tmp_path, onnx_files):
     bundle = write_bundle(tmp_path, {"int8": onnx_files["fp16"]}, load_target("jetson-orin"))
     (model,) = json.loads((bundle / "bundle.json").read_text())["models"]

@@ -64,6 +64,31 @@ def build_script(manifest: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def python_too_old_on_device(jetpack: str | None) -> bool:
+    """JetPack 5 is Ubuntu 20.04: Python 3.8, with TensorRT bindings for it alone; edgedistill needs 3.10+."""
+    major = str(jetpack or "").split(".")[0]
+    return major.isdigit() and int(major) < 6
+
+
+def _edgedistill_route(expected: dict) -> list[str]:
+    jetpack = expected.get("jetpack")
+    return [
+        "   - with edgedistill (re-checks the models, tags the engines, records them in bundle.json):",
+        "",
+        "     ```",
+        *([  # JetPack ships TensorRT's bindings; the [tensorrt] extra's wheels (TensorRT 10) are not for Jetson
+            "     python3 -m venv --system-site-packages venv && . venv/bin/activate",
+            "     pip install edgedistill",
+        ] if jetpack else ["     pip install 'edgedistill[tensorrt]'"]),
+        "     edgedistill compile trt_bundle/",
+        "     ```",
+        "",
+        *([f"     On Jetson, TensorRT's Python bindings come with JetPack {jetpack} (python3-libnvinfer); the virtual",
+           "     environment sees them through `--system-site-packages`. Do not install the [tensorrt] extra there."]
+          if jetpack else []),
+    ]
+
+
 def readme(manifest: dict) -> str:
     target = manifest["target"]
     expected = manifest["expected"]
@@ -81,19 +106,12 @@ def readme(manifest: dict) -> str:
         "",
         "1. Copy this whole folder to the device, e.g. `scp -r trt_bundle/ user@device:`.",
         "2. Build the engines, either way:",
-        "   - with edgedistill (re-checks the models, tags the engines, records them in bundle.json):",
-        "",
-        "     ```",
-        *([  # JetPack ships TensorRT's bindings; the [tensorrt] extra's wheels (TensorRT 10) are not for Jetson
-            "     python3 -m venv --system-site-packages venv && . venv/bin/activate",
-            "     pip install edgedistill",
-        ] if expected.get("jetpack") else ["     pip install 'edgedistill[tensorrt]'"]),
-        "     edgedistill compile trt_bundle/",
-        "     ```",
-        "",
-        *([f"     On Jetson, TensorRT's Python bindings come with JetPack {expected['jetpack']} (python3-libnvinfer); the virtual",
-           "     environment sees them through `--system-site-packages`. Do not install the [tensorrt] extra there."]
-          if expected.get("jetpack") else []),
+        *(_edgedistill_route(expected) if not python_too_old_on_device(expected.get("jetpack")) else [
+            f"   - edgedistill cannot run on JetPack {expected['jetpack']}: its Python is 3.8 (Ubuntu 20.04), TensorRT's",
+            "     bindings there are for that Python alone, and edgedistill needs Python 3.10 or newer. Build with",
+            "     trtexec (below); `edgedistill bench` of these engines needs JetPack 6 or later, so the report",
+            "     keeps their rows pending, with estimates.",
+        ]),
         "   - with trtexec only: `bash trt_bundle/build_engines.sh` (set `TRTEXEC=/path/to/trtexec` if it",
         "     is not on PATH; JetPack installs it at /usr/src/tensorrt/bin/trtexec).",
         "3. The engines land in `engines/<precision>.engine`, each with a `.json` tag naming its TensorRT",
