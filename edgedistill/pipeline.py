@@ -6,16 +6,18 @@ re-run alone (`edgedistill export`, `bench`, ...) or on another machine from a c
 
 from __future__ import annotations
 
+import os
 import shutil
 import traceback
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from .artifacts import Artifact, Manifest, model_digest, restore_interrupted
-from .config import BuildConfig, short_hash
+from .config import BuildConfig, short_hash, teacher_list
 from .errors import EdgedistillError
 from .device_names import device_family
+from .distill import state_files
 from .folder_lock import LOCK, FolderLock
 from .progress import console
 from .profiles import bundled_dir
@@ -115,9 +117,31 @@ class Pipeline:
         self.manifest.record_stage(stage, key, [a.name for a in produced])
         current = self.cfg.to_dict()
         self.manifest.data["config"].update({section: current[section] for section in STAGE_SECTIONS[stage]})
-        self.manifest.data["earlier"].pop(stage, None)  # its files were replaced
+        replaced = self.manifest.data["earlier"].pop(stage, None)  # its files were replaced
         self.manifest.save()
+        if replaced and is_first_rank():
+            self._remove_unmade(replaced["artifacts"].values())
         return produced
+
+    def _remove_unmade(self, old: Iterable[dict]) -> None:
+        """Remove the files of a stage's earlier outputs that its new run did not make again (another target:
+        no OpenVINO IR for arm64-cpu): no record describes them, yet they would go to the device with the
+        folder. Only paths inside the build folder, and none that holds or lies in a recorded artifact."""
+        root = self.workdir.resolve()
+        kept = [Path(os.path.normpath(root / a.path)) for a in self.artifacts().values()]
+        for record in old:
+            path = Path(os.path.normpath(root / str(record.get("path") or ".")))
+            inside = path != root and path.is_relative_to(root) and path.parent.resolve().is_relative_to(root)
+            if not inside or any(path == k or path in k.parents or k in path.parents for k in kept):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            for folder in path.parents:  # openvino/ once its last IR is gone
+                if folder == root or not folder.is_relative_to(root) or not folder.is_dir() or any(folder.iterdir()):
+                    break
+                folder.rmdir()
 
     def _reuse(self, stage: str, why: str) -> list[Artifact]:
         outputs = self.manifest.data["stages"][stage]["outputs"]
@@ -201,32 +225,34 @@ class Pipeline:
                                                      ("distill.cache", self.cfg.distill.cache)) if value}
 
     def _teacher_checkpoints(self) -> list[str | None]:
-        from .models.teacher import teacher_configs
+        return [c.checkpoint for c in teacher_list(self.cfg.teacher)]
 
-        return [c.checkpoint for c in teacher_configs(self.cfg.teacher)]
-
+    # A stage's key needs only constants and config helpers: its module (torch, timm) is imported in the
+    # work that runs it, so a rebuild whose stages are all unchanged imports no torch.
     def distill(self) -> list[Artifact]:
-        from .distill import stage
-
         # settings that change neither the arithmetic nor the data (log_every, num_workers, ...) do not re-train
         def key(legacy: bool = False) -> str:
             stamps = self._file_inputs((self.cfg.data.source, self.cfg.data.max_images), self.cfg.distill.cache, *self._teacher_checkpoints(),
                                        legacy=legacy)
-            ignore = {f"distill.{k}" for k in stage.NOT_HASHED} | (set() if legacy else self._paths_stood_for(stamps[0]))
+            ignore = {f"distill.{k}" for k in state_files.NOT_HASHED} | (set() if legacy else self._paths_stood_for(stamps[0]))
             return _key(self.cfg.section_hash("teacher", "student", "data", "distill", ignore=ignore), stamps)
+
+        def work():
+            from .distill.stage import run
+
+            return [run(self.cfg, {}, self.workdir, keep_state=True)]
+
         weights = self.workdir / "student" / "student.safetensors"
-        before = weights.stat().st_mtime_ns if (self.workdir / stage.STATE_DIR / stage.FINISHED).is_file() and weights.is_file() else None
-        produced = self._run_stage("distill", key(), lambda: [stage.run(self.cfg, {}, self.workdir, keep_state=True)], lambda: key(legacy=True))
+        finished = self.workdir / state_files.STATE_DIR / state_files.FINISHED
+        before = weights.stat().st_mtime_ns if finished.is_file() and weights.is_file() else None
+        produced = self._run_stage("distill", key(), work, lambda: key(legacy=True))
         if before is not None and weights.is_file() and weights.stat().st_mtime_ns == before:
             self.reused.add("student")  # a run stopped before recording it had finished it: kept, not written
         if is_first_rank():
-            stage.discard_state(self.workdir)  # the manifest records the student now
+            state_files.discard_state(self.workdir)  # the manifest records the student now
         return produced
 
     def export(self) -> list[Artifact]:
-        from .export import stage
-        from .export.evalset import write_evalset
-
         student = self.need("student")["student"]
         # teacher.dtype is how distillation runs the teacher; the evalset's teacher runs in fp32
         def key(legacy: bool = False) -> str:  # the eval views and the teacher's logits on them
@@ -242,6 +268,9 @@ class Pipeline:
                           f"parses: exporting opset {cfg.export.opset} (the target profile's `opset`)")
 
         def work():
+            from .export import stage
+            from .export.evalset import write_evalset
+
             onnx = stage.run(cfg, {"student": student}, self.workdir)
             return [onnx, write_evalset(cfg, onnx.data_config, self.workdir, onnx.name)]
 

@@ -1,6 +1,6 @@
 """Stage `distill`: teachers (or a teacher cache) + images -> student/ (student.safetensors,
 student.json, heads, train_log.csv). Checkpoints go to BUILD/distill_state and are removed
-once the student is written (with keep_state, once the pipeline has recorded it: discard_state).
+once the student is written (with keep_state, once the pipeline has recorded it: state_files.discard_state).
 Under torchrun every rank calls run(); rank 0 writes."""
 
 from __future__ import annotations
@@ -30,14 +30,11 @@ from . import distributed
 from .masking import masked_rows
 from .module import DistillModule
 from .standardize import TargetStandardizer, TeacherNorms
+from .state_files import FINISHED, NOT_HASHED, STATE_DIR
 from .targets import CachedTargets, OnlineTargets
 from .trainer import TrainJob, pick_device, train, uses_bf16
 
 CONFIG_SECTIONS = ("teacher", "student", "data", "distill")
-STATE_DIR = "distill_state"
-FINISHED = "finished.json"  # in STATE_DIR: student/ holds this run's finished training, not yet recorded
-# Settings that change neither the arithmetic nor the data: a checkpoint stays valid across them.
-NOT_HASHED = {"resume", "checkpoint_every", "tensorboard", "num_workers", "device", "compile", "compile_mode", "overlap_teacher", "log_every"}
 
 
 def seed_everything(seed: int) -> None:
@@ -208,21 +205,13 @@ def deploy_heads(module: DistillModule, norms: TargetStandardizer | None) -> lis
 
 def run(cfg: BuildConfig, inputs: dict, workdir: Path, on_step=None, keep_state: bool = False) -> Artifact:
     """`keep_state`: leave BUILD/distill_state for the caller to remove once it has recorded the student
-    (discard_state); until then a re-run takes the student it finished instead of training again."""
+    (state_files.discard_state); until then a re-run takes the student it finished instead of training again."""
     ctx = distributed.init(pick_device(cfg.distill.device).type)
     try:
         return _run(cfg, workdir, ctx, on_step, keep_state)
     except BaseException:
         distributed.abandon(ctx)  # torch warns of a leaked group otherwise, and the error is what matters
         raise
-
-
-def discard_state(workdir: Path) -> None:
-    """The student a run finished is recorded: its checkpoints are no longer needed. A state without the
-    finished mark (a later run's, stopped mid-training) stays for that run to resume."""
-    state = Path(workdir) / STATE_DIR
-    if (state / FINISHED).is_file():
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def _finished_student(job, final: Path, ctx: distributed.DistContext) -> dict | None:

@@ -28,12 +28,22 @@ def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     clean = strict_json({k: v for k, v in report.items() if not str(k).startswith("_")})
-    texts = {
-        "html": render_html(clean),
-        "md": render_markdown(clean),
-        "json": json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
-    }
-    paths = {kind: out_dir / f"report.{kind}" for kind in texts}
-    for kind, text in texts.items():
-        _atomic_write(paths[kind], text)
+    paths = {kind: out_dir / f"report.{kind}" for kind in ("html", "md", "json")}
+    texts = {"json": json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False) + "\n", "md": render_markdown(clean)}
+    if _unchanged(paths, texts):  # a rebuild that changed nothing: the HTML's plots (matplotlib, ~0.6 s) are the same bytes
+        return paths
+    texts["html"] = render_html(clean)
+    for kind in ("html", "md", "json"):  # report.json last
+        _atomic_write(paths[kind], texts[kind])
     return paths
+
+
+def _unchanged(paths: dict[str, Path], texts: dict[str, str]) -> bool:
+    """The folder holds this report.json and report.md, and the report.html written with them: report.json
+    is written last, so an HTML newer than it is a later document's, left by a run stopped mid-write.
+    (A build's `created` is bench.json's: it changes only when bench runs again.)"""
+    try:
+        return (paths["json"].read_text(encoding="utf-8") == texts["json"] and paths["md"].read_text(encoding="utf-8") == texts["md"]
+                and paths["html"].stat().st_mtime_ns <= paths["json"].stat().st_mtime_ns)
+    except (OSError, UnicodeDecodeError):
+        return False

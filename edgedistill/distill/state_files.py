@@ -1,0 +1,20 @@
+"""What the pipeline needs of the distill stage to compute its key and tidy its checkpoints, without
+torch: a build whose stages are all unchanged never imports the training code (distill/stage.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+STATE_DIR = "distill_state"
+FINISHED = "finished.json"  # in STATE_DIR: student/ holds this run's finished training, not yet recorded
+# Settings that change neither the arithmetic nor the data: a checkpoint stays valid across them.
+NOT_HASHED = {"resume", "checkpoint_every", "tensorboard", "num_workers", "device", "compile", "compile_mode", "overlap_teacher", "log_every"}
+
+
+def discard_state(workdir: Path) -> None:
+    """The student a run finished is recorded: its checkpoints are no longer needed. A state without the
+    finished mark (a later run's, stopped mid-training) stays for that run to resume."""
+    state = Path(workdir) / STATE_DIR
+    if (state / FINISHED).is_file():
+        shutil.rmtree(state, ignore_errors=True)

@@ -1,0 +1,105 @@
+"""A command that finds nothing to do stays cheap: no torch, timm or onnx imported to compute stage keys or
+check the config, and no matplotlib re-rendering of a report that comes out the same."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgedistill.report import make_report, write_report
+from edgedistill.report import write as write_mod
+
+from .conftest import TINY_OVERRIDES
+
+DATA = Path(__file__).parent / "data"
+HEAVY = ("torch", "timm", "torchvision", "onnx", "matplotlib")
+# Records the edgedistill modules that imported torch, timm or onnx, so a failure names the import to make lazy.
+PROBE = """
+import json, sys, traceback
+from edgedistill.cli import main
+class Who:
+    seen = {}
+    def find_spec(self, name, path=None, target=None):
+        if name in ("torch", "timm", "onnx") and name not in self.seen:
+            self.seen[name] = [f"{f.filename.rsplit('edgedistill', 1)[-1]}:{f.lineno}" for f in traceback.extract_stack() if "/edgedistill/" in f.filename]
+who = Who()
+sys.meta_path.insert(0, who)
+rc = main(json.loads(sys.argv[1]))
+print(json.dumps({"rc": rc, "loaded": [m for m in %r if m in sys.modules], "via": who.seen}))
+""" % (HEAVY,)
+
+
+def run_probe(args: list[str]) -> dict:
+    env = {**os.environ, "EDGEDISTILL_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def finished(tiny_build, tmp_path) -> Path:
+    """A copy of the finished tiny build: these runs must not change the shared one if they fail."""
+    out = tmp_path / "build"
+    shutil.copytree(tiny_build, out)
+    return out
+
+
+def test_noop_build_and_stage_commands_import_no_torch(finished):
+    build = ["build", "--target", "x86-cpu", "--out", str(finished), *[a for o in TINY_OVERRIDES for a in ("--set", o)]]
+    first = run_probe(build)  # the copy's report names its new folder: written again once
+    assert first["rc"] == 0
+    again = run_probe(build)
+    assert again["rc"] == 0
+    # onnx comes in with bench's key (bench/stage.py imports its estimator's ONNX graph costs): not checked here
+    assert not {"torch", "timm", "torchvision", "matplotlib"} & set(again["loaded"]), again
+    for stage in ("export", "distill"):
+        alone = run_probe([stage, str(finished)])
+        assert alone["rc"] == 0 and alone["loaded"] == [], alone
+    assert json.loads((finished / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_default_op_types_are_not_checked_against_onnx():
+    code = ("import sys; from edgedistill.config import load_config; "
+            "load_config(None, ['quantize.op_types=[MatMul, Conv]']); print('onnx' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
+
+
+def sample_report() -> dict:
+    return make_report(json.loads((DATA / "report_sample_bench.json").read_text()))
+
+
+def test_an_unchanged_report_is_not_rendered_again(tmp_path, monkeypatch):
+    written = write_report(sample_report(), tmp_path)
+    before = {kind: (path.read_bytes(), path.stat().st_mtime_ns) for kind, path in written.items()}
+    rendered = []
+    real = write_mod.render_html
+    monkeypatch.setattr(write_mod, "render_html", lambda doc: rendered.append(doc) or real(doc))
+    assert write_report(sample_report(), tmp_path) == written
+    assert rendered == [] and {kind: (path.read_bytes(), path.stat().st_mtime_ns) for kind, path in written.items()} == before
+
+    changed = sample_report()
+    changed["selected"] = {**changed["selected"], "reason": "another reason"}
+    write_report(changed, tmp_path)
+    assert len(rendered) == 1 and json.loads(written["json"].read_text())["selected"]["reason"] == "another reason"
+    changed["artifacts"][0]["latency_ms"]["p50"] += 1.0  # a row
+    write_report(changed, tmp_path)
+    assert len(rendered) == 2
+
+
+def test_a_report_html_left_by_an_interrupted_write_is_rendered_again(tmp_path, monkeypatch):
+    written = write_report(sample_report(), tmp_path)
+    written["md"].unlink()  # the HTML is not known to be this document's
+    rendered = []
+    real = write_mod.render_html
+    monkeypatch.setattr(write_mod, "render_html", lambda doc: rendered.append(doc) or real(doc))
+    write_report(sample_report(), tmp_path)
+    assert len(rendered) == 1 and written["md"].is_file()
+    later = written["json"].stat().st_mtime_ns + 10**9  # a later document's HTML, its report.json never written
+    os.utime(written["html"], ns=(later, later))
+    write_report(sample_report(), tmp_path)
+    assert len(rendered) == 2
