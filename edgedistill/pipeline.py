@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .artifacts import Artifact, Manifest, model_digest, restore_interrupted
+from .backends.trt_bundle_text import python_too_old_on_device
 from .config import BuildConfig, short_hash, teacher_list
 from .errors import EdgedistillError
 from .device_names import device_family
@@ -361,7 +362,13 @@ class Pipeline:
         pending_bundle = bundle is not None and bundle.status == "pending"
         if self.target.runs_on_this_host()[0] and not pending_bundle:
             return []
-        steps = [f"copy the build folder '{self.workdir}' to the {self.target.name} device", f"there: {self._install_step()}"]
+        steps = [f"copy the build folder '{self.workdir}' to the {self.target.name} device"]
+        if python_too_old_on_device(self.target.jetpack):  # JetPack 5: Python 3.8, which edgedistill does not run on
+            if pending_bundle:
+                steps.append(f"there: bash {bundle.path}/build_engines.sh   (trtexec; edgedistill needs Python 3.10+, JetPack "
+                             f"{self.target.jetpack} has 3.8, so its rows stay estimates)")
+            return steps
+        steps.append(f"there: {self._install_step()}")
         if pending_bundle:
             steps.append(f"there: edgedistill compile {self.workdir / bundle.path}   (or run {bundle.path}/build_engines.sh with trtexec)")
         steps.append(f"there: edgedistill bench {self.workdir} --target {self._target_argument()}")

@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 
-from edgedistill.artifacts import Manifest
+from edgedistill.artifacts import Artifact, Manifest
 from edgedistill.cli import main
 from edgedistill.export.onnx_export import read_metadata
 from edgedistill.data.sample_photos import bundled_photo_paths
@@ -319,6 +319,20 @@ def test_remaining_steps_name_the_device_and_its_runtimes_for_every_target_that_
     assert steps[0] == f"copy the build folder '{tmp_path / 'b'}' to the {target} device" and steps[1] == install
     assert steps[-1] == f"there: edgedistill bench {tmp_path / 'b'} --target {target}"
     assert Pipeline(load_config(), load_target("x86-cpu"), tmp_path / "c").remaining_steps() == []  # measured here
+
+
+def test_jetpack_5_remaining_steps_build_with_trtexec_and_do_not_pip_install(tmp_path):
+    from edgedistill.config import load_config
+    from edgedistill.pipeline import Pipeline
+    from edgedistill.targets import load_target
+
+    # a pending bundle as compile records it
+    pipeline = Pipeline(load_config(), load_target("jetson-orin-jp5"), tmp_path / "b")
+    bundle = Artifact(kind="trt-bundle", path="trt_bundle", name="tensorrt-bundle", status="pending")
+    pipeline.artifacts = lambda: {"tensorrt-bundle": bundle}
+    steps = pipeline.remaining_steps()
+    assert steps[0].startswith("copy the build folder") and steps[1].startswith("there: bash trt_bundle/build_engines.sh")
+    assert len(steps) == 2 and not any("pip install" in s or "edgedistill bench" in s for s in steps)
 
 
 def test_a_restored_build_over_a_fresh_checkout_of_its_images_keeps_its_student(tmp_path, capsys, monkeypatch):
