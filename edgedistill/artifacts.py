@@ -69,6 +69,10 @@ def _path_digest(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+# The kinds a runtime loads and bench times (the student, the evalset and bundles are not run)
+RUNNABLE_KINDS = ("onnx", "openvino-ir", "trt-engine")
+
+
 @dataclass
 class Artifact:
     kind: str  # student | onnx | openvino-ir | trt-bundle | trt-engine | bench

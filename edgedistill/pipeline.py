@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .artifacts import Artifact, Manifest, model_digest, restore_interrupted
+from .artifacts import RUNNABLE_KINDS, Artifact, Manifest, model_digest, restore_interrupted
 from .backends.trt_bundle_text import python_too_old_on_device
 from .config import BuildConfig, short_hash, teacher_list
 from .errors import EdgedistillError
@@ -313,19 +313,24 @@ class Pipeline:
 
     def bench(self) -> list[Artifact]:
         from .backends.compile_stage import adopt_engines
-        from .bench import stage
         from .bench.host import measuring_host
 
         if self.target.runs_on_this_host()[0] and adopt_engines(self.manifest):  # engines build_engines.sh left on the device
             self.manifest.save()
         on_host = self.target.runs_on_this_host()[0]
-        timed = [n for n, a in self.artifacts().items() if a.kind in stage.RUNNABLE_KINDS and (on_host or a.kind == "onnx")]
+        timed = [n for n, a in self.artifacts().items() if a.kind in RUNNABLE_KINDS and (on_host or a.kind == "onnx")]
         found = self.need("student", "onnx-fp32", "evalset", *timed)  # an artifact deleted or edited since is no artifact to time
         inputs = sorted(a.sha256 for name, a in found.items() if name != "bench")  # not its own last output: it never matched
         # on_host: a folder benched on the workstation (estimates) and copied to the device is measured there; the
         # host: one restored from a CI cache onto another runner, or run under other runtimes, is measured again
         key = _key(self.cfg.section_hash("bench"), self.target, inputs, self._bench_input_digests(), on_host, measuring_host())
-        return self._run_stage("bench", key, lambda: [stage.run(self.cfg, self.artifacts(), self.workdir, self.target)])
+
+        def work():
+            from .bench import stage  # estimates' graph costing imports onnx: only when bench runs
+
+            return [stage.run(self.cfg, self.artifacts(), self.workdir, self.target)]
+
+        return self._run_stage("bench", key, work)
 
     def _bench_input_digests(self) -> list:
         """Content of files the bench config only names by path, so edits to them re-run bench."""

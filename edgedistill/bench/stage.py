@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import Artifact, model_digest, strict_json, write_json_atomic
+from ..artifacts import RUNNABLE_KINDS, Artifact, model_digest, strict_json, write_json_atomic
 from ..backends import get_backend
 from ..config import BuildConfig
 from ..list_settings import parse_cpus
@@ -29,7 +29,6 @@ from .labelled import load_labelled
 from .measure import Plan, measure
 from .throughput import batch_sizes
 
-RUNNABLE_KINDS = ("onnx", "openvino-ir", "trt-engine")
 BENCH_JSON = Path("bench") / "bench.json"
 # With bench.time_budget_s and no bench.iterations the budget decides; this only stops a tiny model
 # from filling memory with samples (100000 runs of 20 µs is 2 s).
