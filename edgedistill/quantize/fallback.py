@@ -6,7 +6,8 @@ fidelity on held-out views (never the calibration views) is within the target's 
 2. Rank layers by sensitivity (one pass, see sensitivity.py), then re-rank the first
    `fallback_refine` of them by what each alone in float does to the output (refine.py).
 3. Re-quantize with the k most sensitive layers excluded (`nodes_to_exclude`), reusing the
-   calibration ranges: k doubles until the budget is met, then bisects down to the smallest
+   calibration ranges (onnxruntime before 1.27 cannot load them: each round calibrates again on the same
+   batch, slower, same ranges): k doubles until the budget is met, then bisects down to the smallest
    k that meets it. `fallback_max_trials` bounds the rounds, `fallback_max_float_share` bounds k.
    After re-ranking, round k=1 is the re-ranking's trial of its first layer: reused, not quantized again.
 """
