@@ -53,6 +53,22 @@ class FolderLock:
         self.release()
 
 
+def _close_in_forked_child() -> None:
+    """A forked child inherits the lock files: OpenVINO's convert_model forks one to send its telemetry, which
+    can outlive the command, and held the build folder after it ("in use by another edgedistill process").
+    Closing the child's copies leaves the parent's locks held: flock ends only when every copy is closed."""
+    for handle, _ in FolderLock._held.values():
+        try:
+            handle.close()
+        except OSError:
+            pass
+    FolderLock._held.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_close_in_forked_child)
+
+
 def _lock_file(path: Path, what: str, fix: str):
     """The open lock file, locked; None when locking is not possible here."""
     try:

@@ -312,6 +312,11 @@ class Pipeline:
         from .backends.compile_stage import adopt_engines
         from .bench.host import measuring_host
 
+        stages = self.manifest.data["stages"]
+        undone = [s for s in STAGES[:STAGES.index("bench")] if (stages.get(s) or {}).get("status") != "done"]
+        if undone:  # `quantize` alone drops compile's records: bench would time, and select from, what is left
+            raise EdgedistillError(f"build folder '{self.workdir}' has not run {', '.join(undone)} since an earlier stage re-ran, so bench would "
+                                   "measure only some of its models", f"run edgedistill {undone[0]} {self.workdir} first (or edgedistill build)")
         if self.target.runs_on_this_host()[0] and adopt_engines(self.manifest):  # engines build_engines.sh left on the device
             self.manifest.save()
         on_host = self.target.runs_on_this_host()[0]

@@ -102,3 +102,26 @@ def test_compiling_a_bundle_inside_a_build_folder_in_use_is_refused_before_build
     other = holder(build / LOCK)
     assert main(["compile", str(build / "trt_bundle")]) == 2
     assert f"is in use by another edgedistill process (pid {other.pid})" in capsys.readouterr().err
+
+
+def test_a_forked_child_does_not_keep_the_folder_locked(tmp_path):
+    # OpenVINO's convert_model forks a telemetry sender that can outlive the command holding the lock
+    import os
+    import signal
+
+    lock = FolderLock(tmp_path / LOCK, "it", "wait")
+    child = os.fork()
+    if child == 0:  # the child lives on, as the telemetry sender did
+        signal.pause()
+        os._exit(0)
+    try:
+        lock.release()
+        other = subprocess.run([sys.executable, "-c", HOLDER, str(tmp_path / LOCK)], input="", capture_output=True, text=True)
+        assert other.returncode == 0 and other.stdout.strip() == "held", other.stderr
+        again = FolderLock(tmp_path / LOCK, "it", "wait")  # and the parent's lock, while held, still refuses others
+        refused = subprocess.run([sys.executable, "-c", HOLDER, str(tmp_path / LOCK)], input="", capture_output=True, text=True)
+        assert refused.returncode != 0 and "in use by another edgedistill process" in refused.stderr
+        again.release()
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)

@@ -32,7 +32,8 @@ def test_accuracy_control_reverts_harmful_quantizers(tmp_path: Path):
     after = compare(reference, run_model(tmp_path / "ac" / "model.xml", validation, backend="openvino"))
     assert after.cosine > before.cosine
     # what it reached is recorded: the poor ranges leave it above max_drop after its 3 iterations
-    assert controlled["metric"] == "cosine" and controlled["metric_value"] == pytest.approx(after.cosine, abs=1e-4)
+    # scored in f32, as NNCF and bench score it (OpenVINO's default on a bf16 CPU is bf16)
+    assert controlled["metric"] == "cosine" and controlled["metric_value"] == pytest.approx(after.cosine, abs=1e-6)
     assert controlled["drop"] == pytest.approx(1 - after.cosine, abs=1e-4) and controlled["within_max_drop"] is False
     # 1 - metric is the drop: the fp32 model scores 1.0 against its own outputs
     items = [(validation[i : i + 8], reference["embedding"][i : i + 8]) for i in range(0, 16, 8)]

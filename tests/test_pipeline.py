@@ -228,6 +228,20 @@ def test_a_value_a_stage_refuses_is_not_saved_into_the_build(tiny_build, tmp_pat
     assert main(["bench", str(out)]) == 0
 
 
+def test_bench_after_quantize_alone_asks_for_compile_first(tiny_build, tmp_path, capsys):
+    # quantize re-run alone drops compile's records: bench alone would time, and select from, only what is left
+    import shutil
+
+    out = tmp_path / "b"
+    shutil.copytree(tiny_build, out)
+    assert main(["quantize", str(out), "--set", "quantize.method=percentile"]) == 0
+    capsys.readouterr()
+    assert main(["bench", str(out)]) == 2
+    assert f"run edgedistill compile {out} first" in capsys.readouterr().err
+    assert main(["compile", str(out)]) == 0 and main(["bench", str(out)]) == 0
+    assert {a["name"] for a in json.loads((out / "bench" / "bench.json").read_text())["artifacts"]} >= {"onnx-fp32", "openvino-fp32"}
+
+
 def test_one_stage_for_another_target_is_refused_and_a_profile_file_is_remembered(tiny_build, tmp_path, capsys):
     import shutil
 
