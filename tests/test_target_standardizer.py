@@ -87,8 +87,9 @@ def test_small_batches_standardise_to_unit_variance():
     held_out = norm(torch.randn(20000, 64, generator=generator) * 3 + 1)
     assert held_out.std().item() == pytest.approx(1.0, abs=0.03)
     single = TargetNorm(4)
-    single.update(torch.ones(1, 4) * 5)  # one sample: a mean, but no spread to learn
-    assert torch.equal(single.var, torch.ones(4)) and torch.equal(single.mean, torch.full((4,), 5.0))
+    single.update(torch.ones(1, 4) * 5)  # one sample: its mean, and no spread yet (not the initial 1.0, which would linger)
+    assert torch.equal(single.var, torch.zeros(4)) and torch.equal(single.mean, torch.full((4,), 5.0))
+    assert torch.equal(single(torch.ones(1, 4) * 5), torch.zeros(1, 4))  # standardised after its update: 0, not 0/0
 
 
 def test_ema_averages_the_student_not_the_standardisation(tmp_path):

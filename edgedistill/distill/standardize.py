@@ -58,15 +58,15 @@ class TargetNorm(nn.Module):
         if self._seen is None:
             self._seen = int(self.count)
         rate = max(self.momentum, 1.0 / (self._seen + 1))
-        var_rate = rate
-        if self._seen == 0:  # the first batch alone: unbiased, as BatchNorm's running_var; one vector has no spread
+        if self._seen == 0:  # the first batch alone: unbiased, as BatchNorm's running_var; one vector's spread is 0
             pooled_var = pooled_var * (n / (n - 1).clamp_min(1))
-            var_rate = rate * float(n > 1)
         # The running statistics and the batch's as a mixture (weights 1-rate, rate): its variance adds the spread
         # between their means, so small batches pool to the variance of every vector seen, and batches of one
-        # vector (the summary token at distill.batch_size=1) still count; before, their variance never moved
+        # vector (the summary token at distill.batch_size=1) still count; before, their variance never moved.
+        # The first batch replaces the initial 1.0 whole (rate 1): kept, a placeholder outweighed small channels
+        # for hundreds of steps. Targets are standardised after the update, so one vector's 0 divides no spread.
         delta = pooled_mean.float() - self.mean
-        self.var.mul_(1 - var_rate).add_(var_rate * pooled_var.float() + var_rate * (1 - var_rate) * delta.square())
+        self.var.mul_(1 - rate).add_(rate * pooled_var.float() + rate * (1 - rate) * delta.square())
         self.mean.add_(rate * delta)
         self.count += 1
         self._seen += 1
