@@ -57,6 +57,8 @@ class TargetProfile:
     given_as_file: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self):
+        if isinstance(self.device, str):  # OpenVINO's names are capitals; `gpu` (fine for TensorRT) means GPU
+            object.__setattr__(self, "device", self.device.upper())
         tol = self.selection_tolerance
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or not 0 <= tol < 1:
             raise EdgedistillError(f"target {self.name}: selection_tolerance is {tol!r}, which is out of range",
@@ -109,7 +111,8 @@ PRECISIONS = ("fp32", "fp16", "int8")
 _ONE_DEVICE = re.compile(r"CPU|NPU|GPU(\.\d+)?")
 # The device families each backend runs a target's models on (bench times every listed backend on the target's device):
 # TensorRT builds for an NVIDIA GPU or its DLA only; DLA and NPU are TensorRT's and OpenVINO's alone.
-BACKEND_DEVICES = {"tensorrt": ("GPU", "DLA"), "openvino": ("CPU", "GPU", "NPU", "AUTO"), "onnxruntime": ("CPU", "GPU", "AUTO")}
+# AUTO is OpenVINO's: ONNX Runtime would run it on the CPU under that label.
+BACKEND_DEVICES = {"tensorrt": ("GPU", "DLA"), "openvino": ("CPU", "GPU", "NPU", "AUTO"), "onnxruntime": ("CPU", "GPU")}
 PEAKS = ("peak_tflops_fp32", "peak_tflops_fp16", "peak_tops_int8", "bandwidth_gbs")
 # What a profile file must say itself: defaulted, a Raspberry Pi profile was timed on this x86 host as the Pi, and an
 # NPU profile without `device` ran on the CPU.
@@ -120,8 +123,8 @@ REQUIRED_IN_FILE = {"arch": f"the device's CPU architecture, one of: {', '.join(
 def _device_problem(device: str, backends: tuple) -> tuple[str, str] | None:
     """(cause, fix) for a device string OpenVINO would reject, or one the target's backends cannot run on."""
     family = device_family(device)
-    if family not in DEVICES:
-        return f"device is {device!r}", f"use one of: {', '.join(DEVICES)}"
+    if family not in DEVICES or any(c.isspace() for c in device):  # OpenVINO finds no device in 'AUTO: CPU'
+        return f"device is {device!r}", f"use one of: {', '.join(DEVICES)} (GPU.N, AUTO:GPU,CPU), with no spaces"
     listed = devices_listed(device)
     well_formed = (device in ("AUTO", "DLA") or _ONE_DEVICE.fullmatch(device)
                    or (device.startswith("AUTO:") and listed and all(_ONE_DEVICE.fullmatch(d) for d in listed)))

@@ -105,7 +105,7 @@ def test_a_gpu_session_that_fell_back_to_the_cpu_is_refused(tmp_path, monkeypatc
 
     real = onnxruntime.InferenceSession
 
-    def falls_back(path, options, providers):
+    def falls_back(path, options, providers, provider_options=None):
         return real(path, options, providers=["CPUExecutionProvider"])
 
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
@@ -222,3 +222,13 @@ def test_bench_fidelity_runs_on_an_engine_that_takes_at_most_8(tmp_path, monkeyp
     row = bench_measure.measure(artifact, tmp_path, "GPU", plan, timed=False)
     assert row.get("status") != "failed", row.get("notes")
     assert row["fidelity"]["samples"] == 20 and row["fidelity"]["cosine_vs_fp32"] == pytest.approx(1.0)
+
+
+def test_gpu_n_runs_onnxruntime_on_that_cuda_device():
+    from edgedistill.bench.estimate.apply import qdq_fused
+
+    cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    providers = onnxruntime_backend.providers_for("GPU.1", cuda)
+    assert providers == cuda and onnxruntime_backend.provider_options_for("GPU.1", providers) == [{"device_id": 1}, {}]
+    assert onnxruntime_backend.provider_options_for("GPU", providers) == [{}, {}]
+    assert not qdq_fused("onnxruntime", "GPU.1")  # the CUDA provider's unfused QDQ, as on GPU

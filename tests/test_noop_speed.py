@@ -102,3 +102,12 @@ def test_a_report_html_left_by_an_interrupted_write_is_rendered_again(tmp_path, 
     os.utime(written["html"], ns=(later, later))
     write_report(sample_report(), tmp_path)
     assert len(rendered) == 2
+
+
+def test_a_report_html_drawn_by_other_code_is_drawn_again(tmp_path, monkeypatch):
+    # an upgrade that changes only the HTML or its plots: the same report.json must not keep the old page
+    written = write_report(sample_report(), tmp_path)
+    monkeypatch.setattr(write_mod, "_renderer_mark", lambda: "<!-- edgedistill report renderer 0000000000000000 -->\n")
+    monkeypatch.setattr(write_mod, "render_html", lambda doc: "<html>new renderer</html>\n")
+    write_report(sample_report(), tmp_path)
+    assert written["html"].read_text().startswith("<html>new renderer</html>")

@@ -74,7 +74,7 @@ def test_a_version_yaml_reads_as_a_number_is_refused(tmp_path, field, written):
     assert getattr(_load(tmp_path, gpu + f"{field}: '{written}'\n"), field) == written
 
 
-@pytest.mark.parametrize("device", ["cpu", "CPU.0", "NPU.0", "NPU:0", "GPU.x", " NPU", "AUTO:", "AUTO:CPU,FOO", "AUTO:cpu", "AUTO:AUTO"])
+@pytest.mark.parametrize("device", ["CPU.0", "NPU.0", "NPU:0", "GPU.x", " NPU", "AUTO:", "AUTO:CPU,FOO", "AUTO: CPU", "AUTO:AUTO"])
 def test_a_device_openvino_would_reject_is_refused(tmp_path, device):
     """These passed, and the build exited 0 with every OpenVINO row failed."""
     text = PI.replace("backends: [onnxruntime]", "backends: [openvino]").replace("device: CPU", f"device: {device!r}")
@@ -87,7 +87,15 @@ def test_devices_openvino_takes_load(tmp_path, device):
     assert _load(tmp_path, text).device == device
 
 
+@pytest.mark.parametrize("device, written", [("cpu", "CPU"), ("gpu", "GPU"), ("AUTO:gpu,cpu", "AUTO:GPU,CPU")])
+def test_a_lower_case_device_means_the_device(tmp_path, device, written):
+    # `gpu` loaded for TensorRT before the OpenVINO name check; OpenVINO itself takes capitals only
+    text = PI.replace("backends: [onnxruntime]", "backends: [openvino]").replace("device: CPU", f"device: {device!r}")
+    assert _load(tmp_path, text).device == written
+
+
 @pytest.mark.parametrize("device, backends, unfit", [
+    ("AUTO", "[onnxruntime]", "onnxruntime"),
     ("DLA", "[openvino]", "openvino"),
     ("DLA", "[tensorrt, onnxruntime]", "onnxruntime"),
     ("NPU", "[tensorrt]", "tensorrt"),

@@ -91,7 +91,8 @@ def test_a_profile_setting_it_cannot_mean_is_refused_when_it_loads(tmp_path, cha
         load_target(str(tmp_path / "mine.yaml"))
     assert error.value.fix
     for device in ("GPU.1", "AUTO:GPU,CPU"):  # OpenVINO's device indices and lists stay valid
-        (tmp_path / "ov.yaml").write_text(text.replace("device: CPU", f"device: {device}"))
+        ov_only = text.replace("backends: [onnxruntime, openvino]", "backends: [openvino]")
+        (tmp_path / "ov.yaml").write_text(ov_only.replace("device: CPU", f"device: {device}"))
         assert load_target(str(tmp_path / "ov.yaml")).device == device
 
 

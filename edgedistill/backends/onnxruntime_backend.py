@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..device_names import device_family
 from ..errors import EdgedistillError, MissingBackendError
 from .base import Backend, Runner
 
@@ -29,13 +30,19 @@ def gpu_provider(available: list[str]) -> str | None:
 
 
 def providers_for(device: str, available: list[str]) -> list[str]:
-    """Session providers for `device`; GPU without a GPU provider is an error, not a silent CPU run."""
-    if device.upper() != "GPU":
+    """Session providers for `device` (GPU, GPU.1, ...); GPU without a GPU provider is an error, not a silent CPU run."""
+    if device_family(device) != "GPU":
         return ["CPUExecutionProvider"]
     gpu = gpu_provider(available)
     if gpu is None:
         raise _no_gpu_provider(available)
     return [gpu, "CPUExecutionProvider"]
+
+
+def provider_options_for(device: str, providers: list[str]) -> list[dict]:
+    """Each provider's options: GPU.N runs on CUDA device N (the CUDA and TensorRT providers' device_id)."""
+    _, _, index = str(device).partition(".")
+    return [{"device_id": int(index)} if index.isdigit() and name != "CPUExecutionProvider" else {} for name in providers]
 
 
 def _no_gpu_provider(available: list[str]) -> EdgedistillError:
@@ -74,7 +81,8 @@ class OnnxRuntimeRunner(Runner):
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
         providers = providers_for(self.device, ort.get_available_providers())
-        self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
+        self.session = ort.InferenceSession(str(self.model_path), options, providers=providers,
+                                            provider_options=provider_options_for(self.device, providers))
         if providers[0] not in self.session.get_providers():
             # ORT retries on the CPU, with only a printed message, when the GPU provider fails to load
             # (no driver, wrong CUDA/cuDNN): that must not be timed and recorded as a GPU measurement

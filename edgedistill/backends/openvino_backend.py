@@ -193,6 +193,13 @@ class OpenVinoRunner(Runner):
     def _input_names_impl(self) -> list[str]:
         return [i.get_any_name() for i in self.compiled.inputs]
 
+    def batch_limits(self) -> tuple[int, int | None]:
+        """An IR fixed at batch N (an NPU's, ir_batch) takes exactly N rows: infer_all feeds it N at a time."""
+        shape = self.compiled.inputs[0].get_partial_shape()
+        if shape.rank.is_static and len(shape) and shape[0].is_static:
+            return shape[0].get_length(), shape[0].get_length()
+        return 1, None
+
     def _property(self, name: str):
         try:
             return self.compiled.get_property(name)

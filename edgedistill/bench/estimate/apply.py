@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...device_names import device_family
 from .efficiency import choose
 from .graph_cost import QDQ_OPS, op_costs, sig, summarize
 from .peaks import Peaks
@@ -18,7 +19,7 @@ def qdq_fused(backend: str, device: str) -> bool:
     """Whether the runtime fuses a QDQ graph's Q/DQ into int8 kernels. ONNX Runtime on a GPU runs its CUDA
     provider (backends/onnxruntime_backend.py), which does not: its QDQ -> QLinear rewrites are the CPU
     provider's, so each Q/DQ runs as a kernel of its own and the matmul after it in fp32."""
-    return not (backend == "onnxruntime" and device.upper() == "GPU")
+    return not (backend == "onnxruntime" and device_family(device) == "GPU")
 
 
 def float_precision(precision: str, device: str, peaks: Peaks, backend: str = "") -> str:
@@ -27,7 +28,7 @@ def float_precision(precision: str, device: str, peaks: Peaks, backend: str = ""
     (ONNX Runtime's CUDA provider runs a graph in the float type it was exported in)."""
     if precision == "fp16":
         return "fp16"
-    if precision == "int8" and device.upper() != "CPU" and peaks.tflops_fp16 and qdq_fused(backend, device):
+    if precision == "int8" and device_family(device) != "CPU" and peaks.tflops_fp16 and qdq_fused(backend, device):
         return "fp16"
     return "fp32"
 
