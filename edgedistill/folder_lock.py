@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 import weakref
 from pathlib import Path
 
 from .errors import EdgedistillError
 
 LOCK = ".lock"  # in a build folder: the FolderLock of the process using it (its Pipeline)
+OWN_CHILD_WAIT_S = 5.0
 
 
 class FolderLock:
@@ -81,12 +83,16 @@ def _lock_file(path: Path, what: str, fix: str):
         locked = _try_lock(handle)
     except OSError:  # a file system without locks (some network or FUSE mounts)
         locked = True
+    deadline = time.monotonic() + OWN_CHILD_WAIT_S
+    while not locked:
+        pid = _holder(handle)
+        # This process wrote it and no longer holds it: a child it forked holds a copy of the file until the
+        # child's at-fork hook closes it (a moment, on a busy machine), so wait for that, not for a run
+        if pid != str(os.getpid()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+        locked = _try_lock(handle)
     if not locked:
-        try:
-            handle.seek(0)
-            pid = handle.read().strip()
-        except OSError:  # Windows: the holder's locked byte cannot be read
-            pid = ""
         handle.close()
         raise EdgedistillError(f"{what} is in use by another edgedistill process ({f'pid {pid}' if pid.isdigit() else 'pid unknown'})", fix)
     handle.seek(0)
@@ -94,6 +100,15 @@ def _lock_file(path: Path, what: str, fix: str):
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
+
+
+def _holder(handle) -> str:
+    """The pid the lock file names ("" where it cannot be read)."""
+    try:
+        handle.seek(0)
+        return handle.read().strip()
+    except OSError:  # Windows: the holder's locked byte cannot be read
+        return ""
 
 
 def _try_lock(handle) -> bool:
