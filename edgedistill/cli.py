@@ -393,22 +393,25 @@ def cache_teacher_command(out_dir, config_path, overrides, augmentations, store_
 
 
 @cli.command(context_settings=CONTEXT)
-def targets():
-    """List the bundled target profiles and whether each can run on this host.
+@click.argument("profiles", nargs=-1)
+def targets(profiles: tuple[str, ...]):
+    """List the bundled target profiles, or the PROFILES given (names or your own files, which are
+    checked as a build would check them), and whether each can run on this host.
 
     \b
-    Example:
+    Examples:
       edgedistill targets
+      edgedistill targets my-device.yaml          # check your profile before a build
     """
     from rich.console import Console
     from rich.table import Table
 
-    from .targets import list_targets
+    from .targets import list_targets, load_target
 
     table = Table(title="targets", header_style="bold")
     for column in ("name", "backends", "precisions", "device", "runs here"):
         table.add_column(column)
-    for profile in list_targets():
+    for profile in [load_target(p) for p in profiles] or list_targets():
         ok, why = profile.runs_on_this_host()
         table.add_row(profile.name, ", ".join(profile.backends), ", ".join(profile.precisions), profile.device, "yes" if ok else escape(f"no: {why}"))
     out = Console()  # the listing is the command's output: stdout, so `edgedistill targets | grep ...` sees it

@@ -11,6 +11,18 @@ def test_targets_lists_profiles(capsys):
     assert "x86-cpu" in out and "jetson-orin" in out
 
 
+def test_targets_checks_a_users_profile_file(tmp_path, capsys):
+    mine = tmp_path / "pi5.yaml"
+    mine.write_text("name: pi5\narch: aarch64\ndevice: CPU\nbackends: [onnxruntime]\nprecisions: [fp32, int8]\n")
+    assert main(["targets", str(mine), "x86-cpu"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert any("pi5" in r and "target is aarch64" in r for r in rows) and any("x86-cpu" in r for r in rows)
+    assert not any("jetson-orin" in r for r in rows)  # only the profiles asked for
+    (tmp_path / "bad.yaml").write_text("name: bad\ndevice: CPU\nbackends: [onnxruntime]\n")
+    assert main(["targets", str(tmp_path / "bad.yaml")]) == 2
+    assert "does not name its arch" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args,fragment", [
     (["build", "--target", "no-such-device"], "unknown target 'no-such-device'"),
     (["build", "--config", "/nonexistent.yaml"], "does not exist"),
