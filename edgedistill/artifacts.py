@@ -181,7 +181,7 @@ def write_json_atomic(path: Path, data: dict) -> Path:
     return write_bytes_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
     shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
@@ -197,19 +197,19 @@ def atomic_output(final: Path) -> Iterator[Path]:
     remove_orphans(final)
     tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
     if tmp.exists():
-        _remove(tmp)
+        remove_path(tmp)
     try:
         yield tmp
     except BaseException:
         if tmp.exists():
-            _remove(tmp)
+            remove_path(tmp)
         raise
     old = final.parent / f".{final.name}.old-{os.getpid()}"
     if final.exists() or final.is_symlink():
         os.replace(final, old)
     os.replace(tmp, final)
     if old.exists() or old.is_symlink():
-        _remove(old)
+        remove_path(old)
 
 
 def remove_orphans(final: Path) -> None:
@@ -218,7 +218,7 @@ def remove_orphans(final: Path) -> None:
     restore_interrupted(final, quiet=False)
     for kind in ("partial", "old"):
         for stale in _dead_writers(final, kind):
-            _remove(stale)
+            remove_path(stale)
 
 
 def restore_interrupted(final: Path, quiet: bool = True) -> None:

@@ -10,6 +10,12 @@ def device_family(device: str) -> str:
     return str(device).split(":")[0].split(".")[0].strip().upper()
 
 
+def device_index(device: str) -> int | None:
+    """N for GPU.N, None for a device named without an index."""
+    _, _, index = str(device).partition(":")[0].partition(".")
+    return int(index) if index.isdigit() else None
+
+
 def devices_listed(device: str) -> list[str]:
     """The devices AUTO (or MULTI-style) names after its colon, as written: ['GPU.1', 'CPU'] for
     AUTO:GPU.1,CPU; [] when none are listed."""

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 import weakref
 from pathlib import Path
 
 from .errors import EdgedistillError
 
 LOCK = ".lock"  # in a build folder: the FolderLock of the process using it (its Pipeline)
-OWN_CHILD_WAIT_S = 5.0
 
 
 class FolderLock:
@@ -43,7 +41,8 @@ class FolderLock:
             held[1] -= 1
             if held[1] == 0:
                 del cls._held[key]
-                held[0].close()  # closing the file releases the lock
+                _unlock(held[0])  # now, for every copy of the file: a forked child's copy would keep it otherwise
+                held[0].close()
 
     def release(self) -> None:
         self._release()
@@ -57,8 +56,8 @@ class FolderLock:
 
 def _close_in_forked_child() -> None:
     """A forked child inherits the lock files: OpenVINO's convert_model forks one to send its telemetry, which
-    can outlive the command, and held the build folder after it ("in use by another edgedistill process").
-    Closing the child's copies leaves the parent's locks held: flock ends only when every copy is closed."""
+    can outlive the command. Closing the child's copies (not unlocking them) leaves the parent's locks held,
+    and a child the parent outlives no longer holds the folder after a parent killed before its _drop."""
     for handle, _ in FolderLock._held.values():
         try:
             handle.close()
@@ -83,16 +82,8 @@ def _lock_file(path: Path, what: str, fix: str):
         locked = _try_lock(handle)
     except OSError:  # a file system without locks (some network or FUSE mounts)
         locked = True
-    deadline = time.monotonic() + OWN_CHILD_WAIT_S
-    while not locked:
-        pid = _holder(handle)
-        # This process wrote it and no longer holds it: a child it forked holds a copy of the file until the
-        # child's at-fork hook closes it (a moment, on a busy machine), so wait for that, not for a run
-        if pid != str(os.getpid()) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-        locked = _try_lock(handle)
     if not locked:
+        pid = _holder(handle)
         handle.close()
         raise EdgedistillError(f"{what} is in use by another edgedistill process ({f'pid {pid}' if pid.isdigit() else 'pid unknown'})", fix)
     handle.seek(0)
@@ -109,6 +100,19 @@ def _holder(handle) -> str:
         return handle.read().strip()
     except OSError:  # Windows: the holder's locked byte cannot be read
         return ""
+
+
+def _unlock(handle) -> None:
+    """Release the lock for the open file, however many processes hold a copy of it (flock is the file's,
+    not the process's: closing one copy leaves it held while a forked child keeps another)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: closing the file releases its byte-range lock
+        return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    except OSError:  # a file system without locks: there is nothing to release
+        pass
 
 
 def _try_lock(handle) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .artifacts import RUNNABLE_KINDS, Artifact, Manifest, model_digest, restore_interrupted
+from .artifacts import RUNNABLE_KINDS, Artifact, Manifest, model_digest, remove_path, restore_interrupted
 from .backends.trt_bundle_text import python_too_old_on_device
 from .config import BuildConfig, short_hash, teacher_list
 from .errors import EdgedistillError
@@ -83,9 +83,8 @@ class Pipeline:
             why = self._matching_record(stage, key) or (legacy_key is not None and self._matching_record(stage, legacy_key(), rekey=key))
             if why:
                 # later commands start from these settings: a source at a new path, which the key leaves out, is where it is now
-                current = self.cfg.to_dict()
-                self.manifest.data["config"].update({section: current[section] for section in STAGE_SECTIONS[stage]})
-                self.manifest.save()
+                if self._record_config(stage):
+                    self.manifest.save()
                 return self._reuse(stage, why)
         # What this stage and every later one made last time goes out of the manifest now: if the stage
         # fails, or no longer makes an artifact (another target profile), nothing downstream may pick up
@@ -116,13 +115,21 @@ class Pipeline:
         for artifact in produced:
             self.manifest.add(artifact)
         self.manifest.record_stage(stage, key, [a.name for a in produced])
-        current = self.cfg.to_dict()
-        self.manifest.data["config"].update({section: current[section] for section in STAGE_SECTIONS[stage]})
+        self._record_config(stage)
         replaced = self.manifest.data["earlier"].pop(stage, None)  # its files were replaced
         self.manifest.save()
         if replaced and is_first_rank():
             self._remove_unmade(replaced["artifacts"].values())
         return produced
+
+    def _record_config(self, stage: str) -> bool:
+        """Save this run's settings of the stage's config sections as the build's; whether they changed."""
+        current = self.cfg.to_dict()
+        sections = {section: current[section] for section in STAGE_SECTIONS[stage]}
+        saved = self.manifest.data["config"]
+        changed = any(saved.get(section) != value for section, value in sections.items())
+        saved.update(sections)
+        return changed
 
     def _remove_unmade(self, old: Iterable[dict]) -> None:
         """Remove the files of a stage's earlier outputs that its new run did not make again (another target:
@@ -135,10 +142,8 @@ class Pipeline:
             inside = path != root and path.is_relative_to(root) and path.parent.resolve().is_relative_to(root)
             if not inside or any(path == k or path in k.parents or k in path.parents for k in kept):
                 continue
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+            if path.exists() or path.is_symlink():
+                remove_path(path)
             for folder in path.parents:  # openvino/ once its last IR is gone
                 if folder == root or not folder.is_relative_to(root) or not folder.is_dir() or any(folder.iterdir()):
                     break
@@ -161,6 +166,7 @@ class Pipeline:
             return None
         if rekey is not None:
             self.manifest.data["stages"][stage]["key"] = rekey
+            self.manifest.save()
         return why
 
     def _restore_earlier(self, stage: str, key: str) -> bool:

@@ -139,7 +139,7 @@ def _device_problem(device: str, backends: tuple) -> tuple[str, str] | None:
 
 
 def _peak_problem(t: TargetProfile) -> tuple[str, str] | None:
-    """A zero or negative figure gave negative latencies, a 0 bandwidth no memory time at all (estimates up to 74x too
+    """A zero or negative figure gave negative latencies, a 0 bandwidth no memory time at all (estimates many times too
     fast) and a 0 int8 peak the fp16 one: a figure is above 0, or null for unknown."""
     for name in PEAKS:
         value = getattr(t, name)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+import importlib.util
 import platform
-import sys
 
 _TRACKED = ("edgedistill", "torch", "timm", "onnx", "onnxruntime", "openvino", "nncf", "onnxslim", "tensorrt", "numpy")
 # The other distributions that install the same module: README's NVIDIA setup swaps onnxruntime for
@@ -21,9 +22,14 @@ def _version(name: str) -> str | None:
             return importlib.metadata.version(distribution)
         except importlib.metadata.PackageNotFoundError:
             continue
-    # JetPack's TensorRT bindings (a Debian package) have no Python metadata: the module knows its version
-    module = sys.modules.get(name)
-    version = getattr(module, "__version__", None)
+    # JetPack's TensorRT bindings (a Debian package) have no Python metadata: the module knows its version.
+    # Imported here, not read from whatever was imported before: bench's key holds these versions.
+    try:
+        if importlib.util.find_spec(name) is None:
+            return None
+        version = getattr(importlib.import_module(name), "__version__", None)
+    except (ImportError, ValueError):
+        return None
     return str(version) if version else None
 
 

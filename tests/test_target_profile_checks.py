@@ -54,7 +54,7 @@ def test_a_profile_file_must_name_its_arch_and_device(tmp_path, key):
 @pytest.mark.parametrize("field", ["peak_tflops_fp32", "peak_tflops_fp16", "peak_tops_int8", "bandwidth_gbs"])
 @pytest.mark.parametrize("value", ["0", "-1008", "0.0"])
 def test_a_peak_or_bandwidth_that_is_not_above_zero_is_refused(tmp_path, field, value):
-    """0 bandwidth meant no memory time (74x too fast), a 0 int8 peak the fp16 one, negatives negative latencies."""
+    """0 bandwidth meant no memory time (far too fast), a 0 int8 peak the fp16 one, negatives negative latencies."""
     text = re.sub(rf"^{field}: .*$", f"{field}: {value}", PI, flags=re.M)
     error = _refused(tmp_path, text, rf"{field} is -?[0-9.]+")
     assert "null" in error.fix

@@ -1,5 +1,5 @@
 """A profile without a memory bandwidth leaves rows pending and says so, as a missing compute peak does:
-timed by compute alone, a row came out up to 74x too fast."""
+timed by compute alone, a row came out many times too fast."""
 
 from __future__ import annotations
 

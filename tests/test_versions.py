@@ -1,11 +1,10 @@
 import importlib.metadata
 import sys
-import types
 
 from edgedistill import versions
 
 
-def test_onnxruntime_gpu_and_module_only_installs_are_recorded(monkeypatch):
+def test_onnxruntime_gpu_and_module_only_installs_are_recorded(monkeypatch, tmp_path):
     installed = {"onnxruntime-gpu": "1.31.1", "numpy": "2.0.0"}
 
     def version(name):
@@ -14,8 +13,14 @@ def test_onnxruntime_gpu_and_module_only_installs_are_recorded(monkeypatch):
         return installed[name]
 
     monkeypatch.setattr(importlib.metadata, "version", version)
-    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.5.2.2"))  # JetPack 5's Debian bindings
-    monkeypatch.delitem(sys.modules, "openvino", raising=False)  # imported by other tests: then its module answers
-    found = versions.tool_versions(("onnxruntime", "tensorrt", "numpy", "openvino"))
+    # JetPack 5's Debian bindings: a module with no Python metadata, not imported yet. Bench's key holds these
+    # versions, so the version must not depend on whether earlier code happened to import it.
+    (tmp_path / "tensorrt.py").write_text('__version__ = "8.5.2.2"\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    try:
+        found = versions.tool_versions(("onnxruntime", "tensorrt", "numpy", "no_such_runtime"))
+    finally:
+        sys.modules.pop("tensorrt", None)
     assert found["onnxruntime"] == "1.31.1" and found["tensorrt"] == "8.5.2.2" and found["numpy"] == "2.0.0"
-    assert "openvino" not in found
+    assert "no_such_runtime" not in found

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..device_names import device_family
+from ..device_names import device_family, device_index
 from ..errors import EdgedistillError, MissingBackendError
 from .base import Backend, Runner
 
@@ -41,8 +41,8 @@ def providers_for(device: str, available: list[str]) -> list[str]:
 
 def provider_options_for(device: str, providers: list[str]) -> list[dict]:
     """Each provider's options: GPU.N runs on CUDA device N (the CUDA and TensorRT providers' device_id)."""
-    _, _, index = str(device).partition(".")
-    return [{"device_id": int(index)} if index.isdigit() and name != "CPUExecutionProvider" else {} for name in providers]
+    index = device_index(device)
+    return [{"device_id": index} if index is not None and name != "CPUExecutionProvider" else {} for name in providers]
 
 
 def _no_gpu_provider(available: list[str]) -> EdgedistillError:

@@ -49,7 +49,7 @@ def device_kinds(names) -> list[str]:
     """Each device name plus its family, so GPU.0 also counts as GPU."""
     kinds: list[str] = []
     for name in names:
-        for kind in (name.upper(), name.split(".")[0].upper()):
+        for kind in (name.upper(), device_family(name)):
             if kind not in kinds:
                 kinds.append(kind)
     return kinds

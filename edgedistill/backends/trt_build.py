@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # Builder flags per precision while TensorRT still has weak typing (<= 10.x). INT8 also enables
 # FP16 so layers left unquantized (LayerNorm, Softmax, GELU) run in FP16 rather than FP32.
-PRECISION_FLAGS = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16"), "best": ("FP16", "INT8")}
+PRECISION_FLAGS = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16"), "best": ("FP16",)}
 
 
 def engine_dla_core(target: TargetProfile, precision: str) -> int | None:
@@ -95,7 +95,7 @@ def build_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(target.workspace_mb) << 20)
     # 'best' sets INT8 only where Q/DQ nodes carry the scales: INT8 with neither them nor a calibrator fails
     # the build ("Calibration failure occurred with no scaling factors detected"), as trtexec_command knows
-    flags = PRECISION_FLAGS[precision] if precision != "best" or ox.has_qdq(model) else ("FP16",)
+    flags = PRECISION_FLAGS[precision] + (("INT8",) if precision == "best" and ox.has_qdq(model) else ())
     for flag in flags:
         if hasattr(trt.BuilderFlag, flag):  # absent in TensorRT 11 (strongly typed only)
             config.set_flag(getattr(trt.BuilderFlag, flag))

@@ -174,16 +174,15 @@ def _dla_release_findings(target: TargetProfile, version: tuple[int, ...] | None
     read as its first release, 11.4.0."""
     if version is None or tuple(version[:2]) <= (10, 7):
         return []
-    full = tuple(version[:3]) + (0,) * (3 - len(version[:3]))
     label = version_label(version[:3])
-    if full < DLA_RETURNS:
+    if tuple(version[:3]) < DLA_RETURNS:  # (11, 4) < (11, 4, 1): a version without its patch is its .0
         return [Finding("error", "dla-unavailable", f"TensorRT {label} has no DLA support on Linux (10.7 was the last before 11.4.1)",
                         "use the JetPack's TensorRT (10.3 on JetPack 6) or TensorRT 11.4.1+ on JetPack 7.2.2+, or unset dla_core")]
     jetpack = parse_version(target.jetpack)
     if jetpack is None:
         return [Finding("warning", "dla-jetpack-unknown", f"TensorRT {label} runs DLA only under JetPack 7.2.2 or later, and target '{target.name}' names no JetPack",
                         "set jetpack in the target profile (e.g. \"7.2.2\")")]
-    if tuple(jetpack[:3]) + (0,) * (3 - len(jetpack[:3])) < DLA_JETPACK:
+    if tuple(jetpack[:3]) < DLA_JETPACK:
         return [Finding("error", "dla-unavailable", f"TensorRT {label} runs DLA only under JetPack 7.2.2 or later; the target names JetPack {target.jetpack}",
                         "upgrade the device to JetPack 7.2.2+, or use the JetPack's own TensorRT 10.x, or unset dla_core")]
     return []

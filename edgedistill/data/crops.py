@@ -9,7 +9,7 @@ from collections.abc import Collection, Iterator
 import numpy as np
 from PIL import Image
 
-from .images import DECODE_ERRORS, ImageSource, as_rgb
+from .images import ImageSource
 
 _ORDER_STREAM = 0x0C40  # keeps the image order's random stream apart from the crop parameters'
 
@@ -85,16 +85,8 @@ def pick_indices(source: ImageSource, count: int, seed: int, exclude: Collection
 
 
 def _readable(source: ImageSource, index: int) -> bool:
-    """Whether source.load(index) gives an image. A JPEG is decoded at 1/8 scale (Image.draft): about half
-    the cost, and still all of its entropy-coded data, so a truncated or damaged file fails as in a full
-    decode. Where this fails, load() decides, and warns as the views' own pick does."""
-    try:
-        with (source.tars.open(index) if source.tars is not None else Image.open(source.paths[index])) as img:
-            img.draft(img.mode, (1, 1))  # no-op for formats other than JPEG: decoded whole, then dropped
-            as_rgb(img)
-        return True
-    except DECODE_ERRORS:
-        return source.load(index) is not None
+    """Whether source.load(index) gives an image, told from a draft decode (a JPEG at 1/8 scale)."""
+    return source.load(index, draft=True) is not None
 
 
 def source_crops(source: ImageSource, count: int, seed: int, exclude: Collection[int] = ()) -> tuple[list[int], list[Image.Image]]:

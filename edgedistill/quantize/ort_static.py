@@ -28,7 +28,8 @@ ENTROPY_BINS = {"num_bins": 2048, "num_quantized_bins": 128}
 # No Q/DQ on MatMul outputs. On the attention scores (q @ k) it sits before Softmax, and with the Q/DQ the next
 # MatMul puts on Softmax's output onnxruntime fuses them into QLinearSoftmax, whose CPU kernel in 1.18-1.31 goes
 # wrong for small output scales, which calibrated attention weights get (17 tokens: all zeros below about 1/3000):
-# a distilled ViT-Tiny's embedding cosine was 0.906 on 1.23.2, 0.99997 on 1.32. Without them MatMuls run as
+# a distilled ViT-Tiny's embedding cosine was 0.906 on 1.23.2, 0.99997 on 1.32 (benchmarks/qlinear_softmax.py checks
+# an onnxruntime's kernel). Without them MatMuls run as
 # MatMulIntegerToFloat, on 1.32 too closer to fp32 and faster (random-init ViT-Tiny at 224: cosine 0.99908 -> 0.99947, 18.5 -> 13.9 ms)
 NO_OUTPUT_QDQ = ["MatMul"]
 SCRATCH = "quantize-scratch"
