@@ -294,17 +294,19 @@ class Pipeline:
             from .data.source_stamp import CONTENT
 
             [stamp] = self._file_inputs(recipe.source)
-            apart = stage.evaluation_key(self.cfg, recipe)
+            picks = stage.evaluation_picks(self.cfg, recipe)  # handed to the stage too: found (decoded) once
+            apart = stage.evaluation_key(picks)
             # the recipe's content and the images' stamp stand for where they are: a moved checkout is the same calibration
             calibration = [{**recipe.__dict__, "source": None if str(stamp).startswith(CONTENT) else recipe.source}, stamp, *apart]
         except EdgedistillError as exc:  # the stage itself reports it, and records the failure
-            calibration = f"unresolvable: {exc}"
+            calibration, picks = f"unresolvable: {exc}", None
         # The Q/DQ layout too, so what an older edgedistill quantized is redone: with Q/DQ on MatMul outputs a
         # distilled ViT's int8 model scores cosine 0.906 on onnxruntime 1.18-1.31 (ort_static.NO_OUTPUT_QDQ)
         key = _key(self.cfg.section_hash("quantize", ignore={"quantize.calibration"}), self.target.name, self.target.calibration,
                    self.target.backends, self.target.precisions, self.target.min_cosine, self.target.min_top1_agreement, onnx.sha256,
                    calibration, {"no_output_qdq": NO_OUTPUT_QDQ})
-        return self._run_stage("quantize", key, lambda: stage.run(self.cfg, {"onnx": onnx}, self.workdir, self.target))
+        return self._run_stage("quantize", key, lambda: stage.run(self.cfg, {"onnx": onnx, "evaluation_picks": picks}, self.workdir,
+                                                                   self.target))
 
     def compile(self) -> list[Artifact]:
         from .backends import compile_stage

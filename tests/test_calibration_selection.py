@@ -192,13 +192,13 @@ def test_a_calibration_source_apart_from_the_evaluations_is_used_as_before(tmp_p
 
 def test_the_quantize_key_follows_the_evaluation_images_only_where_calibration_keeps_apart_from_them(tmp_path):
     from edgedistill.config import load_config
-    from edgedistill.quantize.stage import evaluation_key
+    from edgedistill.quantize.stage import evaluation_key, evaluation_picks
 
     images, other = _grey_images(tmp_path / "images", 40), _grey_images(tmp_path / "other", 4)
 
     def key(eval_images, source=images):
         cfg = load_config(None, [f"data.source={source}", f"bench.eval_images={eval_images}"])
-        return evaluation_key(cfg, CalibrationRecipe(str(images), 16, 1234))
+        return evaluation_key(evaluation_picks(cfg, CalibrationRecipe(str(images), 16, 1234)))
 
     assert key(8) != key(12)  # other images to keep apart from: other calibration views
     assert key(8, source=other) == key(12, source=other) == []  # nothing in common: the key as before this rule

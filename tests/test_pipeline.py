@@ -228,13 +228,18 @@ def test_a_value_a_stage_refuses_is_not_saved_into_the_build(tiny_build, tmp_pat
     assert main(["bench", str(out)]) == 0
 
 
-def test_bench_after_quantize_alone_asks_for_compile_first(tiny_build, tmp_path, capsys):
+def test_bench_after_quantize_alone_asks_for_compile_first(tiny_build, tmp_path, capsys, monkeypatch):
     # quantize re-run alone drops compile's records: bench alone would time, and select from, only what is left
     import shutil
 
+    from edgedistill.quantize import stage
+
     out = tmp_path / "b"
     shutil.copytree(tiny_build, out)
+    found, real = [], stage.evaluation_apart
+    monkeypatch.setattr(stage, "evaluation_apart", lambda *args: found.append(args) or real(*args))
     assert main(["quantize", str(out), "--set", "quantize.method=percentile"]) == 0
+    assert len(found) == 1  # the evaluation's images (decoded to find them) found once: for the key, then handed to the stage
     capsys.readouterr()
     assert main(["bench", str(out)]) == 2
     assert f"run edgedistill compile {out} first" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from edgedistill.config import load_config
 from edgedistill.data.eval_set import evaluation_views
 from edgedistill.data.images import ImageSource
 from edgedistill.quantize.calibration import CalibrationRecipe, evaluation_indices
-from edgedistill.quantize.stage import evaluation_key
+from edgedistill.quantize.stage import evaluation_key, evaluation_picks
 
 
 def _grey_jpegs(folder, levels):
@@ -39,7 +39,7 @@ def _unreadable(folder, count):
 
 def _key(source, calibration, eval_images, samples=16):
     cfg = load_config(None, [f"data.source={source}", f"bench.eval_images={eval_images}"])
-    return evaluation_key(cfg, CalibrationRecipe(str(calibration), samples, 1234))
+    return evaluation_key(evaluation_picks(cfg, CalibrationRecipe(str(calibration), samples, 1234)))
 
 
 def _views_images(source, count) -> set[int]:

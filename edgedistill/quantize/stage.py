@@ -18,7 +18,7 @@ from .calibration import CalibrationRecipe, HeldOut, calibration_batch, evaluati
 from .fidelity import Budget, main_output, run_model
 from .metadata import update_metadata
 from .nncf_ov import quantize_openvino_int8
-from .ort_static import SCRATCH
+from .scratch import SCRATCH
 
 TRT_CALIBRATION_DIR = Path("quantized") / "trt_calibration"
 log = logging.getLogger(__name__)
@@ -39,15 +39,25 @@ def recipe_hash(recipe: CalibrationRecipe) -> str:
     return short_hash(recipe.__dict__)
 
 
-def evaluation_key(cfg: BuildConfig, recipe: CalibrationRecipe) -> list:
-    """For the stage's key, which evaluation images calibration keeps apart from (or that it shares them):
-    nothing where the sources have no file in common, so such builds keep their keys."""
+@dataclass(frozen=True)
+class EvaluationPicks:
+    """Which evaluation images calibration keeps apart from (evaluation_apart): found once per quantize run, for
+    the stage's key and then for the stage, since finding them decodes up to bench.eval_images images."""
+    recipe: CalibrationRecipe
+    apart: frozenset[int] | None  # None: too few other images, calibration shares the evaluation's
+
+
+def evaluation_picks(cfg: BuildConfig, recipe: CalibrationRecipe) -> EvaluationPicks:
     if not cfg.data.source or not may_share_files(recipe.source, cfg.data.source):  # no listing or indexing for it
-        return []
-    evaluated = evaluation_apart(ImageSource(recipe.source), cfg.data.source, cfg.bench.eval_images, recipe.samples)
-    if evaluated is None:  # held-out views then keep apart from calibration's images only: nothing else to key on
+        return EvaluationPicks(recipe, frozenset())
+    return EvaluationPicks(recipe, evaluation_apart(ImageSource(recipe.source), cfg.data.source, cfg.bench.eval_images, recipe.samples))
+
+
+def evaluation_key(picks: EvaluationPicks) -> list:
+    """For the stage's key: nothing where the sources have no file in common, so such builds keep their keys."""
+    if picks.apart is None:  # held-out views then keep apart from calibration's images only: nothing else to key on
         return ["shares evaluation images"]
-    return [sorted(evaluated)] if evaluated else []
+    return [sorted(picks.apart)] if picks.apart else []
 
 
 @dataclass(frozen=True)
@@ -58,12 +68,14 @@ class CalibrationViews:
     record: dict  # what the artifacts say of the calibration
 
 
-def calibration_for(cfg: BuildConfig, target: TargetProfile, data_config: dict, workdir: Path) -> CalibrationViews:
+def calibration_for(cfg: BuildConfig, target: TargetProfile, data_config: dict, workdir: Path,
+                    picks: EvaluationPicks | None = None) -> CalibrationViews:
     """The calibration batch and the fallback's held-out views, kept apart from the images bench's fidelity views
-    are cropped from (data.source, bench.eval_images) where the calibration source holds enough others."""
+    are cropped from (data.source, bench.eval_images) where the calibration source holds enough others.
+    `picks`: those images as the stage's key found them (for this very recipe), not looked for again."""
     recipe = calibration_recipe(cfg, target)
     source = ImageSource(recipe.source)
-    apart = evaluation_apart(source, cfg.data.source, cfg.bench.eval_images, recipe.samples)
+    apart = picks.apart if picks is not None and picks.recipe == recipe else evaluation_picks(cfg, recipe).apart
     shares = apart is None
     evaluated = frozenset() if shares else apart  # sharing, calibration and held-out views are made as with none evaluated
     batch = calibration_batch(recipe, data_config, workdir / ".cache", evaluated, source)
@@ -83,7 +95,7 @@ def run(cfg: BuildConfig, inputs: dict, workdir: Path, target: TargetProfile) ->
     if "int8" not in target.precisions:
         return []
     onnx_path = onnx_artifact.abspath(workdir)
-    views = calibration_for(cfg, target, onnx_artifact.data_config, workdir)
+    views = calibration_for(cfg, target, onnx_artifact.data_config, workdir, inputs.get("evaluation_picks"))
     recipe, batch, holdout, calibration_record = views.recipe, views.batch, views.held.batch, views.record
     common = dict(parents=[onnx_artifact.name], precision="int8", data_config=onnx_artifact.data_config, config_hash=cfg.section_hash("quantize"))
     produced = []
