@@ -133,7 +133,7 @@ def test_calibration_partials_of_killed_writers_are_swept_when_the_cache_is_writ
 ])
 @pytest.mark.parametrize("free,named", [(4096, True), (10 << 30, False)])
 def test_a_full_disk_under_quantize_names_the_build_folder_only_when_it_is_the_full_one(tmp_path, monkeypatch, error, free, named):
-    from edgedistill.quantize.ort_static import scratch_dir
+    from edgedistill.quantize.scratch import scratch_dir
 
     monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10 << 30, 0, free))
     with pytest.raises(Exception) as info:

@@ -23,7 +23,8 @@ from edgedistill.artifacts import Manifest
 from edgedistill.exits import sigterm_as_interrupt
 from edgedistill.config import QuantizeConfig
 from edgedistill.quantize import ort_static
-from edgedistill.quantize.ort_static import SCRATCH, quantize_ort_static, scratch_dir
+from edgedistill.quantize.ort_static import quantize_ort_static
+from edgedistill.quantize.scratch import SCRATCH, scratch_dir
 from edgedistill.quantize.sensitivity import layer_sensitivity
 
 from .test_disk_errors import onnx_build

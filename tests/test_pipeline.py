@@ -311,7 +311,7 @@ def test_a_reused_quantize_stage_still_removes_what_a_killed_one_left(tiny_build
     import subprocess
     import sys
 
-    from edgedistill.quantize.ort_static import SCRATCH
+    from edgedistill.quantize.scratch import SCRATCH
 
     out = tmp_path / "b"
     shutil.copytree(tiny_build, out)

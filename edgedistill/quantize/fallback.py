@@ -23,7 +23,8 @@ import numpy as np
 from ..config import QuantizeConfig
 from ..progress import progress_bar
 from .fidelity import Budget, Fidelity, compare, run_model
-from .ort_static import prepare, quantize_ort_static, scratch_dir
+from .ort_static import prepare, quantize_ort_static
+from .scratch import scratch_dir
 from .refine import refine_ranking
 
 REPORTED_SENSITIVITY = 10  # the worst layers listed in the artifact record

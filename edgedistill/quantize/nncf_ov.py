@@ -19,7 +19,7 @@ from ..backends import get_backend, kept_signal_stack
 from ..backends.openvino_backend import compile_config, fix_batch
 from ..config import QuantizeConfig
 from ..errors import EdgedistillError, MissingBackendError
-from .ort_static import scratch_dir
+from .scratch import scratch_dir
 
 TRANSFORMER_OPS = {"LayerNormalization", "Softmax"}
 MODEL_TYPES = ("auto", "transformer", "cnn")
@@ -85,16 +85,14 @@ def quantized_ops(model) -> set[str]:
     return found
 
 
-def accuracy_control_record(quantized, intermediate, items: list, max_drop: float) -> dict:
+def accuracy_control_record(core, quantized, intermediate, items: list, max_drop: float) -> dict:
     """What accuracy control reached, which NNCF logs but does not return: the quantized model's metric on the
     validation items, its drop, and the ops it reverted to float (quantized in NNCF's fully quantized
     intermediate model, not in the result; weight FakeQuantizes are folded into int8 constants by then, the
     activation ones remain). The fp32 reference scores 1.0: the validation labels are the fp32 model's own
     outputs (quantize/stage.py), so the drop is 1 - metric."""
-    import openvino as ov
-
     # f32, as NNCF scores it and bench runs it: OpenVINO's default on a bf16 CPU is bf16 (0.833 here against NNCF's 0.854)
-    metric = _validation(ov.Core().compile_model(quantized, "CPU", compile_config("CPU", None, None)), items)
+    metric = _validation(core.compile_model(quantized, "CPU", compile_config("CPU", None, None)), items)
     before = quantized_ops(intermediate)
     reverted = before - quantized_ops(quantized)
     names = [op.get_friendly_name() for op in intermediate.get_ordered_ops() if op.get_friendly_name() in reverted]
@@ -130,7 +128,8 @@ def quantize_openvino_int8(onnx_path: Path, xml_path: Path, batch: np.ndarray, c
         smooth_quant_alphas=AdvancedSmoothQuantParameters() if smooth_quant else AdvancedSmoothQuantParameters(convolution=-1, matmul=-1))
     common = dict(subset_size=len(batch), preset=nncf.QuantizationPreset.MIXED,
                   model_type=nncf.ModelType.TRANSFORMER if model_type == "transformer" else None)
-    model = ov.Core().read_model(str(onnx_path))
+    core = ov.Core()  # one for the stage: each Core loads its own plugins
+    model = core.read_model(str(onnx_path))
     use_control = cfg.nncf_accuracy_control and validation is not None
     with kept_signal_stack():  # NNCF compiles on several ov.Core objects: see signal_stack
         if use_control:
@@ -145,7 +144,8 @@ def quantize_openvino_int8(onnx_path: Path, xml_path: Path, batch: np.ndarray, c
                     advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
                         max_num_iterations=cfg.fallback_max_trials, intermediate_model_dir=str(tmp)),
                     **common)
-                control = accuracy_control_record(quantized, ov.Core().read_model(str(tmp / "intermediate_model.xml")), items, cfg.nncf_max_drop)
+                control = accuracy_control_record(core, quantized, core.read_model(str(tmp / "intermediate_model.xml")), items,
+                                                  cfg.nncf_max_drop)
         else:
             quantized = nncf.quantize(model, nncf_dataset(batch), advanced_parameters=advanced, **common)
     # The IR carries the ONNX file's metadata_props under rt_info "framework"; they said fp32 until updated here

@@ -3,22 +3,16 @@ so LayerNorm, Softmax and GELU stay in float; weights are per-channel."""
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import inspect
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import remove_orphans
 from ..config import QuantizeConfig
 from ..errors import EdgedistillError
 from .calibration import OrtCalibrationReader
+from .scratch import scratch_dir
 
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 # quantize_static builds its EntropyCalibrater with 128 histogram bins and 128 quantized bins and takes no bin
@@ -32,37 +26,6 @@ ENTROPY_BINS = {"num_bins": 2048, "num_quantized_bins": 128}
 # an onnxruntime's kernel). Without them MatMuls run as
 # MatMulIntegerToFloat, on 1.32 too closer to fp32 and faster (random-init ViT-Tiny at 224: cosine 0.99908 -> 0.99947, 18.5 -> 13.9 ms)
 NO_OUTPUT_QDQ = ["MatMul"]
-SCRATCH = "quantize-scratch"
-FULL_BYTES = 1 << 20  # free space below this after a failure: the disk that filled up
-
-
-@contextlib.contextmanager
-def scratch_dir(beside: Path) -> Iterator[Path]:
-    """A temp folder for model-sized trial files in `beside`'s folder (the build folder, not $TMPDIR),
-    named with this process's id: a run killed before its cleanup (SIGKILL) leaves it where the next
-    one, which first removes those of dead processes, finds it. onnxruntime's quantizer makes its own
-    temp folders (`ort.quant.*`, `pre.quant.*`, model-sized) with no folder argument, so Python's temp
-    folder points in here meanwhile: a SIGKILL leaves them inside this one, where the sweep reaches them."""
-    folder = Path(beside).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    remove_orphans(folder / SCRATCH)  # .quantize-scratch.partial-*-PID whose PID is gone
-    with tempfile.TemporaryDirectory(dir=folder, prefix=f".{SCRATCH}.partial-", suffix=f"-{os.getpid()}") as tmp:
-        previous, tempfile.tempdir = tempfile.tempdir, tmp
-        try:
-            yield Path(tmp)
-        except Exception as exc:
-            # On a full disk onnx.save names no file, and onnx's shape inference (inside quantize_static) writes a
-            # truncated model without a word, read back as "Wire format was corrupt": when this folder's disk is the
-            # full one, say so
-            told = isinstance(exc, EdgedistillError) or (isinstance(exc, OSError) and exc.filename)
-            if not told and shutil.disk_usage(tmp).free < FULL_BYTES:
-                where = folder.parent if folder.name.startswith(f".{SCRATCH}.") else folder  # one inside another's: the build's folder
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where)) from exc
-            raise
-        finally:
-            tempfile.tempdir = previous
-
-
 def prepare(onnx_path: Path, out_path: Path) -> Path:
     """ORT's pre-processing (shape inference, graph cleanup) that static quantization expects."""
     from onnxruntime.quantization.shape_inference import quant_pre_process

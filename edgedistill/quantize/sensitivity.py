@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .fidelity import INPUT_NAME
-from .ort_static import scratch_dir
+from .scratch import scratch_dir
 
 
 def _combine_db(values: list[float]) -> float:
