@@ -87,6 +87,32 @@ def test_an_fp16_ir_says_fp16_in_its_metadata(tiny_ir):
     assert not ov.Core().read_model(str(fp32)).has_rt_info(["framework", "edgedistill.precision"])
 
 
+def test_compile_converts_the_onnx_once_for_both_weight_precisions(tiny_ir, tmp_path, monkeypatch):
+    """compile saves its fp32 and fp16 IRs from one converted model, each saying its own precision."""
+    import dataclasses
+    import filecmp
+    import shutil
+
+    import openvino as ov
+
+    from edgedistill.artifacts import Artifact
+    from edgedistill.backends import compile_stage
+    from edgedistill.config import load_config
+    from edgedistill.targets import load_target
+
+    shutil.copy(tiny_ir[0].parent.parent / "m.onnx", tmp_path / "model.onnx")
+    onnx = Artifact.record(tmp_path, tmp_path / "model.onnx", kind="onnx", name="onnx-fp32", data_config={})
+    target = dataclasses.replace(load_target("x86-cpu"), precisions=("fp16", "fp32"))
+    conversions, real = [], ov.convert_model
+    monkeypatch.setattr(ov, "convert_model", lambda *a, **k: conversions.append(a) or real(*a, **k))
+    produced = {a.name: a.abspath(tmp_path) / "model.xml" for a in compile_stage.run(load_config(None, []), {"onnx": onnx}, tmp_path, target)}
+    assert len(conversions) == 1
+    assert ov.Core().read_model(str(produced["openvino-fp16"])).get_rt_info(["framework", "edgedistill.precision"]).astype(str) == "fp16"
+    assert not ov.Core().read_model(str(produced["openvino-fp32"])).has_rt_info(["framework", "edgedistill.precision"])
+    for name, separate in zip(("openvino-fp32", "openvino-fp16"), tiny_ir):  # the weights as converting each on its own wrote them
+        assert filecmp.cmp(produced[name].with_suffix(".bin"), separate.with_suffix(".bin"), shallow=False)
+
+
 def _input_shape(xml):
     import openvino as ov
 

@@ -10,7 +10,7 @@ from ..artifacts import MANIFEST, Artifact, Manifest, atomic_output
 from ..config import BuildConfig
 from ..errors import EdgedistillError
 from ..targets import TargetProfile
-from .openvino_backend import convert_to_ir, ir_batch
+from .openvino_backend import convert_onnx, ir_batch, save_ir_weights
 from .registry import get_backend
 
 
@@ -18,11 +18,12 @@ def run(cfg: BuildConfig, inputs: dict, workdir: Path, target: TargetProfile) ->
     onnx_fp32: Artifact = inputs["onnx"]
     produced = []
     if "openvino" in target.backends:
-        for precision in [p for p in ("fp32", "fp16") if p in target.precisions]:
+        precisions = [p for p in ("fp32", "fp16") if p in target.precisions]
+        model = convert_onnx(onnx_fp32.abspath(workdir), ir_batch(target.device, target.batch_opt)) if precisions else None  # once for both
+        for precision in precisions:
             final = workdir / "openvino" / precision
             with atomic_output(final) as tmp:
-                convert_to_ir(onnx_fp32.abspath(workdir), tmp / "model.xml", fp16_weights=precision == "fp16",
-                              batch=ir_batch(target.device, target.batch_opt))
+                save_ir_weights(model, tmp / "model.xml", fp16_weights=precision == "fp16")
             produced.append(Artifact.record(
                 workdir, final, kind="openvino-ir", name=f"openvino-{precision}", parents=[onnx_fp32.name], precision=precision,
                 backend="openvino", device=target.device, data_config=onnx_fp32.data_config, config_hash=target.content_hash(),

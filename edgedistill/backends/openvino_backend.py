@@ -79,9 +79,19 @@ def fix_batch(model, batch: int | None):
 def convert_to_ir(onnx_path: Path, xml_path: Path, fp16_weights: bool = False, batch: int | None = None) -> Path:
     """ONNX -> OpenVINO IR (.xml + .bin). FP16 compresses weights; compute precision is a runtime hint.
     `batch` fixes a dynamic batch (see ir_batch)."""
-    ov = _import_ov()
-    model = fix_batch(ov.convert_model(str(onnx_path)), batch)
+    return save_ir_weights(convert_onnx(onnx_path, batch), xml_path, fp16_weights)
+
+
+def convert_onnx(onnx_path: Path, batch: int | None = None):
+    """ONNX -> ov.Model, its batch fixed where `batch` says (ir_batch); one model serves every weight precision."""
+    return fix_batch(_import_ov().convert_model(str(onnx_path)), batch)
+
+
+def save_ir_weights(model, xml_path: Path, fp16_weights: bool) -> Path:
+    """`model` saved as IR with fp32 or fp16-compressed weights; `model` is left as it was, to be saved at the other
+    precision too (save_model compresses a copy)."""
     if fp16_weights:  # the ONNX file's metadata, carried over, says fp32: the IR must say what it holds
+        model = model.clone()  # shares the weights' memory
         model.set_rt_info("fp16", ["framework", "edgedistill.precision"])
     return save_ir(model, xml_path, compress_to_fp16=fp16_weights)
 
