@@ -98,16 +98,18 @@ def test_a_report_html_left_by_an_interrupted_write_is_rendered_again(tmp_path, 
     monkeypatch.setattr(write_mod, "render_html", lambda doc: rendered.append(doc) or real(doc))
     write_report(sample_report(), tmp_path)
     assert len(rendered) == 1 and written["md"].is_file()
-    later = written["json"].stat().st_mtime_ns + 10**9  # a later document's HTML, its report.json never written
-    os.utime(written["html"], ns=(later, later))
+    changed = sample_report()  # a later document's HTML, its report.json never written (even one older by mtime)
+    changed["selected"] = {**changed["selected"], "reason": "another reason"}
+    shutil.copy2(write_report(changed, tmp_path / "later")["html"], written["html"])
+    os.utime(written["html"], ns=(1, 1))
     write_report(sample_report(), tmp_path)
-    assert len(rendered) == 2
+    assert len(rendered) == 3 and "another reason" not in written["html"].read_text()
 
 
 def test_a_report_html_drawn_by_other_code_is_drawn_again(tmp_path, monkeypatch):
     # an upgrade that changes only the HTML or its plots: the same report.json must not keep the old page
     written = write_report(sample_report(), tmp_path)
-    monkeypatch.setattr(write_mod, "_renderer_mark", lambda: "<!-- edgedistill report renderer 0000000000000000 -->\n")
+    monkeypatch.setattr(write_mod, "_renderer_digest", lambda: "0000000000000000")
     monkeypatch.setattr(write_mod, "render_html", lambda doc: "<html>new renderer</html>\n")
     write_report(sample_report(), tmp_path)
     assert written["html"].read_text().startswith("<html>new renderer</html>")

@@ -34,32 +34,35 @@ def write_report(report: dict, out_dir: Path) -> dict[str, Path]:
     texts = {"json": json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False) + "\n", "md": render_markdown(clean)}
     if _unchanged(paths, texts):  # a rebuild that changed nothing: the HTML's plots (matplotlib, ~0.6 s) are the same bytes
         return paths
-    texts["html"] = render_html(clean) + _renderer_mark()
+    texts["html"] = render_html(clean) + _html_mark(texts["json"])
     for kind in ("html", "md", "json"):  # report.json last
         _atomic_write(paths[kind], texts[kind])
     return paths
 
 
 @functools.cache
-def _renderer_mark() -> str:
-    """A comment naming the code that drew the HTML (this package's sources): an edgedistill whose HTML or
-    plots changed draws an unchanged build's report again, which the same report.json alone would not."""
+def _renderer_digest() -> str:
+    """This package's sources: an edgedistill whose HTML or plots changed draws an unchanged build's report again."""
     digest = hashlib.sha256()
     for source in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(source.read_bytes())
-    return f"<!-- edgedistill report renderer {digest.hexdigest()[:16]} -->\n"
+    return digest.hexdigest()[:16]
+
+
+def _html_mark(json_text: str) -> str:
+    """The HTML's last line: the code that drew it and the report.json it drew."""
+    return f"<!-- edgedistill report renderer {_renderer_digest()} of {hashlib.sha256(json_text.encode()).hexdigest()[:16]} -->\n"
 
 
 def _unchanged(paths: dict[str, Path], texts: dict[str, str]) -> bool:
-    """The folder holds this report.json and report.md, and the report.html this code wrote with them:
-    report.json is written last, so an HTML newer than it is a later document's, left by a run stopped
-    mid-write. (A build's `created` is bench.json's: it changes only when bench runs again.)"""
+    """The folder holds this report.json and report.md, and the report.html this code drew from that very
+    report.json (its mark says so: a run stopped mid-write may have left a later document's HTML).
+    (A build's `created` is bench.json's: it changes only when bench runs again.)"""
     try:
-        if not (paths["json"].read_text(encoding="utf-8") == texts["json"] and paths["md"].read_text(encoding="utf-8") == texts["md"]
-                and paths["html"].stat().st_mtime_ns <= paths["json"].stat().st_mtime_ns):
+        if not (paths["json"].read_text(encoding="utf-8") == texts["json"] and paths["md"].read_text(encoding="utf-8") == texts["md"]):
             return False
         with paths["html"].open("rb") as html:
             html.seek(max(0, html.seek(0, 2) - 200))
-            return html.read().decode("utf-8", "replace").endswith(_renderer_mark())
+            return html.read().decode("utf-8", "replace").endswith(_html_mark(texts["json"]))
     except (OSError, UnicodeDecodeError):
         return False
