@@ -128,6 +128,11 @@ def cli(ctx, debug):
     edgedistill targets                                     # the device profiles
     """
     ctx.obj = {"debug": debug}
+    command = ctx.invoked_subcommand
+    if command != "distill" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # every rank would run it: N copies writing one folder, a benchmark timed with N copies contending
+        raise EdgedistillError(f"only `edgedistill distill` runs under torchrun, not `edgedistill {command}`",
+                               f"torchrun ... -m edgedistill distill BUILD, then edgedistill {command} ... on one process")
 
 
 @cli.command(context_settings=CONTEXT)
@@ -147,8 +152,6 @@ def build(target, config_path, overrides, out, force):
     from .progress import console
     from .report import summary_table
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise EdgedistillError("only `edgedistill distill` runs under torchrun", "torchrun ... -m edgedistill distill BUILD, then edgedistill build BUILD on one process")
     pipe = _pipeline(out, target, config_path, overrides, force, alone=False)
     report = pipe.build()
     console.print(summary_table(report))

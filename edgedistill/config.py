@@ -67,7 +67,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class DistillConfig:
     steps: int = 120  # the embedded demo: about 3 minutes on 2 CPU cores
-    batch_size: int = 32
+    batch_size: int = 32  # per process: under torchrun the global batch is batch_size × WORLD_SIZE (lr is not rescaled)
     lr: float = 2e-3  # the embedded demo (120 steps); measured: 1e-3 learns less there
     weight_decay: float = 0.05
     warmup_steps: int = 15

@@ -6,6 +6,7 @@ re-run alone (`edgedistill export`, `bench`, ...) or on another machine from a c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import traceback
@@ -53,13 +54,14 @@ class Pipeline:
             # a copy in the build folder, which later commands reload (not a bundled namesake), here or on
             # the device the folder is copied to
             kept = self.workdir / TARGET_FILE
-            if Path(target.source).resolve() != kept.resolve():
+            if Path(target.source).resolve() != kept.resolve() and is_first_rank():  # rank 0 alone writes the folder
                 shutil.copyfile(target.source, kept)
             self.manifest.data["target_file"] = TARGET_FILE
         # The config later commands start from: each section as its stage last succeeded with it (the
         # whole config on a first run, so a failed first build is re-run with its settings).
         self.manifest.data.setdefault("config", cfg.to_dict())
         self._stamps: dict = {}
+        self._ranks = None  # under torchrun, while distill runs: the job's DistContext (_torchrun_job)
         self.reused: set[str] = set()  # artifacts an unchanged stage kept, so the CLI says "kept", not "wrote"
 
     # -- helpers ---------------------------------------------------------------------------
@@ -77,15 +79,17 @@ class Pipeline:
         return found
 
     def _run_stage(self, stage: str, key: str, work: Callable[[], list[Artifact]], legacy_key: Callable[[], str] | None = None) -> list[Artifact]:
+        why = None
         if not self.force:
             # a record under this run's key, or under the key an older edgedistill computed for the same inputs
             # (image sources stamped by mtime), which is re-recorded under this one
             why = self._matching_record(stage, key) or (legacy_key is not None and self._matching_record(stage, legacy_key(), rekey=key))
-            if why:
-                # later commands start from these settings: a source at a new path, which the key leaves out, is where it is now
-                if self._record_config(stage):
-                    self.manifest.save()
-                return self._reuse(stage, why)
+        self._ranks_agree(stage, key, bool(why))
+        if why:
+            # later commands start from these settings: a source at a new path, which the key leaves out, is where it is now
+            if self._record_config(stage):
+                self.manifest.save()
+            return self._reuse(stage, why)
         # What this stage and every later one made last time goes out of the manifest now: if the stage
         # fails, or no longer makes an artifact (another target profile), nothing downstream may pick up
         # an old file, and later artifacts were derived from this stage's old outputs anyway. Their records
@@ -98,7 +102,8 @@ class Pipeline:
                        if name in self.manifest.data["artifacts"]}
             if record and record.get("status") == "done":
                 earlier[later] = {"record": record, "artifacts": outputs}
-        shutil.rmtree(self.workdir / "report", ignore_errors=True)  # it described the old outputs; a failed run must leave none
+        if is_first_rank():  # it described the old outputs; a failed run must leave none
+            shutil.rmtree(self.workdir / "report", ignore_errors=True)
         self.manifest.set_status("incomplete")
         for stale in ("failed_stage", "traceback", "selected", "changed_artifacts"):  # belonged to an earlier run
             self.manifest.data.pop(stale, None)
@@ -121,6 +126,44 @@ class Pipeline:
         if replaced and is_first_rank():
             self._remove_unmade(replaced["artifacts"].values())
         return produced
+
+    def _ranks_agree(self, stage: str, key: str, fresh: bool) -> None:
+        """Under torchrun, every rank must reuse the stage or every rank run it: a rank that reuses it and
+        exits leaves the others waiting for it in their first collective until the rendezvous times out.
+        They disagree where each node has a build folder of its own (or other images or settings)."""
+        if self._ranks is None:
+            return
+        from .distill import distributed
+
+        seen = distributed.gather_objects((key, fresh), self._ranks)
+        if len(set(seen)) > 1:
+            ways = ", ".join(f"rank {rank} would {'reuse' if reuse else 'run'} it" for rank, (_, reuse) in enumerate(seen))
+            keys = " (with other settings or images)" if len({k for k, _ in seen}) > 1 else ""
+            raise EdgedistillError(f"the processes of this torchrun job do not see the same build folder '{self.workdir}' (for its "
+                                   f"{stage} stage, {ways}{keys})", "put the build folder on a file system every node shares (and the images, "
+                                   "with the same settings everywhere), then relaunch the same torchrun command")
+
+    @contextlib.contextmanager
+    def _torchrun_job(self):
+        """Under torchrun, the job's process group for the distill command: every rank joins it before any
+        decides whether the stage is fresh, so no rank acts before rank 0 holds the folder's lock (it joins
+        only then), and they decide alike (_ranks_agree). Outside torchrun, nothing."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            yield
+            return
+        from .distill import distributed
+        from .distill.trainer import pick_device
+
+        self._ranks = distributed.init(pick_device(self.cfg.distill.device).type)
+        try:
+            yield
+        except BaseException:
+            distributed.abandon(self._ranks)  # the other ranks may be gone: no barrier
+            raise
+        else:
+            distributed.shutdown(self._ranks)
+        finally:
+            self._ranks = None
 
     def _record_config(self, stage: str) -> bool:
         """Save this run's settings of the stage's config sections as the build's; whether they changed."""
@@ -252,11 +295,12 @@ class Pipeline:
         weights = self.workdir / "student" / "student.safetensors"
         finished = self.workdir / state_files.STATE_DIR / state_files.FINISHED
         before = weights.stat().st_mtime_ns if finished.is_file() and weights.is_file() else None
-        produced = self._run_stage("distill", key(), work, lambda: key(legacy=True))
-        if before is not None and weights.is_file() and weights.stat().st_mtime_ns == before:
-            self.reused.add("student")  # a run stopped before recording it had finished it: kept, not written
-        if is_first_rank():
-            state_files.discard_state(self.workdir)  # the manifest records the student now
+        with self._torchrun_job():
+            produced = self._run_stage("distill", key(), work, lambda: key(legacy=True))
+            if before is not None and weights.is_file() and weights.stat().st_mtime_ns == before:
+                self.reused.add("student")  # a run stopped before recording it had finished it: kept, not written
+            if is_first_rank():
+                state_files.discard_state(self.workdir)  # the manifest records the student now
         return produced
 
     def export(self) -> list[Artifact]:

@@ -32,13 +32,16 @@ Path(sys.argv[4], f"result-{os.environ['RANK']}.json").write_text(json.dumps(art
 
 def torchrun(tmp_path: Path, workdir: Path, stop_at: int = -1, extra: tuple = ()) -> subprocess.CompletedProcess:
     """Run CHILD on 2 processes; per-rank results land in workdir/../results-<workdir name>/."""
-    script = tmp_path / "child.py"
-    script.write_text(CHILD)
     results_dir(workdir).mkdir(parents=True, exist_ok=True)
+    return launch(tmp_path / "child.py", CHILD, [json.dumps(TINY + list(extra)), str(workdir), str(stop_at), str(results_dir(workdir))])
+
+
+def launch(script: Path, text: str, args: list[str], cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Write `text` to `script` and run it on 2 processes with `args`."""
+    script.write_text(text)
     env = {**os.environ, "EDGEDISTILL_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-           json.dumps(TINY + list(extra)), str(workdir), str(stop_at), str(results_dir(workdir))]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def results_dir(workdir: Path) -> Path:

@@ -176,11 +176,7 @@ def train(job: TrainJob) -> TrainResult:
     torch.manual_seed(view_seed(cfg.seed + 4, 0, ctx.rank))
     checkpoint = _resumable_checkpoint(job)
     if checkpoint is not None:
-        if sharded:
-            fsdp.load_full_state(module, optimizer, checkpoint["module"], checkpoint["optimizer"])
-        else:
-            module.load_state_dict(checkpoint["module"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
+        fsdp.load_full_state(module, optimizer, checkpoint["module"], checkpoint["optimizer"], sharded)
         scheduler.load_state_dict(checkpoint["scheduler"])
         if ema is not None:
             ema.load_state_dict(checkpoint["ema"])
@@ -207,7 +203,8 @@ def train(job: TrainJob) -> TrainResult:
     batches = prefetch(_count_bad(loader, skipped), job.device)
     if cfg.overlap_teacher and isinstance(job.targets, OnlineTargets):  # with a teacher cache no teacher runs
         batches = teacher_ahead(batches, job.targets, job.device, autocast)
-    start, global_batch = time.perf_counter(), cfg.batch_size * ctx.world
+    start, global_batch = time.perf_counter(), cfg.batch_size * ctx.world  # distill.batch_size is each process's
+    rate_of = f" (all {ctx.world} processes)" if ctx.active else ""  # the logged rate is the job's, not this process's
     window, window_steps = None, 0  # loss and parts summed on the device since the last logged row
     if checkpoint is not None and checkpoint.get("log_window"):  # each rank holds the job's means: _job_means averages over ranks
         window_steps = checkpoint["log_window"]["steps"]
@@ -239,7 +236,7 @@ def train(job: TrainJob) -> TrainResult:
                 rate = (done - start_step) * global_batch / (time.perf_counter() - start)
                 row = {"step": done, "loss": means[0], **dict(zip(parts, means[1:])), "lr": lr, "images_per_s": rate}
                 metrics.append(row)
-                bar.update(task, completed=done, info=f"loss {row['loss']:.4f}  {rate:.0f} img/s")
+                bar.update(task, completed=done, info=f"loss {row['loss']:.4f}  {rate:.0f} img/s{rate_of}")
             if log_step:
                 window, window_steps = None, 0
             if save_step:
@@ -304,13 +301,13 @@ def _count_bad(loader, skipped: set):
 def _checkpoint(job: TrainJob, module, optimizer, scheduler, ema, step: int, skipped: set, sharded: bool, log_window: dict) -> None:
     rngs = distributed.gather_objects(rng_state(), job.ctx)  # every rank's RNG state
     skipped = set().union(*distributed.gather_objects(sorted(skipped), job.ctx))  # each rank reads other images
-    # FSDP gathers full state dicts collectively; DDP replicas already hold them
-    module_state, optimizer_state = fsdp.full_state(module, optimizer) if sharded else (None, None)
+    # FSDP gathers full state dicts collectively; the optimizer's is keyed by parameter name under every
+    # strategy, so a DDP (or one-process) checkpoint resumes under FSDP and the other way round
+    module_state, optimizer_state = fsdp.full_state(module, optimizer, sharded)
     if job.ctx.is_main:
         save_checkpoint(job.state_dir, {
             "config_hash": job.config_hash, "step": step, "world": job.ctx.world, "arithmetic": arithmetic(job.cfg, job.device),
-            "module": module_state if sharded else module.state_dict(),
-            "optimizer": optimizer_state if sharded else optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "module": module_state, "optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
             "ema": ema.state_dict() if ema is not None else None,
             "norms": job.norms.state_dict() if job.norms is not None else None, "rng": rngs, "skipped": sorted(skipped),
             "log_window": log_window,
