@@ -78,12 +78,17 @@ class Pipeline:
             raise EdgedistillError(f"build folder '{self.workdir}' lacks {', '.join(missing)} (or it changed on disk)", "run the earlier stages first, e.g. edgedistill build")
         return found
 
-    def _run_stage(self, stage: str, key: str, work: Callable[[], list[Artifact]], legacy_key: Callable[[], str] | None = None) -> list[Artifact]:
+    def _run_stage(self, stage: str, key: str, work: Callable[[], list[Artifact]],
+                   legacy_keys: Callable[[], list[str]] | None = None) -> list[Artifact]:
         why = None
         if not self.force:
-            # a record under this run's key, or under the key an older edgedistill computed for the same inputs
-            # (image sources stamped by mtime), which is re-recorded under this one
-            why = self._matching_record(stage, key) or (legacy_key is not None and self._matching_record(stage, legacy_key(), rekey=key))
+            # a record under this run's key, or under a key an older edgedistill computed for the same inputs
+            # (image sources stamped by mtime, ...), which is re-recorded under this one
+            why = self._matching_record(stage, key)
+            for old in (legacy_keys() if legacy_keys is not None and not why else []):
+                why = self._matching_record(stage, old, rekey=key)
+                if why:
+                    break
         self._ranks_agree(stage, key, bool(why))
         if why:
             # later commands start from these settings: a source at a new path, which the key leaves out, is where it is now
@@ -212,6 +217,12 @@ class Pipeline:
             self.manifest.save()
         return why
 
+    def _stage_artifacts(self, stage: str) -> list[dict]:
+        """The records of what the stage last made, in the manifest or set aside by a later run."""
+        data = self.manifest.data
+        recorded = [data["artifacts"].get(name) for name in (data["stages"].get(stage) or {}).get("outputs", [])]
+        return [a for a in recorded if a] + list(((data.get("earlier") or {}).get(stage) or {}).get("artifacts", {}).values())
+
     def _restore_earlier(self, stage: str, key: str) -> bool:
         """Put back the record a later run set aside, when its key is this run's and its files are intact."""
         kept = (self.manifest.data.get("earlier") or {}).get(stage)
@@ -281,11 +292,14 @@ class Pipeline:
     # work that runs it, so a rebuild whose stages are all unchanged imports no torch.
     def distill(self) -> list[Artifact]:
         # settings that change neither the arithmetic nor the data (log_every, num_workers, ...) do not re-train
-        def key(legacy: bool = False) -> str:
+        def key(legacy: bool = False, strategy: bool = False) -> str:
             stamps = self._file_inputs((self.cfg.data.source, self.cfg.data.max_images), self.cfg.distill.cache, *self._teacher_checkpoints(),
                                        legacy=legacy)
             ignore = {f"distill.{k}" for k in state_files.NOT_HASHED} | (set() if legacy else self._paths_stood_for(stamps[0]))
-            return _key(self.cfg.section_hash("teacher", "student", "data", "distill", ignore=ignore), stamps)
+            # DDP and FSDP train the same student (and resume each other's checkpoints): keyed as DDP, a switch does
+            # not re-train. `strategy`: the key before that, which FSDP builds recorded
+            cfg = self.cfg if legacy or strategy else replace(self.cfg, distill=replace(self.cfg.distill, strategy="ddp"))
+            return _key(cfg.section_hash("teacher", "student", "data", "distill", ignore=ignore), stamps)
 
         def work():
             from .distill.stage import run
@@ -296,7 +310,7 @@ class Pipeline:
         finished = self.workdir / state_files.STATE_DIR / state_files.FINISHED
         before = weights.stat().st_mtime_ns if finished.is_file() and weights.is_file() else None
         with self._torchrun_job():
-            produced = self._run_stage("distill", key(), work, lambda: key(legacy=True))
+            produced = self._run_stage("distill", key(), work, lambda: [key(strategy=True), key(legacy=True)])
             if before is not None and weights.is_file() and weights.stat().st_mtime_ns == before:
                 self.reused.add("student")  # a run stopped before recording it had finished it: kept, not written
             if is_first_rank():
@@ -325,9 +339,10 @@ class Pipeline:
             onnx = stage.run(cfg, {"student": student}, self.workdir)
             return [onnx, write_evalset(cfg, onnx.data_config, self.workdir, onnx.name)]
 
-        return self._run_stage("export", key(), work, lambda: key(legacy=True))
+        return self._run_stage("export", key(), work, lambda: [key(legacy=True)])
 
     def quantize(self) -> list[Artifact]:
+        from .backends.openvino_backend import ir_batch
         from .quantize import stage
         from .quantize.ort_static import NO_OUTPUT_QDQ
 
@@ -346,11 +361,21 @@ class Pipeline:
             calibration, picks = f"unresolvable: {exc}", None
         # The Q/DQ layout too, so what an older edgedistill quantized is redone: with Q/DQ on MatMul outputs a
         # distilled ViT's int8 model scores cosine 0.906 on onnxruntime 1.18-1.31 (ort_static.NO_OUTPUT_QDQ)
-        key = _key(self.cfg.section_hash("quantize", ignore={"quantize.calibration"}), self.target.name, self.target.calibration,
-                   self.target.backends, self.target.precisions, self.target.min_cosine, self.target.min_top1_agreement, onnx.sha256,
-                   calibration, {"no_output_qdq": NO_OUTPUT_QDQ})
+        parts = (self.cfg.section_hash("quantize", ignore={"quantize.calibration"}), self.target.name, self.target.calibration,
+                 self.target.backends, self.target.precisions, self.target.min_cosine, self.target.min_top1_agreement, onnx.sha256,
+                 calibration, {"no_output_qdq": NO_OUTPUT_QDQ})
+        # OpenVINO's INT8 IR is made for the device: saved at the profile's batch for an NPU (ir_batch), and recorded with it
+        openvino = "openvino" in self.target.backends
+        batch = ir_batch(self.target.device, self.target.batch_opt)
+        key = _key(*parts, {"device": self.target.device, "ir_batch": batch}) if openvino else _key(*parts)
+
+        def before_device() -> list[str]:
+            """The key before the device was in it, which stands for an IR made for this device at a dynamic batch."""
+            made = [a for a in self._stage_artifacts("quantize") if a.get("backend") == "openvino"]
+            return [_key(*parts)] if openvino and batch is None and all(a.get("device") == self.target.device for a in made) else []
+
         return self._run_stage("quantize", key, lambda: stage.run(self.cfg, {"onnx": onnx, "evaluation_picks": picks}, self.workdir,
-                                                                   self.target))
+                                                                   self.target), before_device)
 
     def compile(self) -> list[Artifact]:
         from .backends import compile_stage
@@ -374,26 +399,32 @@ class Pipeline:
         on_host = self.target.runs_on_this_host()[0]
         timed = [n for n, a in self.artifacts().items() if a.kind in RUNNABLE_KINDS and (on_host or a.kind == "onnx")]
         found = self.need("student", "onnx-fp32", "evalset", *timed)  # an artifact deleted or edited since is no artifact to time
-        inputs = sorted(a.sha256 for name, a in found.items() if name != "bench")  # not its own last output: it never matched
         # on_host: a folder benched on the workstation (estimates) and copied to the device is measured there; the
         # host: one restored from a CI cache onto another runner, or run under other runtimes, is measured again
-        key = _key(self.cfg.section_hash("bench"), self.target, inputs, self._bench_input_digests(), on_host, measuring_host())
+        def key(before: bool = False) -> str:
+            """`before`: as keyed before a student was its weights (its folder holds train_log.csv's timings, so a
+            re-training to the same weights re-ran bench) and the eval_dir its names and sizes (a relabelling kept it)."""
+            inputs = sorted(model_digest(a) if name == "student" and not before else a.sha256
+                            for name, a in found.items() if name != "bench")  # not its own last output: it never matched
+            return _key(self.cfg.section_hash("bench"), self.target, inputs, self._bench_input_digests(before), on_host, measuring_host())
 
         def work():
             from .bench import stage  # estimates' graph costing imports onnx: only when bench runs
 
             return [stage.run(self.cfg, self.artifacts(), self.workdir, self.target)]
 
-        return self._run_stage("bench", key, work)
+        return self._run_stage("bench", key(), work, lambda: [key(before=True)])
 
-    def _bench_input_digests(self) -> list:
-        """Content of files the bench config only names by path, so edits to them re-run bench."""
+    def _bench_input_digests(self, before: bool = False) -> list:
+        """Content of files the bench config only names by path, so edits to them re-run bench: the labelled
+        eval_dir stamped as image sources are (by content, its class folders in the names)."""
         from .artifacts import sha256_file
 
         digests = [sha256_file(Path(p)) for p in self.cfg.bench.efficiency_from if Path(p).is_file()]
         if self.cfg.bench.eval_dir and Path(self.cfg.bench.eval_dir).is_dir():
             root = Path(self.cfg.bench.eval_dir)
-            digests.append(sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file()))
+            digests.append(sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file()) if before
+                           else self._file_inputs(self.cfg.bench.eval_dir))
         return digests
 
     def report(self) -> dict:
