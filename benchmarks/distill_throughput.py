@@ -246,9 +246,8 @@ def main():
     norms = TargetStandardizer([TeacherNorms(teacher.dim, teacher.patch_dim, "phi-s", estimate_batches=1)]).to(device)
     rows, failed = [], []
     compiled = False  # eager modes run first in the default order and must not see compiled models
-    # as the engine does (trainer.teacher_compile_mode): a teacher one batch ahead never replays CUDA graphs
-    teacher_mode = args.teacher_compile_mode or (WITHOUT_CUDA_GRAPHS.get(args.compile_mode, args.compile_mode)
-                                                 if any("overlap" in m for m in modes) else None)
+    # as the engine does (trainer.teacher_compile_mode): the teacher never replays CUDA graphs
+    teacher_mode = args.teacher_compile_mode or WITHOUT_CUDA_GRAPHS.get(args.compile_mode, args.compile_mode)
     for name in modes:
         if "compiled" in name and not compiled:
             compile_models(module, OnlineTargets([teacher]), args.compile_mode, teacher_mode)

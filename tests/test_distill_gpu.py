@@ -26,6 +26,15 @@ def test_bf16_compiled_run_on_cuda(tmp_path, standardize):
     assert train["device"].startswith("cuda") and train["loss_last"] == train["loss_last"]  # finite, not NaN
 
 
+@pytest.mark.parametrize("mode", ["reduce-overhead", "max-autotune"])
+def test_cuda_graph_modes_train_on_the_teachers_own_outputs(tmp_path, mode):
+    """standardize=none hands the compiled teacher's outputs straight to the compiled student step: a teacher
+    replaying CUDA graphs had them freed when that step started (pytorch/pytorch#160281)."""
+    cfg = load_config(None, TINY_CUDA + ["distill.compile=true", f"distill.compile_mode={mode}", "distill.standardize=none"])
+    train = stage.run(cfg, {}, tmp_path).extra["train"]
+    assert train["loss_last"] == train["loss_last"]  # finite, not NaN
+
+
 def test_teacher_on_a_side_stream_gives_the_same_targets(tmp_path):
     """distill.overlap_teacher on CUDA: the teacher runs on another stream one batch ahead; every
     logged loss (the targets each batch met) matches a run without it. Weights are compared with a

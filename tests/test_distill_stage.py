@@ -200,10 +200,14 @@ def test_compile_mode_reaches_torch_compile_for_student_and_teacher(tmp_path, mo
     stage.run(load_config(None, compiled + ["distill.compile_mode=max-autotune-no-cudagraphs"]), {}, tmp_path)
     assert modes == ["max-autotune-no-cudagraphs"] * 2  # the student step, then the teacher's forward
 
-    # a teacher one batch ahead must not replay CUDA graphs, whose next replay overwrites the targets still in use
-    modes.clear()
-    stage.run(load_config(None, compiled + ["distill.compile_mode=max-autotune", "distill.overlap_teacher=true"]), {}, tmp_path / "ahead")
-    assert modes == ["max-autotune", "max-autotune-no-cudagraphs"]
+    # the teacher never replays CUDA graphs: their outputs are freed when the next compiled call (the student
+    # step) starts, and a teacher one batch ahead would overwrite the targets still in use
+    for mode, teacher_mode in (("max-autotune", "max-autotune-no-cudagraphs"), ("reduce-overhead", "default")):
+        for ahead in (False, True):
+            modes.clear()
+            stage.run(load_config(None, compiled + [f"distill.compile_mode={mode}", f"distill.overlap_teacher={ahead}"]), {},
+                      tmp_path / f"{mode}-{ahead}")
+            assert modes == [mode, teacher_mode]
 
 
 def test_overlapping_the_teacher_trains_the_same_weights(tmp_path):

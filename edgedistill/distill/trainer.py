@@ -134,13 +134,15 @@ def compile_models(module: DistillModule, targets, mode: str = "default", teache
             teacher.model._edgedistill_compiled = True
 
 
-# A CUDA-graph replay reuses its output memory: a teacher one batch ahead (overlap_teacher) would overwrite
-# the targets the student step is still reading, so it runs the same kernels without the graphs.
+# The teacher runs the same kernels without CUDA graphs, whose outputs live only until the next compiled call:
+# cudagraph trees free a no-grad call's outputs when the next one starts (torch.compiler.cudagraph_mark_step_begin;
+# pytorch/pytorch#160281), so the compiled student step would read overwritten targets (un-standardised ones are
+# the teacher's own outputs), and a teacher one batch ahead (overlap_teacher) would overwrite those in use.
 WITHOUT_CUDA_GRAPHS = {"max-autotune": "max-autotune-no-cudagraphs", "reduce-overhead": "default"}
 
 
 def teacher_compile_mode(cfg: DistillConfig) -> str:
-    return WITHOUT_CUDA_GRAPHS.get(cfg.compile_mode, cfg.compile_mode) if cfg.overlap_teacher else cfg.compile_mode
+    return WITHOUT_CUDA_GRAPHS.get(cfg.compile_mode, cfg.compile_mode)
 
 
 def train(job: TrainJob) -> TrainResult:
