@@ -159,3 +159,16 @@ def test_parse_cpus_and_bad_pins():
         with pytest.raises(EdgedistillError, match="not within"):
             with pinned({max(os.sched_getaffinity(0)) + 1000}):
                 pass
+
+
+def test_stats_record_whether_the_time_budget_or_the_count_stopped_timing(clock):
+    """The report says how many samples p50/p90/p99 rest on and why timing stopped (a 0.03 s budget: 5)."""
+    feeds = {"input": np.zeros(1)}
+    with ScriptedRunner(clock, [0.5] * 100) as runner:
+        budget = measure_latency(runner, feeds, warmup=0, iterations=50, time_budget_s=4.0)
+        count = measure_latency(runner, feeds, warmup=0, iterations=6, time_budget_s=100.0)
+        plain = measure_latency(runner, feeds, warmup=0, iterations=4)
+    assert (budget.iterations, budget.stopped_by) == (5, "time_budget")
+    assert (count.iterations, count.stopped_by) == (6, "iterations")
+    assert (plain.iterations, plain.stopped_by) == (4, "iterations")
+    assert budget.as_dict()["stopped_by"] == "time_budget"

@@ -174,3 +174,39 @@ def test_only_rows_that_may_hold_gpu_memory_sample_it(tmp_path, monkeypatch):
     assert not uses_a_gpu("onnxruntime", "CPU") and not uses_a_gpu("openvino", "NPU")
     assert uses_a_gpu("tensorrt", "GPU") and uses_a_gpu("onnxruntime", "GPU") and uses_a_gpu("openvino", "GPU.1")
     assert uses_a_gpu("openvino", "AUTO:GPU,CPU") and uses_a_gpu("tensorrt", "DLA")
+
+
+def test_openvino_throughput_is_timed_async_under_the_throughput_hint_and_onnxruntime_says_sync(tmp_path):
+    """benchmark_app -hint throughput runs OPTIMAL_NUMBER_OF_INFER_REQUESTS requests at once on a THROUGHPUT
+    compile; one synchronous request (batch x 1000 / mean) understates a many-core CPU severalfold."""
+    from edgedistill.backends.openvino_backend import convert_to_ir
+    from edgedistill.bench.latency import measure_latency
+
+    inputs = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    xml = convert_to_ir(embedder(tmp_path / "dyn.onnx"), tmp_path / "ir" / "model.xml")
+    with get_backend("openvino").runner(xml, threads=1) as runner:
+        main = measure_latency(runner, {"input": batch_of(inputs, 1)}, warmup=1, iterations=5)
+        result = sweep(runner, inputs, [1, 4], measured={1: main}, **TIMING)
+        hint = runner.runtime_settings()["PERFORMANCE_HINT"]
+    assert hint == "LATENCY"  # the latency compile is untouched; throughput has its own
+    for entry in result:
+        assert entry["status"] == "measured" and entry["mode"] == "async" and entry["performance_hint"] == "THROUGHPUT"
+        assert entry["nireq"] >= 1 and entry["streams"] >= 1 and entry["requests"] == 5 and entry["stopped_by"] == "iterations"
+        assert entry["throughput_ips"] == pytest.approx(5 * entry["batch"] / entry["seconds"], rel=1e-3)
+    with get_backend("openvino").runner(xml, threads=1) as runner:
+        budget = sweep(runner, inputs, [2], warmup=1, iterations=10**6, time_budget_s=0.05, cpus=None)
+    assert budget[0]["stopped_by"] == "time_budget" and budget[0]["requests"] >= 5
+    with get_backend("onnxruntime").runner(tmp_path / "dyn.onnx", threads=1) as runner:
+        assert {t["mode"] for t in sweep(runner, inputs, [1, 4], **TIMING)} == {"sync"}
+
+
+@pytest.mark.timeout(60, method="thread")  # without a fresh queue the batch after a rejected one waits forever
+def test_an_async_batch_a_static_model_rejects_fails_alone(tmp_path):
+    from edgedistill.backends.openvino_backend import convert_to_ir
+
+    inputs = np.random.default_rng(0).standard_normal((3, 3, 16, 16)).astype(np.float32)
+    xml = convert_to_ir(embedder(tmp_path / "static.onnx", batch=1), tmp_path / "ir" / "model.xml")
+    with get_backend("openvino").runner(xml, threads=1) as runner:
+        result = sweep(runner, inputs, [4, 1], **TIMING)
+    assert [(t["batch"], t["status"]) for t in result] == [(4, "failed"), (1, "measured")]
+    assert result[1]["mode"] == "async" and result[0]["notes"]

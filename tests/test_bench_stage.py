@@ -75,6 +75,9 @@ def test_measured_rows_on_this_host(build):
         assert row["status"] == "measured", row["notes"]
         assert row["latency_ms"]["iterations"] == 5 and row["threads"] == 1  # pinned to 1 CPU -> 1 thread
         assert [t["batch"] for t in row["throughput"]] == [1, 2]
+        # OpenVINO's img/s comes from its THROUGHPUT-hint async queue, the others' from one sync request; the row's is batch 1's
+        assert {t["mode"] for t in row["throughput"]} == ({"async"} if row["backend"] == "openvino" else {"sync"})
+        assert row["throughput_ips"] == row["throughput"][0]["throughput_ips"] and row["latency_ms"]["stopped_by"] == "iterations"
         assert row["memory"]["peak_rss_mb"] >= row["memory"]["rss_before_mb"] and row["size_mb"] > 0
         assert row["roofline_ms"] > 0 and row["runtime_settings"]["pinned_cpus"] == [0]
         assert row["fidelity"]["knn_top1"] == 1.0 and 0 <= row["fidelity"]["linear_probe_top1"] <= 1

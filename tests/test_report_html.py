@@ -90,7 +90,7 @@ def test_tables_per_target_with_all_columns(comparison_html):
     assert len(page.tables) == 2
     x86, jetson = page.tables
     header = x86[0]
-    for col in ("artifact", "backend", "precision", "status", "p50 ms", "p90 ms", "p99 ms", "img/s",
+    for col in ("artifact", "backend", "precision", "status", "p50 ms", "p90 ms", "p99 ms", "img/s (1 sync request)",
                 "size MB", "cosine vs fp32", "top-1 vs fp32", "top-1 vs teacher"):
         assert col in header
     assert len(x86) == 6 and len(jetson) == 3

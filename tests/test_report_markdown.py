@@ -7,7 +7,7 @@ from pathlib import Path
 from edgedistill.report import make_report, merge_reports, render_markdown
 
 DATA = Path(__file__).parent / "data"
-COLUMNS = ["artifact", "backend", "precision", "status", "p50 ms", "p90 ms", "p99 ms", "img/s", "size MB",
+COLUMNS = ["artifact", "backend", "precision", "status", "p50 ms", "p90 ms", "p99 ms", "img/s (1 sync request)", "size MB",
            "cosine vs fp32", "top-1 vs fp32", "top-1 vs teacher"]
 
 

@@ -44,11 +44,11 @@ def test_replaced_estimate_keeps_its_estimator_details():
 def test_markdown_shows_probe_sweep_memory_and_own_estimate_error():
     [table] = tables(render_markdown(make_report(load("probe"))))
     header, _, *rows = table
-    for col in ("kNN top-1", "linear probe top-1", "peak mem MiB", "estimate (error)", "img/s"):
+    for col in ("kNN top-1", "linear probe top-1", "peak mem MiB", "estimate (error)", "img/s (1 sync request)"):
         assert col in header
     cell = dict(zip(header, next(r for r in rows if "onnxruntime-int8" in r[1])))
     assert cell["kNN top-1"] == "81.2%" and cell["linear probe top-1"] == "85.4%"
-    assert cell["img/s"] == "b1 5635 / b4 10390"
+    assert cell["img/s (1 sync request)"] == "b1 5635 / b4 10390"
     assert cell["peak mem MiB"] == "988 (+1.4)"
     assert cell["estimate (error)"] == "≈0.16 ms (-8.7%)"
 

@@ -179,22 +179,28 @@ class OpenVinoRunner(Runner):
         self.threads = threads
         self.precision_hint = precision_hint
         self.config: dict = {}
+        self.core = None
         self.compiled = None
         self.request = None
 
     def _activate_impl(self) -> None:
         ov = _import_ov()
         with kept_signal_stack():
-            core = ov.Core()
-            check_device(core, self.device)
+            self.core = ov.Core()  # kept for throughput_queue: a second Core would start a second CPU plugin and thread pool
+            check_device(self.core, self.device)
             self.config = compile_config(self.device, self.precision_hint, self.threads)
-            self.compiled = core.compile_model(str(self.model_path), self.device, self.config)
+            self.compiled = self.core.compile_model(str(self.model_path), self.device, self.config)
             self.request = self.compiled.create_infer_request()
 
     def _deactivate_impl(self) -> None:
         with kept_signal_stack():
             self.request = None
             self.compiled = None
+            self.core = None
+
+    def throughput_queue(self) -> "ThroughputQueue":
+        """The model compiled again for throughput (see ThroughputQueue); the runner must be active."""
+        return ThroughputQueue(self.core, self.model_path, self.device, {**self.config, "PERFORMANCE_HINT": "THROUGHPUT"})
 
     def _infer_impl(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = self.request.infer(feeds)
@@ -230,6 +236,54 @@ class OpenVinoRunner(Runner):
             "PERFORMANCE_HINT": str(self._property("PERFORMANCE_HINT")).split(".")[-1],
             "config": {k: v for k, v in self.config.items()},  # what we asked for (AUTO reports no hint of its own)
         }
+
+
+class ThroughputQueue:
+    """A second compile of a runner's model at PERFORMANCE_HINT=THROUGHPUT (same device, precision hint and
+    threads), run through an AsyncInferQueue of OPTIMAL_NUMBER_OF_INFER_REQUESTS requests: what
+    benchmark_app -hint throughput measures. The runner's LATENCY compile with one synchronous request
+    leaves the CPU's other streams idle, so batch x 1000 / its mean latency understates throughput."""
+
+    def __init__(self, core, model_path: Path, device: str, config: dict):
+        self.core, self.model_path, self.device, self.config = core, Path(model_path), device, config
+        self.compiled = None
+        self.queue = None
+        self.nireq = 0
+
+    def __enter__(self) -> "ThroughputQueue":
+        with kept_signal_stack():
+            self.compiled = self.core.compile_model(str(self.model_path), self.device, self.config)
+            self.nireq = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self.renew()
+        return self
+
+    def renew(self) -> None:
+        """A fresh set of requests: one whose start_async raised (a batch a static model rejects) stays busy
+        for good, and the next start_async would wait for it forever."""
+        with kept_signal_stack():
+            self.queue = _import_ov().AsyncInferQueue(self.compiled, self.nireq)
+
+    def __exit__(self, *exc) -> None:
+        with kept_signal_stack():
+            if self.queue is not None:
+                self.queue.wait_all()
+            self.queue = None
+            self.compiled = None
+
+    def start(self, feeds: dict[str, np.ndarray]) -> None:
+        """Queue one inference; blocks while every request is busy."""
+        self.queue.start_async(feeds)
+
+    def wait(self) -> None:
+        self.queue.wait_all()
+
+    def settings(self) -> dict:
+        """What the throughput figure was measured with: hint, streams (None where the device does not say), requests."""
+        try:
+            streams = int(self.compiled.get_property("NUM_STREAMS"))
+        except Exception:  # AUTO and some plugins do not expose NUM_STREAMS
+            streams = None
+        return {"mode": "async", "performance_hint": "THROUGHPUT", "streams": streams, "nireq": self.nireq}
 
 
 class OpenVinoBackend(Backend):

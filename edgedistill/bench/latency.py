@@ -22,15 +22,23 @@ class LatencyStats:
     max: float
     iterations: int
     warmup: int
+    # what ended timing: "time_budget" (bench.time_budget_s, before the iteration count) or "iterations"
+    stopped_by: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def summarize(samples_ms: list[float], warmup: int) -> LatencyStats:
+def summarize(samples_ms: list[float], warmup: int, stopped_by: str | None = None) -> LatencyStats:
     arr = np.asarray(samples_ms, dtype=np.float64)
     p50, p90, p99 = np.percentile(arr, [50, 90, 99])
-    return LatencyStats(float(p50), float(p90), float(p99), float(arr.mean()), float(arr.std()), float(arr.min()), float(arr.max()), len(arr), warmup)
+    return LatencyStats(float(p50), float(p90), float(p99), float(arr.mean()), float(arr.std()), float(arr.min()), float(arr.max()),
+                        len(arr), warmup, stopped_by)
+
+
+def stopped_by(taken: int, iterations: int, time_budget_s: float | None) -> str:
+    """What ended a timing loop that took `taken` samples or requests: the budget when it ended before the count."""
+    return "time_budget" if time_budget_s is not None and taken < iterations else "iterations"
 
 
 def timed_samples(runner: Runner, feeds: dict[str, np.ndarray], warmup: int = 10, iterations: int = 100,
@@ -57,5 +65,6 @@ def timed_samples(runner: Runner, feeds: dict[str, np.ndarray], warmup: int = 10
 
 def measure_latency(runner: Runner, feeds: dict[str, np.ndarray], warmup: int = 10, iterations: int = 100,
                     time_budget_s: float | None = None, cpus: set[int] | None = None) -> LatencyStats:
-    """Summary statistics of `timed_samples`."""
-    return summarize(timed_samples(runner, feeds, warmup, iterations, time_budget_s, cpus), warmup)
+    """Summary statistics of `timed_samples`, with what stopped timing (the report shows it beside the count)."""
+    samples = timed_samples(runner, feeds, warmup, iterations, time_budget_s, cpus)
+    return summarize(samples, warmup, stopped_by(len(samples), iterations, time_budget_s))

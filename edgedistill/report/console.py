@@ -3,7 +3,7 @@
 The terminal is narrow (it must read at 100 columns): the table keeps what the choice is made
 on (latency, throughput, size, fidelity vs fp32, the estimate's error) under short headers and
 leaves the rest (backend, precision, p90/p99, per-batch throughput, probes, memory) to report.md.
-Device and batch are kept where rows differ in them, as in report.md.
+Device and batch are kept where report.md shows them (rows differ in them; a batch other than 1).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .content import DASH, Column, _throughput, columns_for, effective_selections, host_line, hosts, needs_origin, title
+from .content import (DASH, Column, columns_for, effective_selections, host_line, hosts, needs_origin, throughput_columns,
+                      throughput_note, timing_note, title)
 from .merge import to_comparison
 
 WIDTH = 100
@@ -36,9 +37,9 @@ def _error_only(row: dict) -> str:
 
 
 def _console_columns(rows: list[dict], origin: bool) -> list[Column]:
-    cols = {c.header: c for c in columns_for(rows, origin)}
+    cols = {c.id: c for c in columns_for(rows, origin)}
     # The main batch's figure only: "b1 2942 / b4 7417" would not fit.
-    cols["img/s"] = Column("img/s", _throughput, True)
+    cols["img/s"] = throughput_columns(rows)[0]
     if "estimate (error)" in cols:
         cols["estimate (error)"] = Column("estimate (error)", _error_only, True, short="est. error")
     return [cols[h] for h in _KEEP if h in cols]
@@ -53,7 +54,7 @@ def summary_table(report: dict) -> Table:
     for header in _DROP_ORDER:
         if Console(width=10 * WIDTH).measure(table).maximum <= WIDTH:
             break
-        cols = [c for c in cols if c.header != header]
+        cols = [c for c in cols if c.id != header]
         table = _table(doc, rows, cols)
     return table
 
@@ -79,7 +80,9 @@ def _caption(doc: dict) -> str:
     lines = [f"host {host_line(h)}" for h in hosts(doc)]
     for sel in effective_selections(doc):  # as report.md and report.html show them
         lines.append(f"selected for {sel.get('target')}: {sel.get('artifact') or 'none'} ({sel.get('reason', '')})")
-    if any(r.get("status") == "estimated" for r in doc.get("rows") or []):
+    rows = doc.get("rows") or []
+    lines += [line for line in (timing_note(rows), throughput_note(rows)) if line]
+    if any(r.get("status") == "estimated" for r in rows):
         lines.append("≈ = estimated, not measured")
     lines.append("more columns (p90/p99, per-batch img/s, probes, memory) in report.md")
     return "\n".join(lines)

@@ -23,10 +23,15 @@ class Column:
     cell: Callable[[dict], str]
     numeric: bool = False
     short: str = ""  # the console's header, where the terminal is narrow
+    key: str = ""  # what renderers look a column up by, where its header varies (img/s names how it was measured)
 
     @property
     def console_header(self) -> str:
         return self.short or self.header
+
+    @property
+    def id(self) -> str:
+        return self.key or self.header
 
 
 def num(value, digits: int = 2) -> str:
@@ -77,9 +82,52 @@ def approx(row: dict, text: str) -> str:
     return f"≈{text}" if row.get("status") == "estimated" and text != DASH else text
 
 
+# Below this many timed samples p99 is in effect the slowest sample (docs/benchmarking.md): shown as a dash.
+MIN_P99_SAMPLES = 100
+
+
+def samples(row: dict) -> int | None:
+    """How many timed samples a row's latency rests on, None where not recorded (estimates)."""
+    n = (row.get("latency_ms") or {}).get("iterations")
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
 def latency(row: dict, key: str) -> str:
-    """One latency percentile; estimates have only a p50 (p90/p99 are null) and show a dash there."""
+    """One latency percentile; estimates have only a p50 (p90/p99 are null) and show a dash there,
+    and so does a p99 of fewer than MIN_P99_SAMPLES samples."""
+    if key == "p99" and (samples(row) or MIN_P99_SAMPLES) < MIN_P99_SAMPLES:
+        return DASH
     return approx(row, ms((row.get("latency_ms") or {}).get(key)))
+
+
+def _span(values) -> str:
+    """'5' or '5–9'."""
+    low, high = min(values), max(values)
+    return f"{low}" if low == high else f"{low}–{high}"
+
+
+def timing_note(rows: list[dict]) -> str:
+    """'timed: 5–9 samples per artifact, stopped by the time budget ...': what the percentiles rest on."""
+    timed = [r for r in rows if r.get("status") == "measured" and samples(r) is not None]
+    if not timed:
+        return ""
+    counts = [samples(r) for r in timed]
+    by_stop: dict[str, list[str]] = {}
+    for r in timed:
+        by_stop.setdefault(str((r.get("latency_ms") or {}).get("stopped_by")), []).append(str(r.get("artifact")))
+    text = f"timed: {_span(counts)} samples per artifact"
+    stops = {"time_budget": "the time budget (bench.time_budget_s)", "iterations": "the iteration count (bench.iterations)"}
+    known = [k for k in stops if k in by_stop]
+    if len(known) == 1 and len(by_stop) == 1:
+        text += f", stopped by {stops[known[0]]}"
+    elif known:
+        text += ", stopped by " + "; ".join(f"{stops[k]} for {', '.join(by_stop[k])}" for k in known)
+    if min(counts) < MIN_P99_SAMPLES:
+        text += f"; p99 not shown below {MIN_P99_SAMPLES} samples"
+    if "time_budget" in by_stop:
+        low = min(samples(r) for r in timed if r["artifact"] in by_stop["time_budget"])
+        text += f"; p50, p90 and the selection rest on as few as {low} samples"
+    return text
 
 
 def fid(row: dict, key: str) -> object:
@@ -117,10 +165,6 @@ def ips(value) -> str:
     return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.1f}"
 
 
-def _throughput(row: dict) -> str:
-    return approx(row, ips(row.get("throughput_ips")))
-
-
 def sweep(row: dict) -> list[dict]:
     """The row's throughput entries by batch size (bench.batch_sizes), [] when it has none."""
     entries = row.get("throughput")
@@ -129,14 +173,92 @@ def sweep(row: dict) -> list[dict]:
     return sorted((t for t in entries if isinstance(t, dict)), key=lambda t: t.get("batch") or 0)
 
 
-def throughput_by_batch(row: dict) -> str:
+def entry_mode(entry: dict) -> str | None:
+    """'async' or 'sync' for a measured throughput entry (bench.json written before `mode` timed one sync request)."""
+    if entry.get("status", "measured") != "measured" or as_number(entry.get("throughput_ips")) is None:
+        return None
+    return "async" if entry.get("mode") == "async" else "sync"
+
+
+def row_mode(row: dict) -> str | None:
+    """How a measured row's own img/s (at its batch) was timed; None for estimates and rows without one."""
+    if row.get("status") != "measured" or as_number(row.get("throughput_ips")) is None:
+        return None
+    main = next((t for t in sweep(row) if t.get("batch") == row.get("batch")), {})
+    return entry_mode(main) or "sync"
+
+
+def _modes(rows: list[dict]) -> set[str]:
+    """The kinds of measured img/s figure in `rows`: their own and their sweep's."""
+    return {m for r in rows for m in [row_mode(r), *(entry_mode(t) for t in sweep(r) if r.get("status") == "measured")] if m}
+
+
+def throughput_header(rows: list[dict]) -> tuple[str, str]:
+    """(header, console header): 'img/s (1 sync request)', 'img/s (async, 2 streams)', or 'img/s' where the
+    rows mix the two (each figure is then tagged): a sync and an async figure measure different things. The
+    console's puts the qualifier on a second line, where it costs no width."""
+    modes = _modes(rows)
+    if modes == {"sync"}:
+        return "img/s (1 sync request)", "img/s\n(sync)"
+    if modes == {"async"}:
+        streams = {t.get("streams") for r in rows if r.get("status") == "measured" for t in sweep(r) if entry_mode(t) == "async"}
+        n = next(iter(streams)) if len(streams) == 1 else None
+        header = f"img/s (async, {n} stream{'s' if n != 1 else ''})" if isinstance(n, int) else "img/s (async)"
+        return header, "img/s\n(async)"
+    return "img/s", "img/s"
+
+
+def _throughput_cell(row: dict, tag: bool) -> str:
+    text = approx(row, ips(row.get("throughput_ips")))
+    mode = row_mode(row)
+    return f"{text} {mode}" if tag and mode and text != DASH else text
+
+
+def _by_batch_cell(row: dict, tag: bool) -> str:
     """'b1 2942 / b4 7417': throughput at each batch size measured (a failed size shows a dash);
-    a row without a sweep shows its one figure at its batch."""
+    a row without a sweep shows its one figure at its batch. Where a table mixes sync and async
+    figures each is tagged, once at the end when the row's figures agree."""
     entries = sweep(row)
     if not entries:
-        text = _throughput(row)
+        text = _throughput_cell(row, tag)
         return text if text == DASH else f"b{row.get('batch') or 1} {text}"
-    return " / ".join(f"b{t.get('batch')} {approx(row, ips(t.get('throughput_ips')))}" for t in entries)
+    modes = {entry_mode(t) for t in entries} - {None}
+    each = tag and len(modes) > 1  # an async sweep with a size that fell back to sync
+    text = " / ".join(f"b{t.get('batch')} {approx(row, ips(t.get('throughput_ips')))}"
+                      + (f" {entry_mode(t)}" if each and entry_mode(t) else "") for t in entries)
+    return f"{text} {modes.pop()}" if tag and len(modes) == 1 else text
+
+
+def throughput_columns(rows: list[dict]) -> tuple[Column, Column]:
+    """The img/s column for these rows: (the row's own batch only, every batch of the sweep)."""
+    (header, short), tag = throughput_header(rows), len(_modes(rows)) > 1
+    return (Column(header, lambda r: _throughput_cell(r, tag), True, short=short, key="img/s"),
+            Column(header, lambda r: _by_batch_cell(r, tag), True, short=short, key="img/s"))
+
+
+def _counted(entries: list[dict], key: str, noun: str, after: str = "") -> str:
+    """'2 streams', '1 request in flight', '5–9 requests timed ...' from the entries' `key`; '' where none has it."""
+    values = [t[key] for t in entries if isinstance(t.get(key), int)]
+    if not values:
+        return ""
+    return f"{_span(values)} {noun}{'' if max(values) == 1 else 's'}{after}"
+
+
+def throughput_note(rows: list[dict]) -> str:
+    """What each kind of img/s figure in `rows` is: they differ by up to several times on a many-core CPU."""
+    modes = _modes(rows)
+    parts = []
+    if "sync" in modes:
+        ov = any(r.get("backend") == "openvino" and row_mode(r) == "sync" for r in rows)
+        parts.append("sync = one synchronous request at a time, batch × 1000 / its mean latency"
+                     + (" (OpenVINO under its LATENCY hint)" if ov else ""))
+    if "async" in modes:
+        entries = [t for r in rows if r.get("status") == "measured" for t in sweep(r) if entry_mode(t) == "async"]
+        setup = ", ".join(text for text in (_counted(entries, "streams", "stream"), _counted(entries, "nireq", "request", " in flight"),
+                                            _counted(entries, "requests", "request", " timed per batch size")) if text)
+        parts.append("async = OpenVINO's THROUGHPUT hint" + (f" ({setup})" if setup else "")
+                     + ", images done / wall time, as benchmark_app -hint throughput measures")
+    return ("img/s: " + "; ".join(parts)) if parts else ""
 
 
 def peak_memory(row: dict) -> str:
@@ -160,7 +282,7 @@ BASE_COLUMNS = [
     Column("p50 ms", lambda r: latency(r, "p50"), True),
     Column("p90 ms", lambda r: latency(r, "p90"), True),
     Column("p99 ms", lambda r: latency(r, "p99"), True),
-    Column("img/s", _throughput, True),
+    Column("img/s", lambda r: approx(r, ips(r.get("throughput_ips"))), True),  # columns_for labels it (throughput_columns)
     Column("size MB", lambda r: num(r.get("size_mb"), 1), True, short="MB"),
     Column("cosine vs fp32", lambda r: fidelity_num(fid(r, "cosine_vs_fp32")), True, short="cosine"),
     Column("top-1 vs fp32", lambda r: fidelity_pct(fid(r, "top1_agreement_vs_fp32")), True, short="top-1 fp32"),
@@ -173,7 +295,8 @@ PROBE = Column("linear probe top-1", lambda r: fidelity_pct(fid(r, "linear_probe
 # The memory fields are MiB (2**20 bytes, as nvidia-smi's figures are); size_mb is SI MB (10**6 bytes).
 MEMORY = Column("peak mem MiB", peak_memory, True, short="mem MiB")
 # Shown only when a table's rows differ in them: p50s of two devices or two batch sizes side by side
-# would otherwise read as one comparison.
+# would otherwise read as one comparison. Batch also whenever a row's is not 1: a p50 at batch 4 read as
+# a single image's would be 4 times off.
 DEVICE = Column("device", lambda r: str(r.get("device") or DASH))
 BATCH = Column("batch", lambda r: str(r.get("batch") or DASH), True)
 ESTIMATE = Column("estimate (error)", estimate_error, True, short="estimate (err)")
@@ -184,20 +307,26 @@ def varies(rows: list[dict], key: str) -> bool:
     return len({str(r.get(key)) for r in rows}) > 1
 
 
+def shows_batch(rows: list[dict]) -> bool:
+    """Whether a table needs its batch column: rows differ in batch, or one's is not 1."""
+    return varies(rows, "batch") or any(r.get("batch") not in (None, 1) for r in rows)
+
+
 def columns_for(rows: list[dict], origin: bool = False) -> list[Column]:
-    """The base columns, plus build and host when `origin`, plus device and batch when the rows
-    differ in them, plus optional columns when any row has their data: kNN / linear-probe top-1,
-    peak memory and the estimate's error against a measurement. With a batch sweep the img/s
-    column lists each batch size. Notes are long: renderers list them under the table."""
+    """The base columns, plus build and host when `origin`, plus device when the rows differ in it and
+    batch when they differ in it or one is not 1, plus optional columns when any row has their data:
+    kNN / linear-probe top-1, peak memory and the estimate's error against a measurement. The img/s
+    header says how it was measured (throughput_header); with a batch sweep it lists each batch size.
+    Notes are long: renderers list them under the table."""
     cols = list(BASE_COLUMNS)
     at = next(i for i, c in enumerate(cols) if c.header == "status")
-    cols[at:at] = [c for c, key in ((DEVICE, "device"), (BATCH, "batch")) if varies(rows, key)]
+    cols[at:at] = [c for c, shown in ((DEVICE, varies(rows, "device")), (BATCH, shows_batch(rows))) if shown]
     if origin:
         cols[1:1] = [Column("build", lambda r: str(r.get("build"))),
                      Column("host", lambda r: host_label(r.get("host")))]
-    if any(len(sweep(r)) > 1 for r in rows):
-        at = next(i for i, c in enumerate(cols) if c.header == "img/s")
-        cols[at] = Column("img/s", throughput_by_batch, True)
+    own, by_batch = throughput_columns(rows)
+    at = next(i for i, c in enumerate(cols) if c.header == "img/s")
+    cols[at] = by_batch if any(len(sweep(r)) > 1 for r in rows) else own
     cols += [c for c, key in ((KNN, "knn_top1"), (PROBE, "linear_probe_top1"))
              if any(fid(r, key) is not None for r in rows)]
     if any(peak_memory(r) != DASH for r in rows):

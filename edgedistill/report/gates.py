@@ -63,8 +63,9 @@ def _latency(row: dict, limit: float, target: dict) -> str | None:
                 f"exists; run `edgedistill bench` on the device to measure it")
     if status != "measured" or p50 is None:
         return f"{_who(row)}: latency gate (p50 <= {limit:g} ms) not checked: no measured latency (status {status})"
-    if p50 > limit:
-        return f"{_who(row)}: measured p50 latency {beside_limit(p50, limit, '.2f')} ms > {limit:g} ms"
+    if p50 > limit:  # with its batch: a p50 at batch 8 is a batch of 8 images' latency, not one image's
+        at = f" at batch {row['batch']}" if row.get("batch") is not None else ""
+        return f"{_who(row)}: measured p50 latency {beside_limit(p50, limit, '.2f')} ms > {limit:g} ms{at}"
     return None
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from html import escape
 
 from .content import (ESTIMATE_NOTE, budget_text, by_target, columns_for, host_line, hosts,
-                      needs_origin, notes, origin_text, selected_for, source_line, status_text, target_text, title)
+                      needs_origin, notes, origin_text, selected_for, source_line, status_text, target_text,
+                      throughput_note, timing_note, title)
 from .html_style import CSS
 from .plots import latency_bars_png, latency_fidelity_png
 from .merge import host_label, to_comparison
@@ -57,9 +58,9 @@ def _table(rows: list[dict], origin: bool) -> str:
             elif col.header == "artifact":
                 sub = f'<div class="origin">{e(origin_text(row))}</div>' if origin else ""
                 cells.append(f'<td class="name">{e(col.cell(row))}{sub}</td>')
-            elif col.header in _STACKED:
+            elif col.id in _STACKED:
                 # Several figures in one cell: one per line keeps the table inside the page.
-                lines = [e(part) for part in _STACKED[col.header](col.cell(row))]
+                lines = [e(part) for part in _STACKED[col.id](col.cell(row))]
                 cells.append(f'<td class="num stack">{"<br>".join(lines)}</td>')
             else:
                 cells.append(f'<td class="{"num" if col.numeric else "text"}">{e(col.cell(row))}</td>')
@@ -90,6 +91,7 @@ def _target_section(doc: dict, name: str, target: dict, rows: list[dict]) -> str
         reason = e_code(sel.get("reason", ""))
         parts.append(f'<div class="selected"><strong>Selected{who}:</strong> {chosen} &mdash; {reason}</div>')
     parts.append(_table(rows, origin))
+    parts += [f'<p class="meta">{e(line)}</p>' for line in (timing_note(rows), throughput_note(rows)) if line]
     parts.append(_notes(rows))
     # Name hosts in the plot only where the target's rows come from more than one.
     many_hosts = len({host_label(r.get("host")) for r in rows}) > 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from .content import (ESTIMATE_NOTE, budget_text, by_target, columns_for, host_line, hosts, needs_origin,
-                      notes, selected_for, source_line, target_text, title)
+                      notes, selected_for, source_line, target_text, throughput_note, timing_note, title)
 from .merge import to_comparison
 
 _SPECIAL = re.compile(r"([\\`*_\[\]|#~])")
@@ -53,6 +53,9 @@ def _target(doc: dict, name: str, target: dict, rows: list[dict]) -> list[str]:
         who = f" for {md(sel.get('build'))}" if len(doc.get("sources") or []) > 1 else ""
         out.append(f"- Selected{who}: {chosen}: {md_code(sel.get('reason', ''))}")
     out += [""] + _table(rows, needs_origin(doc, rows))
+    measured = [line for line in (timing_note(rows), throughput_note(rows)) if line]
+    if measured:  # what the percentiles rest on and what img/s is: a sync and an async figure differ severalfold
+        out += [""] + [f"{md(line)}  " for line in measured[:-1]] + [md(measured[-1])]
     found = notes(rows)
     if found:
         out += ["", "Notes:", ""] + [f"- {md(art)}: {md_code(text)}" for art, text in found]
