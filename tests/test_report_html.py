@@ -158,3 +158,19 @@ def test_plots_name_the_batch_and_device_where_rows_differ_in_them(monkeypatch):
     figures.clear()
     plots.latency_fidelity_png(rows, 0.98)
     assert {t.get_text() for t in figures[0].axes[0].texts} >= {"onnxruntime-fp32 (GPU)", "onnxruntime-int8 (CPU)"}
+
+
+def test_the_latency_bars_draw_no_p99_whisker_of_a_few_samples(monkeypatch):
+    # as the tables: below 100 timed samples p99 is the slowest sample, not a tail figure
+    from edgedistill.report import plots
+
+    figures = []
+    real = plots._figure
+    monkeypatch.setattr(plots, "_figure", lambda *a: figures.append(real(*a)) or figures[-1])
+    row = {"artifact": "onnx-fp32", "backend": "onnxruntime", "target": "x86-cpu", "status": "measured", "batch": 1,
+           "latency_ms": {"p50": 2.0, "p90": 2.5, "p99": 9.0, "iterations": 5}}
+    whiskers = lambda: len(figures[-1].axes[0].lines)
+    plots.latency_bars_png([row])
+    assert whiskers() == 0
+    plots.latency_bars_png([{**row, "latency_ms": {**row["latency_ms"], "iterations": 100}}])
+    assert whiskers() == 2  # the line to p99 and its cap

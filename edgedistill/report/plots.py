@@ -10,7 +10,7 @@ import base64
 import io
 import math
 
-from .content import varies
+from .content import DASH, latency, varies
 from .merge import host_label
 from .schema import fidelity_of, p50_of
 
@@ -148,7 +148,7 @@ def latency_bars_png(rows: list[dict], with_origin: bool = False) -> str | None:
     labels, top = [], 0.0
     for y, row in enumerate(bars):
         p50 = p50_of(row)
-        p99 = (row.get("latency_ms") or {}).get("p99")
+        p99 = (row.get("latency_ms") or {}).get("p99") if latency(row, "p99") != DASH else None  # the tables' rule: no p99 of a few samples
         color = _COLORS.get(str(row.get("backend")), _OTHER)
         estimated = row.get("status") != "measured"
         ax.barh(y, p50, height=0.6, color="white" if estimated else color, edgecolor=color,
