@@ -97,7 +97,7 @@ def test_img_s_says_whether_it_is_one_sync_request_or_an_async_queue():
     report = make_report(async_openvino(load("probe")))
     header, rows = md_table(report)
     cells = {r["artifact"].strip("*"): r["img/s"] for r in rows}
-    assert cells["onnxruntime-int8"] == "b1 5635 / b4 10390 sync" and cells["openvino-fp32"] == "b1 656.0 / b4 2088 async"
+    assert cells["onnxruntime-int8"] == "b1 5635 sync / b4 10390 sync" and cells["openvino-fp32"] == "b1 656.0 async / b4 2088 async"
     note = ("async = OpenVINO's THROUGHPUT hint (2 streams, 2 requests in flight, 40 requests timed per batch size), "
             "images done / wall time, as benchmark_app -hint throughput measures")
     assert note.replace("_", "\\_") in render_markdown(report) and escape(note) in render_html(report)

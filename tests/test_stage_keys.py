@@ -79,7 +79,9 @@ def test_relabelling_the_eval_dir_with_same_size_files_re_runs_bench(build, tmp_
         for i in range(2):
             Image.new("RGB", (32, 32), (shade + i,) * 3).save(root / label / f"{i}.bmp")  # uncompressed: every file one size
     overrides = [f"bench.eval_dir={root}"]
-    key, _ = stage_keys(monkeypatch, build, "bench", overrides=overrides)
+    key, older = stage_keys(monkeypatch, build, "bench", overrides=overrides)
+    assert older == []  # the names-and-sizes key stands for no bench with an eval_dir: it kept relabelled figures
+    assert len(stage_keys(monkeypatch, build, "bench")[1]) == 1  # without one, builds keyed before keep their bench
     cat, dog = (root / "cat" / "0.bmp").read_bytes(), (root / "dog" / "0.bmp").read_bytes()
     (root / "cat" / "0.bmp").write_bytes(dog)  # a labelling mistake fixed: names and sizes as they were
     (root / "dog" / "0.bmp").write_bytes(cat)

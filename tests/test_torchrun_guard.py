@@ -65,3 +65,23 @@ def test_a_rank_other_than_0_changes_nothing_in_the_build_folder(tmp_path, monke
     pipe = Pipeline(load_config(None, []), load_target(str(profile)), build)
     assert pipe._run_stage("bench", "a new key", lambda: []) == []  # a stage whose settings changed: it runs
     assert sorted(p.name for p in build.rglob("*")) == ["report", "report.md"]
+
+
+def test_ranks_that_all_run_the_stage_go_on_though_their_keys_differ(tmp_path, monkeypatch):
+    """A source over the content-stamp size, copied to each node's disk, is stamped with each copy's mtimes:
+    the keys differ, every rank trains, and only rank 0's key is recorded. Only a split decision is refused."""
+    from edgedistill.config import load_config
+    from edgedistill.distill import distributed
+    from edgedistill.errors import EdgedistillError
+    from edgedistill.pipeline import Pipeline
+    from edgedistill.targets import load_target
+
+    pipeline = Pipeline(load_config(), load_target("x86-cpu"), tmp_path / "b")
+    pipeline._ranks = object()  # as under torchrun: the gathered decisions are what this test sets
+    gathered = []
+    monkeypatch.setattr(distributed, "gather_objects", lambda mine, ctx: gathered)
+    gathered[:] = [("key-on-node-0", False), ("key-on-node-1", False)]
+    pipeline._ranks_agree("distill", "key-on-node-0", False)
+    gathered[:] = [("key", True), ("key", False)]
+    with pytest.raises(EdgedistillError, match="rank 0 would reuse it, rank 1 would run it"):
+        pipeline._ranks_agree("distill", "key", True)

@@ -48,7 +48,8 @@ def sync_entry(batch: int, stats: LatencyStats) -> dict:
 def timed_async(queue, feeds: dict[str, np.ndarray], warmup: int = 10, iterations: int = 100,
                 time_budget_s: float | None = None, cpus: set[int] | None = None) -> tuple[int, float, int]:
     """(requests timed, seconds, warm-up requests) of `queue` kept full, under the sync loop's rules: `iterations`
-    requests, or fewer when `time_budget_s` is spent first. Warm-up runs every infer request at least once."""
+    requests, or fewer when `time_budget_s` is spent first. Warm-up runs every infer request at least once (none
+    at warmup=0, as the sync loop)."""
     floor = max(MIN_BUDGET_REQUESTS, queue.nireq)
     warm = max(warmup, queue.nireq) if warmup else 0
     with pinned(cpus):

@@ -217,16 +217,13 @@ def _throughput_cell(row: dict, tag: bool) -> str:
 def _by_batch_cell(row: dict, tag: bool) -> str:
     """'b1 2942 / b4 7417': throughput at each batch size measured (a failed size shows a dash);
     a row without a sweep shows its one figure at its batch. Where a table mixes sync and async
-    figures each is tagged, once at the end when the row's figures agree."""
+    figures each is tagged (the HTML puts each batch on a line of its own)."""
     entries = sweep(row)
     if not entries:
         text = _throughput_cell(row, tag)
         return text if text == DASH else f"b{row.get('batch') or 1} {text}"
-    modes = {entry_mode(t) for t in entries} - {None}
-    each = tag and len(modes) > 1  # an async sweep with a size that fell back to sync
-    text = " / ".join(f"b{t.get('batch')} {approx(row, ips(t.get('throughput_ips')))}"
-                      + (f" {entry_mode(t)}" if each and entry_mode(t) else "") for t in entries)
-    return f"{text} {modes.pop()}" if tag and len(modes) == 1 else text
+    return " / ".join(f"b{t.get('batch')} {approx(row, ips(t.get('throughput_ips')))}"
+                      + (f" {entry_mode(t)}" if tag and entry_mode(t) else "") for t in entries)
 
 
 def throughput_columns(rows: list[dict]) -> tuple[Column, Column]:
