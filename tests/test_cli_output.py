@@ -1,0 +1,23 @@
+"""What the CLI prints for people to act on: commands that paste whole, errors in one line."""
+
+from __future__ import annotations
+
+from edgedistill.cli import main
+
+
+def test_remaining_steps_are_printed_unfolded_so_they_paste_whole(tmp_path, monkeypatch, capsys):
+    # stderr in CI is a pipe, 80 columns to rich: a step folded mid-path breaks the copied command
+    from edgedistill import report
+    from edgedistill.pipeline import Pipeline
+
+    step = f"there: edgedistill compile {tmp_path}/" + "orin-nx-experiments-2026-q4/" * 4 + "trt_bundle"
+    monkeypatch.setattr(Pipeline, "build", lambda self: {"remaining_steps": [step]})
+    monkeypatch.setattr(report, "summary_table", lambda doc: "")
+    assert main(["build", "--out", str(tmp_path / "b")]) == 0
+    assert f"remaining: {step}" in capsys.readouterr().err
+
+
+def test_a_name_too_long_for_the_file_system_is_a_one_line_error(tmp_path, capsys):
+    assert main(["build", "--out", str(tmp_path / ("日" * 90))]) == 2  # 270 bytes: over the 255 a name may hold
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "File name too long" in err and "choose a shorter name" in err
