@@ -6,6 +6,7 @@ import contextlib
 import errno
 import math
 import os
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -157,7 +158,7 @@ def build(target, config_path, overrides, out, force):
     console.print(summary_table(report))
     console.print(f"build folder: [bold]{escape(str(out))}[/bold]  (manifest.json, report/report.md, report/report.html)")
     for step in report.get("remaining_steps") or []:
-        console.print(f"[yellow]remaining:[/yellow] {escape(step)}")
+        console.print(f"[yellow]remaining:[/yellow] {escape(step)}", soft_wrap=True)  # a command folded mid-path cannot be pasted
 
 
 def _stage_command(name: str, doc: str):
@@ -223,7 +224,8 @@ def compile_command(path, target, config_path, overrides, force):
                 console.print(f"wrote engine {engine}")
             build = record_device_engines(path, engines)
         if build is not None:
-            console.print(f"recorded the engines in {build / 'manifest.json'}: edgedistill bench {build} --target TARGET times them")
+            console.print(f"recorded the engines in {build / 'manifest.json'}: edgedistill bench {shlex.quote(str(build))} --target TARGET "
+                          "times them", soft_wrap=True)
         return
     pipe = _pipeline(path, target, config_path, overrides, force, existing=True)
     _print_written(pipe, pipe.compile())
