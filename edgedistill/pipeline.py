@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import traceback
 from dataclasses import replace
@@ -457,13 +458,14 @@ class Pipeline:
         steps = [f"copy the build folder '{self.workdir}' to the {self.target.name} device"]
         if python_too_old_on_device(self.target.jetpack):  # JetPack 5: Python 3.8, which edgedistill does not run on
             if pending_bundle:
-                steps.append(f"there: bash {bundle.path}/build_engines.sh   (trtexec; edgedistill needs Python 3.10+, JetPack "
+                steps.append(f"there: {shlex.join(['bash', f'{bundle.path}/build_engines.sh'])}   (trtexec; edgedistill needs Python 3.10+, JetPack "
                              f"{self.target.jetpack} has 3.8, so its rows stay estimates)")
             return steps
         steps.append(f"there: {self._install_step()}")
         if pending_bundle:
-            steps.append(f"there: edgedistill compile {self.workdir / bundle.path}   (or run {bundle.path}/build_engines.sh with trtexec)")
-        steps.append(f"there: edgedistill bench {self.workdir} --target {self._target_argument()}")
+            steps.append(f"there: {shlex.join(['edgedistill', 'compile', str(self.workdir / bundle.path)])}   (or run {bundle.path}/build_engines.sh with trtexec)")
+        # quoted: a folder named with spaces or quotes is pasted into a shell as one argument
+        steps.append(f"there: {shlex.join(['edgedistill', 'bench', str(self.workdir), '--target', self._target_argument()])}")
         return steps
 
     def _install_step(self) -> str:
@@ -483,9 +485,10 @@ class Pipeline:
 
     def build(self) -> dict:
         if "int8" in self.target.precisions:  # what quantize resolves: a typo there was found only after distillation and export
+            from .quantize.calibration import check_source
             from .quantize.stage import calibration_recipe
 
-            calibration_recipe(self.cfg, self.target)
+            check_source(calibration_recipe(self.cfg, self.target), self.cfg.quantize.calibration or self.target.calibration)
         for stage in STAGES[:-1]:
             getattr(self, stage)()
         return self.report()

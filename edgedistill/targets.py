@@ -182,7 +182,7 @@ def _profile_problem(t: TargetProfile) -> tuple[str, str] | None:
 
 def load_target(name_or_path: str) -> TargetProfile:
     """Load a bundled target by name or a user profile by file path."""
-    path = Path(name_or_path)
+    path = Path(name_or_path).expanduser()  # a quoted '~/x.yaml', or one from a config file, no shell expanded
     by_path = path.suffix in (".yaml", ".yml") or path.exists()
     if by_path:
         if not path.is_file():

@@ -52,7 +52,7 @@ def shard_paths(source: str) -> list[Path] | None:
         return None
     paths = []
     for part in expand_braces(source):
-        if any(c in part for c in "*?["):
+        if any(c in part for c in "*?[") and not Path(part).expanduser().is_file():  # 'shards [v2]/a.tar' is a file, not a glob
             matched = sorted(Path(p) for p in glob.glob(str(Path(part).expanduser())))
             if not matched:
                 raise EdgedistillError(f"'{part}' matches no tar shards", "check data.source (e.g. /data/train-*.tar or /data/train-{000000..000099}.tar)")

@@ -11,7 +11,7 @@ from ..errors import EdgedistillError
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
-    path = Path(path)
+    path = Path(path).expanduser()  # '~/w.safetensors' from a --set or a YAML file, which no shell expanded
     if path.is_dir():
         raise EdgedistillError(f"checkpoint '{path}' is a folder", "pass the .safetensors or .pth file inside it")
     if not path.is_file():

@@ -7,6 +7,7 @@ or `open_clip:hf-hub:ORG/REPO`. The summary token is the tower's projected image
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 
 import torch
@@ -59,7 +60,7 @@ def create_open_clip_visual(name: str, pretrained: bool, checkpoint: str | None)
                                f"write open_clip:{arch}/PRETRAINED (open_clip.list_pretrained() lists them), set teacher.checkpoint, "
                                "or teacher.pretrained=false for random weights")
     open_clip = import_open_clip()
-    weights = checkpoint or (tag if pretrained and tag else None)
+    weights = os.path.expanduser(checkpoint) if checkpoint else (tag if pretrained and tag else None)
     offline = None
     try:
         with offline_if_hub_unreachable() if weights and not checkpoint else nullcontext() as offline:

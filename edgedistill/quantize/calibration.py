@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from ..data.crops import pick_indices, source_crops
 from ..data.eval_set import EVAL_SEED
 from ..data.images import ImageSource
 from ..data.shards import shard_paths
+from ..data.sources import resolve_image_paths
 from ..data.source_stamp import source_stamp
 from ..errors import EdgedistillError
 from ..profiles import bundled_dir, bundled_names
@@ -65,7 +66,24 @@ def load_recipe(name_or_path: str) -> CalibrationRecipe:
     if recipe.seed == EVAL_SEED:  # the same source would give the very crops bench measures fidelity on
         raise EdgedistillError(f"calibration recipe '{path}' has seed {EVAL_SEED}, the evaluation views' seed, so INT8 fidelity "
                                "would be measured on the crops it calibrated on", "pick another seed (the bundled recipes use 1234)")
+    if recipe.source != "bundled" and not Path(recipe.source).expanduser().is_absolute():
+        # as a .txt list's lines do: a recipe file names its images from where it lies, not from the current folder
+        recipe = replace(recipe, source=str(path.absolute().parent / recipe.source))
     return recipe
+
+
+def check_source(recipe: CalibrationRecipe, setting: str) -> None:
+    """Lists the recipe's images (no decoding) so a missing or empty source is reported before the first
+    stage, not after distillation and export."""
+    if recipe.source == "bundled":
+        return
+    try:
+        if not shard_paths(recipe.source):
+            resolve_image_paths(recipe.source)
+    except EdgedistillError as exc:
+        raise EdgedistillError(f"quantize.calibration '{setting}': {exc.cause}",
+                               "point quantize.calibration (or its recipe file's 'source:') at an existing image folder, "
+                               ".txt list or .tar shards, or use bundled-photos") from exc
 
 
 def _fingerprint(recipe: CalibrationRecipe, data_config: dict, source: ImageSource, extra: dict | None = None) -> str:
