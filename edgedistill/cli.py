@@ -221,11 +221,11 @@ def compile_command(path, target, config_path, overrides, force):
         with FolderLock(parent / LOCK, f"build folder '{parent}'", "wait for that run to finish") if in_build else contextlib.nullcontext():
             engines = compile_bundle(path)
             for engine in engines:
-                console.print(f"wrote engine {engine}")
+                console.print(f"wrote engine {escape(str(engine))}", soft_wrap=True)
             build = record_device_engines(path, engines)
         if build is not None:
-            console.print(f"recorded the engines in {build / 'manifest.json'}: edgedistill bench {shlex.quote(str(build))} --target TARGET "
-                          "times them", soft_wrap=True)
+            console.print(escape(f"recorded the engines in {build / 'manifest.json'}: edgedistill bench {shlex.quote(str(build))} "
+                                 "--target TARGET times them"), soft_wrap=True)  # escaped: a '[v2]' in the path is no markup
         return
     pipe = _pipeline(path, target, config_path, overrides, force, existing=True)
     _print_written(pipe, pipe.compile())

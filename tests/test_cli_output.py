@@ -21,3 +21,18 @@ def test_a_name_too_long_for_the_file_system_is_a_one_line_error(tmp_path, capsy
     assert main(["build", "--out", str(tmp_path / ("日" * 90))]) == 2  # 270 bytes: over the 255 a name may hold
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "File name too long" in err and "choose a shorter name" in err
+
+
+def test_the_engines_bench_hint_keeps_a_bracketed_part_of_the_build_path(tmp_path, monkeypatch, capsys):
+    # rich read '[v2]' as a style tag and dropped it from the printed command
+    from edgedistill.backends import compile_stage, trt_bundle
+
+    build = tmp_path / "orin [v2]"
+    (build / "trt_bundle").mkdir(parents=True)
+    (build / "trt_bundle" / "bundle.json").write_text("{}")
+    engine = build / "trt_bundle" / "model [v2].engine"
+    monkeypatch.setattr(trt_bundle, "compile_bundle", lambda path: [engine])
+    monkeypatch.setattr(compile_stage, "record_device_engines", lambda path, engines: build)
+    assert main(["compile", str(build / "trt_bundle")]) == 0
+    err = capsys.readouterr().err
+    assert f"wrote engine {engine}" in err and f"edgedistill bench '{build}' --target TARGET" in err

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import tarfile
 
 import pytest
 import torch
 
 from edgedistill.artifacts import Artifact
 from edgedistill.config import load_config
+from edgedistill.data.sample_photos import bundled_photo_paths
 from edgedistill.data.shards import shard_paths
 from edgedistill.errors import EdgedistillError
 from edgedistill.pipeline import STAGES, Pipeline
@@ -40,6 +42,18 @@ def test_a_recipe_files_relative_source_resolves_against_its_folder(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     assert load_recipe("sub/r.yaml").source == str(tmp_path / "sub" / "calib imgs")
     assert load_recipe("bundled-photos").source == "bundled"  # the bundled recipe, and so its key, is as before
+
+
+def test_a_recipe_files_relative_shard_glob_holds_in_a_folder_named_with_a_bracket(tmp_path, monkeypatch):
+    from edgedistill.data.images import ImageSource
+
+    folder = tmp_path / "cal [v2]"
+    (folder / "shards").mkdir(parents=True)
+    with tarfile.open(folder / "shards" / "train-000.tar", "w") as tar:
+        tar.add(bundled_photo_paths()[0], arcname="a.jpg")
+    (folder / "r.yaml").write_text("source: shards/train-*.tar\nsamples: 1\nseed: 77\n")
+    monkeypatch.chdir(folder)
+    assert len(ImageSource(load_recipe("r.yaml").source)) == 1  # '[v2]' is the folder's name, not a glob's class
 
 
 def test_remaining_steps_paste_into_a_shell_as_one_argument_per_path(tmp_path):

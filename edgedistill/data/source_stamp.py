@@ -21,6 +21,13 @@ CONTENT_STAMP_BYTES = 1 << 30  # about 2 s of hashing on the 2-core CI VM
 CONTENT = "content-"  # how a content stamp begins: the stage key then leaves the source's path text out
 
 
+def source_files(source: str, max_images: int | None = None) -> list:
+    """The files an image source reads: its .tar shards (not indexed), else its images (listed, not decoded).
+    An EdgedistillError where the source does not exist or holds none."""
+    files = shard_paths(source) if source != "bundled" else None
+    return files if files is not None else resolve_image_paths(source, max_images)
+
+
 def source_stamp(source: "str | ImageSource", max_images: int | None = None, legacy: bool = False) -> str:
     """A hash of the files an image source reads; `legacy` is the names-sizes-mtimes stamp of every
     source, which build folders made before content stamps recorded in their keys. Shards are stamped
@@ -29,9 +36,7 @@ def source_stamp(source: "str | ImageSource", max_images: int | None = None, leg
     if isinstance(source, ImageSource):  # already listed: no second scan of the folder
         files = source.tars.shards if source.tars is not None else source.paths
     else:
-        files = shard_paths(source) if source != "bundled" else None
-        if files is None:
-            files = resolve_image_paths(source, max_images)
+        files = source_files(source, max_images)
     stats = [_size_and_mtime(f) for f in files]
     if legacy or sum(stat[0] for stat in stats if stat) > CONTENT_STAMP_BYTES:
         return hashlib.sha256(repr([(str(f), stat) for f, stat in zip(files, stats)]).encode()).hexdigest()[:16]

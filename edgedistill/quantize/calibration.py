@@ -10,6 +10,7 @@ images are decoded. Selection is deterministic and cached by a hash of the recip
 from __future__ import annotations
 
 import hashlib
+import glob
 import json
 import logging
 import os
@@ -27,8 +28,7 @@ from ..data.crops import pick_indices, source_crops
 from ..data.eval_set import EVAL_SEED
 from ..data.images import ImageSource
 from ..data.shards import shard_paths
-from ..data.sources import resolve_image_paths
-from ..data.source_stamp import source_stamp
+from ..data.source_stamp import source_files, source_stamp
 from ..errors import EdgedistillError
 from ..profiles import bundled_dir, bundled_names
 
@@ -67,8 +67,11 @@ def load_recipe(name_or_path: str) -> CalibrationRecipe:
         raise EdgedistillError(f"calibration recipe '{path}' has seed {EVAL_SEED}, the evaluation views' seed, so INT8 fidelity "
                                "would be measured on the crops it calibrated on", "pick another seed (the bundled recipes use 1234)")
     if recipe.source != "bundled" and not Path(recipe.source).expanduser().is_absolute():
-        # as a .txt list's lines do: a recipe file names its images from where it lies, not from the current folder
-        recipe = replace(recipe, source=str(path.absolute().parent / recipe.source))
+        # as a .txt list's lines do: a recipe file names its images from where it lies, not from the current folder;
+        # escaped where the source is a shard glob, whose folder may hold '[' (shards [v2]/train-*.tar)
+        folder = str(path.absolute().parent)
+        folder = glob.escape(folder) if recipe.source.endswith(".tar") and glob.has_magic(recipe.source) else folder
+        recipe = replace(recipe, source=str(Path(folder) / recipe.source))
     return recipe
 
 
@@ -78,8 +81,7 @@ def check_source(recipe: CalibrationRecipe, setting: str) -> None:
     if recipe.source == "bundled":
         return
     try:
-        if not shard_paths(recipe.source):
-            resolve_image_paths(recipe.source)
+        source_files(recipe.source)
     except EdgedistillError as exc:
         raise EdgedistillError(f"quantize.calibration '{setting}': {exc.cause}",
                                "point quantize.calibration (or its recipe file's 'source:') at an existing image folder, "
