@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from .data.augment_policy import EXAMPLE as AA_EXAMPLE, auto_augment_error
-from .errors import EdgedistillError
+from .errors import EdgedistillError, check_name_fits
 from .yaml_files import load_yaml, read_yaml_mapping, yaml_problem
 from .list_settings import parse_batch_sizes, parse_cpus
 
@@ -317,6 +317,9 @@ REQUIRED = {
     "student.name": "a timm model name such as vit_tiny_patch16_224",
 }
 
+# Settings that name files or folders: a name the file system cannot hold is reported as that setting, not as a failed write.
+PATH_SETTINGS = {"data.source", "teacher.checkpoint", "distill.cache", "quantize.calibration", "bench.eval_dir"}
+
 
 def _check_value(where: str, value) -> None:
     field_name = re.sub(r"\.extra\[\d+\]", "", where)  # teacher.extra[1].dtype follows teacher.dtype's rule
@@ -326,6 +329,8 @@ def _check_value(where: str, value) -> None:
         raise EdgedistillError(f"config '{where}' is {value!r}, which is out of range", f"set it {LIMITS[field_name][1]}")
     if field_name in REQUIRED and isinstance(value, str) and not value.strip():
         raise EdgedistillError(f"config '{where}' is empty", f"set it to {REQUIRED[field_name]}")
+    if field_name in PATH_SETTINGS and isinstance(value, str) and value:
+        check_name_fits(f"config '{where}'", value)
     if field_name in FORMATS and isinstance(value, str) and not FORMATS[field_name][0](value):
         raise EdgedistillError(f"config '{where}' is {value!r}, which is not a known choice", f"use one of: {FORMATS[field_name][1]}")
     if field_name.endswith(".model_args") and isinstance(value, dict):

@@ -12,7 +12,7 @@ from pathlib import Path
 from .config import from_dict
 from .device_names import device_family, devices_listed
 from .yaml_files import read_yaml_mapping
-from .errors import EdgedistillError
+from .errors import EdgedistillError, input_path
 from .profiles import bundled_dir, bundled_names
 
 
@@ -183,9 +183,11 @@ def _profile_problem(t: TargetProfile) -> tuple[str, str] | None:
 def load_target(name_or_path: str) -> TargetProfile:
     """Load a bundled target by name or a user profile by file path."""
     path = Path(name_or_path).expanduser()  # a quoted '~/x.yaml', or one from a config file, no shell expanded
-    by_path = path.suffix in (".yaml", ".yml") or path.exists()
+    with input_path("--target", name_or_path):
+        by_path = path.suffix in (".yaml", ".yml") or path.exists()
+        is_file = path.is_file()
     if by_path:
-        if not path.is_file():
+        if not is_file:
             raise EdgedistillError(f"target file '{path}' does not exist", "pass a bundled target name (edgedistill targets) or an existing YAML file")
     else:
         path = bundled_dir("targets") / f"{name_or_path}.yaml"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from edgedistill.cli import main
 
 
@@ -21,6 +23,26 @@ def test_a_name_too_long_for_the_file_system_is_a_one_line_error(tmp_path, capsy
     assert main(["build", "--out", str(tmp_path / ("日" * 90))]) == 2  # 270 bytes: over the 255 a name may hold
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "File name too long" in err and "choose a shorter name" in err
+
+
+@pytest.mark.parametrize("args, setting", [
+    (["--target", "LONG.yaml"], "--target"),
+    (["--set", "quantize.calibration=LONG.txt"], "config 'quantize.calibration'"),
+    (["--set", "data.source=LONG"], "config 'data.source'"),
+    (["--set", "teacher.checkpoint=LONG/w.safetensors"], "config 'teacher.checkpoint'"),
+    (["--set", "bench.eval_dir=LONG"], "config 'bench.eval_dir'"),
+])
+def test_a_too_long_input_name_names_its_setting_not_a_failed_write(tmp_path, monkeypatch, capsys, args, setting):
+    # only read, never written: "File name too long writing ..." sent people to change --out
+    from edgedistill.pipeline import Pipeline
+
+    monkeypatch.setattr(Pipeline, "build", lambda self: pytest.fail("the stages ran: the name was not checked first"))
+    long = str(tmp_path / ("日" * 90))
+    out = tmp_path / "b"
+    assert main(["build", "--out", str(out), *[a.replace("LONG", long) for a in args]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {setting} ") and "longer than the file system allows" in err
+    assert "writing" not in err and not out.exists()  # refused before the build folder was made
 
 
 def test_the_engines_bench_hint_keeps_a_bracketed_part_of_the_build_path(tmp_path, monkeypatch, capsys):

@@ -34,6 +34,7 @@ def test_a_missing_calibration_source_is_refused_before_the_first_stage(tmp_path
     with pytest.raises(EdgedistillError, match="quantize.calibration") as err:
         Pipeline(cfg, load_target("x86-cpu"), tmp_path / "b").build()
     assert "does not exist" in err.value.cause
+    assert "read from the recipe file's folder" in err.value.fix  # a source written from the current folder worked before
 
 
 def test_a_recipe_files_relative_source_resolves_against_its_folder(tmp_path, monkeypatch):

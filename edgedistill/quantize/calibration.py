@@ -29,7 +29,7 @@ from ..data.eval_set import EVAL_SEED
 from ..data.images import ImageSource
 from ..data.shards import shard_paths
 from ..data.source_stamp import source_files, source_stamp
-from ..errors import EdgedistillError
+from ..errors import EdgedistillError, input_path
 from ..profiles import bundled_dir, bundled_names
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,13 @@ def load_recipe(name_or_path: str) -> CalibrationRecipe:
     """A bundled recipe name, a recipe YAML path, or an image source (a folder, a .txt list or .tar
     shards; 64 samples, seed 1234)."""
     path = Path(name_or_path).expanduser()
-    if path.is_dir():
+    with input_path("quantize.calibration", name_or_path):
+        is_dir, is_file = path.is_dir(), path.is_file()
+    if is_dir:
         return CalibrationRecipe(source=str(path))
     if name_or_path.endswith((".tar", ".txt")):
         return CalibrationRecipe(source=name_or_path)
-    if not path.is_file():
+    if not is_file:
         path = bundled_dir("calibration") / f"{name_or_path}.yaml"
         if not path.is_file():
             raise EdgedistillError(
@@ -84,8 +86,8 @@ def check_source(recipe: CalibrationRecipe, setting: str) -> None:
         source_files(recipe.source)
     except EdgedistillError as exc:
         raise EdgedistillError(f"quantize.calibration '{setting}': {exc.cause}",
-                               "point quantize.calibration (or its recipe file's 'source:') at an existing image folder, "
-                               ".txt list or .tar shards, or use bundled-photos") from exc
+                               "point quantize.calibration (or its recipe file's 'source:', which, when relative, is read from "
+                               "the recipe file's folder) at an existing image folder, .txt list or .tar shards, or use bundled-photos") from exc
 
 
 def _fingerprint(recipe: CalibrationRecipe, data_config: dict, source: ImageSource, extra: dict | None = None) -> str:
