@@ -88,6 +88,14 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path):
     np.testing.assert_array_equal(loaded[..., 0], np.round(ramp / 257.0).astype(np.uint8))
 
 
+@pytest.mark.parametrize("maxval, stored, expected", [(65535, 200, 1), (4095, 4000, 249)])
+def test_a_sixteen_bit_pgm_is_scaled_by_its_maxval_even_when_dark(tmp_path, maxval, stored, expected):
+    # all its values under 256: read as 8-bit, a near-black scan became a grey one
+    pixels = np.full((4, 5), stored, dtype=">u2")
+    (tmp_path / "a.pgm").write_bytes(f"P5\n5 4\n{maxval}\n".encode() + pixels.tobytes())
+    assert np.asarray(ImageSource(str(tmp_path)).load(0))[0, 0].tolist() == [expected] * 3
+
+
 def test_an_image_over_pillows_pixel_limit_is_skipped_not_fatal(tmp_path, monkeypatch):
     (tmp_path / "a.png").write_bytes(png((1, 2, 3)))  # 320 pixels
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # over twice the limit: DecompressionBombError

@@ -111,7 +111,9 @@ def as_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "RGB":
         img.load()  # decode now, while the file is open
         return img
-    if img.mode.startswith("I;16") or (img.mode == "I" and img.getextrema()[1] > 255):  # 16-bit greyscale
+    # 16-bit greyscale: PNG and PGM give mode I only at 16 bits (Pillow scales a PGM's maxval to 65535), so a dark
+    # one, all under 256, is dark too; other formats' I by its values
+    if img.mode.startswith("I;16") or (img.mode == "I" and (img.format in ("PNG", "PPM") or img.getextrema()[1] > 255)):
         # convert() would clip 0..65535 to 0..255 (a white image); scale it to 8 bits instead
         return Image.fromarray((np.asarray(img, dtype=np.float32) / 257.0).round().astype(np.uint8)).convert("RGB")
     if img.mode == "F" and img.getextrema()[1] <= 1.0:  # 32-bit float in 0..1: convert() would keep 0..1 of 0..255, black
