@@ -116,7 +116,18 @@ def _print_written(pipe, produced) -> None:
         console.print(f"{verb} [bold]{artifact.name}[/bold] -> {escape(str(pipe.workdir / artifact.path))}{state}")
 
 
-@click.group(context_settings=CONTEXT)
+ASKS_HELP = "edgedistill.asks_help"
+
+
+class _Commands(click.Group):
+    """Notes a subcommand's --help before the group's callback runs (click has consumed the arguments by then)."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta[ASKS_HELP] = any(arg in CONTEXT["help_option_names"] for arg in args)  # only prints: harmless on N ranks
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Commands, context_settings=CONTEXT)
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.version_option(package_name="edgedistill")
 @click.pass_context
@@ -130,7 +141,7 @@ def cli(ctx, debug):
     """
     ctx.obj = {"debug": debug}
     command = ctx.invoked_subcommand
-    if command != "distill" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if command != "distill" and not ctx.meta.get(ASKS_HELP) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # every rank would run it: N copies writing one folder, a benchmark timed with N copies contending
         raise EdgedistillError(f"only `edgedistill distill` runs under torchrun, not `edgedistill {command}`",
                                f"torchrun ... -m edgedistill distill BUILD, then edgedistill {command} ... on one process")

@@ -27,6 +27,13 @@ def test_distill_passes_the_torchrun_guard(monkeypatch, capsys):
     assert "Distil the teacher" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", ["bench", "build", "report"])
+def test_a_commands_help_is_shown_under_torchrun(command, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # e.g. the help of the command to run after a torchrun job, in the same shell
+    assert main([command, "-h"]) == 0
+    assert f" {command} [OPTIONS]" in capsys.readouterr().out
+
+
 NODE_LOCAL = """
 import os, sys
 if os.environ["RANK"] == "1":
