@@ -24,10 +24,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-# The CPU figures in docs/backends.md (the GPU benchmarks run from benchmarks/gpu_session.sh).
+# The CPU figures in docs/backends.md and docs/benchmarking.md (the GPU benchmarks run from benchmarks/gpu_session.sh).
 bench: $(STAMP)
 	$(PY) benchmarks/backend_table.py
 	$(PY) benchmarks/int8_fallback.py
+	$(PY) benchmarks/ov_throughput.py
 
 clean:
 	rm -rf runs build dist *.egg-info

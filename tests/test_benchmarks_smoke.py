@@ -64,3 +64,13 @@ def test_int8_fallback_benchmark_writes_every_figure_docs_backends_quotes(tmp_pa
     assert names[-2:] == ["OpenVINO NNCF INT8, cnn scheme", "OpenVINO NNCF INT8, transformer scheme"]
     assert all(0 < r["cosine"] <= 1.0001 for r in result["rows"]) and result["leave_one_out"]["layers_tried"] == 2
     assert "| INT8 on EfficientNet-Lite0 |" in run.stdout
+
+
+def test_openvino_throughput_benchmark_times_bench_against_benchmark_app(tiny_build):
+    """The script behind docs/benchmarking.md's async check: every OpenVINO IR of a build, bench's async
+    figure beside the sync one and benchmark_app's, which must run at the runner's precision hint."""
+    run = _run("ov_throughput.py", "--build", str(tiny_build), "--rounds", "1", "--seconds", "1", "--batches", "1", "--no-doc")
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [line.split(" | ") for line in run.stdout.splitlines() if line.startswith("| openvino-")]
+    assert sorted(r[0] for r in rows) == ["| openvino-fp32", "| openvino-int8"]
+    assert all(r[2] == "f32" and float(r[5]) > 0 and float(r[4]) > 0 for r in rows)  # benchmark_app matched the f32 hint
