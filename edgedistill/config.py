@@ -22,7 +22,7 @@ import yaml
 
 from .data.augment_policy import EXAMPLE as AA_EXAMPLE, auto_augment_error
 from .errors import EdgedistillError, check_name_fits
-from .yaml_files import load_yaml, read_yaml_mapping, yaml_problem
+from .yaml_files import WrittenInt, load_yaml, read_yaml_mapping, yaml_problem
 from .list_settings import parse_batch_sizes, parse_cpus
 
 OFFLINE_TEACHER = "efficientnet_lite0.offline"
@@ -223,6 +223,7 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return value
         raise EdgedistillError(f"config '{where}' must be true or false, got {value!r}", f"set {where}=true or {where}=false")
     if annotation in (int, float):
+        _refuse_unmeant_number(value, where)
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as text; Python's float() reads it as a number
             with contextlib.suppress(ValueError):
                 value = float(value)
@@ -236,17 +237,56 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if annotation is str:
         if value is None:  # `--set key=` (YAML null): the empty string, e.g. data.auto_augment= turns augmentation off
             return ""
+        if isinstance(value, WrittenInt):  # 2024_01, 0755: the text as written, not YAML 1.1's 202401, 493
+            return value.text
         if isinstance(value, bool):  # YAML reads yes/no/on/off as booleans; a string field wants the word
             raise EdgedistillError(f"config '{where}' got {value!r}, which YAML read as a boolean", "quote the word in YAML (e.g. 'no'), so it stays text")
         if isinstance(value, float):  # unquoted, a version 10.10 reads as 10.1: the text would not be what was written
             raise EdgedistillError(f"config '{where}' got {value!r}, which YAML read as a number", "quote it in YAML (e.g. '10.10'), so it stays text as written")
         return str(value)
     if annotation is tuple:
-        return tuple(value) if isinstance(value, (list, tuple)) else (value,)
-    if annotation is dict:
+        if value is None:  # `--set key=` clears a list as it does a text setting: (None,) was no path, CPU or op type
+            return ()
+        items = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        written = next((item for item in items if isinstance(item, WrittenInt)), None)
+        if written is not None:  # 1:8 read as 68, 2024_01 as 202401: neither the text nor the number written
+            raise EdgedistillError(f"config '{where}' has {written.text}, which YAML reads as the number {int(written)}",
+                                   f"quote it in YAML (e.g. '{written.text}'), so it stays text as written, or write a plain decimal number")
+        return items
+    if annotation is dict:  # the model_args fields
         if not isinstance(value, dict):
             raise EdgedistillError(f"config '{where}' must be a mapping, got {value!r}", "use key: value pairs")
-        return dict(value)
+        return {key: _model_arg(item, f"{where}.{key}") for key, item in value.items()}
+    return value
+
+
+def _refuse_unmeant_number(value, where: str) -> None:
+    """A number YAML 1.1 read from text Python would not read as that number: 010 is octal 8, 1:30 base-60 90.
+    1_000, 0x10 and 0b11 mean what Python (and so the user) reads them as, and are kept."""
+    if isinstance(value, WrittenInt):
+        try:
+            int(value.text, 0)
+        except ValueError:
+            raise EdgedistillError(f"config '{where}' got {value.text}, which YAML reads as the number {int(value)}",
+                                   "write the number in plain decimal digits, with no leading 0 or colon") from None
+
+
+# What YAML 1.1 leaves as text but is a float to Python and to the user: an exponent with no dot (1e-1) or no sign (1.5e5)
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _model_arg(value, where: str):
+    """A model_args value as timm should get it: {drop_path_rate: 1e-1} reached timm as the string '1e-1' (a torch
+    overload listing blamed the model), and {depth: 012} as 10, which nobody wrote."""
+    if isinstance(value, list):
+        return [_model_arg(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {key: _model_arg(item, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value):
+        return float(value)
+    if isinstance(value, WrittenInt):
+        _refuse_unmeant_number(value, where)
+        return int(value)
     return value
 
 
@@ -313,6 +353,7 @@ FORMATS = {
 # String fields that must not be empty: what to write there (an empty data.source would read the current folder).
 REQUIRED = {
     "data.source": "bundled, a folder, a .txt list or .tar shards",
+    "calibration.source": "bundled, an image folder, a .txt list or .tar shards",  # a calibration recipe's (its folder otherwise)
     "teacher.name": "a timm model name, open_clip:ARCH/TAG or the offline teacher",
     "student.name": "a timm model name such as vit_tiny_patch16_224",
 }
@@ -357,14 +398,31 @@ def _check_op_types(where: str, op_types: tuple) -> None:
                                    f"write it as {spelled}" if spelled else "use ONNX op type names, e.g. [MatMul, Gemm, Conv]")
 
 
+def _set_by_edgedistill(where: str) -> dict[str, str]:
+    """model_args keys edgedistill passes to timm.create_model itself (models/timm_create.py, models/student.py),
+    each with what to do instead: given twice, {pretrained: true} crashed and {num_classes: 10} or {img_size: 224}
+    silently lost to, or overrode, edgedistill's own value."""
+    section = where.removesuffix(".model_args")  # teacher.extra[1].model_args -> teacher.extra[1]
+    keys = {"img_size": f"set {section}.img_size instead"}
+    if section.startswith("teacher"):
+        return keys | {"pretrained": f"set {section}.pretrained instead"}
+    drop = f"drop it from {where}"
+    return keys | {"pretrained": f"{drop}: students start from random weights",
+                   "num_classes": f"{drop}: the student is built headless (num_classes=0) and gets edgedistill's heads",
+                   "pretrained_cfg_overlay": f"{drop}: edgedistill sets it to load the saved student"}
+
+
 def _check_model_args(where: str, args: dict) -> None:
     """timm.create_model drops kwargs whose value is None, so {depth:2} (YAML: the key 'depth:2', no
     value) or {depth: null} would silently build, train and ship the model's default size."""
+    own = _set_by_edgedistill(where)
     for key, value in args.items():
         if not isinstance(key, str) or not key.isidentifier():
             hint = f"{{{str(key).replace(':', ': ', 1)}}}" if ":" in str(key) else "{depth: 2}"
             raise EdgedistillError(f"config '{where}' has the key {key!r}, which is no keyword argument",
                                    f"write key: value with a space after the colon, e.g. {hint}")
+        if key in own:
+            raise EdgedistillError(f"config '{where}' has {key}, which edgedistill sets itself", own[key])
         if value is None:
             raise EdgedistillError(f"config '{where}.{key}' has no value, and timm would ignore it",
                                    f"give {key} a value, or leave it out for the model's default")
@@ -386,14 +444,25 @@ def from_dict(cls, data: dict, where: str = ""):
         kwargs[name] = _coerce(value, known[name].type, sub)
         _check_value(sub, kwargs[name])
         if sub == "teacher.extra":  # further teachers follow the same rules, checked now rather than when models are built
+            items = []
             for i, item in enumerate(kwargs[name]):
                 if isinstance(item, dict) and "extra" not in item:  # other shapes: teacher_configs says what it wants
-                    from_dict(TeacherConfig, item, f"teacher.extra[{i}]")
+                    checked = from_dict(TeacherConfig, item, f"teacher.extra[{i}]")
+                    # kept as written (hashes stay those of the mapping), but as read: JSON in the manifest would turn
+                    # checkpoint: 2024_01 into 202401 on the next command, and model_args' 1e-1 must reach timm a number
+                    item = {k: getattr(checked, k) if isinstance(v, WrittenInt) or k == "model_args" else v for k, v in item.items()}
+                items.append(item)
+            kwargs[name] = tuple(items)
     return cls(**kwargs)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """'distill.steps=10' -> (['distill', 'steps'], 10); the value is parsed as YAML."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # bytes that are no UTF-8 reach Python as lone surrogates, which YAML calls unacceptable characters
+        raise EdgedistillError(f"--set '{text.encode(errors='replace').decode()}' is not valid UTF-8 text",
+                               "write it in UTF-8 (check the encoding of the script or terminal that passes it)") from None
     if "=" not in text:
         raise EdgedistillError(f"--set '{text}' is not of the form key=value", "write it as --set distill.steps=10")
     key, raw = text.split("=", 1)
@@ -456,6 +525,10 @@ def _check_bench_lists(cfg: BuildConfig) -> None:
     stage, a typo would already have cost the build its report."""
     parse_cpus(cfg.bench.pin_cpus)
     parse_batch_sizes(cfg.bench.batch_sizes)
+    for entry in cfg.bench.efficiency_from:  # [1] or [""] (the current folder) failed, or crashed, after the build's other stages
+        if not isinstance(entry, str) or not entry.strip():
+            raise EdgedistillError(f"bench.efficiency_from has {entry!r}, which is no path",
+                                   "list measured bench.json files or build folders, e.g. [runs/jetson/bench/bench.json]")
 
 
 def _check_something_is_learned(cfg: BuildConfig) -> None:

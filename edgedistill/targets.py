@@ -174,6 +174,9 @@ def _profile_problem(t: TargetProfile) -> tuple[str, str] | None:
         (t.dla_core is not None and t.dla_core < 0, (f"dla_core is {t.dla_core}", "set the DLA core's index (0 or 1 on AGX Orin), or null for none")),
         (t.workspace_mb < 1 or not 7 <= t.opset <= 30, (f"workspace_mb {t.workspace_mb} / opset {t.opset} is out of range",
                                                         "set workspace_mb to 1 or more and opset to what the device's toolchain parses (e.g. 17)")),
+        # empty, it calibrated on whatever the current folder held
+        (not str(t.calibration).strip(), ("calibration is empty", "name a calibration recipe (e.g. bundled-photos), a recipe .yaml file, "
+                                                                  "an image folder, a .txt list or .tar shards, or leave it out for bundled-photos")),
         (not (0 <= t.min_cosine <= 1 and 0 <= t.min_top1_agreement <= 1), (f"min_cosine {t.min_cosine} / min_top1_agreement {t.min_top1_agreement} "
                                                                           "is outside [0, 1]", "set both to shares, e.g. 0.98 and 0.99")),
     ]
@@ -185,8 +188,10 @@ def load_target(name_or_path: str) -> TargetProfile:
     path = Path(name_or_path).expanduser()  # a quoted '~/x.yaml', or one from a config file, no shell expanded
     with input_path("--target", name_or_path):
         by_path = path.suffix in (".yaml", ".yml") or path.exists()
-        is_file = path.is_file()
+        is_file, is_dir = path.is_file(), path.is_dir()
     if by_path:
+        if is_dir:
+            raise EdgedistillError(f"target '{path}' is a folder, not a profile file", "pass a bundled target name (edgedistill targets) or a YAML profile file")
         if not is_file:
             raise EdgedistillError(f"target file '{path}' does not exist", "pass a bundled target name (edgedistill targets) or an existing YAML file")
     else:

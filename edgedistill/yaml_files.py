@@ -1,5 +1,5 @@
-"""YAML files and values as edgedistill reads them: safe_load, a key given twice refused, and syntax
-errors as one-line user errors."""
+"""YAML files and values as edgedistill reads them: safe_load, a key given twice refused, integers
+that keep the text they were written as (WrittenInt), and syntax errors as one-line user errors."""
 
 from __future__ import annotations
 
@@ -29,6 +29,26 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice (line {key_node.start_mark.line + 1})")
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+class WrittenInt(int):
+    """An integer YAML 1.1 read from text that does not spell it (2024_01 is 202401, 0755 the octal 493, 1:8 the
+    base-60 68): `text` keeps what was written, so a text setting keeps it and a list or number setting can refuse it."""
+
+    text: str
+
+
+def _construct_int(loader, node):
+    value = yaml.SafeLoader.construct_yaml_int(loader, node)
+    text = loader.construct_scalar(node)
+    if str(value) == text:
+        return value
+    written = WrittenInt(value)
+    written.text = text
+    return written
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def load_yaml(text: str):

@@ -30,7 +30,7 @@ def create_timm_model(role: str, name: str, pretrained: bool, img_size: int | No
                     raise
                 return timm.create_model(name, pretrained=pretrained, **kwargs)
     except TypeError as exc:  # model_args left over from another family, e.g. depth for a ResNet
-        raise EdgedistillError(f"{role} '{name}' does not take {role}.model_args {dict(model_args)}: {exc}",
+        raise EdgedistillError(f"{role} '{name}' does not take {role}.model_args {dict(model_args)}: {_first_line(exc)}",
                                f"drop or correct {role}.model_args for this model family") from exc
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
@@ -57,8 +57,13 @@ def runs_on_its_input(role: str, name: str, img_size: int, model_args: dict):
         raise _does_not_fit(role, name, None, model_args, f"fails on its {img_size}x{img_size} input", exc) from exc
 
 
+def _first_line(exc: BaseException) -> str:
+    """torch's errors list every overload on the lines after the first: the first says what failed."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 def _does_not_fit(role: str, name: str, img_size: int | None, model_args: dict, what: str, exc: BaseException) -> EdgedistillError:
-    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    detail = _first_line(exc)
     settings = ", ".join([f"img_size {img_size}"] * bool(img_size) + [f"model_args {dict(model_args)}"] * bool(model_args)) or "its defaults"
     return EdgedistillError(f"{role} '{name}' {what} ({settings}): {detail}",
                             f"set {role}.img_size and {role}.model_args to values this model family takes (e.g. its defaults)")

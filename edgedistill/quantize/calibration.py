@@ -46,6 +46,9 @@ class CalibrationRecipe:
 def load_recipe(name_or_path: str) -> CalibrationRecipe:
     """A bundled recipe name, a recipe YAML path, or an image source (a folder, a .txt list or .tar
     shards; 64 samples, seed 1234)."""
+    if not str(name_or_path).strip():  # Path('') is the current folder, which calibrated on whatever it held
+        raise EdgedistillError("quantize.calibration is empty", f"name a recipe ({', '.join(bundled_names('calibration'))}), a recipe .yaml file, "
+                               "an image folder, a .txt list or .tar shards")
     path = Path(name_or_path).expanduser()
     with input_path("quantize.calibration", name_or_path):
         is_dir, is_file = path.is_dir(), path.is_file()
