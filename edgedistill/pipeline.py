@@ -30,8 +30,9 @@ from .targets import TargetProfile
 STAGES = ("distill", "export", "quantize", "compile", "bench", "report")
 TARGET_FILE = "target.yaml"  # a user's target profile, kept in the build folder
 # The config sections each stage reads: saved into the build once the stage has succeeded with them,
-# so a typo in a later section, refused by its stage, is not kept for every later command.
-STAGE_SECTIONS = {"distill": ("teacher", "student", "data", "distill"), "export": ("export", "teacher", "data"),
+# so a typo in a later section, refused by its stage, is not kept for every later command. A "section.key"
+# is one setting of another stage's section: export writes bench.eval_images's views, so it saves it.
+STAGE_SECTIONS = {"distill": ("teacher", "student", "data", "distill"), "export": ("export", "teacher", "data", "bench.eval_images"),
                   "quantize": ("quantize",), "compile": (), "bench": ("bench",)}
 
 
@@ -174,11 +175,13 @@ class Pipeline:
 
     def _record_config(self, stage: str) -> bool:
         """Save this run's settings of the stage's config sections as the build's; whether they changed."""
-        current = self.cfg.to_dict()
-        sections = {section: current[section] for section in STAGE_SECTIONS[stage]}
-        saved = self.manifest.data["config"]
-        changed = any(saved.get(section) != value for section, value in sections.items())
-        saved.update(sections)
+        current, saved, changed = self.cfg.to_dict(), self.manifest.data["config"], False
+        for name in STAGE_SECTIONS[stage]:
+            section, _, key = name.partition(".")
+            into, field = (saved.setdefault(section, {}), key) if key else (saved, section)
+            value = current[section][key] if key else current[section]
+            changed |= into.get(field) != value
+            into[field] = value
         return changed
 
     def _remove_unmade(self, old: Iterable[dict]) -> None:
@@ -349,6 +352,7 @@ class Pipeline:
         from .quantize.ort_static import NO_OUTPUT_QDQ
 
         onnx = self.need("onnx-fp32")["onnx-fp32"]
+        self._check_eval_images()  # the images calibration keeps apart are the evaluation set's
         stage.sweep_scratch(self.workdir)  # a killed quantize's trial models, gone even when this one is reused
         try:
             recipe = stage.calibration_recipe(self.cfg, self.target)
@@ -401,6 +405,7 @@ class Pipeline:
         on_host = self.target.runs_on_this_host()[0]
         timed = [n for n, a in self.artifacts().items() if a.kind in RUNNABLE_KINDS and (on_host or a.kind == "onnx")]
         found = self.need("student", "onnx-fp32", "evalset", *timed)  # an artifact deleted or edited since is no artifact to time
+        self._check_eval_images()
         # on_host: a folder benched on the workstation (estimates) and copied to the device is measured there; the
         # host: one restored from a CI cache onto another runner, or run under other runtimes, is measured again
         def key(before: bool = False) -> str:
@@ -418,12 +423,25 @@ class Pipeline:
         # the older key left out an eval_dir's content: it stands for no bench that had one (a relabelling kept its figures)
         return self._run_stage("bench", key(), work, lambda: [] if self.cfg.bench.eval_dir else [key(before=True)])
 
-    def _bench_input_digests(self, before: bool = False) -> list:
-        """Content of files the bench config only names by path, so edits to them re-run bench: the labelled
-        eval_dir stamped as image sources are (by content, its class folders in the names)."""
-        from .artifacts import sha256_file
+    def _check_eval_images(self) -> None:
+        """bench.eval_images is export's: it wrote that many views into the evaluation set. Another count here
+        would be saved as the build's without changing the set (bench.json said 48 images under a config
+        saying 8), and the next build would re-export with it unasked."""
+        evalset = self.artifacts().get("evalset")
+        made, asked = (evalset.extra or {}).get("images") if evalset else None, self.cfg.bench.eval_images
+        if made is not None and made != asked:
+            again = shlex.join(["edgedistill", "build", "--out", str(self.workdir), "--set", f"bench.eval_images={asked}"])
+            raise EdgedistillError(f"bench.eval_images is {asked}, but the evaluation set export wrote in '{self.workdir}' has {made} images",
+                                   f"leave it at {made} (--set bench.eval_images={made}), or re-export with {asked}: {again}")
 
-        digests = [sha256_file(Path(p)) for p in self.cfg.bench.efficiency_from if Path(p).is_file()]
+    def _bench_input_digests(self, before: bool = False) -> list:
+        """Content of files the bench config only names by path, so edits to them re-run bench: efficiency_from's
+        bench.json files (a build folder's bench/bench.json, as bench reads it), the labelled eval_dir stamped as
+        image sources are (by content, its class folders in the names)."""
+        from .artifacts import sha256_file
+        from .bench.estimate.efficiency import bench_json
+
+        digests = [sha256_file(path) for path in map(bench_json, self.cfg.bench.efficiency_from) if path.is_file()]
         if self.cfg.bench.eval_dir and Path(self.cfg.bench.eval_dir).is_dir():
             root = Path(self.cfg.bench.eval_dir)
             digests.append(sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file()) if before
@@ -483,12 +501,26 @@ class Pipeline:
         """What --target takes to name this build's target: its bundled name, or the profile kept in the folder."""
         return str(self.workdir / TARGET_FILE) if self.manifest.data.get("target_file") else self.target.name
 
+    def _check_bench_inputs(self) -> None:
+        """What bench reads besides the build, checked as bench checks it: a missing efficiency_from file, an
+        eval_dir not in the labelled layout or a CPU this process cannot pin failed only once every model was made."""
+        from .bench.affinity import require_usable
+        from .bench.estimate.efficiency import load_samples
+        from .bench.labelled import list_labelled
+        from .list_settings import parse_cpus
+
+        load_samples(self.cfg.bench.efficiency_from)
+        if self.cfg.bench.eval_dir:
+            list_labelled(self.cfg.bench.eval_dir, self.cfg.bench.eval_max_images)
+        require_usable(parse_cpus(self.cfg.bench.pin_cpus))
+
     def build(self) -> dict:
         if "int8" in self.target.precisions:  # what quantize resolves: a typo there was found only after distillation and export
             from .quantize.calibration import check_source
             from .quantize.stage import calibration_recipe
 
             check_source(calibration_recipe(self.cfg, self.target), self.cfg.quantize.calibration or self.target.calibration)
+        self._check_bench_inputs()
         for stage in STAGES[:-1]:
             getattr(self, stage)()
         return self.report()

@@ -89,7 +89,7 @@ def test_cpu_peak_from_isa():
 
 
 def test_efficiency_is_learned_per_backend_then_global_then_prior():
-    doc = {"target": {"name": "x86-cpu"}, "artifacts": [
+    doc = {"target": {"name": "x86-cpu", "device": "CPU"}, "artifacts": [
         {"status": "measured", "backend": "onnxruntime", "precision": "fp32", "latency_ms": {"p50": 10.0}, "roofline_ms": 2.0},
         {"status": "measured", "backend": "openvino", "precision": "int8", "latency_ms": {"p50": 4.0}, "roofline_ms": 2.0},
         {"status": "estimated", "backend": "openvino", "precision": "fp32", "latency_ms": {"p50": 1.0}, "roofline_ms": 1.0},
@@ -101,22 +101,23 @@ def test_efficiency_is_learned_per_backend_then_global_then_prior():
     assert fitted["global"] == pytest.approx((0.2 * 0.5) ** 0.5, abs=1e-4)
     assert choose(samples, "x86-cpu", "onnxruntime", "fp32") == (pytest.approx(0.2), "learned from 1 onnxruntime/fp32 run(s) measured on x86-cpu")
     assert "all backends" in choose(samples, "x86-cpu", "openvino", "fp32")[1]
-    eff, source = choose(samples, "jetson-orin", "tensorrt", "fp16")
-    assert "another device" in source and eff == pytest.approx(fitted["global"], abs=1e-4)
+    eff, source = choose(samples, "arm64-cpu", "onnxruntime", "int8", "CPU")
+    assert "another CPU device" in source and eff == pytest.approx(fitted["global"], abs=1e-4)
     assert choose([], "jetson-orin", "tensorrt", "fp16") == (PRIOR_EFFICIENCY, pytest.approx("prior, not learned (set bench.efficiency_from to a measured bench.json)"))
     assert choose([Sample("jetson-orin", "tensorrt", "int8", 0.1, "f")], "jetson-orin", "tensorrt", "int8")[0] == pytest.approx(0.1)
 
 
 def test_int8_row_on_a_device_with_only_an_int8_peak_times_its_float_ops_by_bytes(tmp_path):
     """intel-npu publishes 11 INT8 TOPS and no float peak: its int8 row is estimated (the Relu timed by its
-    bytes), its fp32 row stays pending with a sentence naming the missing figure, not a dict."""
+    bytes, 2 per value: the NPU computes f16), its fp32 row stays pending with a sentence naming the missing
+    figure, not a dict: the fp16 peak, the precision the NPU runs an fp32 IR in."""
     from edgedistill.bench.estimate.apply import estimate_row
 
     paths = {"onnx-fp32": embedder(tmp_path / "m.onnx", size=16, dim=32)}
     peaks = Peaks(None, None, 11.0, 119.5, "npu")
     int8 = {"name": "openvino-int8", "backend": "openvino", "precision": "int8", "status": "pending", "batch": 1, "notes": ""}
     assert estimate_row(int8, paths, peaks, "intel-npu", "NPU", [])
-    costs = op_costs(paths["onnx-fp32"], 1, "fp32", int8_ops=True)
+    costs = op_costs(paths["onnx-fp32"], 1, "fp16", int8_ops=True)
     expected = sum(c.bytes / 119.5e9 if c.precision != "int8" else max(c.flops / 11e12, c.bytes / 119.5e9) for c in costs) * 1e3
     assert int8["status"] == "estimated" and int8["estimate"]["roofline_ms"] == pytest.approx(expected, rel=1e-5)
     assert int8["estimate"]["float_ops_memory_bound"] == 1  # the Relu
@@ -124,8 +125,8 @@ def test_int8_row_on_a_device_with_only_an_int8_peak_times_its_float_ops_by_byte
     fp32 = {"name": "openvino-fp32", "backend": "openvino", "precision": "fp32", "status": "pending", "batch": 1, "notes": "run on the device"}
     assert not estimate_row(fp32, paths, peaks, "intel-npu", "NPU", [])
     assert fp32["status"] == "pending" and "estimate" not in fp32
-    assert fp32["notes"] == ("run on the device; no estimate: the target profile intel-npu gives no fp32 peak "
-                             "(set peak_tflops_fp32 in it to estimate this row)")
+    assert fp32["notes"] == ("run on the device; no estimate: the target profile intel-npu gives no fp16 peak "
+                             "(set peak_tflops_fp16 in it to estimate this row)")
 
 
 def test_onnxruntime_on_a_gpu_runs_a_qdq_graph_unfused_in_fp32(tmp_path):

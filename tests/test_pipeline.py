@@ -220,11 +220,17 @@ def test_a_value_a_stage_refuses_is_not_saved_into_the_build(tiny_build, tmp_pat
     assert Manifest.load(out).data["config"]["bench"]["pin_cpus"] == []
     assert main(["bench", str(out)]) == 0 and Manifest.load(out).data["status"] == "complete"
 
-    # a run whose first stages succeed keeps their sections, not the typo in a later one
+    # a run whose first stages succeed keeps their sections, not the mistake in a later one (build checks the pins
+    # before its first stage: images it cannot decode, only bench finds)
+    undecodable = tmp_path / "labelled"
+    for label in ("a", "b"):
+        (undecodable / label).mkdir(parents=True)
+        for i in range(2):
+            (undecodable / label / f"{i}.png").write_bytes(b"not a png")
     assert main(["build", "--out", str(out), "--set", "export.opset=18", "--set", "bench.iterations=6",
-                 "--set", "bench.pin_cpus=999"]) == 2  # export re-runs and succeeds, bench refuses
+                 "--set", f"bench.eval_dir={undecodable}"]) == 2  # export re-runs and succeeds, bench refuses
     saved = Manifest.load(out).data["config"]
-    assert saved["export"]["opset"] == 18 and saved["bench"]["pin_cpus"] == [] and saved["bench"]["iterations"] == 5
+    assert saved["export"]["opset"] == 18 and saved["bench"]["eval_dir"] is None and saved["bench"]["iterations"] == 5
     assert main(["bench", str(out)]) == 0
 
 

@@ -28,5 +28,5 @@ def test_a_row_without_bandwidth_stays_pending_naming_the_field(tmp_path):
                             "(set bandwidth_gbs in it to estimate this row)")
     fp32 = {"name": "openvino-fp32", "backend": "openvino", "precision": "fp32", "status": "pending", "batch": 1, "notes": ""}
     assert not estimate_row(fp32, paths, Peaks(None, None, 48.0, None, "npu"), "lnl-npu", "NPU", [])
-    assert fp32["notes"] == ("no estimate: the target profile lnl-npu gives no fp32 peak and no memory bandwidth "
-                             "(set peak_tflops_fp32 and bandwidth_gbs in it to estimate this row)")
+    assert fp32["notes"] == ("no estimate: the target profile lnl-npu gives no fp16 peak and no memory bandwidth "  # the NPU runs floats in f16
+                             "(set peak_tflops_fp16 and bandwidth_gbs in it to estimate this row)")

@@ -77,6 +77,7 @@ def device_for(backend: str, target: TargetProfile) -> str:
 
 
 def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target: TargetProfile) -> Artifact:
+    file_samples = load_samples(cfg.bench.efficiency_from)  # before timing: a missing file failed once every artifact was timed
     plan = _plan(cfg, artifacts, workdir, target)
     on_host, why_not = target.runs_on_this_host()
     host = describe_host()
@@ -93,7 +94,6 @@ def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target:
         raise EdgedistillError(f"every artifact failed to run here, e.g. {rows[0]['name']}: {rows[0].get('notes') or 'no reason given'}",
                                "fix that cause (bench settings, runtime installation), then run edgedistill bench again")
     onnx_paths = {a.name: a.abspath(workdir) for a in artifacts.values() if a.kind == "onnx"}
-    file_samples = load_samples(cfg.bench.efficiency_from)
     peaks = from_target(target) or (host_cpu(host, plan.threads or len(plan.cpus) or host.get("cores_physical") or 1) if on_host else None)
     if on_host:
         if peaks is not None:
@@ -102,7 +102,12 @@ def run(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, target:
     else:
         rows = device_rows(artifacts, rows, target, why_not, plan.batch)
         for row in rows:  # a row at a batch its engine rejects stays pending: its note says why
-            if row["status"] == "pending" and peaks is not None and not batch_outside_engine(row["backend"], row["batch"], target):
+            if row["status"] != "pending" or batch_outside_engine(row["backend"], row["batch"], target):
+                continue
+            if peaks is None:  # a profile with no published figures at all: said, as a profile missing one of them is
+                row["notes"] = f"{row.get('notes', '')}; no estimate: the target profile {target.name} gives no peak figures (set " \
+                               "peak_tflops_fp32, peak_tflops_fp16 or peak_tops_int8, and bandwidth_gbs, in it to estimate its rows)".lstrip("; ")
+            else:
                 estimate_row(row, onnx_paths, peaks, target.name, target.device, file_samples)
     run_samples = samples_of({"target": {"name": target.name}, "artifacts": rows}, "this run")
     bench = {

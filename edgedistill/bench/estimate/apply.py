@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...backends.openvino_backend import AUTO_HINTS
 from ...device_names import device_family
 from .efficiency import choose
 from .graph_cost import QDQ_OPS, op_costs, sig, summarize
@@ -23,9 +24,13 @@ def qdq_fused(backend: str, device: str) -> bool:
 
 
 def float_precision(precision: str, device: str, peaks: Peaks, backend: str = "") -> str:
-    """The precision non-quantized ops run in: fp16 for fp16 engines, and for int8 engines on
-    accelerators with an fp16 peak (TensorRT/OpenVINO GPU fall back to fp16 there), else fp32
-    (ONNX Runtime's CUDA provider runs a graph in the float type it was exported in)."""
+    """The precision non-quantized ops run in. OpenVINO: the INFERENCE_PRECISION_HINT bench compiles with
+    (openvino_backend.AUTO_HINTS: f32 on CPU, GPU and AUTO, whatever the IR's weights; none on the NPU, which
+    computes f16). Otherwise fp16 for fp16 engines, and for int8 engines on accelerators with an fp16 peak
+    (TensorRT's int8 engines fall back to fp16 there), else fp32 (ONNX Runtime's CUDA provider runs a graph
+    in the float type it was exported in)."""
+    if backend == "openvino":
+        return "fp32" if AUTO_HINTS.get(device_family(device)) == "f32" else "fp16"
     if precision == "fp16":
         return "fp16"
     if precision == "int8" and device_family(device) != "CPU" and peaks.tflops_fp16 and qdq_fused(backend, device):
@@ -68,10 +73,12 @@ def no_estimate_note(detail: dict, target: str) -> str:
     lacks = [] if missing is None else [(f"{missing} peak", "peak_tops_int8" if missing == "int8" else f"peak_tflops_{missing}")]
     if detail.get("missing_bandwidth"):
         lacks.append(("memory bandwidth", "bandwidth_gbs"))
-    if not lacks:
-        return "no estimate: there is no ONNX graph of this artifact to cost"
-    return (f"no estimate: the target profile {target} gives no {' and no '.join(w for w, _ in lacks)} "
-            f"(set {' and '.join(f for _, f in lacks)} in it to estimate this row)")
+    reasons = [f"the target profile {target} gives no {' and no '.join(w for w, _ in lacks)} "
+               f"(set {' and '.join(f for _, f in lacks)} in it to estimate this row)"] if lacks else []
+    if detail.get("unknown_shapes"):
+        reasons.append(f"{detail['unknown_shapes']} ops with unknown shapes in the ONNX graph (neither shape inference nor "
+                       "an ONNX Runtime run of it resolved them; costed at 0 they would make the estimate too fast)")
+    return f"no estimate: {'; '.join(reasons)}" if reasons else "no estimate: there is no ONNX graph of this artifact to cost"
 
 
 def add_roofline(rows: list[dict], onnx_paths: dict[str, Path], peaks: Peaks, device: str) -> None:
@@ -89,7 +96,7 @@ def estimate_row(row: dict, onnx_paths: dict[str, Path], peaks: Peaks, target: s
     if ms is None:
         row["notes"] = f"{row.get('notes', '')}; {no_estimate_note(detail, target)}".lstrip("; ")
         return False
-    eff, source = choose(samples, target, row.get("backend", ""), row.get("precision", ""))
+    eff, source = choose(samples, target, row.get("backend", ""), row.get("precision", ""), device)
     p50 = ms / eff
     batch = row.get("batch") or 1
     row.update(status="estimated", threads=None,
@@ -123,6 +130,6 @@ def predict_measured(rows: list[dict], samples: list, target: str) -> None:
         roof, p50 = row.get("roofline_ms"), (row.get("latency_ms") or {}).get("p50")
         if row.get("status") != "measured" or not roof or not p50 or not samples:
             continue
-        eff, source = choose(samples, target, row.get("backend", ""), row.get("precision", ""))
+        eff, source = choose(samples, target, row.get("backend", ""), row.get("precision", ""), row.get("device") or "")
         est = roof / eff
         row["estimate"] = {"p50_ms": sig(est), "error_pct": round((est - p50) / p50 * 100.0, 2), "efficiency": sig(eff), "efficiency_source": source}

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ...backends import get_backend
+from ...errors import EdgedistillError
 from ..latency import measure_latency
 from .graph_cost import op_costs, sig, summarize
 from .peaks import Peaks
@@ -53,6 +54,8 @@ def cross_check(calibrate: Path, others: list[Path], peaks: Peaks, threads: int 
     for path in paths:
         costs = op_costs(path, batch=timing.get("batch", 1))
         ms, detail = roofline_ms(costs, peaks)
+        if ms is None:
+            raise EdgedistillError(f"cannot cost {Path(path).name} on these peaks: {detail}", "check it with a model whose ONNX graph has static shapes")
         roofs.append(ms)
         details.append({**summarize(costs), **detail})
     efficiency = roofs[0] / measured[0]

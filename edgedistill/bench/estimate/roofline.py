@@ -12,9 +12,13 @@ from .peaks import Peaks
 
 def roofline_ms(costs: list[OpCost], peaks: Peaks, float_memory_bound: bool = False) -> tuple[float | None, dict]:
     """(milliseconds, breakdown); None when the device has no compute peak for a precision used, or no
-    bandwidth (timed by compute alone, a ViT came out many times too fast): the breakdown names what is missing.
+    bandwidth (timed by compute alone, a ViT came out many times too fast), or some ops' shapes are unknown
+    (graph_cost.op_costs): the breakdown names what is missing.
     `float_memory_bound` times float ops with no peak by their bytes alone (see apply.roofline_for)."""
     missing = {} if peaks.bandwidth_gbs else {"missing_bandwidth": True}
+    unknown = sum(c.unknown for c in costs)
+    if unknown:  # costed at 0, a Swin lost most of its FLOPs: no figure beats a wrong one
+        missing["unknown_shapes"] = unknown
     lacking = next((c.precision for c in costs if peaks.compute(c.precision) is None and not (float_memory_bound and c.precision != "int8")), None)
     if lacking is not None:
         missing["missing_peak"] = lacking
