@@ -254,6 +254,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
                                    f"quote it in YAML (e.g. '{written.text}'), so it stays text as written, or write a plain decimal number")
         return items
     if annotation is dict:  # the model_args fields
+        if value is None:  # `--set student.model_args=` clears it, as it does a list
+            return {}
         if not isinstance(value, dict):
             raise EdgedistillError(f"config '{where}' must be a mapping, got {value!r}", "use key: value pairs")
         return {key: _model_arg(item, f"{where}.{key}") for key, item in value.items()}
@@ -398,18 +400,21 @@ def _check_op_types(where: str, op_types: tuple) -> None:
                                    f"write it as {spelled}" if spelled else "use ONNX op type names, e.g. [MatMul, Gemm, Conv]")
 
 
-def _set_by_edgedistill(where: str) -> dict[str, str]:
-    """model_args keys edgedistill passes to timm.create_model itself (models/timm_create.py, models/student.py),
-    each with what to do instead: given twice, {pretrained: true} crashed and {num_classes: 10} or {img_size: 224}
-    silently lost to, or overrode, edgedistill's own value."""
+_NEVER = object()  # no value of the key is what edgedistill passes itself
+
+
+def _set_by_edgedistill(where: str) -> dict[str, tuple[object, str]]:
+    """model_args keys edgedistill passes to timm.create_model itself (models/timm_create.py, models/student.py):
+    key -> (the value edgedistill passes, which is harmless there, as built folders hold {num_classes: 0}; what to
+    do instead). Given otherwise, {pretrained: true} crashed and {num_classes: 10} silently lost to edgedistill's
+    value. img_size is checked with the section's own img_size (_check_model_img_size)."""
     section = where.removesuffix(".model_args")  # teacher.extra[1].model_args -> teacher.extra[1]
-    keys = {"img_size": f"set {section}.img_size instead"}
     if section.startswith("teacher"):
-        return keys | {"pretrained": f"set {section}.pretrained instead"}
+        return {"pretrained": (_NEVER, f"set {section}.pretrained instead")}
     drop = f"drop it from {where}"
-    return keys | {"pretrained": f"{drop}: students start from random weights",
-                   "num_classes": f"{drop}: the student is built headless (num_classes=0) and gets edgedistill's heads",
-                   "pretrained_cfg_overlay": f"{drop}: edgedistill sets it to load the saved student"}
+    return {"pretrained": (False, f"{drop}: students start from random weights"),
+            "num_classes": (0, f"{drop}: the student is built headless (num_classes=0) and gets edgedistill's heads"),
+            "pretrained_cfg_overlay": (_NEVER, f"{drop}: edgedistill sets it to load the saved student")}
 
 
 def _check_model_args(where: str, args: dict) -> None:
@@ -421,8 +426,8 @@ def _check_model_args(where: str, args: dict) -> None:
             hint = f"{{{str(key).replace(':', ': ', 1)}}}" if ":" in str(key) else "{depth: 2}"
             raise EdgedistillError(f"config '{where}' has the key {key!r}, which is no keyword argument",
                                    f"write key: value with a space after the colon, e.g. {hint}")
-        if key in own:
-            raise EdgedistillError(f"config '{where}' has {key}, which edgedistill sets itself", own[key])
+        if key in own and not (value == own[key][0] and type(value) is type(own[key][0])):  # 0, not False, for num_classes
+            raise EdgedistillError(f"config '{where}' has {key}: {value!r}, which edgedistill sets itself", own[key][1])
         if value is None:
             raise EdgedistillError(f"config '{where}.{key}' has no value, and timm would ignore it",
                                    f"give {key} a value, or leave it out for the model's default")
@@ -503,7 +508,18 @@ def load_config(path: str | Path | None = None, overrides: tuple[str, ...] | lis
     cfg = from_dict(BuildConfig, data)
     _check_something_is_learned(cfg)
     _check_bench_lists(cfg)
+    _check_model_img_size(cfg)
     return cfg
+
+
+def _check_model_img_size(cfg: BuildConfig) -> None:
+    """model_args' img_size where the section sets img_size too: timm got it twice and the build failed after
+    the config was accepted (a teacher left at its default size, img_size null, may pass it in model_args)."""
+    sections = [("student", cfg.student)] + [("teacher" if i == 0 else f"teacher.extra[{i - 1}]", t) for i, t in enumerate(teacher_list(cfg.teacher))]
+    for name, section in sections:
+        if "img_size" in section.model_args and section.img_size is not None:
+            raise EdgedistillError(f"config '{name}.model_args' has img_size, and {name}.img_size is {section.img_size}",
+                                   f"set {name}.img_size instead, and drop img_size from {name}.model_args")
 
 
 def teacher_list(cfg: TeacherConfig) -> list[TeacherConfig]:

@@ -55,6 +55,9 @@ def check_name_fits(setting: str, given: str) -> None:
     with input_path(setting, given):
         try:
             os.lstat(os.path.expanduser(given))
+        except ValueError:  # a NUL byte ("\0" in YAML): no file system holds it
+            raise EdgedistillError(f"{setting} {given!r} holds a NUL character, which no file or folder name can contain",
+                                   f"remove it from {setting}") from None
         except OSError as exc:
             if exc.errno == errno.ENAMETOOLONG:
                 raise

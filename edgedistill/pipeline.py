@@ -408,20 +408,26 @@ class Pipeline:
         self._check_eval_images()
         # on_host: a folder benched on the workstation (estimates) and copied to the device is measured there; the
         # host: one restored from a CI cache onto another runner, or run under other runtimes, is measured again
-        def key(before: bool = False) -> str:
+        def key(before: bool = False, files_only: bool = False) -> str:
             """`before`: as keyed before a student was its weights (its folder holds train_log.csv's timings, so a
-            re-training to the same weights re-ran bench) and the eval_dir its names and sizes (a relabelling kept it)."""
+            re-training to the same weights re-ran bench) and the eval_dir its names and sizes (a relabelling kept it).
+            `files_only`: as keyed before a build folder in efficiency_from was (its bench.json left out)."""
             inputs = sorted(model_digest(a) if name == "student" and not before else a.sha256
                             for name, a in found.items() if name != "bench")  # not its own last output: it never matched
-            return _key(self.cfg.section_hash("bench"), self.target, inputs, self._bench_input_digests(before), on_host, measuring_host())
+            return _key(self.cfg.section_hash("bench"), self.target, inputs, self._bench_input_digests(before, files_only), on_host,
+                        measuring_host())
 
         def work():
             from .bench import stage  # estimates' graph costing imports onnx: only when bench runs
 
             return [stage.run(self.cfg, self.artifacts(), self.workdir, self.target)]
 
-        # the older key left out an eval_dir's content: it stands for no bench that had one (a relabelling kept its figures)
-        return self._run_stage("bench", key(), work, lambda: [] if self.cfg.bench.eval_dir else [key(before=True)])
+        # the older keys: one that left out an eval_dir's content stands for no bench that had one (a relabelling kept
+        # its figures); one that left out a build folder's bench.json in efficiency_from stands for the figures it made
+        folders = any(Path(p).is_dir() for p in self.cfg.bench.efficiency_from)
+        return self._run_stage("bench", key(), work, lambda: [
+            *([key(files_only=True)] if folders else []),
+            *([] if self.cfg.bench.eval_dir else [key(before=True), *([key(before=True, files_only=True)] if folders else [])])])
 
     def _check_eval_images(self) -> None:
         """bench.eval_images is export's: it wrote that many views into the evaluation set. Another count here
@@ -434,14 +440,15 @@ class Pipeline:
             raise EdgedistillError(f"bench.eval_images is {asked}, but the evaluation set export wrote in '{self.workdir}' has {made} images",
                                    f"leave it at {made} (--set bench.eval_images={made}), or re-export with {asked}: {again}")
 
-    def _bench_input_digests(self, before: bool = False) -> list:
+    def _bench_input_digests(self, before: bool = False, files_only: bool = False) -> list:
         """Content of files the bench config only names by path, so edits to them re-run bench: efficiency_from's
         bench.json files (a build folder's bench/bench.json, as bench reads it), the labelled eval_dir stamped as
         image sources are (by content, its class folders in the names)."""
         from .artifacts import sha256_file
         from .bench.estimate.efficiency import bench_json
 
-        digests = [sha256_file(path) for path in map(bench_json, self.cfg.bench.efficiency_from) if path.is_file()]
+        named = [Path(p) for p in self.cfg.bench.efficiency_from] if files_only else map(bench_json, self.cfg.bench.efficiency_from)
+        digests = [sha256_file(path) for path in named if path.is_file()]
         if self.cfg.bench.eval_dir and Path(self.cfg.bench.eval_dir).is_dir():
             root = Path(self.cfg.bench.eval_dir)
             digests.append(sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file()) if before

@@ -187,8 +187,9 @@ def load_target(name_or_path: str) -> TargetProfile:
     """Load a bundled target by name or a user profile by file path."""
     path = Path(name_or_path).expanduser()  # a quoted '~/x.yaml', or one from a config file, no shell expanded
     with input_path("--target", name_or_path):
-        by_path = path.suffix in (".yaml", ".yml") or path.exists()
         is_file, is_dir = path.is_file(), path.is_dir()
+    # a bundled name beats a folder of that name here: `--out x86-cpu` is a usual build folder name
+    by_path = path.suffix in (".yaml", ".yml") or is_file or (is_dir and name_or_path not in bundled_names("targets"))
     if by_path:
         if is_dir:
             raise EdgedistillError(f"target '{path}' is a folder, not a profile file", "pass a bundled target name (edgedistill targets) or a YAML profile file")

@@ -75,6 +75,19 @@ def test_a_build_folder_in_efficiency_from_is_in_bench_key(build, tmp_path, monk
     assert named._bench_input_digests() == [sha256_file(reference / "bench" / "bench.json")]
 
 
+def test_a_bench_keyed_when_a_folder_in_efficiency_from_was_not_read_is_kept(build, tmp_path, monkeypatch):
+    """Builds benched before the folder's bench.json was in the key (it was left out) keep their figures: an
+    upgrade re-timed every artifact, and on a noisy host changed them, with nothing changed."""
+    reference = tmp_path / "ref"
+    (reference / "bench").mkdir(parents=True)
+    shutil.copyfile(build / "bench" / "bench.json", reference / "bench" / "bench.json")
+    folder = [f"bench.efficiency_from=[{reference}]"]
+    key, older = stage_keys(monkeypatch, build, "bench", overrides=folder)
+    monkeypatch.setattr(Pipeline, "_bench_input_digests", lambda self, before=False, files_only=False: [])  # as that code read it
+    was, _ = stage_keys(monkeypatch, build, "bench", overrides=folder)
+    assert was != key and was in older
+
+
 def test_the_efficiency_from_flag_takes_a_build_folder(build, tmp_path, monkeypatch, capsys):
     reference = tmp_path / "ref"
     (reference / "bench").mkdir(parents=True)

@@ -104,13 +104,35 @@ def test_efficiency_from_entries_must_be_paths(value):
 @pytest.mark.parametrize("override,fix", [
     ("student.model_args={pretrained: true}", "students start from random weights"),  # was KeyError, exit 3
     ("student.model_args={num_classes: 10}", "built headless"),  # was silently 0
-    ("student.model_args={img_size: 224}", "set student.img_size instead"),  # silently overrode student.img_size
     ("teacher.model_args={pretrained: false}", "set teacher.pretrained instead"),
-    ("teacher.model_args={img_size: 224}", "set teacher.img_size instead"),
-    ("teacher.extra=[{name: vit_tiny_patch16_224, model_args: {img_size: 64}}]", "set teacher.extra\\[0\\].img_size instead"),
 ])
 def test_model_args_edgedistill_sets_itself_are_refused(override, fix):
-    _refused(f"has (pretrained|num_classes|img_size), which edgedistill sets itself \\(fix: .*{fix}", load_config, None, [override])
+    _refused(f"has (pretrained|num_classes): .*, which edgedistill sets itself \\(fix: .*{fix}", load_config, None, [override])
+
+
+@pytest.mark.parametrize("args", ["{num_classes: 0}", "{pretrained: false}"])
+def test_model_args_a_student_folder_built_with_what_edgedistill_passes_anyway_still_load(args):
+    """timm's headless idiom, as folders built before the check hold it: refusing it would cost a re-training."""
+    assert load_config(None, [f"student.model_args={args}"]).student.model_args
+
+
+@pytest.mark.parametrize("overrides,section", [
+    (["student.model_args={img_size: 224}"], "student"),  # timm got img_size twice
+    (["teacher.img_size=224", "teacher.model_args={img_size: 224}"], "teacher"),
+    (["teacher.extra=[{name: vit_tiny_patch16_224, img_size: 32, model_args: {img_size: 64}}]"], "teacher.extra\\[0\\]"),
+])
+def test_model_args_img_size_beside_the_sections_own_is_refused(overrides, section):
+    _refused(f"'{section}.model_args' has img_size, and {section}.img_size is \\d+ \\(fix: set {section}.img_size instead", load_config, None, overrides)
+
+
+def test_a_student_with_pretrained_false_in_model_args_builds():
+    from edgedistill.models.student import create_backbone  # timm got pretrained twice: a TypeError
+
+    assert create_backbone("vit_tiny_patch16_224", 32, {"pretrained": False, "depth": 1, "patch_size": 8}) is not None
+
+
+def test_a_teacher_at_its_default_size_may_pass_img_size_in_model_args():
+    assert load_config(None, ["teacher.model_args={img_size: 224}"]).teacher.model_args == {"img_size": 224}
 
 
 def test_teacher_num_classes_stays_allowed():
@@ -155,3 +177,20 @@ def test_extra_teachers_keep_what_was_written_through_the_manifest():
     saved = json.loads(json.dumps(cfg.to_dict()))
     extra = teacher_list(load_config(None, [], base={"teacher": saved["teacher"]}).teacher)[1]
     assert (extra.checkpoint, extra.img_size, extra.model_args) == ("2024_01", 64, {"drop_path_rate": 0.1})
+
+
+def test_an_empty_model_args_clears_it():
+    assert load_config(None, ["student.model_args={depth: 2}", "student.model_args="]).student.model_args == {}
+
+
+def test_a_nul_in_a_path_setting_is_a_one_line_error():
+    _refused("config 'data.source' '.*' holds a NUL character", load_config, None, ['data.source="imgs\\0x"'])  # was a crash, exit 3
+
+
+def test_a_bundled_target_name_beats_a_folder_of_that_name(tmp_path, monkeypatch):
+    """`--out x86-cpu` is a usual build folder name; from its parent the target name read as that folder."""
+    from edgedistill.targets import load_target
+
+    (tmp_path / "x86-cpu").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_target("x86-cpu").device == "CPU"

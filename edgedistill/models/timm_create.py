@@ -19,7 +19,8 @@ NAME_HELP = {
 def create_timm_model(role: str, name: str, pretrained: bool, img_size: int | None, model_args: dict, **extra) -> nn.Module:
     """`role` (teacher or student) names the config section in errors. img_size goes to the families
     that take it; most CNNs do not, and their data config sets the input size instead."""
-    kwargs = {**dict(model_args), **extra}
+    # a student's {pretrained: false} is what edgedistill passes anyway (config._set_by_edgedistill): not twice
+    kwargs = {**{k: v for k, v in dict(model_args).items() if k != "pretrained"}, **extra}
     offline = None
     try:
         with offline_if_hub_unreachable() if pretrained else nullcontext() as offline:
