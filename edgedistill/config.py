@@ -517,7 +517,8 @@ def _check_model_img_size(cfg: BuildConfig) -> None:
     the config was accepted (a teacher left at its default size, img_size null, may pass it in model_args)."""
     sections = [("student", cfg.student)] + [("teacher" if i == 0 else f"teacher.extra[{i - 1}]", t) for i, t in enumerate(teacher_list(cfg.teacher))]
     for name, section in sections:
-        if "img_size" in section.model_args and section.img_size is not None:
+        given = section.model_args.get("img_size")
+        if given is not None and section.img_size is not None and not (given == section.img_size and type(given) is int):
             raise EdgedistillError(f"config '{name}.model_args' has img_size, and {name}.img_size is {section.img_size}",
                                    f"set {name}.img_size instead, and drop img_size from {name}.model_args")
 

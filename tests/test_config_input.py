@@ -110,15 +110,15 @@ def test_model_args_edgedistill_sets_itself_are_refused(override, fix):
     _refused(f"has (pretrained|num_classes): .*, which edgedistill sets itself \\(fix: .*{fix}", load_config, None, [override])
 
 
-@pytest.mark.parametrize("args", ["{num_classes: 0}", "{pretrained: false}"])
+@pytest.mark.parametrize("args", ["{num_classes: 0}", "{pretrained: false}", "{img_size: 112}"])
 def test_model_args_a_student_folder_built_with_what_edgedistill_passes_anyway_still_load(args):
     """timm's headless idiom, as folders built before the check hold it: refusing it would cost a re-training."""
     assert load_config(None, [f"student.model_args={args}"]).student.model_args
 
 
 @pytest.mark.parametrize("overrides,section", [
-    (["student.model_args={img_size: 224}"], "student"),  # timm got img_size twice
-    (["teacher.img_size=224", "teacher.model_args={img_size: 224}"], "teacher"),
+    (["student.model_args={img_size: 224}"], "student"),  # timm got img_size twice, and ran the model_args one
+    (["teacher.img_size=224", "teacher.model_args={img_size: 256}"], "teacher"),
     (["teacher.extra=[{name: vit_tiny_patch16_224, img_size: 32, model_args: {img_size: 64}}]"], "teacher.extra\\[0\\]"),
 ])
 def test_model_args_img_size_beside_the_sections_own_is_refused(overrides, section):
@@ -194,3 +194,21 @@ def test_a_bundled_target_name_beats_a_folder_of_that_name(tmp_path, monkeypatch
     (tmp_path / "x86-cpu").mkdir()
     monkeypatch.chdir(tmp_path)
     assert load_target("x86-cpu").device == "CPU"
+
+
+def test_a_student_json_holds_no_key_the_readme_snippet_passes_itself():
+    """student.json's model_args go to timm.create_model beside num_classes=0, pretrained=True and img_size (README):
+    {num_classes: 0} there raised 'got multiple values for keyword argument'."""
+    from edgedistill.models.timm_create import without_own_keys
+
+    args = load_config(None, ["student.model_args={num_classes: 0, pretrained: false, img_size: 112, depth: 2}"]).student.model_args
+    assert without_own_keys(args, 112) == {"depth": 2}
+    assert without_own_keys({"num_classes": 0, "img_size": 448}, None, keep=("num_classes",)) == {"num_classes": 0, "img_size": 448}
+
+
+def test_a_teacher_at_its_default_size_built_larger_through_model_args_runs_at_that_size():
+    from edgedistill.config import TeacherConfig
+    from edgedistill.models.teacher import create_teacher
+
+    teacher = create_teacher(TeacherConfig(name="vit_tiny_patch16_224", pretrained=False, model_args={"img_size": 64, "depth": 1}))
+    assert list(teacher.data_config["input_size"][1:]) == [64, 64]  # its data config said 224, and the first forward failed

@@ -136,7 +136,9 @@ def create_teacher(cfg: TeacherConfig) -> Teacher:
         model = create_open_clip_visual(cfg.name, cfg.pretrained, cfg.checkpoint)
     else:
         model = _create_timm(cfg)
-    return Teacher(model, cfg.name, cfg.img_size, cfg.weight, dict(cfg.model_args))
+    # a teacher left at its default size (img_size null) may be built at another through model_args: it runs at that
+    size = cfg.img_size or cfg.model_args.get("img_size")
+    return Teacher(model, cfg.name, size, cfg.weight, dict(cfg.model_args))
 
 
 TEACHER_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
