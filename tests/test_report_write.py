@@ -104,12 +104,12 @@ def test_summary_table_of_a_comparison_names_targets_and_estimates():
     assert "jetson-orin" in text and "≈1.90" in text and "estimated, not measured" in text
 
 
-def test_report_stage_never_imports_runtimes_or_the_cli():
+def test_report_stage_never_imports_runtimes_or_the_cli(tmp_path):
     code = (
-        "import json, sys, tempfile, pathlib\n"
+        "import json, sys, pathlib\n"
         "import edgedistill.report as R\n"
         f"b = json.loads(pathlib.Path({str(DATA / 'report_sample_bench.json')!r}).read_text())\n"
-        "R.write_report(R.make_report(b), pathlib.Path(tempfile.mkdtemp()))\n"
+        f"R.write_report(R.make_report(b), pathlib.Path({str(tmp_path)!r}))\n"  # not mkdtemp: it was left behind
         "R.check_gates(b, max_latency_ms=1, min_cosine=1, max_size_mb=1)\n"
         "R.summary_table(b)\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'onnxruntime', 'openvino', 'tensorrt'}"
