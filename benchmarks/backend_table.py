@@ -32,6 +32,9 @@ from edgedistill.quantize.fidelity import Budget
 from edgedistill.quantize.nncf_ov import quantize_openvino_int8
 from edgedistill.targets import load_target
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or imported by the tests
+from doc_markers import replace_between  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "backends.md"
 START, END = "<!-- backend-table:start -->", "<!-- backend-table:end -->"
@@ -130,13 +133,6 @@ def markdown(rows: list[dict], host: dict, command: str, notes: dict) -> str:
     return "\n".join(lines)
 
 
-def write_doc(table: str) -> None:
-    text = DOC.read_text() if DOC.is_file() else f"# Backends\n\n{START}\n{END}\n"
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    DOC.write_text(f"{head}{START}\n{table}\n{END}{tail}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build", type=Path, default=ROOT / "runs" / "bench-backends")
@@ -158,7 +154,7 @@ def main() -> None:
     (args.build / "backend_table.json").write_text(json.dumps({"rows": rows, "notes": notes}, indent=2, default=str))
     print(table)
     if not args.no_doc:
-        write_doc(table)
+        replace_between(DOC, START, END, table, template=f"# Backends\n\n{START}\n{END}\n")
         print(f"wrote {DOC}")
 
 

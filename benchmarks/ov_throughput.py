@@ -34,6 +34,7 @@ from edgedistill.bench.throughput import batch_of, sweep
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backend_table import ensure_build  # noqa: E402  (same build as the backend table)
+from doc_markers import replace_between  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarking.md"
@@ -111,15 +112,6 @@ def markdown(rows: list[dict], host: dict, command: str, rounds: int, seconds: i
     return "\n".join(lines)
 
 
-def write_doc(table: str) -> None:
-    text = DOC.read_text()
-    if START not in text:
-        raise SystemExit(f"{DOC} has no {START} marker to write the table under")
-    head, _, rest = text.partition(START)
-    _, _, tail = rest.partition(END)
-    DOC.write_text(f"{head}{START}\n{table}\n{END}{tail}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", type=Path, default=ROOT / "runs" / "bench-backends")
@@ -135,7 +127,7 @@ def main() -> None:
     table = markdown(rows, describe_host(), command, args.rounds, args.seconds)
     print(table)
     if not args.no_doc:
-        write_doc(table)
+        replace_between(DOC, START, END, table)
 
 
 if __name__ == "__main__":

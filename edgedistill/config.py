@@ -24,6 +24,7 @@ from .data.augment_policy import EXAMPLE as AA_EXAMPLE, auto_augment_error
 from .errors import EdgedistillError, check_name_fits
 from .yaml_files import WrittenInt, load_yaml, read_yaml_mapping, yaml_problem
 from .list_settings import parse_batch_sizes, parse_cpus
+from .models.own_args import own_keys
 
 OFFLINE_TEACHER = "efficientnet_lite0.offline"
 CACHE_DTYPES = ("float16", "bfloat16", "float32")  # teacher cache storage: fp16 keeps more precision, bf16 and fp32 the range of outlier channels
@@ -400,21 +401,18 @@ def _check_op_types(where: str, op_types: tuple) -> None:
                                    f"write it as {spelled}" if spelled else "use ONNX op type names, e.g. [MatMul, Gemm, Conv]")
 
 
-_NEVER = object()  # no value of the key is what edgedistill passes itself
-
-
 def _set_by_edgedistill(where: str) -> dict[str, tuple[object, str]]:
-    """model_args keys edgedistill passes to timm.create_model itself (models/timm_create.py, models/student.py):
-    key -> (the value edgedistill passes, which is harmless there, as built folders hold {num_classes: 0}; what to
-    do instead). Given otherwise, {pretrained: true} crashed and {num_classes: 10} silently lost to edgedistill's
-    value. img_size is checked with the section's own img_size (_check_model_img_size)."""
+    """model_args keys edgedistill passes to timm.create_model itself (models/own_args.py): key -> (the value it
+    passes, which is harmless there; what to do instead). Given otherwise, {pretrained: true} crashed and
+    {num_classes: 10} silently lost to edgedistill's value."""
     section = where.removesuffix(".model_args")  # teacher.extra[1].model_args -> teacher.extra[1]
-    if section.startswith("teacher"):
-        return {"pretrained": (_NEVER, f"set {section}.pretrained instead")}
+    role = "teacher" if section.startswith("teacher") else "student"
     drop = f"drop it from {where}"
-    return {"pretrained": (False, f"{drop}: students start from random weights"),
-            "num_classes": (0, f"{drop}: the student is built headless (num_classes=0) and gets edgedistill's heads"),
-            "pretrained_cfg_overlay": (_NEVER, f"{drop}: edgedistill sets it to load the saved student")}
+    fixes = {("teacher", "pretrained"): f"set {section}.pretrained instead",
+             ("student", "pretrained"): f"{drop}: students start from random weights",
+             ("student", "num_classes"): f"{drop}: the student is built headless (num_classes=0) and gets edgedistill's heads",
+             ("student", "pretrained_cfg_overlay"): f"{drop}: edgedistill sets it to load the saved student"}
+    return {key: (value, fixes[role, key]) for key, value in own_keys(role).items()}
 
 
 def _check_model_args(where: str, args: dict) -> None:

@@ -422,12 +422,16 @@ class Pipeline:
 
             return [stage.run(self.cfg, self.artifacts(), self.workdir, self.target)]
 
-        # the older keys: one that left out an eval_dir's content stands for no bench that had one (a relabelling kept
-        # its figures); one that left out a build folder's bench.json in efficiency_from stands for the figures it made
-        folders = any(Path(p).is_dir() for p in self.cfg.bench.efficiency_from)
-        return self._run_stage("bench", key(), work, lambda: [
-            *([key(files_only=True)] if folders else []),
-            *([] if self.cfg.bench.eval_dir else [key(before=True), *([key(before=True, files_only=True)] if folders else [])])])
+        def older_keys() -> list[str]:
+            """Keys earlier releases gave these inputs. One that left out a build folder's bench.json in efficiency_from
+            stands for the figures it made; one that left out an eval_dir's content stands for no bench that had one
+            (a relabelling kept its figures)."""
+            folders = any(Path(p).is_dir() for p in self.cfg.bench.efficiency_from)
+            no_eval_dir = not self.cfg.bench.eval_dir
+            forms = [(folders, {"files_only": True}), (no_eval_dir, {"before": True}), (no_eval_dir and folders, {"before": True, "files_only": True})]
+            return [key(**form) for applies, form in forms if applies]
+
+        return self._run_stage("bench", key(), work, older_keys)
 
     def _check_eval_images(self) -> None:
         """bench.eval_images is export's: it wrote that many views into the evaluation set. Another count here

@@ -199,11 +199,11 @@ def test_a_bundled_target_name_beats_a_folder_of_that_name(tmp_path, monkeypatch
 def test_a_student_json_holds_no_key_the_readme_snippet_passes_itself():
     """student.json's model_args go to timm.create_model beside num_classes=0, pretrained=True and img_size (README):
     {num_classes: 0} there raised 'got multiple values for keyword argument'."""
-    from edgedistill.models.timm_create import without_own_keys
+    from edgedistill.models.own_args import without_own_keys
 
     args = load_config(None, ["student.model_args={num_classes: 0, pretrained: false, img_size: 112, depth: 2}"]).student.model_args
-    assert without_own_keys(args, 112) == {"depth": 2}
-    assert without_own_keys({"num_classes": 0, "img_size": 448}, None, keep=("num_classes",)) == {"num_classes": 0, "img_size": 448}
+    assert without_own_keys(args, 112, "student") == {"depth": 2}
+    assert without_own_keys({"num_classes": 0, "img_size": 448}, None, "teacher") == {"num_classes": 0, "img_size": 448}
 
 
 def test_a_teacher_at_its_default_size_built_larger_through_model_args_runs_at_that_size():

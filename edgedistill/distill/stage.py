@@ -24,7 +24,7 @@ from ..errors import EdgedistillError
 from ..models.heads import ProteusHeads, canonical_classifier
 from ..models.student import constructor_img_size, create_student, probe_student, save_student, weights_digest
 from ..models.teacher import create_teachers, hold_for_distillation, teacher_configs
-from ..models.timm_create import without_own_keys
+from ..models.own_args import without_own_keys
 from ..progress import console
 from ..ranks import is_first_rank
 from . import distributed
@@ -258,7 +258,7 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
     spec = {
         "architecture": cfg.student.name,
         "img_size": constructor_img_size(module.backbone, cfg.student.img_size),  # the input size is in data_config
-        "model_args": without_own_keys(cfg.student.model_args, cfg.student.img_size),  # as the README's snippet passes them
+        "model_args": without_own_keys(cfg.student.model_args, cfg.student.img_size, "student"),  # as the README's snippet passes them
         "num_classes": 0,
         "student_dim": prepared.probe["dim"],
         "summary_dim": prepared.probe["summary_dim"],

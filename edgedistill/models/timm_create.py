@@ -9,6 +9,7 @@ from torch import nn
 
 from ..errors import EdgedistillError
 from .hub_reach import offline_if_hub_unreachable
+from .own_args import without_own_keys
 
 NAME_HELP = {
     "teacher": "use a timm name (timm.list_models), hf-hub:ORG/REPO, open_clip:ARCH/TAG or efficientnet_lite0.offline",
@@ -16,21 +17,10 @@ NAME_HELP = {
 }
 
 
-OWN_KEYS = ("pretrained", "num_classes", "img_size")  # what edgedistill passes timm.create_model itself
-
-
-def without_own_keys(model_args: dict, img_size: int | None, keep: tuple = ()) -> dict:
-    """model_args less the keys edgedistill passes itself, which the config accepts only at the value it passes
-    (config._set_by_edgedistill, _check_model_img_size; a teacher's num_classes is its own, so `keep` it): given
-    twice, timm.create_model raises TypeError, and a student.json holding them broke the README's loading snippet."""
-    own = {"pretrained", "num_classes"} - set(keep) | ({"img_size"} if img_size is not None and model_args.get("img_size") == img_size else set())
-    return {k: v for k, v in dict(model_args).items() if k not in own}
-
-
 def create_timm_model(role: str, name: str, pretrained: bool, img_size: int | None, model_args: dict, **extra) -> nn.Module:
     """`role` (teacher or student) names the config section in errors. img_size goes to the families
     that take it; most CNNs do not, and their data config sets the input size instead."""
-    kwargs = {**without_own_keys(model_args, img_size, keep=("num_classes",)), **extra}
+    kwargs = {**without_own_keys(model_args, img_size, role), **extra}
     offline = None
     try:
         with offline_if_hub_unreachable() if pretrained else nullcontext() as offline:
