@@ -408,6 +408,36 @@ def cache_teacher_command(out_dir, config_path, overrides, augmentations, store_
     console.print(f"wrote teacher cache -> {escape(str(written))}")
 
 
+@cli.command(name="transfer-set", context_settings=CONTEXT)
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--pool", required=True, help="Unlabelled images to choose from: a folder (searched recursively), a .txt list or 'bundled'.")
+@click.option("--targets", required=True, help="A few images of the target task: a folder, a .txt list, .tar shards or 'bundled'.")
+@click.option("--per-target", "-k", type=int, default=100, show_default=True, help="Pool images kept for each target image (the list is their union).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (its teacher embeds the images).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable), e.g. teacher.name=...")
+def transfer_set_command(out, pool, targets, per_target, config_path, overrides):
+    """Choose a task-oriented transfer set: the pool images nearest a few target images in the teacher's embedding space.
+
+    OUT is a .txt image list (nearest first) for data.source or cache-teacher. Embeddings are the teacher's
+    summary token on its evaluation view; the search is exact cosine (faiss). Unreadable images are skipped and counted.
+
+    \b
+    Examples:
+      edgedistill transfer-set runs/transfer.txt --pool /data/unlabelled --targets /data/task_images -k 200
+      edgedistill build --target x86-cpu --set data.source=runs/transfer.txt
+    """
+    from .config import load_config
+    from .distill.transfer_set import build_transfer_set
+    from .progress import console
+
+    cfg = load_config(config_path, overrides)
+    made = build_transfer_set(cfg, pool, targets, per_target, out)
+    skipped = [f"{n} unreadable {what} image(s) skipped" for n, what in ((made.pool_unreadable, "pool"), (made.targets_unreadable, "target")) if n]
+    console.print(f"wrote transfer set -> {escape(str(out))}: {len(made.paths)} of {made.pool} pool images, "
+                  f"nearest {made.targets} target images (cosine {float(made.scores.min()):.3f}..{float(made.scores.max()):.3f})"
+                  + "".join(f"; {line}" for line in skipped))
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("profiles", nargs=-1)
 def targets(profiles: tuple[str, ...]):

@@ -1,0 +1,130 @@
+"""Task-oriented transfer set (Vemulapalli et al., DESIGN.md): from a large pool of unlabelled images, keep the
+ones nearest a few target-task images in the teacher's embedding space, and write them as a .txt image list
+that data.source and cache-teacher read. Exact inner-product search over unit vectors (cosine) with faiss."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import write_bytes_atomic
+from ..config import BuildConfig
+from ..data.images import ImageSource
+from ..errors import EdgedistillError, MissingBackendError
+
+
+@dataclass
+class TransferSet:
+    paths: list[str]  # chosen pool images, nearest first
+    scores: np.ndarray  # each one's cosine to its nearest target image
+    pool: int  # pool images listed
+    pool_unreadable: int
+    targets: int  # target images embedded
+    targets_unreadable: int
+
+
+def nearest_pool_images(pool: np.ndarray, targets: np.ndarray, per_target: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pool rows, their best cosine to any target) for the union of each target's `per_target` nearest pool
+    images, best first (ties by pool order, so a run is reproducible). Rows must be unit vectors."""
+    faiss = import_faiss()
+    index = faiss.IndexFlatIP(pool.shape[1])  # exact search: the pool is embedded once, the search is cheap beside it
+    index.add(np.ascontiguousarray(pool, dtype=np.float32))
+    scores, rows = index.search(np.ascontiguousarray(targets, dtype=np.float32), min(per_target, len(pool)))
+    scores, rows = scores.ravel(), rows.ravel()
+    order = np.lexsort((rows, -scores))  # best score first; a pool image's first appearance is its best
+    rows, scores = rows[order], scores[order]
+    _, first = np.unique(rows, return_index=True)
+    keep = np.sort(first)
+    return rows[keep], scores[keep]
+
+
+def import_faiss():
+    try:
+        import faiss
+    except ImportError as exc:
+        raise MissingBackendError("faiss-cpu", "retrieval", "building a transfer set") from exc
+    return faiss
+
+
+def check_output(out: Path) -> None:
+    if out.suffix.lower() != ".txt":
+        raise EdgedistillError(f"transfer set '{out}' must be a .txt file: data.source reads image lists by that suffix",
+                               f"name it {out.with_suffix('.txt').name}")
+    if out.is_dir():
+        raise EdgedistillError(f"transfer set '{out}' is a folder", "pass a .txt file path to write the image list to")
+
+
+def build_transfer_set(cfg: BuildConfig, pool: str, targets: str, per_target: int, out: Path) -> TransferSet:
+    """Embed `targets` and `pool` with the config's primary teacher; write the chosen pool images to `out`."""
+    from ..models.teacher import create_primary_teacher, hold_for_distillation
+    from .embed import embed_images
+    from .trainer import autocast_for, pick_device, uses_bf16
+
+    if per_target < 1:
+        raise EdgedistillError(f"--per-target must be at least 1, got {per_target}", "pass --per-target K with K >= 1")
+    check_output(out)
+    pool_images, target_images = _images("--pool", pool), _images("--targets", targets)
+    if pool_images.tars is not None:
+        raise EdgedistillError(f"pool '{pool}' is tar shards, and a transfer set is written as a list of image files",
+                               "extract the shards into a folder, or pass a folder or .txt list of images as --pool")
+    check_listable(pool_images.paths)  # these checks come before the teacher runs over the pool, which may take hours
+    import_faiss()
+    device = pick_device(cfg.distill.device)
+    teacher = create_primary_teacher(cfg.teacher)
+    hold_for_distillation([teacher], [cfg.teacher], uses_bf16(cfg.distill, device))  # teacher.dtype, as cache-teacher holds it
+    teacher.to(device)
+    autocast = autocast_for(cfg.distill, device)
+    run = dict(device=device, autocast=autocast, batch_size=cfg.distill.batch_size, workers=cfg.distill.num_workers)
+    target_rows, target_embeddings = embed_images(teacher, target_images, label="targets", **run)
+    if len(target_rows) == 0:
+        raise target_images.nothing_readable()
+    pool_rows, pool_embeddings = embed_images(teacher, pool_images, label="pool", **run)
+    if len(pool_rows) == 0:
+        raise pool_images.nothing_readable()
+    chosen, scores = nearest_pool_images(pool_embeddings, target_embeddings, per_target)
+    paths = [os.path.abspath(pool_images.name(int(pool_rows[i]))) for i in chosen]
+    result = TransferSet(paths, scores, len(pool_images), len(pool_images) - len(pool_rows),
+                         len(target_rows), len(target_images) - len(target_rows))
+    write_list(out, result, cfg.teacher.name, targets, per_target)
+    return result
+
+
+def _images(option: str, source: str) -> ImageSource:
+    """The source's errors name the option it came from, not data.source."""
+    try:
+        return ImageSource(source)
+    except EdgedistillError as exc:
+        raise EdgedistillError(f"{option}: {exc.cause}", exc.fix.replace("data.source=", f"{option} ")) from exc
+
+
+def write_list(out: Path, result: TransferSet, teacher: str, targets: str, per_target: int) -> None:
+    """One absolute path per line, nearest first; '#' lines (which image lists skip) say how it was made."""
+    lowest = float(result.scores.min()) if len(result.scores) else math.nan
+    header = [f"# edgedistill transfer-set: {len(result.paths)} of {result.pool} pool images nearest {result.targets} target images",
+              f"# teacher {teacher}; targets {_one_line(targets)}; {per_target} per target; lowest cosine {lowest:.4f}"]
+    write_bytes_atomic(out, ("\n".join(header + result.paths) + "\n").encode())
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.encode(errors="replace").decode().split())  # a '#' line stays one line of UTF-8
+
+
+def check_listable(paths: list[str]) -> None:
+    """An image list holds one stripped UTF-8 path per line: a name with a line break, spaces at its ends or
+    bytes that are no UTF-8 cannot be written into one."""
+    for path in map(os.path.abspath, paths):
+        if path != path.strip() or "\n" in path or "\r" in path or not _utf8(path):
+            raise EdgedistillError(f"pool image {path!r} has a name an image list cannot hold (a line break, edge spaces or non-UTF-8 bytes)",
+                                   "rename that file, or leave it out of the pool")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # undecodable bytes in a file name reach Python as lone surrogates
+        return False
+    return True

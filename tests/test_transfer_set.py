@@ -1,0 +1,143 @@
+"""edgedistill transfer-set: pool images nearest a few target images in the real offline teacher's embedding space."""
+
+import gzip
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from edgedistill.cli import main
+from edgedistill.config import load_config
+from edgedistill.data.images import ImageSource
+from edgedistill.data.sample_photos import bundled_photo_paths
+from edgedistill.distill.transfer_set import build_transfer_set, nearest_pool_images
+from edgedistill.errors import EdgedistillError
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+TROUSER = 1
+
+
+def unit(rows) -> np.ndarray:
+    rows = np.asarray(rows, np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_nearest_is_the_union_of_each_targets_neighbours_best_first():
+    pool = unit([[1, 0], [0, 1], [1, 1], [-1, 0], [1, 0.1]])
+    targets = unit([[1, 0], [0, 1]])
+    rows, scores = nearest_pool_images(pool, targets, per_target=2)
+    # target 0 -> pool 0 (1.0), pool 4 (0.995); target 1 -> pool 1 (1.0), pool 2 (0.707); a tie goes to pool order
+    assert rows.tolist() == [0, 1, 4, 2]
+    np.testing.assert_allclose(scores, [1.0, 1.0, 1 / np.sqrt(1.01), np.sqrt(0.5)], rtol=1e-5)
+    rows, _ = nearest_pool_images(pool, targets, per_target=50)  # more than the pool holds: all of it, once each
+    assert sorted(rows.tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_an_image_near_two_targets_is_kept_once_at_its_best_score():
+    pool = unit([[1, 1], [1, 0]])
+    rows, scores = nearest_pool_images(pool, unit([[1, 0.9], [1, 0.8]]), per_target=1)
+    assert rows.tolist() == [0] and scores[0] == pytest.approx((unit([[1, 0.9]]) @ pool[0])[0], rel=1e-5)
+
+
+@pytest.fixture
+def photo_pool(tmp_path) -> tuple[Path, Path]:
+    """The bundled photos as the pool, plus one unreadable file; the target is chelsea mirrored (not in the pool)."""
+    pool, targets = tmp_path / "pool", tmp_path / "targets"
+    pool.mkdir(), targets.mkdir()
+    for path in bundled_photo_paths():
+        Image.open(path).convert("RGB").save(pool / f"{path.stem}.png")
+    (pool / "broken.png").write_bytes(b"not an image")
+    chelsea = next(p for p in bundled_photo_paths() if p.stem == "chelsea")
+    ImageOps.mirror(Image.open(chelsea).convert("RGB")).save(targets / "chelsea_mirrored.png")
+    return pool, targets
+
+
+def test_a_mirrored_photo_finds_its_original_first_and_the_list_is_a_data_source(photo_pool, tmp_path):
+    pool, targets = photo_pool
+    out = tmp_path / "lists" / "transfer.txt"
+    made = build_transfer_set(load_config(), str(pool), str(targets), 3, out)
+    assert Path(made.paths[0]).name == "chelsea.png" and made.scores[0] > 0.9 > made.scores[1]
+    assert (made.pool, made.pool_unreadable, made.targets, made.targets_unreadable) == (13, 1, 1, 0)
+    listed = ImageSource(str(out))  # what data.source and cache-teacher read
+    assert listed.paths == made.paths and len(listed) == 3
+    assert out.read_text().startswith("# edgedistill transfer-set: 3 of 13 pool images nearest 1 target images")
+
+
+@pytest.mark.skipif(not (FMNIST / "t10k-images-idx3-ubyte.gz").is_file(), reason="Fashion-MNIST is not installed here")
+def test_fashion_mnist_trouser_targets_retrieve_trousers(tmp_path):
+    """20 test images per class in the pool, 5 training trousers as targets: the teacher's (ImageNet) embedding
+    must keep mostly trousers, where a random choice would keep 10%."""
+    read = lambda name, offset: np.frombuffer(gzip.open(FMNIST / name).read(), np.uint8, offset=offset)  # noqa: E731
+    images, labels = read("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28), read("t10k-labels-idx1-ubyte.gz", 8)
+    train, train_labels = read("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28), read("train-labels-idx1-ubyte.gz", 8)
+    (tmp_path / "pool").mkdir(), (tmp_path / "targets").mkdir()
+    for cls in range(10):
+        for i in np.flatnonzero(labels == cls)[:20]:
+            Image.fromarray(images[i]).save(tmp_path / "pool" / f"{cls}_{i:05d}.png")
+    for i in np.flatnonzero(train_labels == TROUSER)[:5]:
+        Image.fromarray(train[i]).save(tmp_path / "targets" / f"{i:05d}.png")
+    made = build_transfer_set(load_config(), str(tmp_path / "pool"), str(tmp_path / "targets"), 10, tmp_path / "t.txt")
+    classes = [int(Path(p).name.split("_")[0]) for p in made.paths]
+    assert len(classes) >= 10 and classes.count(TROUSER) / len(classes) >= 0.8
+
+
+def test_unreadable_targets_leave_an_earlier_list_untouched(photo_pool, tmp_path):
+    pool, _ = photo_pool
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.png").write_bytes(b"no image")
+    out = tmp_path / "transfer.txt"
+    out.write_text("earlier list\n")
+    with pytest.raises(EdgedistillError, match="none of the 1 images of .* could be decoded"):
+        build_transfer_set(load_config(), str(pool), str(bad), 3, out)
+    assert out.read_text() == "earlier list\n" and sorted(p.name for p in tmp_path.iterdir()) == ["bad", "pool", "targets", "transfer.txt"]
+
+
+def test_missing_faiss_is_one_line_before_the_teacher_runs(photo_pool, tmp_path, monkeypatch):
+    pool, targets = photo_pool
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
+    monkeypatch.setattr("edgedistill.models.teacher.create_primary_teacher", lambda cfg: pytest.fail("the teacher ran first"))
+    with pytest.raises(EdgedistillError, match="needs 'faiss-cpu'") as raised:
+        build_transfer_set(load_config(), str(pool), str(targets), 3, tmp_path / "t.txt")
+    assert "pip install 'edgedistill[retrieval]'" in raised.value.one_line()
+
+
+@pytest.mark.parametrize("name,per_target,match", [("t.csv", 3, "must be a .txt file"), ("t.txt", 0, "at least 1")])
+def test_bad_arguments_are_refused_before_any_work(photo_pool, tmp_path, name, per_target, match):
+    pool, targets = photo_pool
+    with pytest.raises(EdgedistillError, match=match):
+        build_transfer_set(load_config(), str(pool), str(targets), per_target, tmp_path / name)
+    assert not (tmp_path / name).exists()
+
+
+def test_a_pool_name_no_list_can_hold_is_refused_before_the_teacher_runs(photo_pool, tmp_path, monkeypatch):
+    pool, targets = photo_pool
+    (pool / "two\nlines.png").write_bytes((pool / "chelsea.png").read_bytes())
+    monkeypatch.setattr("edgedistill.models.teacher.create_primary_teacher", lambda cfg: pytest.fail("the teacher ran first"))
+    with pytest.raises(EdgedistillError, match="name an image list cannot hold"):
+        build_transfer_set(load_config(), str(pool), str(targets), 3, tmp_path / "t.txt")
+
+
+def test_a_missing_pool_names_the_option(photo_pool, tmp_path):
+    with pytest.raises(EdgedistillError, match="--pool: image source .* does not exist") as raised:
+        build_transfer_set(load_config(), str(tmp_path / "nowhere"), str(photo_pool[1]), 3, tmp_path / "t.txt")
+    assert "data.source" not in raised.value.one_line()
+
+
+def test_tar_shards_as_the_pool_are_refused(photo_pool, tmp_path):
+    from .image_files import png_bytes, write_tar
+
+    write_tar(tmp_path / "shard-0.tar", {"a.png": png_bytes((255, 0, 0))})
+    with pytest.raises(EdgedistillError, match="tar shards"):
+        build_transfer_set(load_config(), str(tmp_path / "shard-0.tar"), str(photo_pool[1]), 3, tmp_path / "t.txt")
+
+
+def test_cli_writes_the_list_and_refuses_bad_input_with_one_line(photo_pool, tmp_path, capsys):
+    pool, targets = photo_pool
+    out = tmp_path / "transfer.txt"
+    assert main(["transfer-set", str(out), "--pool", str(pool), "--targets", str(targets), "-k", "2"]) == 0
+    assert "wrote transfer set" in capsys.readouterr().err and len(ImageSource(str(out))) == 2  # the console is stderr
+    assert main(["transfer-set", str(tmp_path / "t.json"), "--pool", str(pool), "--targets", str(targets)]) == 2
+    assert "must be a .txt file" in capsys.readouterr().err
