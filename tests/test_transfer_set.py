@@ -83,6 +83,26 @@ def test_fashion_mnist_trouser_targets_retrieve_trousers(tmp_path):
     assert len(classes) >= 10 and classes.count(TROUSER) / len(classes) >= 0.8
 
 
+def test_kept_pool_embeddings_are_reused_until_the_pool_or_teacher_changes(photo_pool, tmp_path, monkeypatch, capsys):
+    from edgedistill.distill import embed
+
+    pool, targets = photo_pool
+    kept, embedded = tmp_path / "pool.safetensors", []
+    real = embed.embed_images
+    monkeypatch.setattr(embed, "embed_images", lambda *a, label, **k: embedded.append(label) or real(*a, label=label, **k))
+    run = lambda *sets: build_transfer_set(load_config(None, list(sets)), str(pool), str(targets), 3, tmp_path / "t.txt", kept)  # noqa: E731
+    first = run()
+    assert embedded == ["targets", "pool"] and kept.is_file()
+    again = run()
+    assert embedded[2:] == ["targets"] and again.paths == first.paths and "reused" in capsys.readouterr().err
+    (pool / "chelsea_copy.png").write_bytes((pool / "chelsea.png").read_bytes())
+    assert len(run().paths) == 3 and embedded[3:] == ["targets", "pool"]  # the pool changed
+    run("teacher.img_size=160")
+    assert embedded[5:] == ["targets", "pool"] and "another teacher" in capsys.readouterr().err
+    kept.write_bytes(b"garbage")
+    assert run("teacher.img_size=160").paths and embedded[7:] == ["targets", "pool"] and kept.stat().st_size > 100
+
+
 def test_unreadable_targets_leave_an_earlier_list_untouched(photo_pool, tmp_path):
     pool, _ = photo_pool
     bad = tmp_path / "bad"

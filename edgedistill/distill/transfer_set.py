@@ -58,8 +58,10 @@ def check_output(out: Path) -> None:
         raise EdgedistillError(f"transfer set '{out}' is a folder", "pass a .txt file path to write the image list to")
 
 
-def build_transfer_set(cfg: BuildConfig, pool: str, targets: str, per_target: int, out: Path) -> TransferSet:
-    """Embed `targets` and `pool` with the config's primary teacher; write the chosen pool images to `out`."""
+def build_transfer_set(cfg: BuildConfig, pool: str, targets: str, per_target: int, out: Path,
+                       pool_embeddings: Path | None = None) -> TransferSet:
+    """Embed `targets` and `pool` with the config's primary teacher; write the chosen pool images to `out`.
+    `pool_embeddings` keeps the pool's embeddings in a file, reused while teacher and pool are unchanged."""
     from ..models.teacher import create_primary_teacher, hold_for_distillation
     from .embed import embed_images
     from .trainer import autocast_for, pick_device, uses_bf16
@@ -67,6 +69,9 @@ def build_transfer_set(cfg: BuildConfig, pool: str, targets: str, per_target: in
     if per_target < 1:
         raise EdgedistillError(f"--per-target must be at least 1, got {per_target}", "pass --per-target K with K >= 1")
     check_output(out)
+    if pool_embeddings is not None and (Path(pool_embeddings).is_dir() or Path(pool_embeddings).resolve() == Path(out).resolve()):
+        raise EdgedistillError(f"--pool-embeddings '{pool_embeddings}' is a folder or the list itself",
+                               "pass a file path of its own, e.g. runs/pool.safetensors")
     pool_images, target_images = _images("--pool", pool), _images("--targets", targets)
     if pool_images.tars is not None:
         raise EdgedistillError(f"pool '{pool}' is tar shards, and a transfer set is written as a list of image files",
@@ -82,15 +87,34 @@ def build_transfer_set(cfg: BuildConfig, pool: str, targets: str, per_target: in
     target_rows, target_embeddings = embed_images(teacher, target_images, label="targets", **run)
     if len(target_rows) == 0:
         raise target_images.nothing_readable()
-    pool_rows, pool_embeddings = embed_images(teacher, pool_images, label="pool", **run)
-    if len(pool_rows) == 0:
-        raise pool_images.nothing_readable()
-    chosen, scores = nearest_pool_images(pool_embeddings, target_embeddings, per_target)
+    pool_rows, embeddings = _pool_embeddings(cfg, teacher, pool_images, run, pool_embeddings)
+    chosen, scores = nearest_pool_images(embeddings, target_embeddings, per_target)
     paths = [os.path.abspath(pool_images.name(int(pool_rows[i]))) for i in chosen]
     result = TransferSet(paths, scores, len(pool_images), len(pool_images) - len(pool_rows),
                          len(target_rows), len(target_images) - len(target_rows))
     write_list(out, result, cfg.teacher.name, targets, per_target)
     return result
+
+
+def _pool_embeddings(cfg: BuildConfig, teacher, pool_images: ImageSource, run: dict, kept: Path | None):
+    """(readable rows, embeddings) of the pool: from the `kept` file when it matches, else embedded (and kept)."""
+    from ..progress import console
+    from . import pool_embeddings
+    from .embed import embed_images
+
+    stamp = pool_embeddings.stamp_of(cfg.teacher, pool_images) if kept else None
+    if kept:
+        found, why_not = pool_embeddings.load_matching(kept, stamp)
+        if found is not None:
+            console.print(f"pool embeddings reused from {kept}")
+            return found
+        console.print(f"embedding the pool: no usable embeddings in {kept} ({why_not})")
+    rows, embeddings = embed_images(teacher, pool_images, label="pool", **run)
+    if len(rows) == 0:
+        raise pool_images.nothing_readable()
+    if kept:
+        pool_embeddings.save(kept, stamp, rows, embeddings)
+    return rows, embeddings
 
 
 def _images(option: str, source: str) -> ImageSource:
