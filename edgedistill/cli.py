@@ -412,21 +412,23 @@ def cache_teacher_command(out_dir, config_path, overrides, augmentations, store_
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--pool", required=True, help="Unlabelled images to choose from: a folder (searched recursively), a .txt list or 'bundled'.")
 @click.option("--targets", required=True, help="A few images of the target task: a folder, a .txt list, .tar shards or 'bundled'.")
-@click.option("--per-target", "-k", type=int, default=100, show_default=True, help="Pool images kept for each target image (the list is their union).")
+@click.option("--per-target", "-k", type=int, help="Pool images kept for each target image; the list is their union. [default: 100]")
+@click.option("--size", "-n", type=int, help="Images in the list instead: each target's nearest in rounds until there are N.")
 @click.option("--pool-embeddings", type=click.Path(dir_okay=False, path_type=Path),
               help="Keep the pool's embeddings in this .safetensors file and reuse them while teacher and pool images are unchanged.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (its teacher embeds the images).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable), e.g. teacher.name=...")
-def transfer_set_command(out, pool, targets, per_target, pool_embeddings, config_path, overrides):
+def transfer_set_command(out, pool, targets, per_target, size, pool_embeddings, config_path, overrides):
     """Choose a task-oriented transfer set: the pool images nearest a few target images in the teacher's embedding space.
 
-    OUT is a .txt image list (nearest first) for data.source or cache-teacher. Embeddings are the teacher's
+    OUT is a .txt image list for data.source or cache-teacher, in rounds: every target image's nearest,
+    then every one's second nearest, and so on, so a list cut short stays balanced over the targets. Embeddings are the teacher's
     summary token on its evaluation view; the search is exact cosine (faiss). Unreadable images are skipped and counted.
 
     \b
     Examples:
       edgedistill transfer-set runs/transfer.txt --pool /data/unlabelled --targets /data/task_images -k 200
-      edgedistill transfer-set runs/task2.txt --pool /data/unlabelled --targets /data/task2 --pool-embeddings runs/pool.safetensors
+      edgedistill transfer-set runs/task2.txt --pool /data/unlabelled --targets /data/task2 --size 50000 --pool-embeddings runs/pool.safetensors
       edgedistill build --target x86-cpu --set data.source=runs/transfer.txt
     """
     from .config import load_config
@@ -434,7 +436,7 @@ def transfer_set_command(out, pool, targets, per_target, pool_embeddings, config
     from .progress import console
 
     cfg = load_config(config_path, overrides)
-    made = build_transfer_set(cfg, pool, targets, per_target, out, pool_embeddings)
+    made = build_transfer_set(cfg, pool, targets, per_target, out, pool_embeddings, size)
     skipped = [f"{n} unreadable {what} image(s) skipped" for n, what in ((made.pool_unreadable, "pool"), (made.targets_unreadable, "target")) if n]
     console.print(f"wrote transfer set -> {escape(str(out))}: {len(made.paths)} of {made.pool} pool images, "
                   f"nearest {made.targets} target images (cosine {float(made.scores.min()):.3f}..{float(made.scores.max()):.3f})"

@@ -35,6 +35,24 @@ def test_nearest_is_the_union_of_each_targets_neighbours_best_first():
     assert sorted(rows.tolist()) == [0, 1, 2, 3, 4]
 
 
+def test_size_keeps_every_targets_nearest_before_any_seconds():
+    """Target 0 has three look-alikes, target 1 only far neighbours: by cosine alone target 0 would fill the list."""
+    pool = unit([[1, 0.01], [1, 0.02], [1, 0.03], [0.2, 1], [0.3, 1]])
+    targets = unit([[1, 0], [0, 1]])
+    rows, scores = nearest_pool_images(pool, targets, size=2)
+    assert rows.tolist() == [0, 3] and scores.shape == (2,)
+    rows, _ = nearest_pool_images(pool, targets, size=4)
+    assert rows.tolist() == [0, 3, 1, 4]
+
+
+def test_size_searches_deeper_when_targets_share_neighbours():
+    pool = unit([[1, 0.01 * i] for i in range(8)])
+    targets = unit([[1, 0], [1, 0.001]])  # the same neighbours, in the same order
+    rows, _ = nearest_pool_images(pool, targets, size=5)  # depth 3 gives a union of 3: searched again at 6
+    assert rows.tolist() == [0, 1, 2, 3, 4]
+    assert nearest_pool_images(pool, targets, size=50)[0].tolist() == list(range(8))  # the whole pool, no more
+
+
 def test_an_image_near_two_targets_is_kept_once_at_its_best_score():
     pool = unit([[1, 1], [1, 0]])
     rows, scores = nearest_pool_images(pool, unit([[1, 0.9], [1, 0.8]]), per_target=1)
@@ -124,11 +142,12 @@ def test_missing_faiss_is_one_line_before_the_teacher_runs(photo_pool, tmp_path,
     assert "pip install 'edgedistill[retrieval]'" in raised.value.one_line()
 
 
-@pytest.mark.parametrize("name,per_target,match", [("t.csv", 3, "must be a .txt file"), ("t.txt", 0, "at least 1")])
-def test_bad_arguments_are_refused_before_any_work(photo_pool, tmp_path, name, per_target, match):
+@pytest.mark.parametrize("name,per_target,size,match", [("t.csv", 3, None, "must be a .txt file"), ("t.txt", 0, None, "--per-target must be at least 1"),
+                                                        ("t.txt", None, 0, "--size must be at least 1"), ("t.txt", 3, 10, "both say")])
+def test_bad_arguments_are_refused_before_any_work(photo_pool, tmp_path, name, per_target, size, match):
     pool, targets = photo_pool
     with pytest.raises(EdgedistillError, match=match):
-        build_transfer_set(load_config(), str(pool), str(targets), per_target, tmp_path / name)
+        build_transfer_set(load_config(), str(pool), str(targets), per_target, tmp_path / name, size=size)
     assert not (tmp_path / name).exists()
 
 

@@ -17,9 +17,12 @@ from ..data.images import ImageSource
 from ..errors import EdgedistillError, MissingBackendError
 
 
+DEFAULT_PER_TARGET = 100
+
+
 @dataclass
 class TransferSet:
-    paths: list[str]  # chosen pool images, nearest first
+    paths: list[str]  # chosen pool images, in rounds: each target's nearest, then each one's second nearest, ...
     scores: np.ndarray  # each one's cosine to its nearest target image
     pool: int  # pool images listed
     pool_unreadable: int
@@ -27,19 +30,35 @@ class TransferSet:
     targets_unreadable: int
 
 
-def nearest_pool_images(pool: np.ndarray, targets: np.ndarray, per_target: int) -> tuple[np.ndarray, np.ndarray]:
+def nearest_pool_images(pool: np.ndarray, targets: np.ndarray, per_target: int | None = None,
+                        size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(pool rows, their best cosine to any target) for the union of each target's `per_target` nearest pool
-    images, best first (ties by pool order, so a run is reproducible). Rows must be unit vectors."""
+    images, in rounds: every target's nearest, then every target's second nearest, ... (within a round better
+    cosines first, ties by pool order, so a run is reproducible). `size` instead keeps the first `size` images
+    of those rounds, searching deeper until the union holds that many, so every target contributes alike
+    (the nearest images overall crowd around the targets with the most look-alikes). Rows must be unit vectors."""
     faiss = import_faiss()
     index = faiss.IndexFlatIP(pool.shape[1])  # exact search: the pool is embedded once, the search is cheap beside it
     index.add(np.ascontiguousarray(pool, dtype=np.float32))
-    scores, rows = index.search(np.ascontiguousarray(targets, dtype=np.float32), min(per_target, len(pool)))
-    scores, rows = scores.ravel(), rows.ravel()
-    order = np.lexsort((rows, -scores))  # best score first; a pool image's first appearance is its best
-    rows, scores = rows[order], scores[order]
-    _, first = np.unique(rows, return_index=True)
-    keep = np.sort(first)
-    return rows[keep], scores[keep]
+    queries = np.ascontiguousarray(targets, dtype=np.float32)
+    depth = min(per_target or -(-size // len(targets)), len(pool))
+    while True:
+        scores, rows = index.search(queries, depth)  # [targets, depth], each row nearest first
+        chosen, best = _in_rounds(scores, rows)
+        if size is None or len(chosen) >= size or depth == len(pool):
+            return (chosen, best) if size is None else (chosen[:size], best[:size])
+        depth = min(depth * 2, len(pool))  # targets shared neighbours: search deeper
+
+
+def _in_rounds(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rank = np.broadcast_to(np.arange(rows.shape[1]), rows.shape).ravel()
+    flat_rows, flat_scores = rows.ravel(), scores.ravel()
+    order = np.lexsort((flat_rows, -flat_scores, rank))  # by round, then cosine, then pool row
+    _, first = np.unique(flat_rows[order], return_index=True)  # an image's first appearance places it
+    chosen = flat_rows[order][np.sort(first)]
+    best = np.full(rows.max() + 1, -np.inf, dtype=np.float32)
+    np.maximum.at(best, flat_rows, flat_scores)
+    return chosen, best[chosen]
 
 
 def import_faiss():
@@ -58,16 +77,22 @@ def check_output(out: Path) -> None:
         raise EdgedistillError(f"transfer set '{out}' is a folder", "pass a .txt file path to write the image list to")
 
 
-def build_transfer_set(cfg: BuildConfig, pool: str, targets: str, per_target: int, out: Path,
-                       pool_embeddings: Path | None = None) -> TransferSet:
+def build_transfer_set(cfg: BuildConfig, pool: str, targets: str, per_target: int | None, out: Path,
+                       pool_embeddings: Path | None = None, size: int | None = None) -> TransferSet:
     """Embed `targets` and `pool` with the config's primary teacher; write the chosen pool images to `out`.
-    `pool_embeddings` keeps the pool's embeddings in a file, reused while teacher and pool are unchanged."""
+    `pool_embeddings` keeps the pool's embeddings in a file, reused while teacher and pool are unchanged. Either
+    `per_target` or `size` (how many images in all) says how many to keep; neither: 100 per target."""
     from ..models.teacher import create_primary_teacher, hold_for_distillation
     from .embed import embed_images
     from .trainer import autocast_for, pick_device, uses_bf16
 
-    if per_target < 1:
-        raise EdgedistillError(f"--per-target must be at least 1, got {per_target}", "pass --per-target K with K >= 1")
+    if per_target is not None and size is not None:
+        raise EdgedistillError("--per-target and --size both say how many images to keep", "pass one of them")
+    if size is None and per_target is None:
+        per_target = DEFAULT_PER_TARGET
+    for option, value in (("--per-target", per_target), ("--size", size)):
+        if value is not None and value < 1:
+            raise EdgedistillError(f"{option} must be at least 1, got {value}", f"pass {option} N with N >= 1")
     check_output(out)
     if pool_embeddings is not None and (Path(pool_embeddings).is_dir() or Path(pool_embeddings).resolve() == Path(out).resolve()):
         raise EdgedistillError(f"--pool-embeddings '{pool_embeddings}' is a folder or the list itself",
@@ -88,11 +113,11 @@ def build_transfer_set(cfg: BuildConfig, pool: str, targets: str, per_target: in
     if len(target_rows) == 0:
         raise target_images.nothing_readable()
     pool_rows, embeddings = _pool_embeddings(cfg, teacher, pool_images, run, pool_embeddings)
-    chosen, scores = nearest_pool_images(embeddings, target_embeddings, per_target)
+    chosen, scores = nearest_pool_images(embeddings, target_embeddings, per_target, size)
     paths = [os.path.abspath(pool_images.name(int(pool_rows[i]))) for i in chosen]
     result = TransferSet(paths, scores, len(pool_images), len(pool_images) - len(pool_rows),
                          len(target_rows), len(target_images) - len(target_rows))
-    write_list(out, result, cfg.teacher.name, targets, per_target)
+    write_list(out, result, cfg.teacher.name, targets, f"{per_target} per target" if size is None else f"{size} asked in all")
     return result
 
 
@@ -125,11 +150,11 @@ def _images(option: str, source: str) -> ImageSource:
         raise EdgedistillError(f"{option}: {exc.cause}", exc.fix.replace("data.source=", f"{option} ")) from exc
 
 
-def write_list(out: Path, result: TransferSet, teacher: str, targets: str, per_target: int) -> None:
-    """One absolute path per line, nearest first; '#' lines (which image lists skip) say how it was made."""
+def write_list(out: Path, result: TransferSet, teacher: str, targets: str, asked: str) -> None:
+    """One absolute path per line, in rounds (nearest_pool_images); '#' lines (which image lists skip) say how it was made."""
     lowest = float(result.scores.min()) if len(result.scores) else math.nan
     header = [f"# edgedistill transfer-set: {len(result.paths)} of {result.pool} pool images nearest {result.targets} target images",
-              f"# teacher {teacher}; targets {_one_line(targets)}; {per_target} per target; lowest cosine {lowest:.4f}"]
+              f"# teacher {teacher}; targets {_one_line(targets)}; {asked}; lowest cosine {lowest:.4f}"]
     write_bytes_atomic(out, ("\n".join(header + result.paths) + "\n").encode())
 
 
