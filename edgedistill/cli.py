@@ -416,7 +416,7 @@ def cache_teacher_command(out_dir, config_path, overrides, augmentations, store_
 @click.option("--size", "-n", type=int, help="Images in the list instead: each target's nearest in rounds until there are N.")
 @click.option("--pool-embeddings", type=click.Path(dir_okay=False, path_type=Path),
               help="Keep the pool's embeddings in this .safetensors file and reuse them while teacher and pool images are unchanged.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (its teacher embeds the images).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (its primary teacher embeds the images; teacher.extra is not used).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable), e.g. teacher.name=...")
 def transfer_set_command(out, pool, targets, per_target, size, pool_embeddings, config_path, overrides):
     """Choose a task-oriented transfer set: the pool images nearest a few target images in the teacher's embedding space.

@@ -1,6 +1,8 @@
 """edgedistill transfer-set: pool images nearest a few target images in the real offline teacher's embedding space."""
 
 import gzip
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -117,8 +119,44 @@ def test_kept_pool_embeddings_are_reused_until_the_pool_or_teacher_changes(photo
     assert len(run().paths) == 3 and embedded[3:] == ["targets", "pool"]  # the pool changed
     run("teacher.img_size=160")
     assert embedded[5:] == ["targets", "pool"] and "another teacher" in capsys.readouterr().err
-    kept.write_bytes(b"garbage")
-    assert run("teacher.img_size=160").paths and embedded[7:] == ["targets", "pool"] and kept.stat().st_size > 100
+    other = tmp_path / "same_names"  # another folder holding files of the same names and sizes: other images
+    shutil.copytree(pool, other)
+    build_transfer_set(load_config(None, ["teacher.img_size=160"]), str(other), str(targets), 3, tmp_path / "t.txt", kept)
+    assert embedded[7:] == ["targets", "pool"]
+
+
+@pytest.mark.parametrize("content", [b"garbage", "weights"])
+def test_pool_embeddings_never_replace_a_file_that_holds_none(photo_pool, tmp_path, monkeypatch, content):
+    from safetensors.numpy import save_file
+
+    pool, targets = photo_pool
+    kept = tmp_path / "student.safetensors"
+    kept.write_bytes(content) if isinstance(content, bytes) else save_file({"head.weight": np.ones((2, 2), np.float32)}, str(kept))
+    before = kept.read_bytes()
+    monkeypatch.setattr("edgedistill.models.teacher.create_primary_teacher", lambda cfg: pytest.fail("the teacher ran first"))
+    with pytest.raises(EdgedistillError, match="holds no pool embeddings"):
+        build_transfer_set(load_config(), str(pool), str(targets), 3, tmp_path / "t.txt", kept)
+    with pytest.raises(EdgedistillError, match="the list, pool or targets"):
+        build_transfer_set(load_config(), str(pool), str(targets), 3, tmp_path / "t.txt", tmp_path / "t.txt")
+    assert kept.read_bytes() == before and not (tmp_path / "t.txt").exists()
+
+
+def test_a_file_listed_twice_or_linked_beside_itself_is_kept_once(photo_pool, tmp_path):
+    pool, targets = photo_pool
+    (pool / "zz_link.png").symlink_to(pool / "chelsea.png")
+    listed = tmp_path / "pool.txt"
+    listed.write_text("\n".join([str(pool / "chelsea.png")] * 2 + [str(pool / "astronaut.png"), str(pool / "coffee.png")]) + "\n")
+    for source in (pool, listed):
+        made = build_transfer_set(load_config(), str(source), str(targets), None, tmp_path / "t.txt", size=3)
+        assert len(set(map(os.path.realpath, made.paths))) == len(made.paths) == 3
+
+
+def test_an_unwritable_output_is_refused_before_the_teacher_runs(photo_pool, tmp_path, monkeypatch):
+    pool, targets = photo_pool
+    monkeypatch.setattr("edgedistill.models.teacher.create_primary_teacher", lambda cfg: pytest.fail("the teacher ran first"))
+    for out, kept in ((pool / "chelsea.png" / "t.txt", None), (tmp_path / "t.txt", pool / "chelsea.png" / "e.safetensors")):
+        with pytest.raises(EdgedistillError, match="cannot write"):
+            build_transfer_set(load_config(), str(pool), str(targets), 3, out, kept)
 
 
 def test_unreadable_targets_leave_an_earlier_list_untouched(photo_pool, tmp_path):
@@ -180,3 +218,16 @@ def test_cli_writes_the_list_and_refuses_bad_input_with_one_line(photo_pool, tmp
     assert "wrote transfer set" in capsys.readouterr().err and len(ImageSource(str(out))) == 2  # the console is stderr
     assert main(["transfer-set", str(tmp_path / "t.json"), "--pool", str(pool), "--targets", str(targets)]) == 2
     assert "must be a .txt file" in capsys.readouterr().err
+
+
+def test_extra_teachers_are_said_to_be_unused(photo_pool, tmp_path, monkeypatch, capsys):
+    pool, targets = photo_pool
+
+    class Stop(Exception):
+        pass
+
+    monkeypatch.setattr("edgedistill.models.teacher.create_primary_teacher", lambda cfg: (_ for _ in ()).throw(Stop()))
+    with pytest.raises(Stop):
+        build_transfer_set(load_config(None, ["teacher.extra=[{name: efficientnet_lite0.offline, img_size: 160}]"]),
+                           str(pool), str(targets), 3, tmp_path / "t.txt")
+    assert "teacher.extra is not used" in capsys.readouterr().err

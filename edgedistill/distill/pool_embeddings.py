@@ -5,13 +5,16 @@ pool is embedded again and the file replaced. float32, 4·D bytes per image, so 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from ..artifacts import atomic_output, save_safetensors
 from ..data.images import ImageSource
+from ..errors import EdgedistillError
 
 FORMAT = "edgedistill.pool-embeddings/1"
 
@@ -19,7 +22,30 @@ FORMAT = "edgedistill.pool-embeddings/1"
 def stamp_of(teacher_config, pool: ImageSource) -> dict:
     from .cache import teacher_identity
 
-    return {"format": FORMAT, "teacher": teacher_identity(teacher_config), "images": pool.fingerprint(), "count": len(pool)}
+    # fingerprint: names relative to the pool and sizes (an edit); where: the absolute files (another folder of the same names)
+    where = hashlib.sha256("\n".join(os.path.abspath(p) for p in pool.paths).encode(errors="surrogateescape")).hexdigest()[:16]
+    return {"format": FORMAT, "teacher": teacher_identity(teacher_config), "images": pool.fingerprint(), "files": where, "count": len(pool)}
+
+
+def check_replaceable(path: Path, inputs: list) -> None:
+    """`path` may be replaced only when it is missing or holds pool embeddings: a typo naming the pool list or a
+    model's .safetensors would otherwise be overwritten. Readable is enough here; load_matching says if it fits."""
+    if path.is_dir() or any(os.path.realpath(path) == os.path.realpath(p) for p in inputs):
+        raise EdgedistillError(f"--pool-embeddings '{path}' is a folder, or the list, pool or targets",
+                               "pass a file path of its own, e.g. runs/pool.safetensors")
+    if path.exists() and _stored_stamp(path).get("format") != FORMAT:
+        raise EdgedistillError(f"--pool-embeddings '{path}' exists and holds no pool embeddings edgedistill can read, so it is not replaced",
+                               "pass a new path, or delete the file if it is a damaged embeddings file")
+
+
+def _stored_stamp(path: Path) -> dict:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            return json.loads((f.metadata() or {}).get("edgedistill", "{}"))
+    except (SafetensorError, OSError, ValueError):
+        return {}
 
 
 def load_matching(path: Path, stamp: dict) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
@@ -35,10 +61,10 @@ def load_matching(path: Path, stamp: dict) -> tuple[tuple[np.ndarray, np.ndarray
                 return None, "the file holds no pool embeddings"
             if stored.get("teacher") != stamp["teacher"]:
                 return None, "they were made by another teacher"
-            if stored.get("images") != stamp["images"] or stored.get("count") != stamp["count"]:
-                return None, "the pool's images changed since"
+            if any(stored.get(key) != stamp[key] for key in ("images", "files", "count")):
+                return None, "the pool's images or their place changed since"
             return (f.get_tensor("rows"), f.get_tensor("embeddings")), ""
-    except (SafetensorError, OSError, ValueError, KeyError) as exc:  # damaged or foreign: embed again rather than fail
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:  # damaged tensors behind a readable header: embed again
         return None, f"the file cannot be read ({type(exc).__name__})"
 
 

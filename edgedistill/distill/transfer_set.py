@@ -94,15 +94,24 @@ def build_transfer_set(cfg: BuildConfig, pool: str, targets: str, per_target: in
         if value is not None and value < 1:
             raise EdgedistillError(f"{option} must be at least 1, got {value}", f"pass {option} N with N >= 1")
     check_output(out)
-    if pool_embeddings is not None and (Path(pool_embeddings).is_dir() or Path(pool_embeddings).resolve() == Path(out).resolve()):
-        raise EdgedistillError(f"--pool-embeddings '{pool_embeddings}' is a folder or the list itself",
-                               "pass a file path of its own, e.g. runs/pool.safetensors")
     pool_images, target_images = _images("--pool", pool), _images("--targets", targets)
     if pool_images.tars is not None:
         raise EdgedistillError(f"pool '{pool}' is tar shards, and a transfer set is written as a list of image files",
                                "extract the shards into a folder, or pass a folder or .txt list of images as --pool")
-    check_listable(pool_images.paths)  # these checks come before the teacher runs over the pool, which may take hours
+    pool_images = _distinct_files(pool_images)
+    # these checks come before the teacher runs over the pool, which may take hours
+    check_listable(pool_images.paths)
+    if pool_embeddings is not None:
+        from . import pool_embeddings as kept
+
+        kept.check_replaceable(Path(pool_embeddings), inputs=[out, pool, targets])
+        check_writable(Path(pool_embeddings), "--pool-embeddings")
+    check_writable(out, "the transfer set")
     import_faiss()
+    if cfg.teacher.extra:
+        from ..progress import console
+
+        console.print(f"transfer-set embeds with the primary teacher {cfg.teacher.name}; teacher.extra is not used")
     device = pick_device(cfg.distill.device)
     teacher = create_primary_teacher(cfg.teacher)
     hold_for_distillation([teacher], [cfg.teacher], uses_bf16(cfg.distill, device))  # teacher.dtype, as cache-teacher holds it
@@ -112,17 +121,19 @@ def build_transfer_set(cfg: BuildConfig, pool: str, targets: str, per_target: in
     target_rows, target_embeddings = embed_images(teacher, target_images, label="targets", **run)
     if len(target_rows) == 0:
         raise target_images.nothing_readable()
-    pool_rows, embeddings = _pool_embeddings(cfg, teacher, pool_images, run, pool_embeddings)
+    pool_rows, embeddings, save_embeddings = _pool_embeddings(cfg, teacher, pool_images, run, pool_embeddings)
     chosen, scores = nearest_pool_images(embeddings, target_embeddings, per_target, size)
     paths = [os.path.abspath(pool_images.name(int(pool_rows[i]))) for i in chosen]
     result = TransferSet(paths, scores, len(pool_images), len(pool_images) - len(pool_rows),
                          len(target_rows), len(target_images) - len(target_rows))
     write_list(out, result, cfg.teacher.name, targets, f"{per_target} per target" if size is None else f"{size} asked in all")
+    save_embeddings()  # after the list: a failure to keep the embeddings costs the next run time, not this run's list
     return result
 
 
 def _pool_embeddings(cfg: BuildConfig, teacher, pool_images: ImageSource, run: dict, kept: Path | None):
-    """(readable rows, embeddings) of the pool: from the `kept` file when it matches, else embedded (and kept)."""
+    """(readable rows, embeddings, a call that keeps them) of the pool: from the `kept` file when it matches,
+    else embedded, and then the call saves them to `kept` (warning, not failing, when it cannot)."""
     from ..progress import console
     from . import pool_embeddings
     from .embed import embed_images
@@ -132,14 +143,45 @@ def _pool_embeddings(cfg: BuildConfig, teacher, pool_images: ImageSource, run: d
         found, why_not = pool_embeddings.load_matching(kept, stamp)
         if found is not None:
             console.print(f"pool embeddings reused from {kept}")
-            return found
+            return (*found, lambda: None)
         console.print(f"embedding the pool: no usable embeddings in {kept} ({why_not})")
     rows, embeddings = embed_images(teacher, pool_images, label="pool", **run)
     if len(rows) == 0:
         raise pool_images.nothing_readable()
-    if kept:
-        pool_embeddings.save(kept, stamp, rows, embeddings)
-    return rows, embeddings
+
+    def save() -> None:
+        if kept:
+            try:
+                pool_embeddings.save(kept, stamp, rows, embeddings)
+            except OSError as exc:
+                console.print(f"warning: could not keep the pool embeddings in {kept} ({exc.strerror or type(exc).__name__}); the next run embeds the pool again")
+
+    return rows, embeddings, save
+
+
+def _distinct_files(pool_images: ImageSource) -> ImageSource:
+    """Each file once: a pool list naming a file twice, or a folder holding a link beside its target, would
+    put the file in the transfer set twice (and count it twice towards --size)."""
+    seen, paths = set(), []
+    for i, path in enumerate(pool_images.paths):
+        identity = pool_images.identity(i)
+        if identity not in seen:
+            seen.add(identity)
+            paths.append(path)
+    return pool_images if len(paths) == len(pool_images) else ImageSource(pool_images.source, paths=paths)
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Try a file beside `path` now: a folder that cannot hold it failed only once the pool was embedded."""
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name[:200]}.probe-"):
+            pass
+    except OSError as exc:
+        raise EdgedistillError(f"cannot write {what} '{path}': {exc.strerror or type(exc).__name__}",
+                               "pass a path in a folder you can write to") from None
 
 
 def _images(option: str, source: str) -> ImageSource:
