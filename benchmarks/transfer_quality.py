@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2000, help="images in each transfer set")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--probe-images", type=int, default=None, help="at most this many probe images to train and to test (smoke runs)")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -74,6 +75,8 @@ def main() -> None:
     probe_rows = np.flatnonzero(in_task & (np.arange(len(train_labels)) >= len(train_labels) - 6000))
     probe_rows = probe_rows[~np.isin(probe_rows, target_rows)]
     test_rows = np.flatnonzero(np.isin(test_labels, list(TASK)))[:2000]
+    if args.probe_images:
+        probe_rows, test_rows = probe_rows[:args.probe_images], test_rows[:args.probe_images]
 
     base = ["teacher.name=efficientnet_lite0.offline", "teacher.img_size=112", "student.name=vit_tiny_patch16_224",
             "student.img_size=64", "student.model_args={depth: 4, patch_size: 8}", "data.scale_min=0.35",

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,6 +28,25 @@ def test_throughput_benchmark_counts_flops_for_each_mode(tmp_path):
     # the online step runs the teacher too; the naive step does the same arithmetic as online
     assert rows["online-bf16"]["tflops_per_step"] > rows["cached-bf16"]["tflops_per_step"] > 0
     assert rows["naive-fp32"]["tflops_per_step"] > rows["cached-bf16"]["tflops_per_step"]
+
+
+FMNIST_PRESENT = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").is_file()
+
+
+@pytest.mark.skipif(not FMNIST_PRESENT, reason="Fashion-MNIST is not installed here")
+def test_transfer_set_benchmark_scores_every_class():
+    run = _run("transfer_set.py", "--pool", "60", "--targets", "2", "--per-target", "3", "--no-doc")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("| ") > 10 and "| **mean** |" in run.stdout
+
+
+@pytest.mark.skipif(not FMNIST_PRESENT, reason="Fashion-MNIST is not installed here")
+def test_transfer_quality_benchmark_distils_from_both_sets(tmp_path):
+    run = _run("transfer_quality.py", "--pool", "200", "--size", "40", "--steps", "2", "--probe-images", "80", "--no-doc", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads((tmp_path / "transfer_quality.json").read_text())
+    assert [r["transfer set"] for r in rows] == ["retrieved", "random", "none (random-init student)"]
+    assert rows[0]["images"] == rows[1]["images"] == 40
 
 
 def test_view_decode_benchmark_compares_the_same_views(tmp_path):
