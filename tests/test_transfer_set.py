@@ -55,6 +55,12 @@ def test_size_searches_deeper_when_targets_share_neighbours():
     assert nearest_pool_images(pool, targets, size=50)[0].tolist() == list(range(8))  # the whole pool, no more
 
 
+def test_the_score_is_the_cosine_to_the_nearest_target_even_one_that_did_not_pick_it():
+    pool = unit([[0.6, 0.8], [0, 1], [-1, 0]])  # kept as target A's nearest (0.6), but B's second (0.8)
+    rows, scores = nearest_pool_images(pool, unit([[1, 0], [0, 1]]), per_target=1)
+    assert rows.tolist() == [1, 0] and scores.tolist() == pytest.approx([1.0, 0.8])
+
+
 def test_an_image_near_two_targets_is_kept_once_at_its_best_score():
     pool = unit([[1, 1], [1, 0]])
     rows, scores = nearest_pool_images(pool, unit([[1, 0.9], [1, 0.8]]), per_target=1)
@@ -200,7 +206,19 @@ def test_a_pool_name_no_list_can_hold_is_refused_before_the_teacher_runs(photo_p
 def test_a_missing_pool_names_the_option(photo_pool, tmp_path):
     with pytest.raises(EdgedistillError, match="--pool: image source .* does not exist") as raised:
         build_transfer_set(load_config(), str(tmp_path / "nowhere"), str(photo_pool[1]), 3, tmp_path / "t.txt")
-    assert "data.source" not in raised.value.one_line()
+    assert "data.source" not in raised.value.one_line() and "tar" not in raised.value.one_line()  # a pool cannot be shards
+
+
+@pytest.mark.parametrize("which", ["pool", "targets"])
+def test_an_output_naming_an_input_list_is_refused_and_the_list_kept(photo_pool, tmp_path, which):
+    pool, targets = photo_pool
+    listed = tmp_path / f"{which}.txt"
+    listed.write_text("\n".join(str(p) for p in sorted((pool if which == "pool" else targets).glob("*.png"))) + "\n")
+    before = listed.read_text()
+    sources = {"pool": str(pool), "targets": str(targets), which: str(listed)}
+    with pytest.raises(EdgedistillError, match="is an input list"):
+        build_transfer_set(load_config(), sources["pool"], sources["targets"], 3, listed)
+    assert listed.read_text() == before
 
 
 def test_tar_shards_as_the_pool_are_refused(photo_pool, tmp_path):

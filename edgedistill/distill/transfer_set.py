@@ -44,21 +44,20 @@ def nearest_pool_images(pool: np.ndarray, targets: np.ndarray, per_target: int |
     depth = min(per_target or -(-size // len(targets)), len(pool))
     while True:
         scores, rows = index.search(queries, depth)  # [targets, depth], each row nearest first
-        chosen, best = _in_rounds(scores, rows)
+        chosen = _in_rounds(scores, rows)
         if size is None or len(chosen) >= size or depth == len(pool):
-            return (chosen, best) if size is None else (chosen[:size], best[:size])
+            chosen = chosen if size is None else chosen[:size]
+            # exact, not the best searched pair: an image kept as one target's k-th may be nearer another target at k+1
+            return chosen, (pool[chosen] @ queries.T).max(axis=1) if len(chosen) else np.zeros(0, np.float32)
         depth = min(depth * 2, len(pool))  # targets shared neighbours: search deeper
 
 
-def _in_rounds(scores: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _in_rounds(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
     rank = np.broadcast_to(np.arange(rows.shape[1]), rows.shape).ravel()
     flat_rows, flat_scores = rows.ravel(), scores.ravel()
     order = np.lexsort((flat_rows, -flat_scores, rank))  # by round, then cosine, then pool row
     _, first = np.unique(flat_rows[order], return_index=True)  # an image's first appearance places it
-    chosen = flat_rows[order][np.sort(first)]
-    best = np.full(rows.max() + 1, -np.inf, dtype=np.float32)
-    np.maximum.at(best, flat_rows, flat_scores)
-    return chosen, best[chosen]
+    return flat_rows[order][np.sort(first)]
 
 
 def import_faiss():
@@ -69,7 +68,11 @@ def import_faiss():
     return faiss
 
 
-def check_output(out: Path) -> None:
+def check_output(out: Path, inputs: tuple[str, ...] = ()) -> None:
+    """OUT must be a .txt file (what data.source reads as a list) that is none of the input lists."""
+    if any(os.path.realpath(out) == os.path.realpath(given) for given in inputs):
+        raise EdgedistillError(f"transfer set '{out}' is an input list (--pool or --targets), which it would replace",
+                               "write the transfer set to another path")
     if out.suffix.lower() != ".txt":
         raise EdgedistillError(f"transfer set '{out}' must be a .txt file: data.source reads image lists by that suffix",
                                f"name it {out.with_suffix('.txt').name}")
@@ -93,7 +96,7 @@ def build_transfer_set(cfg: BuildConfig, pool: str, targets: str, per_target: in
     for option, value in (("--per-target", per_target), ("--size", size)):
         if value is not None and value < 1:
             raise EdgedistillError(f"{option} must be at least 1, got {value}", f"pass {option} N with N >= 1")
-    check_output(out)
+    check_output(out, (pool, targets))
     pool_images, target_images = _images("--pool", pool), _images("--targets", targets)
     if pool_images.tars is not None:
         raise EdgedistillError(f"pool '{pool}' is tar shards, and a transfer set is written as a list of image files",
@@ -189,7 +192,10 @@ def _images(option: str, source: str) -> ImageSource:
     try:
         return ImageSource(source)
     except EdgedistillError as exc:
-        raise EdgedistillError(f"{option}: {exc.cause}", exc.fix.replace("data.source=", f"{option} ")) from exc
+        fix = exc.fix.replace("data.source=", f"{option} ")
+        if option == "--pool":  # a pool cannot be tar shards: the list names files
+            fix = fix.replace(", a folder of images, a .txt list or .tar shards", ", a folder of images or a .txt list")
+        raise EdgedistillError(f"{option}: {exc.cause}", fix) from exc
 
 
 def write_list(out: Path, result: TransferSet, teacher: str, targets: str, asked: str) -> None:
