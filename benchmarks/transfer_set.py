@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gzip
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from edgedistill.distill.transfer_set import nearest_pool_images
 from edgedistill.models.teacher import create_primary_teacher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distill_quality import read_idx  # noqa: E402
 from doc_markers import replace_between  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,12 +43,6 @@ DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- transfer-set:start -->", "<!-- transfer-set:end -->"
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-
-
-def read_split(split: str) -> tuple[np.ndarray, np.ndarray]:
-    images = np.frombuffer(gzip.open(FMNIST / f"{split}-images-idx3-ubyte.gz").read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    labels = np.frombuffer(gzip.open(FMNIST / f"{split}-labels-idx1-ubyte.gz").read(), np.uint8, offset=8)
-    return images, labels
 
 
 def write_pngs(folder: Path, images: np.ndarray) -> list[Path]:
@@ -70,8 +64,8 @@ def main() -> None:
     if not (FMNIST / "t10k-images-idx3-ubyte.gz").is_file():
         raise SystemExit(f"Fashion-MNIST is not installed ({FMNIST}): apt-get install dataset-fashion-mnist")
     cfg = load_config(None, args.overrides)
-    test_images, test_labels = read_split("t10k")
-    train_images, train_labels = read_split("train")
+    test_images, test_labels = read_idx("t10k-images-idx3-ubyte.gz"), read_idx("t10k-labels-idx1-ubyte.gz")
+    train_images, train_labels = read_idx("train-images-idx3-ubyte.gz"), read_idx("train-labels-idx1-ubyte.gz")
     picks = np.asarray(spread_subset(list(range(len(test_images))), args.pool))
     pool_labels = np.concatenate([test_labels[picks], np.full(len(bundled_photo_paths()), -1)])  # -1: an off-task photo
     device = pick_device(cfg.distill.device)

@@ -49,21 +49,21 @@ def _stored_stamp(path: Path) -> dict:
 
 
 def load_matching(path: Path, stamp: dict) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
-    """((readable rows, embeddings), "") when `path` holds this pool's embeddings by this teacher, else (None, why not)."""
-    from safetensors import SafetensorError, safe_open
+    """((readable rows, embeddings), "") when `path` holds this pool's embeddings by this teacher, else (None, why not).
+    A file that holds no pool embeddings never gets here (check_replaceable refused it)."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
 
     if not path.is_file():
         return None, "none kept yet"
+    stored = _stored_stamp(path)
+    if stored.get("teacher") != stamp["teacher"]:
+        return None, "they were made by another teacher"
+    if any(stored.get(key) != stamp[key] for key in ("images", "files", "count")):
+        return None, "the pool's images or their place changed since"
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            stored = json.loads((f.metadata() or {}).get("edgedistill", "{}"))
-            if stored.get("format") != FORMAT:
-                return None, "the file holds no pool embeddings"
-            if stored.get("teacher") != stamp["teacher"]:
-                return None, "they were made by another teacher"
-            if any(stored.get(key) != stamp[key] for key in ("images", "files", "count")):
-                return None, "the pool's images or their place changed since"
-            return (f.get_tensor("rows"), f.get_tensor("embeddings")), ""
+        tensors = load_file(str(path))
+        return (tensors["rows"], tensors["embeddings"]), ""
     except (SafetensorError, OSError, ValueError, KeyError) as exc:  # damaged tensors behind a readable header: embed again
         return None, f"the file cannot be read ({type(exc).__name__})"
 
