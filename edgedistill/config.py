@@ -79,6 +79,12 @@ class DistillConfig:
     patch_weight: float = 1.0
     feature_weight: float = 1.0
     loss: str = "mse"  # mse | cosine_smoothl1
+    # DIME-FM (distill/vl.py): the primary teacher's text-tower embeddings of unpaired sentences (`edgedistill embed-text`)
+    text_embeddings: str | None = None
+    vl_weight: float = 1.0  # image->text and text->image similarity KL, when text_embeddings is set
+    pvl_weight: float = 1.0  # the same with the batch's teacher image embeddings as pseudo-text
+    vl_texts: int = 4096  # sentences drawn each step (all of them when there are fewer)
+    vl_temperature: float = 0.0  # 0: the teacher's own (1/logit_scale, stored with the embeddings)
     grad_clip: float = 1.0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -202,6 +208,8 @@ _NO_DEFAULT = object()
 # behaviour: left out of every hash at that value, so upgrading edgedistill neither re-runs finished
 # stages nor drops a resumable checkpoint.
 COMPATIBLE_ADDITIONS = {"teacher.dtype": "fp32", "distill.compile_mode": "default", "distill.overlap_teacher": False,
+                        "distill.text_embeddings": None, "distill.vl_weight": 1.0, "distill.pvl_weight": 1.0,
+                        "distill.vl_texts": 4096, "distill.vl_temperature": 0.0,
                         "quantize.fallback_refine": 0}
 
 
@@ -324,6 +332,10 @@ LIMITS = {
     "distill.token_weight": (lambda v: v >= 0, "0 (off) or more"),
     "distill.patch_weight": (lambda v: v >= 0, "0 (off) or more"),
     "distill.feature_weight": (lambda v: v >= 0, "0 (off) or more"),
+    "distill.vl_weight": (lambda v: v >= 0, "0 (off) or more"),
+    "distill.pvl_weight": (lambda v: v >= 0, "0 (off) or more"),
+    "distill.vl_texts": (lambda v: v >= 1, "at least 1"),
+    "distill.vl_temperature": (lambda v: v >= 0, "above 0, or 0 for the teacher's own"),
     "distill.seed": (lambda v: 0 <= v < 2**32, f"in [0, {2**32 - 1}] (numpy's seed range)"),
     "data.max_images": (lambda v: v >= 1, "at least 1, or data.max_images= (null) for all images"),  # None: all images
     "student.img_size": (lambda v: v >= 1, "at least 1"),
@@ -549,7 +561,8 @@ def _check_bench_lists(cfg: BuildConfig) -> None:
 def _check_something_is_learned(cfg: BuildConfig) -> None:
     """Weights that zero every loss would train for hours and save an untrained student."""
     d = cfg.distill
-    if d.token_weight == d.patch_weight == d.feature_weight == 0:
+    dime_fm = bool(d.text_embeddings) and (d.vl_weight > 0 or d.pvl_weight > 0)
+    if d.token_weight == d.patch_weight == d.feature_weight == 0 and not dime_fm:
         raise EdgedistillError("distill.token_weight, patch_weight and feature_weight are all 0, so distillation would learn nothing",
                                "set at least one of them above 0 (Proteus uses 1 for each)")
     weights = [t.weight for t in teacher_list(cfg.teacher)]

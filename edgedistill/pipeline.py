@@ -301,6 +301,10 @@ class Pipeline:
             stamps = self._file_inputs((self.cfg.data.source, self.cfg.data.max_images), self.cfg.distill.cache, *self._teacher_checkpoints(),
                                        legacy=legacy)
             ignore = {f"distill.{k}" for k in state_files.NOT_HASHED} | (set() if legacy else self._paths_stood_for(stamps[0]))
+            if self.cfg.distill.text_embeddings and not legacy:  # by the stamp in its header (text_embeddings.py), not its path
+                from .distill.text_embeddings import hash_stamp
+
+                stamps, ignore = [*stamps, hash_stamp(self.cfg.distill.text_embeddings)], ignore | {"distill.text_embeddings"}
             # DDP and FSDP train the same student (and resume each other's checkpoints): keyed as DDP, a switch does
             # not re-train. `strategy`: the key before that, which FSDP builds recorded
             cfg = self.cfg if legacy or strategy else replace(self.cfg, distill=replace(self.cfg.distill, strategy="ddp"))

@@ -13,6 +13,7 @@ from ..models.teacher import TeacherTargets
 from ..models.tokens import patch_tokens, token_maps
 from .align import align_grid
 from .losses import proteus_losses
+from .vl import VLBatch
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class Objective:
     patch: float = 1.0
     feature: float = 1.0
     kind: str = "mse"
+    vl: float = 0.0  # DIME-FM's image–text term (vl.py), primary teacher only
+    pvl: float = 0.0  # and its pseudo-VL term
 
 
 class DistillModule(nn.Module):
@@ -41,8 +44,9 @@ class DistillModule(nn.Module):
         inner = getattr(self.backbone, "no_weight_decay", lambda: set())()
         return {f"backbone.{name}" for name in inner} | {"heads.mask_token"}
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, targets: list[TeacherTargets], objective: Objective) -> tuple[torch.Tensor, dict]:
-        """Weighted total loss and detached per-teacher, per-level parts (t0.token, t0.patch, ...).
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, targets: list[TeacherTargets], objective: Objective,
+                vl: VLBatch | None = None) -> tuple[torch.Tensor, dict]:
+        """Weighted total loss and detached per-teacher, per-level parts (t0.token, t0.patch, ...; t0.vl, t0.pvl with `vl`).
 
         As in the Proteus reference, the clean input of the whole batch feeds the token and feature
         levels and a masked input of the first M samples (`mask` is [M, N]) the patch level; both
@@ -68,4 +72,8 @@ class DistillModule(nn.Module):
                                     feature_pred, feature_target, kind=objective.kind)
             total = total + weight * levels.total((objective.token, objective.patch, objective.feature))
             parts.update({f"t{i}.{k}": v for k, v in levels.as_tensors().items()})
+            if i == 0 and vl is not None:  # the text embeddings are the primary teacher's
+                vl_loss, pvl_loss = vl.losses(token_pred)
+                total = total + weight * (objective.vl * vl_loss + objective.pvl * pvl_loss)
+                parts.update({"t0.vl": vl_loss.detach(), "t0.pvl": pvl_loss.detach()})
         return total, parts

@@ -76,6 +76,10 @@ class PhiSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x.dtype)) @ self.rotation.T.to(x.dtype) / self.scale.to(x.dtype)
 
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+        """φ y R + μ (R is orthogonal): a standardised prediction back in the teacher's space."""
+        return (x * self.scale.to(x.dtype)) @ self.rotation.to(x.dtype) + self.mean.to(x.dtype)
+
     @torch.no_grad()
     def fold_into_head(self, head: nn.Sequential) -> None:
         """φ Rᵀ head(x) + μ as one Linear: W' = φ Rᵀ W, b' = φ Rᵀ b + μ."""

@@ -33,7 +33,9 @@ from .module import DistillModule
 from .standardize import TargetStandardizer, TeacherNorms
 from .state_files import FINISHED, NOT_HASHED, STATE_DIR
 from .targets import CachedTargets, OnlineTargets
+from .text_embeddings import check_width, hash_stamp, open_text_embeddings
 from .trainer import TrainJob, pick_device, train, uses_bf16
+from .vl import VLTexts
 
 CONFIG_SECTIONS = ("teacher", "student", "data", "distill")
 
@@ -85,6 +87,8 @@ def paths_by_content(cfg: BuildConfig, data: dict) -> None:
             return None
         return file_digest(Path(path).expanduser()) if path and Path(path).expanduser().is_file() else path
 
+    if data["distill"].get("text_embeddings"):  # by its stamp (sentences, teacher, count): hashing GBs of rows each launch would not pay
+        data["distill"]["text_embeddings"] = hash_stamp(cfg.distill.text_embeddings)
     teacher = data["teacher"]
     data["teacher"] = {**teacher, "checkpoint": content(teacher.get("checkpoint")),
                        "extra": [{**e, "checkpoint": content(e.get("checkpoint"))} if isinstance(e, dict) else e for e in teacher.get("extra") or ()]}
@@ -172,9 +176,12 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
     ctx = ctx or distributed.DistContext()
     if ctx.active and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
+    texts = _text_embeddings(cfg)  # before any model is built: a wrong file fails in a second, not after the teacher loads
     backbone, data_config = create_student(cfg.student)
     probe = probe_student(backbone, data_config["input_size"][-1], cfg.student)
     dataset, targets, teachers, classifier = _teacher_sources(cfg, data_config)
+    if texts is not None:
+        check_width(texts.stamp, teachers[0]["dim"], cfg.distill.text_embeddings)
     patch_level = cfg.distill.patch_weight > 0 and probe["maskable"]
     if patch_level and masked_rows(cfg.distill.batch_size, probe["n_patches"], cfg.distill.mask_share, cfg.distill.mask_ratio) == 0:
         patch_level = False
@@ -193,7 +200,17 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
                    Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg, identity),
                    (resume_hash(cfg, identity, by_content=False), resume_hash(cfg, legacy=True),
                     *(resume_hash(cfg, earlier, legacy=True) for earlier in earlier_identities(dataset))), ctx, on_step)
+    if texts is not None and (cfg.distill.vl_weight > 0 or cfg.distill.pvl_weight > 0):
+        job.vl = VLTexts(texts, cfg.distill.vl_texts, cfg.distill.vl_temperature, cfg.distill.seed)
     return Prepared(job, teachers, classifier, probe)
+
+
+def _text_embeddings(cfg: BuildConfig):
+    if not cfg.distill.text_embeddings:
+        return None
+    from .cache import teacher_identity
+
+    return open_text_embeddings(cfg.distill.text_embeddings, teacher_identity(teacher_configs(cfg.teacher)[0]), None)
 
 
 def deploy_heads(module: DistillModule, norms: TargetStandardizer | None) -> list[ProteusHeads]:
@@ -267,7 +284,7 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
         "extra_teachers": [{k: t[k] for k in ("name", "dim", "patch_dim", "grid", "weight")} for t in prepared.teachers[1:]],
         "train": {"steps": cfg.distill.steps, "batch_size": cfg.distill.batch_size, "world_size": ctx.world, "images": job.dataset.image_count,
                   "skipped_images": skipped, "resumed_from_step": result.start_step, "patch_level": job.patch_level, "standardize": cfg.distill.standardize,
-                  "cache": cfg.distill.cache, "loss_first": result.log.mean_loss(first=True) if result.log else None,
+                  "cache": cfg.distill.cache, **_dime_fm_record(job), "loss_first": result.log.mean_loss(first=True) if result.log else None,
                   "loss_last": result.log.mean_loss(first=False) if result.log else None, "device": str(job.device)},
     }
     if ctx.is_main:
@@ -284,6 +301,15 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
     distributed.barrier(ctx)
     distributed.shutdown(ctx)
     return _record(cfg, workdir, final, job, spec["train"])
+
+
+def _dime_fm_record(job) -> dict:
+    """What the student learned DIME-FM from, when it did (absent otherwise, as in earlier student.json files)."""
+    if job.vl is None:
+        return {}
+    stamp = job.vl.embeddings.stamp
+    return {"dime_fm": {"sentences": stamp["count"], "sentences_sha256": stamp["sentences_sha256"], "texts_per_step": min(job.vl.per_step, stamp["count"]),
+                        "temperature": job.vl.temperature}}
 
 
 def _record(cfg: BuildConfig, workdir: Path, final: Path, job, train_info: dict) -> Artifact:

@@ -74,6 +74,10 @@ class TargetNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x.dtype)) / (self.var + self.eps).sqrt().to(x.dtype)
 
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+        """A standardised prediction back in the teacher's space (differentiable: DIME-FM's loss reads it there)."""
+        return x * (self.var + self.eps).sqrt().to(x.dtype) + self.mean.to(x.dtype)
+
     @torch.no_grad()
     def fold_into_head(self, head: nn.Sequential) -> None:
         """head(x)*std + mean as one Linear: W' = diag(std) W, b' = std*b + mean."""
@@ -121,6 +125,10 @@ class TargetStandardizer(nn.Module):
     def forward(self, targets: list[TeacherTargets]) -> list[TeacherTargets]:
         return [dataclasses.replace(t, token=norm.token(t.token.float()), patches=norm.patch(t.patches.float()))
                 for norm, t in zip(self.norms, targets)]
+
+    def token_to_teacher_space(self, index: int = 0):
+        """The de-standardisation of teacher `index`'s token head output, as fold_into bakes it in at save time."""
+        return self.norms[index].token.inverse
 
     @torch.no_grad()
     def fold_into(self, head_sets: list[nn.Module]) -> None:

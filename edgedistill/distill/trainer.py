@@ -29,6 +29,7 @@ from .prefetch import prefetch
 from .standardize import TargetStandardizer
 from .targets import OnlineTargets
 from .teacher_ahead import teacher_ahead
+from .vl import VLTexts
 from .state import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class TrainJob:
     earlier_hashes: tuple = ()  # the same job as hashed by earlier edgedistill versions: their checkpoints still resume
     ctx: distributed.DistContext = field(default_factory=distributed.DistContext)
     on_step: Callable[[int], None] | None = None  # called after each step (tests use it to slow a run down)
+    vl: VLTexts | None = None  # DIME-FM's text embeddings (distill.text_embeddings); None: Proteus levels only
 
 
 @dataclass
@@ -86,8 +88,9 @@ def arithmetic(cfg: DistillConfig, device: torch.device) -> dict:
     return {"device": device.type, "bf16": uses_bf16(cfg, device), "compile": cfg.compile}
 
 
-def objective_for(cfg: DistillConfig, patch_level: bool) -> Objective:
-    return Objective(cfg.token_weight, cfg.patch_weight if patch_level else 0.0, cfg.feature_weight, cfg.loss)
+def objective_for(cfg: DistillConfig, patch_level: bool, dime_fm: bool = False) -> Objective:
+    vl = (cfg.vl_weight, cfg.pvl_weight) if dime_fm else (0.0, 0.0)
+    return Objective(cfg.token_weight, cfg.patch_weight if patch_level else 0.0, cfg.feature_weight, cfg.loss, *vl)
 
 
 def step_mask(cfg: DistillConfig, objective: Objective, batch: int, n_patches: int, step: int, rank: int, device) -> torch.Tensor:
@@ -98,12 +101,16 @@ def step_mask(cfg: DistillConfig, objective: Objective, batch: int, n_patches: i
 
 
 def step_loss(model, job: TrainJob, batch: dict, step: int, autocast, objective: Objective) -> tuple[torch.Tensor, dict]:
-    """Targets (online or cached) for the batch, then the student's weighted Proteus loss."""
+    """Targets (online or cached) for the batch, then the student's weighted Proteus (and DIME-FM) loss."""
     view = unit_interval(batch["view"].to(job.device, non_blocking=True))
     targets = batch.get("targets")  # already there when teacher_ahead ran the teacher
     if targets is None:
         with torch.no_grad(), autocast:
             targets = job.targets(batch, view)
+    vl = None
+    if job.vl is not None:  # in the teacher's own space: its text embeddings live there, not in the standardised one
+        undo = job.norms.token_to_teacher_space(0) if job.norms is not None else (lambda x: x)
+        vl = job.vl.batch(targets[0].token, step, job.ctx.rank, undo)
     if job.norms is not None:
         job.norms.update(targets, job.ctx)
         targets = job.norms(targets)
@@ -112,7 +119,7 @@ def step_loss(model, job: TrainJob, batch: dict, step: int, autocast, objective:
         x = x.contiguous(memory_format=torch.channels_last)
     mask = step_mask(job.cfg, objective, x.shape[0], job.n_patches, step, job.ctx.rank, job.device)
     with autocast:
-        return model(x, mask, targets, objective)
+        return model(x, mask, targets, objective, vl)
 
 
 def build_optimizer(module: DistillModule, cfg: DistillConfig, device: torch.device):
@@ -199,9 +206,11 @@ def train(job: TrainJob) -> TrainResult:
                         pin_memory=job.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed),
                         persistent_workers=False, prefetch_factor=4 if cfg.num_workers else None)
     autocast = autocast_for(cfg, job.device)
-    objective = objective_for(cfg, job.patch_level)
+    objective = objective_for(cfg, job.patch_level, job.vl is not None)
     metrics = MetricsLog(job.state_dir / "train_log.csv" if job.state_dir else None, start_step, cfg.tensorboard) if ctx.is_main else None
     job.targets.to(job.device)
+    if job.vl is not None:
+        job.vl.to(job.device)
     batches = prefetch(_count_bad(loader, skipped), job.device)
     if cfg.overlap_teacher and isinstance(job.targets, OnlineTargets):  # with a teacher cache no teacher runs
         batches = teacher_ahead(batches, job.targets, job.device, autocast)

@@ -1,0 +1,88 @@
+"""DIME-FM: the student's image embedding learns the primary teacher's image–text similarity structure.
+
+s is the student's summary through the primary teacher's token head (in the teacher's own space: any
+target standardisation undone), t the teacher's image embedding, u the teacher's text embeddings of
+unpaired sentences (text_embeddings.py; the text tower never runs here). With all three L2-normalised
+and τ the teacher's temperature:
+
+- vl:  KL(softmax(t·uᵀ/τ) ‖ softmax(s·uᵀ/τ)) over the texts for each image (image→text) plus over the
+       images of the batch for each text (text→image);
+- pvl: the same with the teacher's image embeddings of the batch standing in for text (pseudo-VL).
+
+DIME-FM's uni-modal distance term is the Proteus token level, which already regresses s onto t.
+Each step draws `distill.vl_texts` sentences anew, a pure function of (seed, step, rank), so a resumed
+run draws the same ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..data.augment import view_seed
+from .text_embeddings import TextEmbeddings
+
+
+def similarity_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """KL(teacher ‖ student) of the row softmaxes (mean over rows) plus that of the column softmaxes (mean over columns)."""
+    total = student_logits.new_zeros(())
+    for dim in (1, 0):
+        log_q, log_p = F.log_softmax(student_logits, dim), F.log_softmax(teacher_logits, dim)
+        total = total + (log_p.exp() * (log_p - log_q)).sum() / student_logits.shape[1 - dim]
+    return total
+
+
+@torch.compiler.disable  # a few small matmuls and softmaxes; eager like the Proteus losses (losses.py says why)
+def dime_fm_losses(student: torch.Tensor, teacher: torch.Tensor, texts: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(vl, pvl) for student and teacher image embeddings [B, D] and unit text embeddings [T, D]."""
+    s = F.normalize(student.float(), dim=-1)
+    t = F.normalize(teacher.float(), dim=-1).detach()
+    u = texts.float()
+    vl = similarity_kl(s @ u.T / temperature, t @ u.T / temperature)
+    pvl = similarity_kl(s @ t.T / temperature, t @ t.T / temperature)
+    return vl, pvl
+
+
+@dataclass
+class VLBatch:
+    """What one step's DIME-FM terms need beside the student's token prediction."""
+
+    teacher: torch.Tensor  # [B, D] the primary teacher's image embedding, not standardised
+    texts: torch.Tensor  # [T, D]
+    temperature: float
+    to_teacher_space: Callable[[torch.Tensor], torch.Tensor]  # undoes target standardisation of the token head's output
+
+    def losses(self, token_pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return dime_fm_losses(self.to_teacher_space(token_pred.float()), self.teacher, self.texts, self.temperature)
+
+
+class VLTexts:
+    """The sentences each step draws: all of them when there are no more than `per_step`."""
+
+    def __init__(self, embeddings: TextEmbeddings, per_step: int, temperature: float, seed: int):
+        self.embeddings, self.per_step, self.seed = embeddings, per_step, seed
+        self.temperature = temperature or embeddings.temperature  # 0: the teacher's own
+        self._all = None
+
+    def to(self, device: torch.device) -> "VLTexts":
+        self.device = device
+        if self.embeddings.count <= self.per_step:  # one copy on the device for the whole run
+            self._all = self.embeddings.take(None, device)
+        return self
+
+    def for_step(self, step: int, rank: int) -> torch.Tensor:
+        if self._all is not None:
+            return self._all
+        generator = torch.Generator().manual_seed(view_seed(self.seed + 5, step, rank))
+        count = self.embeddings.count
+        if count > 16 * self.per_step:  # a permutation of tens of millions each step costs more than the step's rare repeats
+            picked = torch.randint(count, (self.per_step,), generator=generator).unique()
+        else:
+            picked = torch.randperm(count, generator=generator)[:self.per_step]
+        return self.embeddings.take(picked, self.device)
+
+    def batch(self, teacher_token: torch.Tensor, step: int, rank: int, to_teacher_space) -> VLBatch:
+        return VLBatch(teacher_token, self.for_step(step, rank), self.temperature, to_teacher_space)
