@@ -29,7 +29,7 @@ from .prefetch import prefetch
 from .standardize import TargetStandardizer
 from .targets import OnlineTargets
 from .teacher_ahead import teacher_ahead
-from .vl import VLTexts
+from .vl import VLTexts, unchanged
 from .state import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def step_loss(model, job: TrainJob, batch: dict, step: int, autocast, objective:
             targets = job.targets(batch, view)
     vl = None
     if job.vl is not None:  # in the teacher's own space: its text embeddings live there, not in the standardised one
-        undo = job.norms.token_to_teacher_space(0) if job.norms is not None else (lambda x: x)
+        undo = job.norms.token_to_teacher_space(0) if job.norms is not None else unchanged
         vl = job.vl.batch(targets[0].token, step, job.ctx.rank, undo)
     if job.norms is not None:
         job.norms.update(targets, job.ctx)

@@ -35,7 +35,6 @@ def similarity_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) ->
     return total
 
 
-@torch.compiler.disable  # a few small matmuls and softmaxes; eager like the Proteus losses (losses.py says why)
 def dime_fm_losses(student: torch.Tensor, teacher: torch.Tensor, texts: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(vl, pvl) for student and teacher image embeddings [B, D] and unit text embeddings [T, D]."""
     s = F.normalize(student.float(), dim=-1)
@@ -55,8 +54,14 @@ class VLBatch:
     temperature: float
     to_teacher_space: Callable[[torch.Tensor], torch.Tensor]  # undoes target standardisation of the token head's output
 
+    @torch.compiler.disable  # eager, de-standardisation included: a compiled student step does not trace (or guard on) this object
     def losses(self, token_pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return dime_fm_losses(self.to_teacher_space(token_pred.float()), self.teacher, self.texts, self.temperature)
+
+
+def unchanged(x: torch.Tensor) -> torch.Tensor:
+    """to_teacher_space when targets are not standardised."""
+    return x
 
 
 class VLTexts:
