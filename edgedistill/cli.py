@@ -443,6 +443,34 @@ def transfer_set_command(out, pool, targets, per_target, size, pool_embeddings, 
                   + "".join(f"; {line}" for line in skipped))
 
 
+@cli.command(name="embed-text", context_settings=CONTEXT)
+@click.argument("sentences", type=click.Path(path_type=Path))  # no click checks: embed_sentences says what is wrong in one line
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--batch-size", type=int, default=256, show_default=True, help="Sentences per text-tower batch.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="YAML config file (its primary teacher's text tower embeds the sentences; teacher.extra is not used).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable), e.g. teacher.name=...")
+def embed_text_command(sentences, out, batch_size, config_path, overrides):
+    """Embed unpaired sentences once with the teacher's text tower, for DIME-FM distillation (distill.text_embeddings).
+
+    SENTENCES is a UTF-8 text file, one sentence per line (blank lines are skipped). OUT is a .safetensors file of
+    L2-normalised float16 rows, stamped with the teacher and its logit scale; distillation refuses it for another
+    teacher. The teacher must be an open_clip model (open_clip:ARCH/PRETRAINED or open_clip:hf-hub:ORG/REPO).
+
+    \b
+    Examples:
+      edgedistill embed-text captions.txt runs/text.safetensors --set teacher.name=open_clip:ViT-L-14/openai
+      edgedistill distill runs/exp --set teacher.name=open_clip:ViT-L-14/openai --set distill.text_embeddings=runs/text.safetensors
+    """
+    from .config import load_config
+    from .distill.embed_text import embed_sentences
+    from .progress import console
+
+    stamp = embed_sentences(load_config(config_path, overrides), sentences, out, batch_size)
+    console.print(escape(f"wrote {stamp['count']} text embeddings ({stamp['dim']}-d, teacher {stamp['teacher']['name']}, "
+                         f"logit scale {stamp['logit_scale']:.4g}) -> {out}"), soft_wrap=True)
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("profiles", nargs=-1)
 def targets(profiles: tuple[str, ...]):

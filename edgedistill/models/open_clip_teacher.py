@@ -3,6 +3,7 @@
 Name them `open_clip:ARCH` or `open_clip:ARCH/PRETRAINED` (e.g. open_clip:ViT-B-16/laion2b_s34b_b88k),
 or `open_clip:hf-hub:ORG/REPO`. The summary token is the tower's projected image embedding
 (the space the text tower shares); patch tokens are its final, ln_post-normed token map.
+`edgedistill embed-text` builds the whole model (create_open_clip_model) to run the text tower once.
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ class OpenClipVisual(nn.Module):
 
 
 def create_open_clip_visual(name: str, pretrained: bool, checkpoint: str | None) -> OpenClipVisual:
+    model, _ = create_open_clip_model(name, pretrained, checkpoint)
+    return OpenClipVisual(model.visual)
+
+
+def create_open_clip_model(name: str, pretrained: bool, checkpoint: str | None) -> tuple[nn.Module, str]:
+    """The whole open_clip model (image and text towers) and the name open_clip knows its architecture by
+    (ARCH, or hf-hub:ORG/REPO), which open_clip.get_tokenizer takes. Weights: the name's PRETRAINED tag,
+    `checkpoint`, or random ones when `pretrained` is false."""
     spec = name[len(PREFIX):]
     arch, _, tag = spec.partition("/") if not spec.startswith("hf-hub:") else (spec, "", "")
     if pretrained and not tag and not checkpoint and not spec.startswith("hf-hub:"):  # open_clip would only warn and build random weights
@@ -72,4 +81,4 @@ def create_open_clip_visual(name: str, pretrained: bool, checkpoint: str | None)
             raise EdgedistillError(f"could not fetch open_clip weights '{spec}': {why}",
                                    "connect to the internet, or set teacher.checkpoint=PATH to local open_clip weights") from exc
         raise EdgedistillError(f"open_clip cannot build '{spec}': {message[:160]}", "see open_clip.list_pretrained() for ARCH/PRETRAINED pairs") from exc
-    return OpenClipVisual(model.visual)
+    return model, arch

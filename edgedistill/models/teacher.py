@@ -174,7 +174,12 @@ def create_primary_teacher(cfg: TeacherConfig) -> Teacher:
     return _create_seeded(cfg, 0)
 
 
+def teacher_seed(index: int) -> int:
+    """The seed teacher `index` is built under: random weights are the same wherever it is built (embed-text too)."""
+    return 1_000_003 * (index + 1)
+
+
 def _create_seeded(cfg: TeacherConfig, index: int) -> Teacher:
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1_000_003 * (index + 1))
+        torch.manual_seed(teacher_seed(index))
         return create_teacher(cfg)
