@@ -85,6 +85,9 @@ class DistillConfig:
     pvl_weight: float = 1.0  # the same with the batch's teacher image embeddings as pseudo-text
     vl_texts: int = 4096  # sentences drawn each step (all of them when there are fewer)
     vl_temperature: float = 0.0  # 0: the teacher's own (1/logit_scale, stored with the embeddings)
+    # task outputs (distill/logit_kd.py): KL to the primary teacher's class distribution through its own classifier
+    logit_weight: float = 0.0
+    logit_temperature: float = 1.0
     grad_clip: float = 1.0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -209,7 +212,8 @@ _NO_DEFAULT = object()
 # stages nor drops a resumable checkpoint.
 COMPATIBLE_ADDITIONS = {"teacher.dtype": "fp32", "distill.compile_mode": "default", "distill.overlap_teacher": False,
                         "distill.text_embeddings": None, "distill.vl_weight": 1.0, "distill.pvl_weight": 1.0,
-                        "distill.vl_texts": 4096, "distill.vl_temperature": 0.0,
+                        "distill.vl_texts": 4096, "distill.vl_temperature": 0.0, "distill.logit_weight": 0.0,
+                        "distill.logit_temperature": 1.0,
                         "quantize.fallback_refine": 0}
 
 
@@ -336,6 +340,8 @@ LIMITS = {
     "distill.pvl_weight": (lambda v: v >= 0, "0 (off) or more"),
     "distill.vl_texts": (lambda v: v >= 1, "at least 1"),
     "distill.vl_temperature": (lambda v: v >= 0, "above 0, or 0 for the teacher's own"),
+    "distill.logit_weight": (lambda v: v >= 0, "0 (off) or more"),
+    "distill.logit_temperature": (lambda v: v > 0, "above 0"),
     "distill.seed": (lambda v: 0 <= v < 2**32, f"in [0, {2**32 - 1}] (numpy's seed range)"),
     "data.max_images": (lambda v: v >= 1, "at least 1, or data.max_images= (null) for all images"),  # None: all images
     "student.img_size": (lambda v: v >= 1, "at least 1"),
@@ -562,7 +568,7 @@ def _check_something_is_learned(cfg: BuildConfig) -> None:
     """Weights that zero every loss would train for hours and save an untrained student."""
     d = cfg.distill
     dime_fm = bool(d.text_embeddings) and (d.vl_weight > 0 or d.pvl_weight > 0)
-    if d.token_weight == d.patch_weight == d.feature_weight == 0 and not dime_fm:
+    if d.token_weight == d.patch_weight == d.feature_weight == 0 and not dime_fm and not d.logit_weight:
         raise EdgedistillError("distill.token_weight, patch_weight and feature_weight are all 0, so distillation would learn nothing",
                                "set at least one of them above 0 (Proteus uses 1 for each)")
     weights = [t.weight for t in teacher_list(cfg.teacher)]

@@ -150,22 +150,28 @@ def test_cached_step_gives_the_online_terms(texts, tmp_path):
 
 
 def test_the_terms_read_the_teacher_and_the_prediction_unstandardised(texts):
-    cfg = load_config(None, TINY + [f"distill.text_embeddings={texts}", "distill.standardize=running"])
+    """Both token terms (DIME-FM's and the task outputs') get the raw teacher embedding and the norm's inverse."""
+    cfg = load_config(None, TINY + [f"distill.text_embeddings={texts}", "distill.standardize=running", "distill.logit_weight=1"])
     job = stage.prepare(cfg, None).job
     job.targets.to(job.device)
     job.vl.to(job.device)
+    job.logits.to(job.device)
     batch = default_collate([job.dataset[(i, 0)] for i in range(3)])
     seen = {}
-    original = job.vl.batch
-    job.vl.batch = lambda token, step, rank, undo: seen.update(token=token.clone(), undo=undo) or original(token, step, rank, undo)
+    vl_batch, logits_batch = job.vl.batch, job.logits.batch
+    job.vl.batch = lambda token, step, rank, undo: seen.update(vl=(token.clone(), undo)) or vl_batch(token, step, rank, undo)
+    job.logits.batch = lambda token, undo: seen.update(logits=(token.clone(), undo)) or logits_batch(token, undo)
     for _ in range(2):  # the second step standardises with statistics the first one moved
-        step_loss(job.module, job, batch, 0, autocast_for(cfg.distill, job.device), objective_for(cfg.distill, True, dime_fm=True))
+        _, parts = step_loss(job.module, job, batch, 0, autocast_for(cfg.distill, job.device), objective_for(cfg.distill, True, dime_fm=True))
+    assert {"t0.vl", "t0.pvl", "t0.logits"} <= set(parts)
     from edgedistill.data.augment import unit_interval
 
     raw = job.targets(batch, unit_interval(batch["view"]))[0].token
-    assert torch.allclose(seen["token"], raw)
     standardised = job.norms([dataclasses.replace(job.targets(batch, unit_interval(batch["view"]))[0])])[0].token
-    assert torch.allclose(seen["undo"](standardised), raw, atol=1e-4)
+    for term in ("vl", "logits"):
+        token, undo = seen[term]
+        assert torch.allclose(token, raw), term
+        assert torch.allclose(undo(standardised), raw, atol=1e-4), term
 
 
 def test_embeddings_of_another_teacher_or_width_are_refused_before_training(tmp_path, monkeypatch):

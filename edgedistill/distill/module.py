@@ -13,7 +13,6 @@ from ..models.teacher import TeacherTargets
 from ..models.tokens import patch_tokens, token_maps
 from .align import align_grid
 from .losses import proteus_losses
-from .vl import VLBatch
 
 
 @dataclass(frozen=True)
@@ -26,6 +25,7 @@ class Objective:
     kind: str = "mse"
     vl: float = 0.0  # DIME-FM's image–text term (vl.py), primary teacher only
     pvl: float = 0.0  # and its pseudo-VL term
+    logits: float = 0.0  # KL to the teacher's class distribution through its classifier (logit_kd.py), primary teacher only
 
 
 class DistillModule(nn.Module):
@@ -45,8 +45,11 @@ class DistillModule(nn.Module):
         return {f"backbone.{name}" for name in inner} | {"heads.mask_token"}
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, targets: list[TeacherTargets], objective: Objective,
-                vl: VLBatch | None = None) -> tuple[torch.Tensor, dict]:
-        """Weighted total loss and detached per-teacher, per-level parts (t0.token, t0.patch, ...; t0.vl, t0.pvl with `vl`).
+                token_terms: tuple = ()) -> tuple[torch.Tensor, dict]:
+        """Weighted total loss and detached per-teacher, per-level parts (t0.token, t0.patch, ...).
+
+        `token_terms` (vl.VLBatch, logit_kd.LogitBatch) score the primary teacher's token-head output further;
+        each returns named losses (t0.vl, t0.pvl, t0.logits), weighted by the Objective field of that name.
 
         As in the Proteus reference, the clean input of the whole batch feeds the token and feature
         levels and a masked input of the first M samples (`mask` is [M, N]) the patch level; both
@@ -72,8 +75,8 @@ class DistillModule(nn.Module):
                                     feature_pred, feature_target, kind=objective.kind)
             total = total + weight * levels.total((objective.token, objective.patch, objective.feature))
             parts.update({f"t{i}.{k}": v for k, v in levels.as_tensors().items()})
-            if i == 0 and vl is not None:  # the text embeddings are the primary teacher's
-                vl_loss, pvl_loss = vl.losses(token_pred)
-                total = total + weight * (objective.vl * vl_loss + objective.pvl * pvl_loss)
-                parts.update({"t0.vl": vl_loss.detach(), "t0.pvl": pvl_loss.detach()})
+            for term in token_terms if i == 0 else ():  # text embeddings and classifier are the primary teacher's
+                for name, loss in term.losses(token_pred).items():
+                    total = total + weight * getattr(objective, name) * loss
+                    parts[f"t0.{name}"] = loss.detach()
         return total, parts

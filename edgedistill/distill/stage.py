@@ -35,6 +35,7 @@ from .state_files import FINISHED, NOT_HASHED, STATE_DIR
 from .targets import CachedTargets, OnlineTargets
 from .text_embeddings import check_width, hash_stamp, open_text_embeddings
 from .trainer import TrainJob, pick_device, train, uses_bf16
+from .logit_kd import TeacherLogits
 from .vl import VLTexts
 
 CONFIG_SECTIONS = ("teacher", "student", "data", "distill")
@@ -202,6 +203,13 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
                     *(resume_hash(cfg, earlier, legacy=True) for earlier in earlier_identities(dataset))), ctx, on_step)
     if texts is not None and (cfg.distill.vl_weight > 0 or cfg.distill.pvl_weight > 0):
         job.vl = VLTexts(texts, cfg.distill.vl_texts, cfg.distill.vl_temperature, cfg.distill.seed)
+    if cfg.distill.logit_weight > 0:
+        if classifier is None:
+            raise EdgedistillError(f"distill.logit_weight is {cfg.distill.logit_weight}, but teacher '{teachers[0]['name']}' has no classifier "
+                                   "whose outputs the student could match",
+                                   "set distill.logit_weight=0, or use a teacher with a classification head (a timm classifier, "
+                                   "or teacher.model_args={num_classes: N} with a fine-tuned teacher.checkpoint)")
+        job.logits = TeacherLogits(classifier, cfg.distill.logit_temperature)
     return Prepared(job, teachers, classifier, probe)
 
 
@@ -284,7 +292,7 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
         "extra_teachers": [{k: t[k] for k in ("name", "dim", "patch_dim", "grid", "weight")} for t in prepared.teachers[1:]],
         "train": {"steps": cfg.distill.steps, "batch_size": cfg.distill.batch_size, "world_size": ctx.world, "images": job.dataset.image_count,
                   "skipped_images": skipped, "resumed_from_step": result.start_step, "patch_level": job.patch_level, "standardize": cfg.distill.standardize,
-                  "cache": cfg.distill.cache, **_dime_fm_record(job), "loss_first": result.log.mean_loss(first=True) if result.log else None,
+                  "cache": cfg.distill.cache, **_token_terms_record(job), "loss_first": result.log.mean_loss(first=True) if result.log else None,
                   "loss_last": result.log.mean_loss(first=False) if result.log else None, "device": str(job.device)},
     }
     if ctx.is_main:
@@ -303,12 +311,13 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
     return _record(cfg, workdir, final, job, spec["train"])
 
 
-def _dime_fm_record(job) -> dict:
-    """What the student learned DIME-FM from, when it did (absent otherwise, as in earlier student.json files)."""
+def _token_terms_record(job) -> dict:
+    """What the student learned DIME-FM and task outputs from, when it did (absent otherwise, as in earlier student.json files)."""
+    record = {"logit_kd": {"temperature": job.logits.temperature}} if job.logits is not None else {}
     if job.vl is None:
-        return {}
+        return record
     stamp = job.vl.embeddings.stamp
-    return {"dime_fm": {"sentences": stamp["count"], "sentences_sha256": stamp["sentences_sha256"], "texts_per_step": min(job.vl.per_step, stamp["count"]),
+    return {**record, "dime_fm": {"sentences": stamp["count"], "sentences_sha256": stamp["sentences_sha256"], "texts_per_step": min(job.vl.per_step, stamp["count"]),
                         "temperature": job.vl.temperature}}
 
 

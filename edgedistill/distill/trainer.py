@@ -29,6 +29,7 @@ from .prefetch import prefetch
 from .standardize import TargetStandardizer
 from .targets import OnlineTargets
 from .teacher_ahead import teacher_ahead
+from .logit_kd import TeacherLogits
 from .vl import VLTexts, unchanged
 from .state import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
@@ -52,6 +53,7 @@ class TrainJob:
     ctx: distributed.DistContext = field(default_factory=distributed.DistContext)
     on_step: Callable[[int], None] | None = None  # called after each step (tests use it to slow a run down)
     vl: VLTexts | None = None  # DIME-FM's text embeddings (distill.text_embeddings); None: Proteus levels only
+    logits: TeacherLogits | None = None  # the primary teacher's classifier when distill.logit_weight > 0
 
 
 @dataclass
@@ -90,7 +92,7 @@ def arithmetic(cfg: DistillConfig, device: torch.device) -> dict:
 
 def objective_for(cfg: DistillConfig, patch_level: bool, dime_fm: bool = False) -> Objective:
     vl = (cfg.vl_weight, cfg.pvl_weight) if dime_fm else (0.0, 0.0)
-    return Objective(cfg.token_weight, cfg.patch_weight if patch_level else 0.0, cfg.feature_weight, cfg.loss, *vl)
+    return Objective(cfg.token_weight, cfg.patch_weight if patch_level else 0.0, cfg.feature_weight, cfg.loss, *vl, cfg.logit_weight)
 
 
 def step_mask(cfg: DistillConfig, objective: Objective, batch: int, n_patches: int, step: int, rank: int, device) -> torch.Tensor:
@@ -107,10 +109,10 @@ def step_loss(model, job: TrainJob, batch: dict, step: int, autocast, objective:
     if targets is None:
         with torch.no_grad(), autocast:
             targets = job.targets(batch, view)
-    vl = None
-    if job.vl is not None:  # in the teacher's own space: its text embeddings live there, not in the standardised one
-        undo = job.norms.token_to_teacher_space(0) if job.norms is not None else unchanged
-        vl = job.vl.batch(targets[0].token, step, job.ctx.rank, undo)
+    # in the teacher's own space: its text embeddings and its classifier live there, not in the standardised one
+    undo = job.norms.token_to_teacher_space(0) if job.norms is not None else unchanged
+    token_terms = ((job.vl.batch(targets[0].token, step, job.ctx.rank, undo),) if job.vl is not None else ()) + \
+                  ((job.logits.batch(targets[0].token, undo),) if job.logits is not None else ())
     if job.norms is not None:
         job.norms.update(targets, job.ctx)
         targets = job.norms(targets)
@@ -119,7 +121,7 @@ def step_loss(model, job: TrainJob, batch: dict, step: int, autocast, objective:
         x = x.contiguous(memory_format=torch.channels_last)
     mask = step_mask(job.cfg, objective, x.shape[0], job.n_patches, step, job.ctx.rank, job.device)
     with autocast:
-        return model(x, mask, targets, objective, vl)
+        return model(x, mask, targets, objective, token_terms)
 
 
 def build_optimizer(module: DistillModule, cfg: DistillConfig, device: torch.device):
@@ -209,8 +211,9 @@ def train(job: TrainJob) -> TrainResult:
     objective = objective_for(cfg, job.patch_level, job.vl is not None)
     metrics = MetricsLog(job.state_dir / "train_log.csv" if job.state_dir else None, start_step, cfg.tensorboard) if ctx.is_main else None
     job.targets.to(job.device)
-    if job.vl is not None:
-        job.vl.to(job.device)
+    for term in (job.vl, job.logits):
+        if term is not None:
+            term.to(job.device)
     batches = prefetch(_count_bad(loader, skipped), job.device)
     if cfg.overlap_teacher and isinstance(job.targets, OnlineTargets):  # with a teacher cache no teacher runs
         batches = teacher_ahead(batches, job.targets, job.device, autocast)

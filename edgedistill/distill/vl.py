@@ -55,8 +55,9 @@ class VLBatch:
     to_teacher_space: Callable[[torch.Tensor], torch.Tensor]  # undoes target standardisation of the token head's output
 
     @torch.compiler.disable  # eager, de-standardisation included: a compiled student step does not trace (or guard on) this object
-    def losses(self, token_pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return dime_fm_losses(self.to_teacher_space(token_pred.float()), self.teacher, self.texts, self.temperature)
+    def losses(self, token_pred: torch.Tensor) -> dict[str, torch.Tensor]:
+        vl, pvl = dime_fm_losses(self.to_teacher_space(token_pred.float()), self.teacher, self.texts, self.temperature)
+        return {"vl": vl, "pvl": pvl}
 
 
 def unchanged(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,96 @@
+"""Task-output distillation (distill/logit_kd.py): the softened-KL against hand-computed cases, a run that
+trains and records it, the cached step against the online one, and a teacher without a classifier refused."""
+
+import csv
+import math
+
+import pytest
+import torch
+from torch.utils.data import default_collate
+
+from edgedistill.config import load_config
+from edgedistill.distill import cache as cache_mod
+from edgedistill.distill import stage
+from edgedistill.distill.logit_kd import logit_kd_loss
+from edgedistill.distill.trainer import autocast_for, objective_for, step_loss
+from edgedistill.errors import EdgedistillError
+
+from .test_dime_fm import TINY  # a random ViT-Tiny teacher: its 1000-class head is a real classifier to match
+
+KD = TINY + ["distill.logit_weight=1", "distill.log_every=1"]
+
+
+def test_logit_kd_loss_hand_cases():
+    teacher = torch.tensor([[math.log(3.0), 0.0]])
+    assert logit_kd_loss(torch.zeros(1, 2), teacher, 1.0).item() == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5), rel=1e-6)
+    # T=2 halves the teacher's logits: p = [√3, 1]/(√3+1) against a uniform student, then × T² = 4
+    p = torch.tensor([math.sqrt(3.0), 1.0]) / (math.sqrt(3.0) + 1)
+    assert logit_kd_loss(torch.zeros(1, 2), teacher, 2.0).item() == pytest.approx(4 * float((p * (2 * p).log()).sum()), rel=1e-5)
+    assert logit_kd_loss(teacher + 5, teacher, 3.0).item() == pytest.approx(0.0, abs=1e-6)  # a shift of every logit changes no class
+
+
+def test_a_run_logs_and_records_the_term_and_learns_it(tmp_path):
+    artifact = stage.run(load_config(None, KD + ["distill.logit_temperature=2"]), {}, tmp_path)
+    rows = list(csv.DictReader((tmp_path / "student" / "train_log.csv").open()))
+    assert all(float(r["t0.logits"]) > 0 for r in rows) and "t0.vl" not in rows[0]
+    assert artifact.extra["train"]["logit_kd"] == {"temperature": 2.0}
+
+    prepared = stage.prepare(load_config(None, KD + ["distill.token_weight=0", "distill.patch_weight=0", "distill.feature_weight=0"]), None)
+    job = prepared.job
+    job.targets.to(job.device)
+    job.logits.to(job.device)
+    assert not any(p.requires_grad for p in job.logits.classifier.parameters())  # frozen, and no part of the trained module
+    assert not any(p is q for p in job.logits.classifier.parameters() for q in job.module.parameters())
+    batch = default_collate([job.dataset[(i, 0)] for i in range(3)])
+    objective = objective_for(job.cfg, job.patch_level)
+    optimizer = torch.optim.AdamW(job.module.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(10):
+        loss, parts = step_loss(job.module, job, batch, 0, autocast_for(job.cfg, job.device), objective)
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert set(parts) == {"t0.token", "t0.patch", "t0.feature", "t0.logits"} and losses[-1] < 0.8 * losses[0]
+
+
+def test_the_term_scores_the_deployed_logits(tmp_path):
+    """The student's logits in the loss are what its deployed `logits` output gives (standardisation folded in)."""
+    from edgedistill.models.deploy import load_deploy_model
+
+    cfg = load_config(None, KD + ["distill.standardize=phi-s", "distill.standardize_batches=1"])
+    stage.run(cfg, {}, tmp_path)
+    model, spec = load_deploy_model(tmp_path / "student")
+    job = stage.prepare(cfg, None).job
+    x = torch.rand(2, 3, 32, 32)
+    embedding, logits = model(x)
+    assert torch.allclose(logits, job.logits.classifier(embedding), atol=1e-5)  # the deployed head is the teacher's classifier
+
+
+def test_cached_step_gives_the_online_term(tmp_path):
+    overrides = KD + ["distill.standardize=running"]
+    cfg = load_config(None, overrides)
+    cache_dir = cache_mod.cache_teacher(cfg, tmp_path / "cache", augmentations=1, shard_size=4, dtype="float32")
+    online = stage.prepare(cfg, None).job
+    cached = stage.prepare(load_config(None, overrides + [f"distill.cache={cache_dir}"]), None).job
+    cached_batch = default_collate([cached.dataset[(j, 0)] for j in range(3)])
+    online_batch = default_collate([online.dataset[(int(cached.dataset.index[j]), int(cached.dataset.seed[j]))] for j in range(3)])
+    online.module.eval()
+    for job in (online, cached):
+        job.targets.to(torch.device("cpu"))
+        job.logits.to(torch.device("cpu"))
+    objective = objective_for(cfg.distill, True)
+    autocast = autocast_for(cfg.distill, torch.device("cpu"))
+    _, parts_online = step_loss(online.module, online, online_batch, 1, autocast, objective)
+    _, parts_cached = step_loss(online.module, cached, cached_batch, 1, autocast, objective)
+    assert parts_cached["t0.logits"].item() == pytest.approx(parts_online["t0.logits"].item(), rel=1e-5)
+
+
+def test_a_teacher_without_a_classifier_is_refused(tmp_path):
+    headless = [o for o in KD if not o.startswith("teacher.model_args")] + ["teacher.model_args={depth: 1, patch_size: 14, num_classes: 0}"]
+    with pytest.raises(EdgedistillError, match="has no classifier") as info:
+        stage.prepare(load_config(None, headless), None)
+    assert "distill.logit_weight=0" in info.value.fix
+    with pytest.raises(EdgedistillError, match="distill.logit_temperature"):
+        load_config(None, KD + ["distill.logit_temperature=0"])
+    load_config(None, KD + ["distill.token_weight=0", "distill.patch_weight=0", "distill.feature_weight=0"])  # the term alone learns
