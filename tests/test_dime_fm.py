@@ -129,24 +129,31 @@ def test_a_run_logs_and_records_the_terms_and_learns_them(texts, tmp_path):
     assert parts["t0.token"].item() > 0 and losses[-1] < 0.8 * losses[0]
 
 
-def test_cached_step_gives_the_online_terms(texts, tmp_path):
-    overrides = TINY + [f"distill.text_embeddings={texts}", "distill.standardize=running"]
+def online_and_cached_parts(overrides: list, cache_root) -> tuple[dict, dict]:
+    """One step's loss parts with the teachers online and from a float32 teacher cache of the same views,
+    computed by the same module (token terms included)."""
     cfg = load_config(None, overrides)
-    cache_dir = cache_mod.cache_teacher(cfg, tmp_path / "cache", augmentations=1, shard_size=4, dtype="float32")
+    cache_dir = cache_mod.cache_teacher(cfg, cache_root, augmentations=1, shard_size=4, dtype="float32")
     online = stage.prepare(cfg, None).job
     cached = stage.prepare(load_config(None, overrides + [f"distill.cache={cache_dir}"]), None).job
     cached_batch = default_collate([cached.dataset[(j, 0)] for j in range(3)])
     online_batch = default_collate([online.dataset[(int(cached.dataset.index[j]), int(cached.dataset.seed[j]))] for j in range(3)])
     online.module.eval()
     for job in (online, cached):
-        job.targets.to(torch.device("cpu"))
-        job.vl.to(torch.device("cpu"))
-    objective = objective_for(cfg.distill, True, dime_fm=True)
+        for part in (job.targets, job.vl, job.logits):
+            if part is not None:
+                part.to(torch.device("cpu"))
+    objective = objective_for(cfg.distill, True, dime_fm=online.vl is not None)
     autocast = autocast_for(cfg.distill, torch.device("cpu"))
     _, parts_online = step_loss(online.module, online, online_batch, 1, autocast, objective)
     _, parts_cached = step_loss(online.module, cached, cached_batch, 1, autocast, objective)
+    return parts_online, parts_cached
+
+
+def test_cached_step_gives_the_online_terms(texts, tmp_path):
+    online, cached = online_and_cached_parts(TINY + [f"distill.text_embeddings={texts}", "distill.standardize=running"], tmp_path / "cache")
     for key in ("t0.vl", "t0.pvl"):
-        assert parts_cached[key].item() == pytest.approx(parts_online[key].item(), rel=1e-5), key
+        assert cached[key].item() == pytest.approx(online[key].item(), rel=1e-5), key
 
 
 def test_the_terms_read_the_teacher_and_the_prediction_unstandardised(texts):

@@ -9,13 +9,12 @@ import torch
 from torch.utils.data import default_collate
 
 from edgedistill.config import load_config
-from edgedistill.distill import cache as cache_mod
 from edgedistill.distill import stage
 from edgedistill.distill.logit_kd import logit_kd_loss
 from edgedistill.distill.trainer import autocast_for, objective_for, step_loss
 from edgedistill.errors import EdgedistillError
 
-from .test_dime_fm import TINY  # a random ViT-Tiny teacher: its 1000-class head is a real classifier to match
+from .test_dime_fm import TINY, online_and_cached_parts  # a random ViT-Tiny teacher: its 1000-class head is a real classifier to match
 
 KD = TINY + ["distill.logit_weight=1", "distill.log_every=1"]
 
@@ -68,22 +67,8 @@ def test_the_term_scores_the_deployed_logits(tmp_path):
 
 
 def test_cached_step_gives_the_online_term(tmp_path):
-    overrides = KD + ["distill.standardize=running"]
-    cfg = load_config(None, overrides)
-    cache_dir = cache_mod.cache_teacher(cfg, tmp_path / "cache", augmentations=1, shard_size=4, dtype="float32")
-    online = stage.prepare(cfg, None).job
-    cached = stage.prepare(load_config(None, overrides + [f"distill.cache={cache_dir}"]), None).job
-    cached_batch = default_collate([cached.dataset[(j, 0)] for j in range(3)])
-    online_batch = default_collate([online.dataset[(int(cached.dataset.index[j]), int(cached.dataset.seed[j]))] for j in range(3)])
-    online.module.eval()
-    for job in (online, cached):
-        job.targets.to(torch.device("cpu"))
-        job.logits.to(torch.device("cpu"))
-    objective = objective_for(cfg.distill, True)
-    autocast = autocast_for(cfg.distill, torch.device("cpu"))
-    _, parts_online = step_loss(online.module, online, online_batch, 1, autocast, objective)
-    _, parts_cached = step_loss(online.module, cached, cached_batch, 1, autocast, objective)
-    assert parts_cached["t0.logits"].item() == pytest.approx(parts_online["t0.logits"].item(), rel=1e-5)
+    online, cached = online_and_cached_parts(KD + ["distill.standardize=running"], tmp_path / "cache")
+    assert cached["t0.logits"].item() == pytest.approx(online["t0.logits"].item(), rel=1e-5)
 
 
 def test_a_teacher_without_a_classifier_is_refused(tmp_path):
