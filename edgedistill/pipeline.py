@@ -300,7 +300,8 @@ class Pipeline:
         def key(legacy: bool = False, strategy: bool = False) -> str:
             stamps = self._file_inputs((self.cfg.data.source, self.cfg.data.max_images), self.cfg.distill.cache, *self._teacher_checkpoints(),
                                        legacy=legacy)
-            ignore = {f"distill.{k}" for k in state_files.NOT_HASHED} | (set() if legacy else self._paths_stood_for(stamps[0]))
+            ignore = {f"distill.{k}" for k in state_files.NOT_HASHED | state_files.inert_settings(self.cfg.distill)}
+            ignore |= set() if legacy else self._paths_stood_for(stamps[0])
             if self.cfg.distill.text_embeddings and not legacy:  # by the stamp in its header (text_embeddings.py), not its path
                 from .distill.text_embeddings import hash_stamp
 

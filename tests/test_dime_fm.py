@@ -232,11 +232,19 @@ def test_resume_and_stage_keys_follow_the_file_stamp_not_its_path(texts, tmp_pat
     seen = []
     monkeypatch.setattr(Pipeline, "_run_stage", lambda self, name, key, work, legacy_keys=None: seen.append(key) or [])
 
-    def keys(path):
-        c = load_config(None, TINY + ([f"distill.text_embeddings={path}"] if path else []))
+    def keys_with(*overrides):  # (the resume hash, the distill stage's key)
+        c = load_config(None, TINY + list(overrides))
         Pipeline(c, load_target("x86-cpu"), tmp_path / "build").distill()
         return stage.resume_hash(c, "images"), seen[-1]
+
+    def keys(path):
+        return keys_with(*([f"distill.text_embeddings={path}"] if path else []))
 
     plain, here, there, other = keys(None), keys(texts), keys(moved), keys(resampled)
     assert here == there  # the same file at another path: the job resumes and the stage stands
     assert len({plain, here, other}) == 3
+
+    # settings that do nothing as the others stand change no key; once they act, they do
+    assert keys_with("distill.vl_weight=0.3", "distill.vl_texts=8", "distill.logit_temperature=4") == plain
+    assert keys_with(f"distill.text_embeddings={texts}", "distill.vl_weight=0.3") != here
+    assert keys_with("distill.logit_weight=1", "distill.logit_temperature=4") != keys_with("distill.logit_weight=1")

@@ -31,7 +31,7 @@ from . import distributed
 from .masking import masked_rows
 from .module import DistillModule
 from .standardize import TargetStandardizer, TeacherNorms
-from .state_files import FINISHED, NOT_HASHED, STATE_DIR
+from .state_files import FINISHED, NOT_HASHED, STATE_DIR, inert_settings
 from .targets import CachedTargets, OnlineTargets
 from .text_embeddings import check_width, hash_stamp, open_text_embeddings
 from .trainer import TrainJob, pick_device, train, uses_bf16
@@ -57,7 +57,8 @@ def resume_hash(cfg: BuildConfig, images: str = "", legacy: bool = False, by_con
     (`paths_by_content`); False is the hash of versions before that, whose checkpoints still resume."""
     data = {name: cfg.hashed_section(name) for name in CONFIG_SECTIONS}
     by_cache = bool(cfg.distill.cache) and not legacy
-    data["distill"] = {k: v for k, v in data["distill"].items() if k not in NOT_HASHED and not (by_cache and k == "cache")}
+    skipped = NOT_HASHED | inert_settings(cfg.distill)
+    data["distill"] = {k: v for k, v in data["distill"].items() if k not in skipped and not (by_cache and k == "cache")}
     if by_cache:
         del data["data"]
     if images:  # without: the hash of versions that did not check the images, whose checkpoints still resume

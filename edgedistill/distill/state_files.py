@@ -12,6 +12,13 @@ FINISHED = "finished.json"  # in STATE_DIR: student/ holds this run's finished t
 NOT_HASHED = {"resume", "checkpoint_every", "tensorboard", "num_workers", "device", "compile", "compile_mode", "overlap_teacher", "log_every"}
 
 
+def inert_settings(distill) -> set[str]:
+    """Token-term settings that do nothing as the others stand (no text embeddings, no task-output weight), so
+    changing them neither re-trains a student nor drops a checkpoint."""
+    inert = set() if distill.text_embeddings else {"vl_weight", "pvl_weight", "vl_texts", "vl_temperature"}
+    return inert | (set() if distill.logit_weight else {"logit_temperature"})
+
+
 def discard_state(workdir: Path) -> None:
     """The student a run finished is recorded: its checkpoints are no longer needed. A state without the
     finished mark (a later run's, stopped mid-training) stays for that run to resume."""
