@@ -191,7 +191,7 @@ def test_embeddings_of_another_teacher_or_width_are_refused_before_training(tmp_
 
     with monkeypatch.context() as patch:
         patch.setattr(stage, "create_student", no_student)
-        with pytest.raises(EdgedistillError, match="was made by teacher 'vit_tiny_patch16_224' \\(its model_args differ\\)"):
+        with pytest.raises(EdgedistillError, match="was made by teacher 'vit_tiny_patch16_224' \\(differing in model_args\\)"):
             stage.prepare(load_config(None, TINY + [f"distill.text_embeddings={wrong_teacher}"]), None)
         with pytest.raises(EdgedistillError, match="does not exist") as info:
             stage.prepare(load_config(None, TINY + [f"distill.text_embeddings={tmp_path / 'missing.safetensors'}"]), None)
@@ -248,3 +248,84 @@ def test_resume_and_stage_keys_follow_the_file_stamp_not_its_path(texts, tmp_pat
     assert keys_with("distill.vl_weight=0.3", "distill.vl_texts=8", "distill.logit_temperature=4") == plain
     assert keys_with(f"distill.text_embeddings={texts}", "distill.vl_weight=0.3") != here
     assert keys_with("distill.logit_weight=1", "distill.logit_temperature=4") != keys_with("distill.logit_weight=1")
+
+
+def _with_header(path, stamp: dict, dtype: str = "F16", shape=None, rows: int = 2, dim: int = 4):
+    """A safetensors file whose header says what the test wants, whatever its stamp holds."""
+    import struct
+
+    header = {"embeddings": {"dtype": dtype, "shape": shape or [rows, dim], "data_offsets": [0, rows * dim * 2]},
+              "__metadata__": {"edgedistill": json.dumps(stamp)}}
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(rows * dim * 2))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["no teacher", "count as text", "logit scale 0", "float32 header", "other shape", "metadata not text"])
+def test_a_malformed_stamp_or_header_reads_as_no_embeddings(tmp_path, damage):
+    good = make_stamp({"name": "t"}, 10.0, "a" * 64, 2, 4)
+    stamp = {"no teacher": {k: v for k, v in good.items() if k != "teacher"}, "count as text": {**good, "count": "2"},
+             "logit scale 0": {**good, "logit_scale": 0}}.get(damage, good)
+    path = _with_header(tmp_path / "x.safetensors", stamp, dtype="F32" if damage == "float32 header" else "F16",
+                        shape=[4, 2] if damage == "other shape" else None)
+    if damage == "metadata not text":
+        raw = json.dumps({"embeddings": {"dtype": "F16", "shape": [2, 4], "data_offsets": [0, 16]}, "__metadata__": {"edgedistill": good}}).encode()
+        import struct
+        path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(16))
+    assert read_stamp(_with_header(tmp_path / "good.safetensors", good)) == good
+    assert read_stamp(path) == {}
+    with pytest.raises(EdgedistillError, match="holds no text embeddings edgedistill can read"):
+        open_text_embeddings(str(path), {"name": "t"}, 4)
+
+
+def test_the_same_teacher_checkpoint_elsewhere_or_absent_behind_a_cache_is_the_same_teacher(tmp_path):
+    import shutil
+
+    import timm
+    from safetensors.torch import save_file
+
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=28, depth=1, patch_size=14)
+    (tmp_path / "a").mkdir()
+    save_file(model.state_dict(), str(tmp_path / "a" / "teacher.safetensors"))
+    moved = tmp_path / "b" / "teacher.safetensors"
+    moved.parent.mkdir()
+    shutil.copy(tmp_path / "a" / "teacher.safetensors", moved)
+    made_with = load_config(None, TINY + [f"teacher.checkpoint={tmp_path / 'a' / 'teacher.safetensors'}"])
+    texts = write_texts(tmp_path / "texts.safetensors", made_with, torch.randn(8, 192))
+    cached = cache_mod.cache_teacher(made_with, tmp_path / "cache", augmentations=1, shard_size=4)
+    (tmp_path / "a" / "teacher.safetensors").unlink()  # training from the cache needs no teacher file here
+    for where in (f"teacher.checkpoint={moved}", f"distill.cache={cached}"):
+        overrides = TINY + [f"teacher.checkpoint={tmp_path / 'a' / 'teacher.safetensors'}", where, f"distill.text_embeddings={texts}"]
+        assert stage.prepare(load_config(None, overrides), None).job.vl is not None, where
+    other = tmp_path / "other.safetensors"
+    save_file({k: v + 1 for k, v in model.state_dict().items()}, str(other))
+    with pytest.raises(EdgedistillError, match="differing in checkpoint_sha256"):
+        stage.prepare(load_config(None, TINY + [f"teacher.checkpoint={other}", f"distill.text_embeddings={texts}"]), None)
+
+
+def test_a_disk_too_small_is_said_before_any_row_is_written(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def full(fd, offset, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(EdgedistillError, match=r"the text embeddings need 0\.00 GB and the disk holding .* has less free"):
+        TextEmbeddingsWriter(tmp_path / "t.safetensors", make_stamp({"name": "t"}, 10.0, "a" * 64, 2, 4))
+
+
+def test_the_terms_are_float32_under_bf16_autocast():
+    from edgedistill.distill.logit_kd import TeacherLogits
+    from edgedistill.distill.vl import VLBatch, unchanged
+
+    generator = torch.Generator().manual_seed(3)
+    teacher, student = torch.randn(16, 64, generator=generator), torch.randn(16, 64, generator=generator)
+    texts = torch.nn.functional.normalize(torch.randn(128, 64, generator=generator), dim=-1)
+    terms = [VLBatch(teacher, texts, 0.01, unchanged), TeacherLogits(torch.nn.Linear(64, 10), 1.0).batch(teacher, unchanged)]
+    exact = [t.losses(student) for t in terms]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = [t.losses(student) for t in terms]
+    for plain, autocast in zip(exact, under_autocast):
+        for name in plain:
+            assert autocast[name].dtype == torch.float32 and autocast[name].item() == pytest.approx(plain[name].item(), rel=1e-6), name

@@ -196,6 +196,17 @@ def teacher_identity(c) -> dict:
     return json.loads(json.dumps(identity))
 
 
+def comparable_identities(recorded: dict, current: dict) -> tuple[dict, dict]:
+    """Two teacher_identity records as they compare: by the checkpoint's content when both hashed it (the same
+    file at another path, a copy or a relative spelling, is the same teacher), else by its path (older records
+    did not hash it, and training from a cache or from text embeddings needs no teacher file on this machine)."""
+    recorded, current = dict(recorded), dict(current)
+    both_hashed = "checkpoint_sha256" in recorded and "checkpoint_sha256" in current
+    for record in (recorded, current):
+        record.pop("checkpoint" if both_hashed else "checkpoint_sha256", None)
+    return recorded, current
+
+
 def check_teachers(cache_dir, meta: dict, configs: list) -> None:
     """Refuse a cache made by other teachers: its targets would train the student towards the wrong model."""
     wanted, held = [c.name for c in configs], [t["name"] for t in meta["teachers"]]
@@ -209,13 +220,7 @@ def check_teachers(cache_dir, meta: dict, configs: list) -> None:
     for recorded, c in zip(meta.get("teacher_configs") or [], configs):  # caches before this check lack the record
         current = teacher_identity(c)
         recorded = {"dtype": COMPATIBLE_ADDITIONS["teacher.dtype"], **recorded}  # caches from before teacher.dtype ran their teachers in fp32
-        if "checkpoint_sha256" not in recorded or "checkpoint_sha256" not in current:
-            # older caches did not hash it, and training from a cache needs no teacher file on this machine: the path alone decides
-            recorded.pop("checkpoint_sha256", None)
-            current.pop("checkpoint_sha256", None)
-        else:  # the content decides: the same file at another path (a copy, a relative spelling) is the same teacher
-            recorded.pop("checkpoint", None)
-            current.pop("checkpoint", None)
+        recorded, current = comparable_identities(recorded, current)
         if recorded != current:
             differ = sorted(k for k in set(recorded) | set(current) if recorded.get(k) != current.get(k))
             values = "; ".join(f"{k}: {recorded.get(k)!r} in the cache, {current.get(k)!r} now" for k in differ if k != "checkpoint_sha256")

@@ -31,8 +31,9 @@ class LogitBatch:
 
     @torch.compiler.disable  # eager, as VLBatch.losses: a compiled step neither traces nor guards on this object
     def losses(self, token_pred: torch.Tensor) -> dict[str, torch.Tensor]:
-        student_logits = self.classifier(self.to_teacher_space(token_pred.float()))
-        return {"logits": logit_kd_loss(student_logits, self.teacher_logits, self.temperature)}
+        with torch.autocast(token_pred.device.type, enabled=False):  # softmax of logits / T in float32, as VLBatch
+            student_logits = self.classifier(self.to_teacher_space(token_pred.float()))
+            return {"logits": logit_kd_loss(student_logits, self.teacher_logits, self.temperature)}
 
 
 class TeacherLogits:
@@ -47,6 +48,6 @@ class TeacherLogits:
         return self
 
     def batch(self, teacher_token: torch.Tensor, to_teacher_space) -> LogitBatch:
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(teacher_token.device.type, enabled=False):
             teacher_logits = self.classifier(teacher_token.float())
         return LogitBatch(teacher_logits, self.classifier, self.temperature, to_teacher_space)

@@ -43,9 +43,10 @@ class TextEmbeddingsWriter:
 
         self.stamp, self.written = stamp, 0
         head = _header(stamp["count"], stamp["dim"], stamp)
+        size = len(head) + stamp["count"] * stamp["dim"] * 2
         with open(tmp, "wb") as f:
             f.write(head)
-            f.truncate(len(head) + stamp["count"] * stamp["dim"] * 2)
+            _reserve(f, size, tmp)
         self.rows = np.memmap(tmp, dtype="<f2", mode="r+", offset=len(head), shape=(stamp["count"], stamp["dim"]))
 
     def add(self, embeddings) -> None:
@@ -63,16 +64,49 @@ class TextEmbeddingsWriter:
         del self.rows
 
 
+def _reserve(f, size: int, path: Path) -> None:
+    """Allocate the whole file now: rows written through a memory map into a sparse file that the disk cannot
+    hold end the process with SIGBUS, with no message and a partial file left behind."""
+    import errno
+    import os
+
+    try:
+        os.posix_fallocate(f.fileno(), 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without fallocate: sparse, as before
+            f.truncate(size)
+            return
+        if exc.errno == errno.ENOSPC:
+            raise EdgedistillError(f"the text embeddings need {size / 1e9:.2f} GB and the disk holding '{path.parent}' has less free",
+                                   "free disk space, or write OUT to a larger disk") from exc
+        raise
+
+
 def read_stamp(path: Path) -> dict:
-    """The stamp, or {} when `path` holds no text embeddings edgedistill can read."""
+    """The stamp, or {} when `path` holds no text embeddings edgedistill can read: a stamp of the wrong types,
+    or one the tensor header does not match (another dtype, another shape), counts as none."""
     try:
         with open(path, "rb") as f:
             (size,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(size)) if size < 1 << 24 else {}
         stamp = json.loads(header.get("__metadata__", {}).get("edgedistill", "{}"))
-    except (OSError, ValueError, struct.error, AttributeError):
+        tensor = header.get(TENSOR, {})
+    except (OSError, ValueError, TypeError, struct.error, AttributeError):
         return {}
-    return stamp if isinstance(stamp, dict) and stamp.get("format") == FORMAT else {}
+    if not _well_formed(stamp) or not isinstance(tensor, dict):
+        return {}
+    matches = tensor.get("dtype") == "F16" and tensor.get("shape") == [stamp["count"], stamp["dim"]]
+    return stamp if matches else {}
+
+
+def _well_formed(stamp) -> bool:
+    def count(value, least):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+    return (isinstance(stamp, dict) and stamp.get("format") == FORMAT and isinstance(stamp.get("teacher"), dict)
+            and isinstance(stamp.get("sentences_sha256"), str) and count(stamp.get("count"), 0) and count(stamp.get("dim"), 1)
+            and isinstance(stamp.get("logit_scale"), (int, float)) and not isinstance(stamp.get("logit_scale"), bool)
+            and 0 < stamp["logit_scale"] < float("inf"))
 
 
 @dataclass
@@ -111,12 +145,16 @@ def _open(file: Path, path: str, teacher: dict, teacher_dim: int, key: str) -> T
     stamp = read_stamp(file)
     if not stamp:
         raise EdgedistillError(f"{key} '{path}' holds no text embeddings edgedistill can read", make)
-    if stamp["teacher"] != teacher:
-        raise EdgedistillError(f"{key} '{path}' was made by teacher {stamp['teacher'].get('name')!r} "
-                               f"({_differs(stamp['teacher'], teacher)}), not this job's primary teacher {teacher.get('name')!r}", make)
+    from .cache import comparable_identities
+
+    made_by, wanted = comparable_identities(stamp["teacher"], teacher)
+    if made_by != wanted:
+        raise EdgedistillError(f"{key} '{path}' was made by teacher {made_by.get('name')!r} "
+                               f"({_differs(made_by, wanted)}), not this job's primary teacher {wanted.get('name')!r}", make)
     if teacher_dim is not None:
         check_width(stamp, teacher_dim, path, key)
-    head = 8 + struct.unpack("<Q", file.open("rb").read(8))[0]
+    with open(file, "rb") as f:
+        head = 8 + struct.unpack("<Q", f.read(8))[0]
     expected = head + stamp["count"] * stamp["dim"] * 2
     if file.stat().st_size != expected:
         raise EdgedistillError(f"{key} '{path}' is {file.stat().st_size} bytes, its header promises {expected} (cut short?)", make)
@@ -136,7 +174,7 @@ def check_width(stamp: dict, teacher_dim: int, path: str, key: str = "distill.te
 
 def _differs(stored: dict, wanted: dict) -> str:
     keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-    return "its " + ", ".join(keys) + " differ" if keys else "it differs"
+    return f"differing in {', '.join(keys)}" if keys else "another"
 
 
 def hash_stamp(path: str) -> dict:

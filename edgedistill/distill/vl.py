@@ -56,7 +56,8 @@ class VLBatch:
 
     @torch.compiler.disable  # eager, de-standardisation included: a compiled student step does not trace (or guard on) this object
     def losses(self, token_pred: torch.Tensor) -> dict[str, torch.Tensor]:
-        vl, pvl = dime_fm_losses(self.to_teacher_space(token_pred.float()), self.teacher, self.texts, self.temperature)
+        with torch.autocast(token_pred.device.type, enabled=False):  # cosines / 0.01 in bf16 err by ~0.1 in the logits
+            vl, pvl = dime_fm_losses(self.to_teacher_space(token_pred.float()), self.teacher, self.texts, self.temperature)
         return {"vl": vl, "pvl": pvl}
 
 
@@ -66,12 +67,15 @@ def unchanged(x: torch.Tensor) -> torch.Tensor:
 
 
 class VLTexts:
-    """The sentences each step draws: all of them when there are no more than `per_step`."""
+    """The sentences each step draws: all of them when there are no more than `per_step`. A draw reads ~per_step
+    random rows of a memory map (page faults on a file larger than RAM), so the next step's is read on a
+    thread while this step trains; the draw is a pure function of (seed, step, rank), so the order is moot."""
 
     def __init__(self, embeddings: TextEmbeddings, per_step: int, temperature: float, seed: int):
         self.embeddings, self.per_step, self.seed = embeddings, per_step, seed
         self.temperature = temperature or embeddings.temperature  # 0: the teacher's own
         self._all = None
+        self._reader, self._ahead = None, {}
 
     def to(self, device: torch.device) -> "VLTexts":
         self.device = device
@@ -79,16 +83,24 @@ class VLTexts:
             self._all = self.embeddings.take(None, device)
         return self
 
-    def for_step(self, step: int, rank: int) -> torch.Tensor:
-        if self._all is not None:
-            return self._all
+    def indices(self, step: int, rank: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(view_seed(self.seed + 5, step, rank))
         count = self.embeddings.count
         if count > 16 * self.per_step:  # a permutation of tens of millions each step costs more than the step's rare repeats
-            picked = torch.randint(count, (self.per_step,), generator=generator).unique()
-        else:
-            picked = torch.randperm(count, generator=generator)[:self.per_step]
-        return self.embeddings.take(picked, self.device)
+            return torch.randint(count, (self.per_step,), generator=generator).unique()
+        return torch.randperm(count, generator=generator)[:self.per_step]
+
+    def for_step(self, step: int, rank: int) -> torch.Tensor:
+        if self._all is not None:
+            return self._all
+        if self._reader is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._reader = ThreadPoolExecutor(1, thread_name_prefix="edgedistill-texts")
+        draw = lambda s: self.embeddings.take(self.indices(s, rank), torch.device("cpu"))  # noqa: E731
+        current = self._ahead.pop((step, rank), None) or self._reader.submit(draw, step)
+        self._ahead = {(step + 1, rank): self._reader.submit(draw, step + 1)}
+        return current.result().to(self.device, non_blocking=True)
 
     def batch(self, teacher_token: torch.Tensor, step: int, rank: int, to_teacher_space) -> VLBatch:
         return VLBatch(teacher_token, self.for_step(step, rank), self.temperature, to_teacher_space)
