@@ -5,9 +5,10 @@ the rows of the offline EfficientNet-Lite0 teacher's ImageNet-1k classifier, 100
 of its pooled embedding, as a CLIP zero-shot head holds 1000 prompt embeddings. Their logit scale is the
 median of ‖t‖·‖w‖ over the transfer images, so cos·scale is on the scale of the teacher's own logits.
 
-The same student distils three times from one teacher cache (same seed, steps, views): the Proteus levels
-alone; Proteus plus DIME-FM's vl and pvl terms; and DIME-FM with only the token level (its uni-modal
-term). Scored on held-out Fashion-MNIST test images, against the teacher on the same images:
+The same student distils four times from one teacher cache (same seed, steps, views): the Proteus levels
+alone; Proteus plus DIME-FM's vl and pvl terms; DIME-FM with only the token level (its uni-modal term);
+and, for comparison, Proteus plus classic task-output distillation (distill.logit_weight: KL to the
+teacher's softmax through its own classifier, bias included, at T=1). Scored on held-out Fashion-MNIST test images, against the teacher on the same images:
 - `logits top-1`: the deployed student's `logits` output (the teacher's classifier on its embedding, what
   the report's fidelity compares) picks the teacher's class;
 - `zero-shot top-1`: the nearest class vector by cosine is the teacher's nearest;
@@ -55,6 +56,7 @@ RUNS = {
     "Proteus (token, patch, feature)": [],
     "Proteus + DIME-FM (vl, pvl)": ["TEXTS"],
     "DIME-FM (vl, pvl) + token level": ["TEXTS", "distill.patch_weight=0", "distill.feature_weight=0"],
+    "Proteus + task outputs (logit KD, T=1)": ["distill.logit_weight=1"],
 }
 
 

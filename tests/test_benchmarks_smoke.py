@@ -50,11 +50,12 @@ def test_transfer_quality_benchmark_distils_from_both_sets(tmp_path):
 
 
 @pytest.mark.skipif(not FMNIST_PRESENT, reason="Fashion-MNIST is not installed here")
-def test_dime_fm_quality_benchmark_scores_the_three_runs(tmp_path):
+def test_dime_fm_quality_benchmark_scores_the_four_runs(tmp_path):
     run = _run("dime_fm_quality.py", "--images", "60", "--eval-images", "40", "--probe-images", "40", "--steps", "2", "--no-doc", "--out", str(tmp_path))
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads((tmp_path / "dime_fm_quality.json").read_text())
-    assert [r["run"] for r in result["rows"]] == ["Proteus (token, patch, feature)", "Proteus + DIME-FM (vl, pvl)", "DIME-FM (vl, pvl) + token level"]
+    assert [r["run"] for r in result["rows"]] == ["Proteus (token, patch, feature)", "Proteus + DIME-FM (vl, pvl)", "DIME-FM (vl, pvl) + token level",
+                                                  "Proteus + task outputs (logit KD, T=1)"]
     assert result["logit_scale"] > 1 and all(0 <= r["logits_top1"] <= 1 and r["kl"] >= 0 for r in result["rows"])
 
 
