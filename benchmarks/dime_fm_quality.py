@@ -147,7 +147,7 @@ def main() -> None:
     lines = [f"- Date: {dt.date.today().isoformat()}; CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads); "
              f"torch {torch.__version__}, timm {timm.__version__}, Python {platform.python_version()}; {time.perf_counter() - started:.0f} s in all",
              f"- Transfer set: {args.images} Fashion-MNIST training images + {len(bundled_photo_paths())} photos, teacher cache K=2; "
-             f"{args.steps} steps of 64 at 64 px; 'texts': the teacher's 1000 ImageNet class vectors, logit scale {scale:.1f}; "
+             f"{cfg.distill.steps} steps of {cfg.distill.batch_size} at {cfg.student.img_size} px; 'texts': the teacher's 1000 ImageNet class vectors, logit scale {scale:.1f}; "
              f"scored on {len(eval_images)} Fashion-MNIST test images; probe trained on {len(probe_rows)} others",
              f"- Command: `EDGEDISTILL_NO_PROGRESS=1 PYTHONPATH=. python {' '.join(['benchmarks/dime_fm_quality.py', *sys.argv[1:]])}`",
              "", "| run | logits top-1 = teacher's | zero-shot top-1 = teacher's | KL to the teacher's zero-shot | embedding cosine | probe (10 classes) |",

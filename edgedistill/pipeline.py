@@ -302,7 +302,7 @@ class Pipeline:
                                        legacy=legacy)
             ignore = {f"distill.{k}" for k in state_files.NOT_HASHED | state_files.inert_settings(self.cfg.distill)}
             ignore |= set() if legacy else self._paths_stood_for(stamps[0])
-            if self.cfg.distill.text_embeddings and not legacy:  # by the stamp in its header (text_embeddings.py), not its path
+            if state_files.dime_fm_on(self.cfg.distill) and not legacy:  # by the stamp in its header (text_embeddings.py), not its path
                 from .distill.text_embeddings import hash_stamp
 
                 stamps, ignore = [*stamps, hash_stamp(self.cfg.distill.text_embeddings)], ignore | {"distill.text_embeddings"}

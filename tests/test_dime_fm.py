@@ -100,6 +100,9 @@ def test_texts_are_all_or_a_fixed_draw_per_step(texts, tmp_path):
     assert drawn.temperature == 0.05 and drawn.for_step(3, 0).shape == (8, 192)
     assert torch.equal(drawn.for_step(3, 0), drawn.for_step(3, 0))  # a resumed run draws the same
     assert not torch.equal(drawn.for_step(3, 0), drawn.for_step(4, 0)) and not torch.equal(drawn.for_step(3, 0), drawn.for_step(3, 1))
+    last = VLTexts(embeddings, 8, 0.0, seed=0, steps=5).to(torch.device("cpu"))
+    assert torch.equal(last.for_step(3, 0), drawn.for_step(3, 0)) and list(last._ahead) == [(4, 0)]  # step 4's draw is read ahead
+    assert torch.equal(last.for_step(4, 0), drawn.for_step(4, 0)) and last._ahead == {}  # after the last step, none
 
 
 def test_a_run_logs_and_records_the_terms_and_learns_them(texts, tmp_path):
@@ -181,6 +184,17 @@ def test_the_terms_read_the_teacher_and_the_prediction_unstandardised(texts):
         assert torch.allclose(undo(standardised), raw, atol=1e-4), term
 
 
+def test_a_bf16_teacher_takes_embeddings_made_beside_an_fp32_one(texts):
+    """teacher.dtype is how the image teacher is held while distilling; the text rows do not depend on it."""
+    cfg = load_config(None, TINY + [f"distill.text_embeddings={texts}", "teacher.dtype=bf16", "distill.amp=bf16"])
+    assert stage.prepare(cfg, None).job.vl is not None
+
+
+def test_no_file_is_opened_when_dime_fm_is_off(tmp_path):
+    cfg = load_config(None, TINY + [f"distill.text_embeddings={tmp_path / 'absent.safetensors'}", "distill.vl_weight=0", "distill.pvl_weight=0"])
+    assert stage.prepare(cfg, None).job.vl is None
+
+
 def test_embeddings_of_another_teacher_or_width_are_refused_before_training(tmp_path, monkeypatch):
     other = load_config(None, TINY + ["teacher.model_args={depth: 2, patch_size: 14}"])
     wrong_teacher = write_texts(tmp_path / "other.safetensors", other, torch.randn(4, 192))
@@ -246,6 +260,7 @@ def test_resume_and_stage_keys_follow_the_file_stamp_not_its_path(texts, tmp_pat
 
     # settings that do nothing as the others stand change no key; once they act, they do
     assert keys_with("distill.vl_weight=0.3", "distill.vl_texts=8", "distill.logit_temperature=4") == plain
+    assert keys_with(f"distill.text_embeddings={resampled}", "distill.vl_weight=0", "distill.pvl_weight=0") == plain
     assert keys_with(f"distill.text_embeddings={texts}", "distill.vl_weight=0.3") != here
     assert keys_with("distill.logit_weight=1", "distill.logit_temperature=4") != keys_with("distill.logit_weight=1")
 

@@ -71,11 +71,43 @@ def test_cached_step_gives_the_online_term(tmp_path):
     assert cached["t0.logits"].item() == pytest.approx(online["t0.logits"].item(), rel=1e-5)
 
 
-def test_a_teacher_without_a_classifier_is_refused(tmp_path):
+def test_a_teacher_without_a_classifier_is_refused(tmp_path, monkeypatch):
     headless = [o for o in KD if not o.startswith("teacher.model_args")] + ["teacher.model_args={depth: 1, patch_size: 14, num_classes: 0}"]
-    with pytest.raises(EdgedistillError, match="has no classifier") as info:
-        stage.prepare(load_config(None, headless), None)
-    assert "distill.logit_weight=0" in info.value.fix
+    clip = [o for o in KD if not o.startswith("teacher.")] + ["teacher.name=open_clip:ViT-B-32", "teacher.pretrained=false"]
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built before a teacher known to have no classifier was refused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "create_student", no_model)
+        with pytest.raises(EdgedistillError, match="has no classifier") as info:
+            stage.prepare(load_config(None, headless), None)
+        assert "distill.logit_weight=0" in info.value.fix and "num_classes: N" in info.value.fix
+        with pytest.raises(EdgedistillError, match="'open_clip:ViT-B-32' has no classifier") as info:
+            stage.prepare(load_config(None, clip), None)
+        assert "edgedistill embed-text" in info.value.fix and "model_args" not in info.value.fix  # open_clip refuses model_args
     with pytest.raises(EdgedistillError, match="distill.logit_temperature"):
         load_config(None, KD + ["distill.logit_temperature=0"])
     load_config(None, KD + ["distill.token_weight=0", "distill.patch_weight=0", "distill.feature_weight=0"])  # the term alone learns
+
+
+def test_both_terms_score_the_prediction_in_the_teachers_space():
+    """With a norm that moves and scales, each term equals its loss on the de-standardised prediction, not on the raw one."""
+    from edgedistill.distill.logit_kd import TeacherLogits
+    from edgedistill.distill.standardize import TargetNorm
+    from edgedistill.distill.vl import VLBatch, dime_fm_losses
+
+    generator = torch.Generator().manual_seed(4)
+    norm = TargetNorm(8)
+    norm.update(torch.randn(64, 8, generator=generator) * 3 + 2)
+    teacher, pred = torch.randn(5, 8, generator=generator) * 3 + 2, torch.randn(5, 8, generator=generator)
+    classifier = torch.nn.Linear(8, 6)
+    logits = TeacherLogits(classifier, 2.0).batch(teacher, norm.inverse).losses(pred)["logits"]
+    with torch.no_grad():
+        in_space = logit_kd_loss(classifier(norm.inverse(pred)), classifier(teacher), 2.0)
+        raw = logit_kd_loss(classifier(pred), classifier(teacher), 2.0)
+    assert logits.item() == pytest.approx(in_space.item(), rel=1e-6) and abs(logits.item() - raw.item()) > 1e-3
+    texts = torch.nn.functional.normalize(torch.randn(7, 8, generator=generator), dim=-1)
+    vl = VLBatch(teacher, texts, 0.1, norm.inverse).losses(pred)
+    expected, unmapped = dime_fm_losses(norm.inverse(pred), teacher, texts, 0.1), dime_fm_losses(pred, teacher, texts, 0.1)
+    assert vl["vl"].item() == pytest.approx(expected[0].item(), rel=1e-6) and abs(vl["vl"].item() - unmapped[0].item()) > 1e-3

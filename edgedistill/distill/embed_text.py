@@ -32,7 +32,7 @@ SENTENCES_FIX = "pass a UTF-8 text file with one sentence per line"
 def embed_sentences(cfg: BuildConfig, sentences: Path, out: Path, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
     """Write the primary teacher's unit text embeddings of every sentence in `sentences` to `out`, in file
     order; returns the file's stamp (teacher, logit_scale, sentences_sha256, count, dim)."""
-    from ..models.teacher import teacher_configs
+    from ..models.teacher import check_dtype_runs, teacher_configs
     from .cache import teacher_identity
     from .trainer import autocast_for, pick_device, uses_bf16
 
@@ -42,7 +42,7 @@ def embed_sentences(cfg: BuildConfig, sentences: Path, out: Path, batch_size: in
     if batch_size < 1:
         raise EdgedistillError(f"--batch-size must be at least 1, got {batch_size}", "pass --batch-size N with N >= 1")
     device = pick_device(cfg.distill.device)
-    check_dtype(teacher, uses_bf16(cfg.distill, device))
+    check_dtype_runs(teacher, uses_bf16(cfg.distill, device))
     check_sentences_file(sentences)
     check_output(out, sentences)
     count, sentences_sha256 = count_sentences(sentences)  # before the model: a bad line fails in seconds, not after a download
@@ -68,19 +68,12 @@ def check_text_teacher(teacher: TeacherConfig) -> None:
     """Only open_clip teachers bring a text tower; the settings create_teacher refuses for them are refused here too,
     so a file made here always belongs to a teacher that distillation can build."""
     from ..models.open_clip_teacher import PREFIX
+    from ..models.teacher import check_open_clip_settings
 
     if not teacher.name.startswith(PREFIX):
         raise EdgedistillError(f"DIME-FM needs a teacher with a text tower, and teacher '{teacher.name}' has none",
                                f"use an open_clip teacher, e.g. {TEXT_TOWER_EXAMPLE}")
-    if teacher.img_size or teacher.model_args:
-        raise EdgedistillError(f"open_clip teacher '{teacher.name}' takes no img_size or model_args (it runs at its own size)",
-                               "drop teacher.img_size and teacher.model_args")
-
-
-def check_dtype(teacher: TeacherConfig, bf16_autocast: bool) -> None:
-    if teacher.dtype != "fp32" and not bf16_autocast:  # as models.teacher.hold_for_distillation: bf16 weights need bf16 autocast
-        raise EdgedistillError(f"teacher '{teacher.name}' has dtype {teacher.dtype}, which needs bf16 autocast",
-                               "set distill.amp=bf16 (auto uses it on CUDA), or teacher.dtype=fp32")
+    check_open_clip_settings(teacher)
 
 
 def check_sentences_file(sentences: Path) -> None:
@@ -162,7 +155,7 @@ def build_text_tower(teacher: TeacherConfig, device: torch.device):
     tokenizer = load_tokenizer(import_open_clip(), arch, teacher.name)
     logit_scale = logit_scale_of(model, teacher.name)  # before a bf16 cast rounds it
     model.eval()
-    if teacher.dtype != "fp32":  # check_dtype made sure autocast runs beside it
+    if teacher.dtype != "fp32":  # check_dtype_runs made sure autocast runs beside it
         model.to(TEACHER_DTYPES[teacher.dtype])
     return model.to(device), tokenizer, logit_scale
 

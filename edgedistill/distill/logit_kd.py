@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .losses import softmax_kl
 
 
 def logit_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    log_q = F.log_softmax(student_logits.float() / temperature, -1)
-    log_p = F.log_softmax(teacher_logits.float() / temperature, -1)
-    return (log_p.exp() * (log_p - log_q)).sum(-1).mean() * temperature ** 2
+    return softmax_kl(student_logits.float() / temperature, teacher_logits.float() / temperature).mean() * temperature ** 2
 
 
 @dataclass

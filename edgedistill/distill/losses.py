@@ -24,6 +24,12 @@ def token_losses(pred: torch.Tensor, target: torch.Tensor, kind: str = "mse") ->
     raise ValueError(f"unknown loss '{kind}' (use {' or '.join(KINDS)})")
 
 
+def softmax_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """KL(softmax(teacher) ‖ softmax(student)) along `dim`, one value per slice, in float32 (DIME-FM, task outputs)."""
+    log_q, log_p = F.log_softmax(student_logits.float(), dim), F.log_softmax(teacher_logits.float(), dim)
+    return (log_p.exp() * (log_p - log_q)).sum(dim)
+
+
 def weighted_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, kind: str = "mse") -> torch.Tensor:
     """The loss over the vectors whose weight is 1 (weights broadcast to pred.shape[:-1]); 0 when none."""
     weights = weights.float().expand(pred.shape[:-1])

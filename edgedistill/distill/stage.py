@@ -31,7 +31,7 @@ from . import distributed
 from .masking import masked_rows
 from .module import DistillModule
 from .standardize import TargetStandardizer, TeacherNorms
-from .state_files import FINISHED, NOT_HASHED, STATE_DIR, inert_settings
+from .state_files import FINISHED, NOT_HASHED, STATE_DIR, dime_fm_on, inert_settings
 from .targets import CachedTargets, OnlineTargets
 from .text_embeddings import check_width, hash_stamp, open_text_embeddings
 from .trainer import TrainJob, pick_device, train, uses_bf16
@@ -89,7 +89,7 @@ def paths_by_content(cfg: BuildConfig, data: dict) -> None:
             return None
         return file_digest(Path(path).expanduser()) if path and Path(path).expanduser().is_file() else path
 
-    if data["distill"].get("text_embeddings"):  # by its stamp (sentences, teacher, count): hashing GBs of rows each launch would not pay
+    if data["distill"].get("text_embeddings"):  # inert (left out above) unless DIME-FM trains  # by its stamp (sentences, teacher, count): hashing GBs of rows each launch would not pay
         data["distill"]["text_embeddings"] = hash_stamp(cfg.distill.text_embeddings)
     teacher = data["teacher"]
     data["teacher"] = {**teacher, "checkpoint": content(teacher.get("checkpoint")),
@@ -179,6 +179,7 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
     if ctx.active and device.type == "cuda":
         device = torch.device("cuda", ctx.local_rank)
     texts = _text_embeddings(cfg)  # before any model is built: a wrong file fails in a second, not after the teacher loads
+    _check_task_outputs(cfg)
     backbone, data_config = create_student(cfg.student)
     probe = probe_student(backbone, data_config["input_size"][-1], cfg.student)
     dataset, targets, teachers, classifier = _teacher_sources(cfg, data_config)
@@ -202,20 +203,37 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
                    Path(workdir) / STATE_DIR if workdir else None, resume_hash(cfg, identity),
                    (resume_hash(cfg, identity, by_content=False), resume_hash(cfg, legacy=True),
                     *(resume_hash(cfg, earlier, legacy=True) for earlier in earlier_identities(dataset))), ctx, on_step)
-    if texts is not None and (cfg.distill.vl_weight > 0 or cfg.distill.pvl_weight > 0):
-        job.vl = VLTexts(texts, cfg.distill.vl_texts, cfg.distill.vl_temperature, cfg.distill.seed)
+    if texts is not None:
+        job.vl = VLTexts(texts, cfg.distill.vl_texts, cfg.distill.vl_temperature, cfg.distill.seed, cfg.distill.steps)
     if cfg.distill.logit_weight > 0:
         if classifier is None:
-            raise EdgedistillError(f"distill.logit_weight is {cfg.distill.logit_weight}, but teacher '{teachers[0]['name']}' has no classifier "
-                                   "whose outputs the student could match",
-                                   "set distill.logit_weight=0, or use a teacher with a classification head (a timm classifier, "
-                                   "or teacher.model_args={num_classes: N} with a fine-tuned teacher.checkpoint)")
+            raise _no_classifier(cfg, teachers[0]["name"])
         job.logits = TeacherLogits(classifier, cfg.distill.logit_temperature)
     return Prepared(job, teachers, classifier, probe)
 
 
+def _check_task_outputs(cfg: BuildConfig) -> None:
+    """Teachers known to have no classifier are refused before any model is built; others once built (or read from a cache)."""
+    from ..models.open_clip_teacher import PREFIX
+
+    primary = teacher_configs(cfg.teacher)[0]
+    if cfg.distill.logit_weight > 0 and (primary.name.startswith(PREFIX) or primary.model_args.get("num_classes") == 0):
+        raise _no_classifier(cfg, primary.name)
+
+
+def _no_classifier(cfg: BuildConfig, name: str) -> EdgedistillError:
+    from ..models.open_clip_teacher import PREFIX
+
+    fix = ("for a CLIP teacher's class structure use DIME-FM: embed class prompts with `edgedistill embed-text` and set "
+           "distill.text_embeddings" if name.startswith(PREFIX) else
+           "use a teacher with a classification head (a timm classifier, or a fine-tuned teacher.checkpoint with "
+           "teacher.model_args={num_classes: N})")
+    return EdgedistillError(f"distill.logit_weight is {cfg.distill.logit_weight}, but teacher '{name}' has no classifier "
+                            "whose outputs the student could match", f"set distill.logit_weight=0, or {fix}")
+
+
 def _text_embeddings(cfg: BuildConfig):
-    if not cfg.distill.text_embeddings:
+    if not dime_fm_on(cfg.distill):  # a file no term reads is not opened
         return None
     from .cache import teacher_identity
 

@@ -12,10 +12,15 @@ FINISHED = "finished.json"  # in STATE_DIR: student/ holds this run's finished t
 NOT_HASHED = {"resume", "checkpoint_every", "tensorboard", "num_workers", "device", "compile", "compile_mode", "overlap_teacher", "log_every"}
 
 
+def dime_fm_on(distill) -> bool:
+    """Whether DIME-FM's terms train: text embeddings given and a weight above 0."""
+    return bool(distill.text_embeddings) and (distill.vl_weight > 0 or distill.pvl_weight > 0)
+
+
 def inert_settings(distill) -> set[str]:
-    """Token-term settings that do nothing as the others stand (no text embeddings, no task-output weight), so
+    """Token-term settings that do nothing as the others stand (DIME-FM off, no task-output weight), so
     changing them neither re-trains a student nor drops a checkpoint."""
-    inert = set() if distill.text_embeddings else {"vl_weight", "pvl_weight", "vl_texts", "vl_temperature"}
+    inert = set() if dime_fm_on(distill) else {"text_embeddings", "vl_weight", "pvl_weight", "vl_texts", "vl_temperature"}
     return inert | (set() if distill.logit_weight else {"logit_temperature"})
 
 

@@ -139,7 +139,7 @@ def open_text_embeddings(path: str, teacher: dict, teacher_dim: int | None, key:
 
 
 def _open(file: Path, path: str, teacher: dict, teacher_dim: int, key: str) -> TextEmbeddings:
-    make = f"make them with `edgedistill embed-text SENTENCES.txt {path}` (the same teacher config)"
+    make = _remake(path)
     if not file.is_file():
         raise EdgedistillError(f"{key} '{path}' does not exist or is not a file", make)
     stamp = read_stamp(file)
@@ -147,7 +147,7 @@ def _open(file: Path, path: str, teacher: dict, teacher_dim: int, key: str) -> T
         raise EdgedistillError(f"{key} '{path}' holds no text embeddings edgedistill can read", make)
     from .cache import comparable_identities
 
-    made_by, wanted = comparable_identities(stamp["teacher"], teacher)
+    made_by, wanted = comparable_identities(_text_side(stamp["teacher"]), _text_side(teacher))
     if made_by != wanted:
         raise EdgedistillError(f"{key} '{path}' was made by teacher {made_by.get('name')!r} "
                                f"({_differs(made_by, wanted)}), not this job's primary teacher {wanted.get('name')!r}", make)
@@ -169,7 +169,11 @@ def _open(file: Path, path: str, teacher: dict, teacher_dim: int, key: str) -> T
 def check_width(stamp: dict, teacher_dim: int, path: str, key: str = "distill.text_embeddings") -> None:
     if stamp["dim"] != teacher_dim:
         raise EdgedistillError(f"{key} '{path}' holds {stamp['dim']}-d rows, the teacher's embedding is {teacher_dim}-d",
-                               f"make them with `edgedistill embed-text SENTENCES.txt {path}` (the same teacher config)")
+                               _remake(path))
+
+
+def _remake(path: str) -> str:
+    return f"make them with `edgedistill embed-text SENTENCES.txt {path}` (the same teacher config)"
 
 
 def _differs(stored: dict, wanted: dict) -> str:
@@ -177,7 +181,16 @@ def _differs(stored: dict, wanted: dict) -> str:
     return f"differing in {', '.join(keys)}" if keys else "another"
 
 
+def _text_side(identity: dict) -> dict:
+    """A teacher identity less how the image teacher is held while distilling (teacher.dtype): embed in fp32 on
+    one machine, distil with a bf16 teacher on another, and the text rows are the same rows."""
+    return {k: v for k, v in identity.items() if k != "dtype"}
+
+
 def hash_stamp(path: str) -> dict:
     """What a resume hash keeps of the file: its content by stamp, not its path (a job may move the file)."""
     stamp = read_stamp(Path(path).expanduser())
-    return {k: stamp.get(k) for k in ("sentences_sha256", "teacher", "logit_scale", "count")} if stamp else {"path": path}
+    if not stamp:
+        return {"path": path}
+    return {"sentences_sha256": stamp["sentences_sha256"], "teacher": _text_side(stamp["teacher"]),
+            "logit_scale": stamp["logit_scale"], "count": stamp["count"]}

@@ -23,16 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from ..data.augment import view_seed
+from .losses import softmax_kl
 from .text_embeddings import TextEmbeddings
 
 
 def similarity_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
     """KL(teacher ‖ student) of the row softmaxes (mean over rows) plus that of the column softmaxes (mean over columns)."""
-    total = student_logits.new_zeros(())
-    for dim in (1, 0):
-        log_q, log_p = F.log_softmax(student_logits, dim), F.log_softmax(teacher_logits, dim)
-        total = total + (log_p.exp() * (log_p - log_q)).sum() / student_logits.shape[1 - dim]
-    return total
+    return softmax_kl(student_logits, teacher_logits, 1).mean() + softmax_kl(student_logits, teacher_logits, 0).mean()
 
 
 def dime_fm_losses(student: torch.Tensor, teacher: torch.Tensor, texts: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,11 +68,11 @@ class VLTexts:
     random rows of a memory map (page faults on a file larger than RAM), so the next step's is read on a
     thread while this step trains; the draw is a pure function of (seed, step, rank), so the order is moot."""
 
-    def __init__(self, embeddings: TextEmbeddings, per_step: int, temperature: float, seed: int):
-        self.embeddings, self.per_step, self.seed = embeddings, per_step, seed
+    def __init__(self, embeddings: TextEmbeddings, per_step: int, temperature: float, seed: int, steps: int | None = None):
+        self.embeddings, self.per_step, self.seed, self.steps = embeddings, per_step, seed, steps
         self.temperature = temperature or embeddings.temperature  # 0: the teacher's own
         self._all = None
-        self._reader, self._ahead = None, {}
+        self._reader, self._ahead = None, {}  # the next step's draw, by (step, rank)
 
     def to(self, device: torch.device) -> "VLTexts":
         self.device = device
@@ -99,7 +96,8 @@ class VLTexts:
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="edgedistill-texts")
         draw = lambda s: self.embeddings.take(self.indices(s, rank), torch.device("cpu"))  # noqa: E731
         current = self._ahead.pop((step, rank), None) or self._reader.submit(draw, step)
-        self._ahead = {(step + 1, rank): self._reader.submit(draw, step + 1)}
+        last = self.steps is not None and step + 1 >= self.steps
+        self._ahead = {} if last else {(step + 1, rank): self._reader.submit(draw, step + 1)}
         return current.result().to(self.device, non_blocking=True)
 
     def batch(self, teacher_token: torch.Tensor, step: int, rank: int, to_teacher_space) -> VLBatch:

@@ -130,9 +130,7 @@ def create_teacher(cfg: TeacherConfig) -> Teacher:
                                    "set teacher.name to a timm model (e.g. tf_efficientnet_lite0) to use those, or drop them")
         model = load_offline_efficientnet_lite0()
     elif cfg.name.startswith(OPEN_CLIP_PREFIX):
-        if cfg.img_size or cfg.model_args:  # open_clip builds its tower at its own size and depth: never ignore them
-            raise EdgedistillError(f"open_clip teacher '{cfg.name}' takes no img_size or model_args (it runs at its own size)",
-                                   "drop teacher.img_size and teacher.model_args, or use a timm CLIP model (e.g. vit_base_patch16_clip_224.openai)")
+        check_open_clip_settings(cfg)
         model = create_open_clip_visual(cfg.name, cfg.pretrained, cfg.checkpoint)
     else:
         model = _create_timm(cfg)
@@ -141,7 +139,20 @@ def create_teacher(cfg: TeacherConfig) -> Teacher:
     return Teacher(model, cfg.name, size, cfg.weight, dict(cfg.model_args))
 
 
+def check_open_clip_settings(cfg: TeacherConfig) -> None:
+    """open_clip builds its tower at its own size and depth: img_size and model_args are refused, never ignored."""
+    if cfg.img_size or cfg.model_args:
+        raise EdgedistillError(f"open_clip teacher '{cfg.name}' takes no img_size or model_args (it runs at its own size)",
+                               "drop teacher.img_size and teacher.model_args, or use a timm CLIP model (e.g. vit_base_patch16_clip_224.openai)")
+
+
 TEACHER_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def check_dtype_runs(c: TeacherConfig, bf16_autocast: bool) -> None:
+    if c.dtype != "fp32" and not bf16_autocast:  # bf16 weights against fp32 activations would fail in the first layer
+        raise EdgedistillError(f"teacher '{c.name}' has dtype {c.dtype}, which needs bf16 autocast",
+                               "set distill.amp=bf16 (auto uses it on CUDA), or teacher.dtype=fp32")
 
 
 def hold_for_distillation(teachers: list[Teacher], configs: list[TeacherConfig], bf16_autocast: bool) -> None:
@@ -150,9 +161,7 @@ def hold_for_distillation(teachers: list[Teacher], configs: list[TeacherConfig],
     for teacher, c in zip(teachers, configs):  # each dtype was checked against config.CHOICES when read
         if c.dtype == "fp32":
             continue
-        if not bf16_autocast:  # bf16 weights against fp32 activations would fail in the first layer
-            raise EdgedistillError(f"teacher '{c.name}' has dtype {c.dtype}, which needs bf16 autocast",
-                                   "set distill.amp=bf16 (auto uses it on CUDA), or teacher.dtype=fp32")
+        check_dtype_runs(c, bf16_autocast)
         teacher.to(TEACHER_DTYPES[c.dtype])
         if teacher.classifier is not None:
             teacher.classifier.float()
