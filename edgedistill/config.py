@@ -24,6 +24,7 @@ from .data.augment_policy import EXAMPLE as AA_EXAMPLE, auto_augment_error
 from .errors import EdgedistillError, check_name_fits
 from .yaml_files import WrittenInt, load_yaml, read_yaml_mapping, yaml_problem
 from .list_settings import parse_batch_sizes, parse_cpus
+from .distill.state_files import dime_fm_on
 from .models.own_args import own_keys
 
 OFFLINE_TEACHER = "efficientnet_lite0.offline"
@@ -567,8 +568,7 @@ def _check_bench_lists(cfg: BuildConfig) -> None:
 def _check_something_is_learned(cfg: BuildConfig) -> None:
     """Weights that zero every loss would train for hours and save an untrained student."""
     d = cfg.distill
-    dime_fm = bool(d.text_embeddings) and (d.vl_weight > 0 or d.pvl_weight > 0)
-    if d.token_weight == d.patch_weight == d.feature_weight == 0 and not dime_fm and not d.logit_weight:
+    if d.token_weight == d.patch_weight == d.feature_weight == 0 and not dime_fm_on(d) and not d.logit_weight:
         raise EdgedistillError("distill.token_weight, patch_weight and feature_weight are all 0, so distillation would learn nothing",
                                "set at least one of them above 0 (Proteus uses 1 for each)")
     weights = [t.weight for t in teacher_list(cfg.teacher)]

@@ -117,10 +117,16 @@ def test_a_run_logs_and_records_the_terms_and_learns_them(texts, tmp_path):
     # the terms alone, on one batch: ten AdamW steps lower them (the gradient reaches the student through them)
     prepared = stage.prepare(load_config(None, overrides + ["distill.token_weight=0", "distill.patch_weight=0", "distill.feature_weight=0"]), None)
     job = prepared.job
-    job.targets.to(job.device)
-    job.vl.to(job.device)
+    losses, parts = ten_steps_on_one_batch(job, objective_for(job.cfg, job.patch_level, dime_fm=True))
+    assert parts["t0.token"].item() > 0 and losses[-1] < 0.8 * losses[0]
+
+
+def ten_steps_on_one_batch(job, objective) -> tuple[list[float], dict]:
+    """Ten AdamW steps of `job`'s step_loss on one fixed batch of three views: each step's total loss, and the last parts."""
+    for part in (job.targets, job.vl, job.logits):
+        if part is not None:
+            part.to(job.device)
     batch = default_collate([job.dataset[(i, 0)] for i in range(3)])
-    objective = objective_for(job.cfg, job.patch_level, dime_fm=True)
     optimizer = torch.optim.AdamW(job.module.parameters(), lr=1e-3)
     losses = []
     for _ in range(10):
@@ -129,7 +135,7 @@ def test_a_run_logs_and_records_the_terms_and_learns_them(texts, tmp_path):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert parts["t0.token"].item() > 0 and losses[-1] < 0.8 * losses[0]
+    return losses, parts
 
 
 def online_and_cached_parts(overrides: list, cache_root) -> tuple[dict, dict]:

@@ -6,15 +6,14 @@ import math
 
 import pytest
 import torch
-from torch.utils.data import default_collate
 
 from edgedistill.config import load_config
 from edgedistill.distill import stage
 from edgedistill.distill.logit_kd import logit_kd_loss
-from edgedistill.distill.trainer import autocast_for, objective_for, step_loss
+from edgedistill.distill.trainer import objective_for
 from edgedistill.errors import EdgedistillError
 
-from .test_dime_fm import TINY, online_and_cached_parts  # a random ViT-Tiny teacher: its 1000-class head is a real classifier to match
+from .test_dime_fm import TINY, online_and_cached_parts, ten_steps_on_one_batch  # a random ViT-Tiny teacher: its 1000-class head is a real classifier to match
 
 KD = TINY + ["distill.logit_weight=1", "distill.log_every=1"]
 
@@ -36,25 +35,15 @@ def test_a_run_logs_and_records_the_term_and_learns_it(tmp_path):
 
     prepared = stage.prepare(load_config(None, KD + ["distill.token_weight=0", "distill.patch_weight=0", "distill.feature_weight=0"]), None)
     job = prepared.job
-    job.targets.to(job.device)
-    job.logits.to(job.device)
     assert not any(p.requires_grad for p in job.logits.classifier.parameters())  # frozen, and no part of the trained module
     assert not any(p is q for p in job.logits.classifier.parameters() for q in job.module.parameters())
-    batch = default_collate([job.dataset[(i, 0)] for i in range(3)])
-    objective = objective_for(job.cfg, job.patch_level)
-    optimizer = torch.optim.AdamW(job.module.parameters(), lr=1e-3)
-    losses = []
-    for _ in range(10):
-        loss, parts = step_loss(job.module, job, batch, 0, autocast_for(job.cfg, job.device), objective)
-        losses.append(loss.item())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    losses, parts = ten_steps_on_one_batch(job, objective_for(job.cfg, job.patch_level))
     assert set(parts) == {"t0.token", "t0.patch", "t0.feature", "t0.logits"} and losses[-1] < 0.8 * losses[0]
 
 
 def test_the_term_scores_the_deployed_logits(tmp_path):
-    """The student's logits in the loss are what its deployed `logits` output gives (standardisation folded in)."""
+    """The term's classifier is the deployed `logits` head (so, with test_both_terms_score_the_prediction_in_the_teachers_space
+    and the fold test in test_dime_fm, the loss scores what the deployed output gives)."""
     from edgedistill.models.deploy import load_deploy_model
 
     cfg = load_config(None, KD + ["distill.standardize=phi-s", "distill.standardize_batches=1"])
