@@ -471,6 +471,41 @@ def embed_text_command(sentences, out, batch_size, config_path, overrides):
                          f"logit scale {stamp['logit_scale']:.4g}) -> {out}"), soft_wrap=True)
 
 
+@cli.command(name="finetune-teacher", context_settings=CONTEXT)
+@click.argument("labels", type=click.Path(path_type=Path))  # no click checks: list_labelled says what is wrong in one line
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--steps", type=int, default=300, show_default=True, help="Optimizer steps.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Images per step.")
+@click.option("--lr", type=float, default=1e-4, show_default=True, help="The backbone's peak rate (AdamW, cosine); the new classifier's is 10x.")
+@click.option("--holdout", type=float, default=0.2, show_default=True, help="Share of each class held out and scored before and after (0: none).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (its primary teacher is fine-tuned; data.auto_augment and data.scale_min augment).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable), e.g. teacher.name=...")
+def finetune_teacher_command(labels, out, steps, batch_size, lr, holdout, config_path, overrides):
+    """Fine-tune the teacher on a few labelled images (step 1 of task-oriented transfer).
+
+    LABELS is a folder with one subfolder of images per class (the ImageFolder layout). The primary teacher gets a
+    new classifier for those classes and is trained whole; OUT is a .safetensors timm checkpoint, stamped with what it
+    was fine-tuned from and on. The command prints the --set lines that distil from it with its task outputs (step 2).
+
+    \b
+    Examples:
+      edgedistill finetune-teacher data/labelled runs/teacher_ft.safetensors --set teacher.name=vit_base_patch14_dinov2.lvd142m
+      edgedistill build --out runs/exp --set data.source=runs/transfer.txt --set teacher.checkpoint=runs/teacher_ft.safetensors ...
+    """
+    from .config import load_config
+    from .distill.finetune import FinetuneSettings
+    from .distill.finetune_teacher import distill_settings, finetune_teacher
+    from .progress import console
+
+    settings = FinetuneSettings(steps=steps, batch_size=batch_size, lr=lr, holdout=holdout)
+    stamp = finetune_teacher(load_config(config_path, overrides), labels, out, settings)
+    before, after = stamp["held_out_top1_before"], stamp["held_out_top1_after"]
+    scored = f"; held-out top-1 {100 * before:.1f}% -> {100 * after:.1f}% on {stamp['held_out_images']} images" if after is not None else ""
+    console.print(escape(f"wrote fine-tuned teacher ({len(stamp['classes'])} classes, {stamp['train_images']} training images{scored}) -> {out}"),
+                  soft_wrap=True)
+    console.print(escape("distil from it: " + " ".join(f"--set {shlex.quote(line)}" for line in distill_settings(out, stamp))), soft_wrap=True)
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("profiles", nargs=-1)
 def targets(profiles: tuple[str, ...]):

@@ -89,6 +89,12 @@ class DistillConfig:
     # task outputs (distill/logit_kd.py): KL to the primary teacher's class distribution through its own classifier
     logit_weight: float = 0.0
     logit_temperature: float = 1.0
+    # step 3 of task-oriented transfer (distill/finetune_student.py): after distillation, the deployed student
+    # (backbone, token head, the teacher's classifier) is fine-tuned on a labelled folder, one subfolder per class
+    finetune_labels: str | None = None
+    finetune_steps: int = 300  # batches of distill.batch_size
+    finetune_lr: float = 1e-4  # the backbone's peak rate; the classifier's is 10x
+    finetune_holdout: float = 0.2  # share of each class held out and scored before and after (0: none)
     grad_clip: float = 1.0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -215,6 +221,8 @@ COMPATIBLE_ADDITIONS = {"teacher.dtype": "fp32", "distill.compile_mode": "defaul
                         "distill.text_embeddings": None, "distill.vl_weight": 1.0, "distill.pvl_weight": 1.0,
                         "distill.vl_texts": 4096, "distill.vl_temperature": 0.0, "distill.logit_weight": 0.0,
                         "distill.logit_temperature": 1.0,
+                        "distill.finetune_labels": None, "distill.finetune_steps": 300, "distill.finetune_lr": 1e-4,
+                        "distill.finetune_holdout": 0.2,
                         "quantize.fallback_refine": 0}
 
 
@@ -343,6 +351,9 @@ LIMITS = {
     "distill.vl_temperature": (lambda v: v >= 0, "above 0, or 0 for the teacher's own"),
     "distill.logit_weight": (lambda v: v >= 0, "0 (off) or more"),
     "distill.logit_temperature": (lambda v: v > 0, "above 0"),
+    "distill.finetune_steps": (lambda v: v >= 1, "at least 1"),
+    "distill.finetune_lr": (lambda v: v > 0, "above 0"),
+    "distill.finetune_holdout": (lambda v: 0 <= v < 1, "in [0, 1): the share of each class held out for scoring"),
     "distill.seed": (lambda v: 0 <= v < 2**32, f"in [0, {2**32 - 1}] (numpy's seed range)"),
     "data.max_images": (lambda v: v >= 1, "at least 1, or data.max_images= (null) for all images"),  # None: all images
     "student.img_size": (lambda v: v >= 1, "at least 1"),

@@ -306,6 +306,11 @@ class Pipeline:
                 from .distill.text_embeddings import hash_stamp
 
                 stamps, ignore = [*stamps, hash_stamp(self.cfg.distill.text_embeddings)], ignore | {"distill.text_embeddings"}
+            if self.cfg.distill.finetune_labels and not legacy:  # step 3's images and labels (class folders), by content
+                from .data.source_stamp import CONTENT
+
+                labels = self._file_inputs(self.cfg.distill.finetune_labels)[0]
+                stamps, ignore = [*stamps, labels], ignore | ({"distill.finetune_labels"} if str(labels).startswith(CONTENT) else set())
             # DDP and FSDP train the same student (and resume each other's checkpoints): keyed as DDP, a switch does
             # not re-train. `strategy`: the key before that, which FSDP builds recorded
             cfg = self.cfg if legacy or strategy else replace(self.cfg, distill=replace(self.cfg.distill, strategy="ddp"))

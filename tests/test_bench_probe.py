@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +13,9 @@ from edgedistill.bench.labelled import list_labelled, load_labelled, preprocess
 from edgedistill.bench.probe import probe_accuracy
 from edgedistill.errors import EdgedistillError
 
+from .fashion_mnist import FMNIST, write_class_folders
 from .test_bench_fixtures import embedder
 
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
 DATA_CONFIG = {"input_size": [3, 16, 16], "interpolation": "bicubic", "mean": [0.5] * 3, "std": [0.25] * 3, "crop_pct": 1.0, "crop_mode": "center"}
 
 
@@ -25,14 +24,7 @@ def fashion_folder(tmp_path_factory) -> Path:
     """30 test-set images per class, as class_<k>/<i>.png (the ImageFolder layout)."""
     if not (FMNIST / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip("Fashion-MNIST is not installed here")
-    images = np.frombuffer(gzip.open(FMNIST / "t10k-images-idx3-ubyte.gz").read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    labels = np.frombuffer(gzip.open(FMNIST / "t10k-labels-idx1-ubyte.gz").read(), np.uint8, offset=8)
-    root = tmp_path_factory.mktemp("fmnist")
-    for cls in range(10):
-        (root / f"class_{cls}").mkdir()
-        for i, index in enumerate(np.flatnonzero(labels == cls)[:30]):
-            Image.fromarray(images[index]).save(root / f"class_{cls}" / f"{i:03d}.png")
-    return root
+    return write_class_folders(tmp_path_factory.mktemp("fmnist"), "test", 30)
 
 
 def test_probe_accuracy_of_a_real_runtime_embedding(fashion_folder, tmp_path):

@@ -1,6 +1,5 @@
 """edgedistill transfer-set: pool images nearest a few target images in the real offline teacher's embedding space."""
 
-import gzip
 import os
 import shutil
 import sys
@@ -17,7 +16,8 @@ from edgedistill.data.sample_photos import bundled_photo_paths
 from edgedistill.distill.transfer_set import build_transfer_set, nearest_pool_images
 from edgedistill.errors import EdgedistillError
 
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
+from .fashion_mnist import installed, read_split
+
 TROUSER = 1
 
 
@@ -91,13 +91,11 @@ def test_a_mirrored_photo_finds_its_original_first_and_the_list_is_a_data_source
     assert out.read_text().startswith("# edgedistill transfer-set: 3 of 13 pool images nearest 1 target images")
 
 
-@pytest.mark.skipif(not (FMNIST / "t10k-images-idx3-ubyte.gz").is_file(), reason="Fashion-MNIST is not installed here")
+@installed
 def test_fashion_mnist_trouser_targets_retrieve_trousers(tmp_path):
     """20 test images per class in the pool, 5 training trousers as targets: the teacher's (ImageNet) embedding
     must keep mostly trousers, where a random choice would keep 10%."""
-    read = lambda name, offset: np.frombuffer(gzip.open(FMNIST / name).read(), np.uint8, offset=offset)  # noqa: E731
-    images, labels = read("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28), read("t10k-labels-idx1-ubyte.gz", 8)
-    train, train_labels = read("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28), read("train-labels-idx1-ubyte.gz", 8)
+    (images, labels), (train, train_labels) = read_split("test"), read_split("train")
     (tmp_path / "pool").mkdir(), (tmp_path / "targets").mkdir()
     for cls in range(10):
         for i in np.flatnonzero(labels == cls)[:20]:

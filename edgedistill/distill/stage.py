@@ -31,7 +31,7 @@ from . import distributed
 from .masking import masked_rows
 from .module import DistillModule
 from .standardize import TargetStandardizer, TeacherNorms
-from .state_files import FINISHED, NOT_HASHED, STATE_DIR, dime_fm_on, inert_settings
+from .state_files import FINETUNE_SETTINGS, FINISHED, NOT_HASHED, STATE_DIR, dime_fm_on, inert_settings
 from .targets import CachedTargets, OnlineTargets
 from .text_embeddings import check_width, hash_stamp, open_text_embeddings
 from .trainer import TrainJob, pick_device, train, uses_bf16
@@ -57,7 +57,7 @@ def resume_hash(cfg: BuildConfig, images: str = "", legacy: bool = False, by_con
     (`paths_by_content`); False is the hash of versions before that, whose checkpoints still resume."""
     data = {name: cfg.hashed_section(name) for name in CONFIG_SECTIONS}
     by_cache = bool(cfg.distill.cache) and not legacy
-    skipped = NOT_HASHED | inert_settings(cfg.distill)
+    skipped = NOT_HASHED | inert_settings(cfg.distill) | FINETUNE_SETTINGS  # fine-tuning follows training: no checkpoint depends on it
     data["distill"] = {k: v for k, v in data["distill"].items() if k not in skipped and not (by_cache and k == "cache")}
     if by_cache:
         del data["data"]
@@ -117,6 +117,7 @@ class Prepared:
     teachers: list[dict]  # name, dim, patch_dim, grid, data_config per teacher
     classifier: object  # the primary teacher's canonical classifier, or None
     probe: dict
+    finetune: object = None  # the labelled split step 3 fine-tunes the student on (finetune.LabelledSplit), or None
 
 
 def _say_what_the_cache_decides(cfg: BuildConfig, meta: dict) -> None:
@@ -180,6 +181,10 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
         device = torch.device("cuda", ctx.local_rank)
     texts = _text_embeddings(cfg)  # before any model is built: a wrong file fails in a second, not after the teacher loads
     _check_task_outputs(cfg)
+    if cfg.distill.finetune_labels:  # a folder that is no labelled folder fails before any model is built too
+        from .finetune import split_labelled
+
+        split_labelled(Path(cfg.distill.finetune_labels).expanduser(), cfg.distill.finetune_holdout)
     backbone, data_config = create_student(cfg.student)
     probe = probe_student(backbone, data_config["input_size"][-1], cfg.student)
     dataset, targets, teachers, classifier = _teacher_sources(cfg, data_config)
@@ -209,7 +214,12 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
         if classifier is None:
             raise _no_classifier(cfg, teachers[0]["name"])
         job.logits = TeacherLogits(classifier, cfg.distill.logit_temperature)
-    return Prepared(job, teachers, classifier, probe)
+    split = None
+    if cfg.distill.finetune_labels:  # the classifier's classes are known now: checked before any step is trained
+        from .finetune_student import check_labels
+
+        split = check_labels(cfg, classifier, teachers[0]["name"])
+    return Prepared(job, teachers, classifier, probe, split)
 
 
 def _check_task_outputs(cfg: BuildConfig) -> None:
@@ -217,8 +227,14 @@ def _check_task_outputs(cfg: BuildConfig) -> None:
     from ..models.open_clip_teacher import PREFIX
 
     primary = teacher_configs(cfg.teacher)[0]
-    if cfg.distill.logit_weight > 0 and (primary.name.startswith(PREFIX) or primary.model_args.get("num_classes") == 0):
+    headless = primary.name.startswith(PREFIX) or primary.model_args.get("num_classes") == 0
+    if cfg.distill.logit_weight > 0 and headless:
         raise _no_classifier(cfg, primary.name)
+    if cfg.distill.finetune_labels and headless:
+        from .finetune_student import STEP_1_FIX
+
+        raise EdgedistillError(f"distill.finetune_labels is set, but teacher '{primary.name}' has no classifier to fine-tune with the student",
+                               STEP_1_FIX)
 
 
 def _no_classifier(cfg: BuildConfig, name: str) -> EdgedistillError:
@@ -264,7 +280,7 @@ def _finished_student(job, final: Path, ctx: distributed.DistContext) -> dict | 
     spec = None
     with contextlib.suppress(OSError, ValueError):
         mark = json.loads((job.state_dir / FINISHED).read_text())
-        if mark == {"config_hash": job.config_hash, "world": ctx.world}:  # distill.resume=false removed it
+        if mark == _finished_mark(job, ctx):  # distill.resume=false removed it
             spec = json.loads((final / "student.json").read_text())
             spec = spec if isinstance(spec, dict) and isinstance(spec.get("train"), dict) else None
     found = distributed.gather_objects(spec is not None, ctx)
@@ -283,7 +299,7 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
         if ctx.is_main:
             console.print(f"distill: keeping {final}, which a run with these settings finished training before it stopped (no retraining)")
         distributed.shutdown(ctx)
-        return _record(cfg, workdir, final, job, finished["train"])
+        return _record(cfg, workdir, final, job, finished["train"], finished.get("finetune"))
     if ctx.is_main:
         (job.state_dir / FINISHED).unlink(missing_ok=True)  # student/ is about to be replaced: that mark no longer describes it
     try:
@@ -316,18 +332,23 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
     }
     if ctx.is_main:
         heads = deploy_heads(module, job.norms)
+        if prepared.finetune is not None:  # step 3, on the deployed parts: the token head in the teacher's space and its classifier
+            from .finetune_student import finetune_student
+
+            spec["finetune"] = finetune_student(cfg, prepared.finetune, module.backbone, heads[0].token, prepared.classifier,
+                                                job.student_data_config, job.device)
         extra = {f"extra_heads.{i}.{k}": v for i, h in enumerate(heads[1:]) for k, v in h.state_dict().items()}
         with atomic_output(final) as tmp:
             save_student(tmp, module.backbone, heads[0], prepared.classifier, spec, extra)
             if job.state_dir and (job.state_dir / "train_log.csv").is_file():
                 shutil.copy(job.state_dir / "train_log.csv", tmp / "train_log.csv")
         if keep_state:  # until the caller records the student, a re-run takes it rather than training again
-            write_json_atomic(job.state_dir / FINISHED, {"config_hash": job.config_hash, "world": ctx.world})
+            write_json_atomic(job.state_dir / FINISHED, _finished_mark(job, ctx))
         else:
             shutil.rmtree(job.state_dir, ignore_errors=True)  # the student is safe; checkpoints are no longer needed
     distributed.barrier(ctx)
     distributed.shutdown(ctx)
-    return _record(cfg, workdir, final, job, spec["train"])
+    return _record(cfg, workdir, final, job, spec["train"], spec.get("finetune"))
 
 
 def _token_terms_record(job) -> dict:
@@ -340,9 +361,19 @@ def _token_terms_record(job) -> dict:
                         "temperature": job.vl.temperature}}
 
 
-def _record(cfg: BuildConfig, workdir: Path, final: Path, job, train_info: dict) -> Artifact:
+def _record(cfg: BuildConfig, workdir: Path, final: Path, job, train_info: dict, finetune: dict | None = None) -> Artifact:
     return Artifact.record(
         workdir, final, kind="student", name="student", precision="fp32", backend="torch",
         config_hash=cfg.section_hash(*CONFIG_SECTIONS), data_config=job.student_data_config,
-        extra={"architecture": cfg.student.name, "train": train_info, "weights_sha256": weights_digest(final)},
+        extra={"architecture": cfg.student.name, "train": train_info, "weights_sha256": weights_digest(final),
+               **({"finetune": finetune} if finetune else {})},
     )
+
+
+def _finished_mark(job, ctx: distributed.DistContext) -> dict:
+    """What a finished student was made with: the training (resume hash and world) and, when step 3 ran, its
+    settings, which the resume hash leaves out (a student fine-tuned otherwise is not kept)."""
+    mark = {"config_hash": job.config_hash, "world": ctx.world}
+    if job.cfg.finetune_labels:
+        mark["finetune"] = {k: getattr(job.cfg, k) for k in sorted(FINETUNE_SETTINGS)}
+    return mark

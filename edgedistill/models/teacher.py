@@ -114,7 +114,7 @@ class Teacher(nn.Module):
         return super().train(False)  # the teacher stays frozen in eval mode
 
 
-def _create_timm(cfg: TeacherConfig) -> nn.Module:
+def create_timm_teacher(cfg: TeacherConfig) -> nn.Module:
     model = create_timm_model("teacher", cfg.name, cfg.pretrained and not cfg.checkpoint, cfg.img_size, cfg.model_args)
     if cfg.checkpoint:
         from .checkpoint import load_weights
@@ -133,7 +133,7 @@ def create_teacher(cfg: TeacherConfig) -> Teacher:
         check_open_clip_settings(cfg)
         model = create_open_clip_visual(cfg.name, cfg.pretrained, cfg.checkpoint)
     else:
-        model = _create_timm(cfg)
+        model = create_timm_teacher(cfg)
     # a teacher left at its default size (img_size null) may be built at another through model_args: it runs at that
     size = cfg.img_size or cfg.model_args.get("img_size")
     return Teacher(model, cfg.name, size, cfg.weight, dict(cfg.model_args))

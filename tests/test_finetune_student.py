@@ -1,0 +1,134 @@
+"""Step 3 of task-oriented transfer in the distill stage (distill.finetune_labels): the deployed student is
+fine-tuned and saved as scored, its checks come before training, and its settings key the student but no
+training checkpoint."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgedistill.config import load_config
+from edgedistill.distill import stage, trainer
+from edgedistill.distill.finetune import held_out_accuracy, split_labelled
+from edgedistill.errors import EdgedistillError
+from edgedistill.models.deploy import load_deploy_model
+from edgedistill.pipeline import Pipeline
+from edgedistill.targets import load_target
+
+from .fashion_mnist import installed, write_class_folders
+
+TROUSER, BAG, SNEAKER = 1, 8, 7
+# a random one-block ViT-Tiny teacher whose head scores two classes, and a one-block student
+TWO_CLASS = ["teacher.name=vit_tiny_patch16_224", "teacher.pretrained=false", "teacher.img_size=28",
+             "teacher.model_args={depth: 1, patch_size: 14, num_classes: 2}",
+             "student.name=vit_tiny_patch16_224", "student.img_size=32", "student.model_args={depth: 1}",
+             "data.max_images=3", "distill.batch_size=8", "distill.steps=2", "distill.warmup_steps=1", "distill.tensorboard=false",
+             "distill.device=cpu", "distill.finetune_steps=6", "distill.finetune_lr=1e-3", "distill.finetune_holdout=0.25"]
+
+
+@pytest.fixture(scope="module")
+def labels(tmp_path_factory):
+    return write_class_folders(tmp_path_factory.mktemp("labels"), "train", 8, classes=(TROUSER, BAG))
+
+
+def _config(labels, *extra):
+    return load_config(None, TWO_CLASS + [f"distill.finetune_labels={labels}", *extra])
+
+
+@installed
+def test_the_saved_student_is_the_fine_tuned_one_and_records_the_run(labels, tmp_path):
+    cfg = _config(labels)
+    artifact = stage.run(cfg, {}, tmp_path / "tuned")
+    record = json.loads((tmp_path / "tuned" / "student" / "student.json").read_text())["finetune"]
+    assert record["classes"] == ["class_1", "class_8"] and (record["train_images"], record["held_out_images"]) == (12, 4)
+    assert artifact.extra["finetune"] == record
+    # the deployed model as saved scores the held-out images as the run said it did after fine-tuning
+    model, spec = load_deploy_model(tmp_path / "tuned" / "student")
+    logits = type("Logits", (torch.nn.Module,), {"forward": lambda self, x: model(x)[1]})()
+    accuracy = held_out_accuracy(logits, split_labelled(labels, 0.25), spec["data_config"], torch.device("cpu"),
+                                 torch.autocast("cpu", enabled=False), 8, 0)
+    assert accuracy == pytest.approx(record["held_out_top1_after"], abs=1e-4)
+    # the same run without step 3 saves other weights for all three deployed parts
+    stage.run(load_config(None, TWO_CLASS), {}, tmp_path / "plain")
+    plain, _ = load_deploy_model(tmp_path / "plain" / "student")
+    for part in ("backbone", "token_head", "classifier"):
+        tuned, untuned = getattr(model, part).state_dict(), getattr(plain, part).state_dict()
+        assert any(not torch.equal(tuned[k], untuned[k]) for k in tuned), part
+    assert "finetune" not in json.loads((tmp_path / "plain" / "student" / "student.json").read_text())
+
+
+@installed
+def test_a_class_count_the_classifier_does_not_score_is_refused_before_training(labels, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "train", lambda job: pytest.fail("training started"))
+    three = write_class_folders(tmp_path / "three", "train", 3, classes=(TROUSER, BAG, SNEAKER))
+    with pytest.raises(EdgedistillError, match="scores 2 classes, but distill.finetune_labels .* holds 3") as raised:
+        stage.run(_config(three), {}, tmp_path / "build")
+    assert "finetune-teacher" in raised.value.fix
+    assert not (tmp_path / "build" / "student").exists()
+
+
+@installed
+@pytest.mark.parametrize("teacher", ["open_clip:ViT-B-32/openai", "headless"])
+def test_a_teacher_without_a_classifier_is_refused_before_any_model_is_built(labels, tmp_path, monkeypatch, teacher):
+    monkeypatch.setattr(stage, "create_student", lambda *a: pytest.fail("a model was built"))
+    sets = ["teacher.model_args={depth: 1, patch_size: 14, num_classes: 0}"] if teacher == "headless" else \
+        [f"teacher.name={teacher}", "teacher.img_size=", "teacher.model_args={}"]
+    with pytest.raises(EdgedistillError, match="has no classifier to fine-tune with the student"):
+        stage.run(_config(labels, *sets), {}, tmp_path)
+
+
+@installed
+def test_classes_other_than_the_fine_tuned_teachers_are_refused(labels, tmp_path):
+    """A teacher from finetune-teacher knows its class names: a folder of other names (same count) is refused."""
+    from edgedistill.distill.finetune import FinetuneSettings
+    from edgedistill.distill.finetune_teacher import distill_settings, finetune_teacher
+
+    base = load_config(None, TWO_CLASS[:4])
+    out = tmp_path / "teacher.safetensors"
+    stamp = finetune_teacher(base, labels, out, FinetuneSettings(steps=1, batch_size=4, holdout=0))
+    others = write_class_folders(tmp_path / "others", "train", 3, classes=(BAG, SNEAKER))
+    with pytest.raises(EdgedistillError, match="fine-tuned on classes class_1, class_8, but .* holds class_7, class_8"):
+        stage.run(_config(others, *distill_settings(out, stamp)[:-1]), {}, tmp_path / "build")
+
+
+@installed
+def test_step_3_settings_key_the_student_but_no_checkpoint(labels, tmp_path):
+    plain, tuned = load_config(None, TWO_CLASS), _config(labels)
+    assert stage.resume_hash(tuned) == stage.resume_hash(plain) == stage.resume_hash(_config(labels, "distill.finetune_steps=9"))
+    target = load_target("x86-cpu")
+    keys = [_distill_key(cfg, target, tmp_path / str(i)) for i, cfg in enumerate((plain, tuned, _config(labels, "distill.finetune_steps=9")))]
+    assert len(set(keys)) == 3
+    # the folder's images are keyed by content: one image more re-runs the stage
+    grown = write_class_folders(tmp_path / "grown", "train", 8, classes=(TROUSER, BAG))
+    assert _distill_key(_config(grown), target, tmp_path / "a") == keys[1]  # a copy elsewhere: the same images
+    write_class_folders(grown, "train", 1, skip=8, classes=(TROUSER,))  # class_1/000.png rewritten with the ninth trouser
+    assert _distill_key(_config(grown), target, tmp_path / "b") != keys[1]
+
+
+def _distill_key(cfg, target, workdir) -> str:
+    """The distill stage's key for `cfg`, as the pipeline computes it before running the stage."""
+    pipe = Pipeline(cfg, target, workdir)
+    captured = {}
+
+    def run_stage(name, key, work, legacy_keys=None):
+        captured[name] = key
+        return []
+
+    pipe._run_stage = run_stage
+    pipe.distill()
+    return captured["distill"]
+
+
+@installed
+def test_a_finished_student_is_kept_only_for_the_same_step_3_settings(labels, tmp_path, monkeypatch):
+    """A run stopped after it saved its student keeps it on the next run, unless step 3's settings changed since."""
+    stage.run(_config(labels), {}, tmp_path, keep_state=True)
+    trained = []
+    real = trainer.train
+    monkeypatch.setattr(stage, "train", lambda job: trained.append(1) or real(job))
+    stage.run(_config(labels), {}, tmp_path, keep_state=True)
+    assert trained == []  # kept
+    stage.run(_config(labels, "distill.finetune_steps=7"), {}, tmp_path, keep_state=True)
+    assert trained == [1]
+    assert np.isclose(json.loads((tmp_path / "student" / "student.json").read_text())["finetune"]["steps"], 7)
