@@ -274,3 +274,35 @@ def test_tensorrt_rows_at_a_batch_their_engine_rejects_stay_pending(build, tmp_p
     profile.write_text("name: dla4\narch: aarch64\nbackends: [tensorrt]\nprecisions: [int8]\ndevice: DLA\ndla_core: 0\n"
                        "batch_min: 1\nbatch_opt: 4\nbatch_max: 8\n")
     assert engine_batches(load_target(str(profile))) == (4, 4)  # DLA: no dynamic shapes
+
+
+def test_task_top1_scores_the_logits_columns_the_student_names(build):
+    """A student that recorded its classes (finetune-teacher, step 3) is scored on the labelled folder through its
+    `logits` output: each image's column is found by its class name, whatever the folder's order."""
+    import onnxruntime as ort
+
+    from edgedistill.bench.labelled import load_labelled
+    from edgedistill.report.content import columns_for
+
+    root, arts = build
+    names = [f"c{i}" for i in range(10)]
+    names[3], names[7] = "light", "dark"
+    student = Artifact.record(root, root / "student", kind="student", name="student", extra={"architecture": "tiny-embedder", "classes": names})
+    cfg = load_config(overrides=["bench.warmup=1", "bench.iterations=2", f"bench.eval_dir={_labelled(root)}"])
+    stage.run(cfg, {**arts, "student": student}, root, load_target("x86-cpu"))
+    rows = {r["name"]: r for r in json.loads((root / "bench" / "bench.json").read_text())["artifacts"]}
+    x, y, classes = load_labelled(root / "labelled", DATA_CONFIG)
+    assert classes == ["dark", "light"]
+    logits = ort.InferenceSession(str(root / "model.onnx")).run(["logits"], {"input": x})[0]
+    expected = float((logits.argmax(1) == np.array([7, 3])[y]).mean())
+    assert rows["onnx-fp32"]["fidelity"]["task_top1"] == round(expected, 4)
+    assert all("task_top1" in r["fidelity"] for r in rows.values())
+    assert "task top-1" in [c.header for c in columns_for(list(rows.values()))]
+
+
+def test_logits_columns_need_every_class_of_the_folder_named():
+    student = Artifact(kind="student", name="student", path="student", sha256="", size=0, extra={"classes": ["a", "b", "c"]})
+    assert stage.logits_columns(student, ["c", "a"], np.array([0, 1, 1])).tolist() == [2, 0, 0]
+    assert stage.logits_columns(student, ["a", "z"], np.array([0, 1])) is None  # a class the logits do not score
+    unnamed = Artifact(kind="student", name="student", path="student", sha256="", size=0, extra={})
+    assert stage.logits_columns(unnamed, ["a", "b"], np.array([0])) is None and stage.logits_columns(None, ["a"], np.array([0])) is None

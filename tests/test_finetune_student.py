@@ -40,9 +40,11 @@ def _config(labels, *extra):
 def test_the_saved_student_is_the_fine_tuned_one_and_records_the_run(labels, tmp_path):
     cfg = _config(labels)
     artifact = stage.run(cfg, {}, tmp_path / "tuned")
-    record = json.loads((tmp_path / "tuned" / "student" / "student.json").read_text())["finetune"]
+    saved = json.loads((tmp_path / "tuned" / "student" / "student.json").read_text())
+    record = saved["finetune"]
     assert record["classes"] == ["class_1", "class_8"] and (record["train_images"], record["held_out_images"]) == (12, 4)
     assert artifact.extra["finetune"] == record
+    assert saved["classes"] == artifact.extra["classes"] == record["classes"]  # what bench scores the `logits` columns as
     # the deployed model as saved scores the held-out images as the run said it did after fine-tuning
     model, spec = load_deploy_model(tmp_path / "tuned" / "student")
     logits = type("Logits", (torch.nn.Module,), {"forward": lambda self, x: model(x)[1]})()
@@ -55,7 +57,7 @@ def test_the_saved_student_is_the_fine_tuned_one_and_records_the_run(labels, tmp
     for part in ("backbone", "token_head", "classifier"):
         tuned, untuned = getattr(model, part).state_dict(), getattr(plain, part).state_dict()
         assert any(not torch.equal(tuned[k], untuned[k]) for k in tuned), part
-    assert "finetune" not in json.loads((tmp_path / "plain" / "student" / "student.json").read_text())
+    assert not {"finetune", "classes"} & set(json.loads((tmp_path / "plain" / "student" / "student.json").read_text()))
 
 
 @installed
@@ -79,14 +81,17 @@ def test_a_teacher_without_a_classifier_is_refused_before_any_model_is_built(lab
 
 
 @installed
-def test_classes_other_than_the_fine_tuned_teachers_are_refused(labels, tmp_path):
-    """A teacher from finetune-teacher knows its class names: a folder of other names (same count) is refused."""
+def test_a_fine_tuned_teachers_class_names_are_the_students_and_others_are_refused(labels, tmp_path):
+    """A teacher from finetune-teacher knows its class names: the student records them for its `logits` (without
+    step 3 too), and step 3 on a folder of other names (the same count) is refused."""
     from edgedistill.distill.finetune import FinetuneSettings
     from edgedistill.distill.finetune_teacher import distill_settings, finetune_teacher
 
     base = load_config(None, TWO_CLASS[:4])
     out = tmp_path / "teacher.safetensors"
     stamp = finetune_teacher(base, labels, out, FinetuneSettings(steps=1, batch_size=4, holdout=0))
+    artifact = stage.run(load_config(None, TWO_CLASS + distill_settings(out, stamp)[:-1]), {}, tmp_path / "distilled")
+    assert artifact.extra["classes"] == ["class_1", "class_8"] and "finetune" not in artifact.extra
     others = write_class_folders(tmp_path / "others", "train", 3, classes=(BAG, SNEAKER))
     with pytest.raises(EdgedistillError, match="fine-tuned on classes class_1, class_8, but .* holds class_7, class_8"):
         stage.run(_config(others, *distill_settings(out, stamp)[:-1]), {}, tmp_path / "build")

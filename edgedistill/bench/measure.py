@@ -35,6 +35,7 @@ class Plan:
     threads: int | None
     cpus: set[int] = field(default_factory=set)
     labelled: tuple | None = None  # (inputs, labels) from bench.eval_dir
+    task_labels: np.ndarray | None = None  # each labelled image's column in `logits`, when the classes are the student's
     knn_k: int = 5
 
     def timing(self) -> dict:
@@ -114,8 +115,10 @@ def measure(artifact: Artifact, workdir: Path, device: str, plan: Plan, timed: b
             outputs = runner.infer_all(plan.inputs)
             row["fidelity"] = fidelity(outputs, plan.reference, plan.teacher_logits)
             if plan.labelled is not None:
-                embeddings = runner.infer_all(plan.labelled[0])["embedding"]
-                row["fidelity"].update(probe_accuracy(embeddings, plan.labelled[1], k=plan.knn_k))
+                labelled = runner.infer_all(plan.labelled[0])
+                row["fidelity"].update(probe_accuracy(labelled["embedding"], plan.labelled[1], k=plan.knn_k))
+                if plan.task_labels is not None and "logits" in labelled:  # the deployed class output against the true labels
+                    row["fidelity"]["task_top1"] = round(float((labelled["logits"].argmax(1) == plan.task_labels).mean()), 4)
             row["runtime_settings"] = runner.runtime_settings()
             row["threads"] = effective_threads(artifact.backend, plan.threads, row["runtime_settings"])
             if timed:

@@ -58,16 +58,26 @@ def _plan(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, targe
     ref_path = artifacts["onnx-fp32"].abspath(workdir)
     with get_backend("onnxruntime").runner(ref_path, threads=threads) as ref_runner:
         reference = ref_runner.infer_all(inputs)
-    labelled = None
+    labelled = task_labels = None
     if cfg.bench.eval_dir:
-        x, y, _ = load_labelled(cfg.bench.eval_dir, artifacts["onnx-fp32"].data_config, cfg.bench.eval_max_images)
+        x, y, classes = load_labelled(cfg.bench.eval_dir, artifacts["onnx-fp32"].data_config, cfg.bench.eval_max_images)
         labelled = (x, y)
+        task_labels = logits_columns(artifacts.get("student"), classes, y)
     return Plan(inputs, reference, np.load(logits) if logits.is_file() else None,
                 warmup=cfg.bench.warmup if cfg.bench.warmup is not None else target.bench_warmup,
                 iterations=bench_iterations(cfg.bench.iterations, cfg.bench.time_budget_s, target.bench_iterations),
                 time_budget_s=cfg.bench.time_budget_s, batch=cfg.bench.batch,
                 batch_sizes=batch_sizes(cfg.bench.batch_sizes, cfg.bench.batch, target.batch_opt, target.batch_max),
-                threads=threads, cpus=cpus, labelled=labelled, knn_k=cfg.bench.knn_k)
+                threads=threads, cpus=cpus, labelled=labelled, knn_k=cfg.bench.knn_k, task_labels=task_labels)
+
+
+def logits_columns(student: Artifact | None, classes: list[str], labels: np.ndarray) -> np.ndarray | None:
+    """Each labelled image's column in the `logits` output, when the student recorded its class names (a
+    teacher from finetune-teacher, or step 3) and they include every class of the folder; else None."""
+    named = (student.extra.get("classes") if student is not None else None) or []
+    if not named or not set(classes) <= set(named):
+        return None
+    return np.asarray([named.index(name) for name in classes], dtype=np.int64)[labels]
 
 
 def device_for(backend: str, target: TargetProfile) -> str:

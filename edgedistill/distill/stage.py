@@ -299,7 +299,7 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
         if ctx.is_main:
             console.print(f"distill: keeping {final}, which a run with these settings finished training before it stopped (no retraining)")
         distributed.shutdown(ctx)
-        return _record(cfg, workdir, final, job, finished["train"], finished.get("finetune"))
+        return _record(cfg, workdir, final, job, finished["train"], finished.get("finetune"), finished.get("classes"))
     if ctx.is_main:
         (job.state_dir / FINISHED).unlink(missing_ok=True)  # student/ is about to be replaced: that mark no longer describes it
     try:
@@ -337,6 +337,9 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
 
             spec["finetune"] = finetune_student(cfg, prepared.finetune, module.backbone, heads[0].token, prepared.classifier,
                                                 job.student_data_config, job.device)
+        classes = spec["finetune"]["classes"] if "finetune" in spec else _teacher_classes(cfg, prepared.classifier)
+        if classes:  # what each of the `logits` output's columns is, so bench can score it on a labelled folder
+            spec["classes"] = classes
         extra = {f"extra_heads.{i}.{k}": v for i, h in enumerate(heads[1:]) for k, v in h.state_dict().items()}
         with atomic_output(final) as tmp:
             save_student(tmp, module.backbone, heads[0], prepared.classifier, spec, extra)
@@ -347,8 +350,9 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
         else:
             shutil.rmtree(job.state_dir, ignore_errors=True)  # the student is safe; checkpoints are no longer needed
     distributed.barrier(ctx)
+    spec = distributed.gather_objects(spec, ctx)[0]  # rank 0's, which step 3 and the class names were added to
     distributed.shutdown(ctx)
-    return _record(cfg, workdir, final, job, spec["train"], spec.get("finetune"))
+    return _record(cfg, workdir, final, job, spec["train"], spec.get("finetune"), spec.get("classes"))
 
 
 def _token_terms_record(job) -> dict:
@@ -361,13 +365,22 @@ def _token_terms_record(job) -> dict:
                         "temperature": job.vl.temperature}}
 
 
-def _record(cfg: BuildConfig, workdir: Path, final: Path, job, train_info: dict, finetune: dict | None = None) -> Artifact:
+def _record(cfg: BuildConfig, workdir: Path, final: Path, job, train_info: dict, finetune: dict | None = None,
+            classes: list | None = None) -> Artifact:
     return Artifact.record(
         workdir, final, kind="student", name="student", precision="fp32", backend="torch",
         config_hash=cfg.section_hash(*CONFIG_SECTIONS), data_config=job.student_data_config,
         extra={"architecture": cfg.student.name, "train": train_info, "weights_sha256": weights_digest(final),
-               **({"finetune": finetune} if finetune else {})},
+               **({"finetune": finetune} if finetune else {}), **({"classes": classes} if classes else {})},
     )
+
+
+def _teacher_classes(cfg: BuildConfig, classifier) -> list[str] | None:
+    """The class names of a teacher fine-tuned by finetune-teacher, when its classifier is the one deployed."""
+    from .finetune_student import teacher_classes
+
+    names = teacher_classes(cfg) if classifier is not None else None
+    return names if names and len(names) == classifier[-1].out_features else None
 
 
 def _finished_mark(job, ctx: distributed.DistContext) -> dict:
