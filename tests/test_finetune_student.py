@@ -126,14 +126,28 @@ def _distill_key(cfg, target, workdir) -> str:
 
 
 @installed
-def test_a_finished_student_is_kept_only_for_the_same_step_3_settings(labels, tmp_path, monkeypatch):
-    """A run stopped after it saved its student keeps it on the next run, unless step 3's settings changed since."""
-    stage.run(_config(labels), {}, tmp_path, keep_state=True)
+def test_other_step_3_settings_fine_tune_the_kept_distilled_student_without_distilling_again(labels, tmp_path, monkeypatch):
+    """A run stopped after it saved its student keeps it; other step-3 settings fine-tune BUILD/distilled again (no
+    training), to the weights a run from scratch gives; other training settings distil again."""
+    from edgedistill.models.student import load_student
+
+    stage.run(_config(labels), {}, tmp_path / "build", keep_state=True)
     trained = []
     real = trainer.train
     monkeypatch.setattr(stage, "train", lambda job: trained.append(1) or real(job))
-    stage.run(_config(labels), {}, tmp_path, keep_state=True)
-    assert trained == []  # kept
-    stage.run(_config(labels, "distill.finetune_steps=7"), {}, tmp_path, keep_state=True)
+    stage.run(_config(labels), {}, tmp_path / "build", keep_state=True)
+    assert trained == []  # the finished student, kept whole
+    first = json.loads((tmp_path / "build" / "student" / "student.json").read_text())
+    artifact = stage.run(_config(labels, "distill.finetune_steps=7"), {}, tmp_path / "build")
+    assert trained == [] and artifact.extra["finetune"]["steps"] == 7
+    again = json.loads((tmp_path / "build" / "student" / "student.json").read_text())
+    assert again["train"] == first["train"] and (tmp_path / "build" / "student" / "train_log.csv").is_file()
+    stage.run(_config(labels, "distill.finetune_steps=7"), {}, tmp_path / "scratch")  # trains, then fine-tunes
     assert trained == [1]
-    assert np.isclose(json.loads((tmp_path / "student" / "student.json").read_text())["finetune"]["steps"], 7)
+    kept, scratch = load_student(tmp_path / "build" / "student"), load_student(tmp_path / "scratch" / "student")
+    for index in range(3):  # backbone, heads, classifier
+        a, b = kept[index].state_dict(), scratch[index].state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    stage.run(_config(labels, "distill.steps=3"), {}, tmp_path / "build")
+    assert trained == [1, 1]  # another training: distilled again, and kept for the next step 3
+    assert json.loads((tmp_path / "build" / "distilled" / "student.json").read_text())["train"]["steps"] == 3

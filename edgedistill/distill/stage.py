@@ -31,6 +31,7 @@ from . import distributed
 from .masking import masked_rows
 from .module import DistillModule
 from .standardize import TargetStandardizer, TeacherNorms
+from .distilled import StudentParts, distilled_student, keep_distilled
 from .state_files import FINETUNE_SETTINGS, FINISHED, NOT_HASHED, STATE_DIR, dime_fm_on, inert_settings
 from .targets import CachedTargets, OnlineTargets
 from .text_embeddings import check_width, hash_stamp, open_text_embeddings
@@ -302,6 +303,37 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
         return _record(cfg, workdir, final, job, finished["train"], finished.get("finetune"), finished.get("classes"))
     if ctx.is_main:
         (job.state_dir / FINISHED).unlink(missing_ok=True)  # student/ is about to be replaced: that mark no longer describes it
+    kept = distilled_student(workdir, job, ctx) if prepared.finetune is not None else None
+    parts = kept or _train(cfg, prepared, ctx)
+    spec = parts.spec
+    if ctx.is_main:
+        if prepared.finetune is not None:  # step 3, on the deployed parts: the token head in the teacher's space and its classifier
+            from .finetune_student import finetune_student
+
+            if kept is None:  # the student before step 3, so other step-3 settings need no new distillation
+                keep_distilled(workdir, parts, prepared.classifier, job, ctx)
+            spec["finetune"] = finetune_student(cfg, prepared.finetune, parts.backbone, parts.heads.token, prepared.classifier,
+                                                job.student_data_config, job.device)
+        classes = spec["finetune"]["classes"] if "finetune" in spec else _teacher_classes(cfg, prepared.classifier)
+        if classes:  # what each of the `logits` output's columns is, so bench can score it on a labelled folder
+            spec["classes"] = classes
+        with atomic_output(final) as tmp:
+            save_student(tmp, parts.backbone, parts.heads, prepared.classifier, spec, parts.extra)
+            if parts.train_log is not None and parts.train_log.is_file():
+                shutil.copy(parts.train_log, tmp / "train_log.csv")
+        if keep_state:  # until the caller records the student, a re-run takes it rather than training again
+            write_json_atomic(job.state_dir / FINISHED, _finished_mark(job, ctx))
+        else:
+            shutil.rmtree(job.state_dir, ignore_errors=True)  # the student is safe; checkpoints are no longer needed
+    distributed.barrier(ctx)
+    spec = distributed.gather_objects(spec, ctx)[0]  # rank 0's, which step 3 and the class names were added to
+    distributed.shutdown(ctx)
+    return _record(cfg, workdir, final, job, spec["train"], spec.get("finetune"), spec.get("classes"))
+
+
+def _train(cfg: BuildConfig, prepared: Prepared, ctx: distributed.DistContext) -> StudentParts:
+    """Distil; the deployable parts (on rank 0; the spec alone on the others) with their student.json."""
+    job = prepared.job
     try:
         result = train(job)
     except RuntimeError as exc:
@@ -330,29 +362,11 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
                   "cache": cfg.distill.cache, **_token_terms_record(job), "loss_first": result.log.mean_loss(first=True) if result.log else None,
                   "loss_last": result.log.mean_loss(first=False) if result.log else None, "device": str(job.device)},
     }
-    if ctx.is_main:
-        heads = deploy_heads(module, job.norms)
-        if prepared.finetune is not None:  # step 3, on the deployed parts: the token head in the teacher's space and its classifier
-            from .finetune_student import finetune_student
-
-            spec["finetune"] = finetune_student(cfg, prepared.finetune, module.backbone, heads[0].token, prepared.classifier,
-                                                job.student_data_config, job.device)
-        classes = spec["finetune"]["classes"] if "finetune" in spec else _teacher_classes(cfg, prepared.classifier)
-        if classes:  # what each of the `logits` output's columns is, so bench can score it on a labelled folder
-            spec["classes"] = classes
-        extra = {f"extra_heads.{i}.{k}": v for i, h in enumerate(heads[1:]) for k, v in h.state_dict().items()}
-        with atomic_output(final) as tmp:
-            save_student(tmp, module.backbone, heads[0], prepared.classifier, spec, extra)
-            if job.state_dir and (job.state_dir / "train_log.csv").is_file():
-                shutil.copy(job.state_dir / "train_log.csv", tmp / "train_log.csv")
-        if keep_state:  # until the caller records the student, a re-run takes it rather than training again
-            write_json_atomic(job.state_dir / FINISHED, _finished_mark(job, ctx))
-        else:
-            shutil.rmtree(job.state_dir, ignore_errors=True)  # the student is safe; checkpoints are no longer needed
-    distributed.barrier(ctx)
-    spec = distributed.gather_objects(spec, ctx)[0]  # rank 0's, which step 3 and the class names were added to
-    distributed.shutdown(ctx)
-    return _record(cfg, workdir, final, job, spec["train"], spec.get("finetune"), spec.get("classes"))
+    if not ctx.is_main:
+        return StudentParts(None, None, {}, spec, None)
+    heads = deploy_heads(module, job.norms)
+    extra = {f"extra_heads.{i}.{k}": v for i, h in enumerate(heads[1:]) for k, v in h.state_dict().items()}
+    return StudentParts(module.backbone, heads[0], extra, spec, job.state_dir / "train_log.csv" if job.state_dir else None)
 
 
 def _token_terms_record(job) -> dict:

@@ -1,0 +1,65 @@
+"""The distilled student before step 3 (fine-tuning on labels), kept in BUILD/distilled/ while step 3 is on.
+
+A finished build discards its training checkpoints, and step 3's settings key the student. Without this
+copy, a second try at step 3 (other steps, rate or labels) would distil again from scratch; with it, a
+run whose training is unchanged (the same resume hash and world size) fine-tunes the kept student.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors.torch import load_file
+from torch import nn
+
+from ..artifacts import atomic_output, write_json_atomic
+from ..models.student import HEADS_WEIGHTS, load_student, save_student
+from ..progress import console
+from . import distributed
+
+DISTILLED = "distilled"
+MADE_BY = "made_by.json"  # the training it came from: the resume hash and the world size
+
+
+@dataclass
+class StudentParts:
+    backbone: nn.Module | None  # None on ranks other than 0
+    heads: nn.Module | None  # the primary teacher's deployable head set (standardisation folded in)
+    extra: dict  # further teachers' head sets, as heads.safetensors holds them
+    spec: dict  # student.json
+    train_log: Path | None  # train_log.csv of the training
+
+
+def keep_distilled(workdir: Path, parts: StudentParts, classifier: nn.Module | None, job, ctx) -> None:
+    """Write the student as distilled, before step 3 changes it (rank 0)."""
+    with atomic_output(Path(workdir) / DISTILLED) as tmp:
+        save_student(tmp, parts.backbone, parts.heads, classifier, parts.spec, parts.extra)
+        if parts.train_log is not None and parts.train_log.is_file():
+            shutil.copy(parts.train_log, tmp / "train_log.csv")
+        write_json_atomic(tmp / MADE_BY, _made_by(job, ctx))
+
+
+def distilled_student(workdir: Path, job, ctx) -> StudentParts | None:
+    """The kept student when this run would train the same one (on every rank: all agree), else None."""
+    folder = Path(workdir) / DISTILLED
+    matches = False
+    with contextlib.suppress(OSError, ValueError):
+        matches = json.loads((folder / MADE_BY).read_text()) == _made_by(job, ctx)
+    if not all(distributed.gather_objects(matches, ctx)):
+        return None
+    spec = json.loads((folder / "student.json").read_text())
+    if not ctx.is_main:
+        return StudentParts(None, None, {}, spec, None)
+    console.print(f"distill: fine-tuning the student kept in {folder}, which these training settings distilled (no new distillation)")
+    backbone, heads, _, spec = load_student(folder)  # the classifier is the teacher's, which the run has already
+    extra = {k: v for k, v in load_file(str(folder / HEADS_WEIGHTS)).items() if k.startswith("extra_heads.")}
+    spec.pop("classifier", None)  # save_student writes the classifier's description again
+    return StudentParts(backbone, heads, extra, spec, folder / "train_log.csv")
+
+
+def _made_by(job, ctx) -> dict:
+    return {"config_hash": job.config_hash, "world": ctx.world}
