@@ -4,7 +4,6 @@ training checkpoint."""
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
