@@ -150,3 +150,29 @@ def test_other_step_3_settings_fine_tune_the_kept_distilled_student_without_dist
     stage.run(_config(labels, "distill.steps=3"), {}, tmp_path / "build")
     assert trained == [1, 1]  # another training: distilled again, and kept for the next step 3
     assert json.loads((tmp_path / "build" / "distilled" / "student.json").read_text())["train"]["steps"] == 3
+
+
+CHILD = """
+import json, os, sys
+from pathlib import Path
+from edgedistill.config import load_config
+from edgedistill.distill import stage
+artifact = stage.run(load_config(None, json.loads(sys.argv[1])), {}, Path(sys.argv[2]))
+Path(sys.argv[2]).parent.joinpath(f"rank-{os.environ['RANK']}.json").write_text(json.dumps(artifact.extra))
+"""
+
+
+@installed
+def test_under_torchrun_rank_0_fine_tunes_and_every_rank_records_it(labels, tmp_path):
+    """Step 3 runs on rank 0 while the others wait; all ranks return its record, and a second try at step 3 skips
+    distillation on every rank (they agree on the kept student)."""
+    from .distributed_run import TINY, launch
+
+    sets = TINY + ["teacher.model_args={depth: 1, patch_size: 14, num_classes: 2}", "distill.checkpoint_every=0",
+                   f"distill.finetune_labels={labels}", "distill.finetune_steps=3"]
+    for steps in (3, 4):
+        run = launch(tmp_path / "child.py", CHILD, [json.dumps(sets + [f"distill.finetune_steps={steps}"]), str(tmp_path / "build")])
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+        extras = [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
+        assert extras[0] == extras[1] and extras[0]["finetune"]["steps"] == steps and extras[0]["classes"] == ["class_1", "class_8"]
+    assert "no new distillation" in run.stderr and "distill 4/4" not in run.stderr
