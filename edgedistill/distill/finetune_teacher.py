@@ -15,6 +15,7 @@ import torch
 from ..artifacts import atomic_output, save_safetensors
 from ..config import OFFLINE_TEACHER, BuildConfig, TeacherConfig
 from ..errors import EdgedistillError
+from ..progress import console
 from .finetune import FinetuneSettings, finetune, split_labelled
 
 STAMP_KEY = "edgedistill.finetune"  # safetensors metadata: what the file was fine-tuned from and on
@@ -36,6 +37,8 @@ def finetune_teacher(cfg: BuildConfig, labels: Path, out: Path, settings: Finetu
                                "fine-tune a timm model (e.g. vit_base_patch16_clip_224.openai), or distil its text similarities with distill.text_embeddings")
     check_output(out, labels, teacher)
     split = split_labelled(labels, settings.holdout)  # before the model: a bad folder fails in seconds, not after a download
+    if cfg.teacher.extra:
+        console.print(f"finetune-teacher fine-tunes the primary teacher {teacher.name}; teacher.extra is not used")
     device = pick_device(cfg.distill.device)
     with torch.random.fork_rng(devices=[]):  # random teacher weights as distillation builds them; the new head seeded too
         torch.manual_seed(teacher_seed(0))
