@@ -286,7 +286,8 @@ def bench(build_dir, target, config_path, overrides, force, iterations, warmup, 
 @click.option("--max-latency-ms", type=POSITIVE, help="Gate: fail if the selected artifact's measured p50 is above this.")
 @click.option("--min-cosine", type=SHARE, help="Gate: fail if the selected artifact's cosine vs fp32 is below this.")
 @click.option("--max-size-mb", type=POSITIVE, help="Gate: fail if the selected artifact is larger than this.")
-def report(paths, out, max_latency_ms, min_cosine, max_size_mb):
+@click.option("--min-task-top1", type=SHARE, help="Gate: fail if the selected artifact's task top-1 on bench.eval_dir (a share, e.g. 0.85) is below this.")
+def report(paths, out, max_latency_ms, min_cosine, max_size_mb, min_task_top1):
     """Merge builds and bench.json files into one comparison; print Markdown; apply CI gates.
 
     \b
@@ -310,8 +311,9 @@ def report(paths, out, max_latency_ms, min_cosine, max_size_mb):
     if out:
         _refuse_a_builds_own_report(out, paths, doc)
         write_report(doc, out)
-    gates = {"max latency ms": max_latency_ms, "min cosine": min_cosine, "max size MB": max_size_mb}
-    violations = check_gates(doc, max_latency_ms=max_latency_ms, min_cosine=min_cosine, max_size_mb=max_size_mb)
+    gates = {"max latency ms": max_latency_ms, "min cosine": min_cosine, "max size MB": max_size_mb, "min task top-1": min_task_top1}
+    violations = check_gates(doc, max_latency_ms=max_latency_ms, min_cosine=min_cosine, max_size_mb=max_size_mb,
+                             min_task_top1=min_task_top1)
     if unfinished and any(g is not None for g in gates.values()):
         violations = unfinished + violations  # a report.json left by an earlier run must not pass CI for a broken build
     # stdout only, so `>> $GITHUB_STEP_SUMMARY` gets clean Markdown, with the gates' verdict in it

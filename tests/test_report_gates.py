@@ -172,3 +172,15 @@ def test_a_value_just_past_its_limit_is_shown_past_it():
     assert "cosine vs fp32 0.97996 < 0.98" in cos[0]  # not "0.9800 < 0.98"
     assert "measured p50 latency 5.004 ms > 5 ms" in lat[0]  # not "5.00 ms > 5 ms"
     assert "size 6.2001 MB > 6.2 MB" in size[0]
+
+
+def test_task_top1_gate_checks_the_class_output_and_refuses_a_row_without_one(report):
+    """The sample rows have no task top-1 (no student classes): the gate cannot pass quietly; with one it compares."""
+    missing = check_gates(report, **gates(min_task_top1=0.5))
+    assert len(missing) == 1 and "task top-1 gate (>= 0.5) not checked: no task top-1" in missing[0]
+    scored = json.loads(json.dumps(report))
+    for row in scored["artifacts"]:
+        row.setdefault("fidelity", {})["task_top1"] = 0.8125
+    assert check_gates(scored, **gates(min_task_top1=0.8)) == []
+    below = check_gates(scored, **gates(min_task_top1=0.85))
+    assert len(below) == 1 and "onnxruntime-int8" in below[0] and "task top-1 0.8125 < 0.85" in below[0]
