@@ -424,8 +424,10 @@ class Pipeline:
             `files_only`: as keyed before a build folder in efficiency_from was (its bench.json left out)."""
             inputs = sorted(model_digest(a) if name == "student" and not before else a.sha256
                             for name, a in found.items() if name != "bench")  # not its own last output: it never matched
+            # the names of the logits' columns, which task top-1 maps eval_dir's classes by (absent: the key as before)
+            classes = found["student"].extra.get("classes") if self.cfg.bench.eval_dir else None
             return _key(self.cfg.section_hash("bench"), self.target, inputs, self._bench_input_digests(before, files_only), on_host,
-                        measuring_host())
+                        measuring_host(), *([classes] if classes else []))
 
         def work():
             from .bench import stage  # estimates' graph costing imports onnx: only when bench runs

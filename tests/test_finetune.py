@@ -128,3 +128,9 @@ def test_refusals_come_before_any_model_is_built(two_classes, tmp_path, monkeypa
     with pytest.raises(EdgedistillError, match=match):
         finetune_teacher(load_config(None, sets), labels, out, FinetuneSettings(steps=1))
     assert not out.exists() or out == foreign
+
+
+def test_a_refused_labels_folder_leaves_no_output_folder(tmp_path):
+    with pytest.raises(EdgedistillError, match="is not a folder"):
+        finetune_teacher(load_config(None, TINY_TEACHER), tmp_path / "missing", tmp_path / "new" / "t.safetensors", FinetuneSettings())
+    assert not (tmp_path / "new").exists()

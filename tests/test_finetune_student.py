@@ -176,3 +176,61 @@ def test_under_torchrun_rank_0_fine_tunes_and_every_rank_records_it(labels, tmp_
         extras = [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
         assert extras[0] == extras[1] and extras[0]["finetune"]["steps"] == steps and extras[0]["classes"] == ["class_1", "class_8"]
     assert "no new distillation" in run.stderr and "distill 4/4" not in run.stderr
+
+
+@installed
+def test_the_kept_distilled_student_is_not_taken_once_the_images_or_resume_say_otherwise(labels, tmp_path, monkeypatch):
+    """The resume hash knows a large source (over CONTENT_STAMP_BYTES) by its names only: images rewritten under the
+    same names distil again, as distill.resume=false does; with neither, step 3 turned off takes the kept student."""
+    import shutil
+
+    from PIL import Image
+
+    from edgedistill.data import source_stamp
+    from edgedistill.data.sample_photos import bundled_photo_paths
+
+    monkeypatch.setattr(source_stamp, "CONTENT_STAMP_BYTES", 0)  # every source as a large one
+    images = tmp_path / "images"
+    images.mkdir()
+    for path in bundled_photo_paths()[:3]:
+        shutil.copy(path, images / path.name)
+    sets = [f"data.source={images}"]
+    stage.run(_config(labels, *sets), {}, tmp_path / "build")
+    trained = []
+    real = trainer.train
+    monkeypatch.setattr(stage, "train", lambda job: trained.append(1) or real(job))
+    artifact = stage.run(load_config(None, TWO_CLASS + sets), {}, tmp_path / "build")  # step 3 off: the kept student as it is
+    assert trained == [] and "finetune" not in artifact.extra
+    first = next(images.iterdir())
+    with Image.open(first) as img:
+        Image.new(img.mode, img.size, "gray").save(first)  # other pixels under the same name
+    stage.run(_config(labels, *sets), {}, tmp_path / "build")
+    assert trained == [1]
+    stage.run(_config(labels, *sets, "distill.resume=false"), {}, tmp_path / "build")
+    assert trained == [1, 1]
+
+
+@installed
+def test_a_finished_student_fine_tuned_on_other_labels_is_not_kept(labels, tmp_path, capsys):
+    """A run stopped between writing its student and recording it keeps that student only for the same labelled images."""
+    import shutil
+
+    folder = tmp_path / "labels"
+    shutil.copytree(labels, folder)
+    stage.run(_config(folder), {}, tmp_path / "build", keep_state=True)
+    ones, eights = folder / "class_1", folder / "class_8"
+    ones.rename(tmp_path / "swap")
+    eights.rename(ones)
+    (tmp_path / "swap").rename(eights)  # every label flipped, every name and size as it was
+    capsys.readouterr()
+    stage.run(_config(folder), {}, tmp_path / "build", keep_state=True)
+    said = capsys.readouterr().err
+    assert "keeping" not in said and "taking the student kept in" in said  # fine-tuned again, not distilled again
+
+
+def test_step_3_warms_up_on_its_own_schedule_not_distillations():
+    from edgedistill.distill.finetune import FinetuneSettings
+    from edgedistill.distill.finetune_student import settings_of
+
+    settings = settings_of(load_config(None, ["distill.warmup_steps=2000", "distill.steps=100000", "distill.finetune_steps=300"]))
+    assert settings.warmup_steps == FinetuneSettings().warmup_steps == 20

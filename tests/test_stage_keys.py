@@ -87,3 +87,22 @@ def test_relabelling_the_eval_dir_with_same_size_files_re_runs_bench(build, tmp_
     (root / "dog" / "0.bmp").write_bytes(cat)
     relabelled, _ = stage_keys(monkeypatch, build, "bench", overrides=overrides)
     assert relabelled != key
+
+
+def test_other_class_names_of_the_students_logits_re_run_a_bench_with_an_eval_dir(build, tmp_path, monkeypatch):
+    """task top-1 maps the eval_dir's classes to the logits' columns by the names the student recorded."""
+    root = tmp_path / "labelled"
+    for label, shade in (("cat", 40), ("dog", 200)):
+        (root / label).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (32, 32), (shade + i,) * 3).save(root / label / f"{i}.png")
+    with_dir = [f"bench.eval_dir={root}"]
+    unnamed, without_dir = stage_keys(monkeypatch, build, "bench", overrides=with_dir)[0], stage_keys(monkeypatch, build, "bench")[0]
+    manifest = Manifest.load(build)
+    manifest.data["artifacts"]["student"]["extra"]["classes"] = ["cat", "dog"]
+    manifest.save()
+    named = stage_keys(monkeypatch, build, "bench", overrides=with_dir)[0]
+    manifest.data["artifacts"]["student"]["extra"]["classes"] = ["dog", "cat"]
+    manifest.save()
+    assert len({unnamed, named, stage_keys(monkeypatch, build, "bench", overrides=with_dir)[0]}) == 3
+    assert stage_keys(monkeypatch, build, "bench")[0] == without_dir  # no eval_dir: the names score nothing

@@ -1,8 +1,10 @@
-"""The distilled student before step 3 (fine-tuning on labels), kept in BUILD/distilled/ while step 3 is on.
+"""The distilled student before step 3 (fine-tuning on labels), kept in BUILD/distilled/ once step 3 has run.
 
 A finished build discards its training checkpoints, and step 3's settings key the student. Without this
-copy, a second try at step 3 (other steps, rate or labels) would distil again from scratch; with it, a
-run whose training is unchanged (the same resume hash and world size) fine-tunes the kept student.
+copy, a second try at step 3 (other steps, rate or labels), or turning it off, would distil again from
+scratch; with it, a run whose training is unchanged takes the kept student. Unchanged means the same
+resume hash and world size and the same images by content (the resume hash knows a large source by its
+names only), and distill.resume=false removes the copy with the checkpoints.
 """
 
 from __future__ import annotations
@@ -48,18 +50,28 @@ def distilled_student(workdir: Path, job, ctx) -> StudentParts | None:
     folder = Path(workdir) / DISTILLED
     matches = False
     with contextlib.suppress(OSError, ValueError):
-        matches = json.loads((folder / MADE_BY).read_text()) == _made_by(job, ctx)
+        recorded = json.loads((folder / MADE_BY).read_text())  # first: a build without the folder stamps no images
+        matches = recorded == _made_by(job, ctx)
     if not all(distributed.gather_objects(matches, ctx)):
         return None
     spec = json.loads((folder / "student.json").read_text())
     if not ctx.is_main:
         return StudentParts(None, None, {}, spec, None)
-    console.print(f"distill: fine-tuning the student kept in {folder}, which these training settings distilled (no new distillation)")
+    console.print(f"distill: taking the student kept in {folder}, which these training settings distilled (no new distillation)")
     backbone, heads, _, spec = load_student(folder)  # the classifier is the teacher's, which the run has already
     extra = {k: v for k, v in load_file(str(folder / HEADS_WEIGHTS)).items() if k.startswith("extra_heads.")}
     spec.pop("classifier", None)  # save_student writes the classifier's description again
     return StudentParts(backbone, heads, extra, spec, folder / "train_log.csv")
 
 
+def discard_distilled(workdir: Path) -> None:
+    """distill.resume=false: train afresh, as without the copy."""
+    shutil.rmtree(Path(workdir) / DISTILLED, ignore_errors=True)
+
+
 def _made_by(job, ctx) -> dict:
-    return {"config_hash": job.config_hash, "world": ctx.world}
+    from ..data.source_stamp import source_stamp
+
+    # a teacher cache's identity (all of cache.json) is in the resume hash already; image files by content here
+    images = None if getattr(job.dataset, "meta", None) is not None else source_stamp(job.dataset.source)
+    return {"config_hash": job.config_hash, "world": ctx.world, "images": images}

@@ -113,9 +113,20 @@ def from_main_(tensors: list[torch.Tensor], ctx: DistContext) -> None:
             dist.broadcast(t, src=0)
 
 
-def barrier(ctx: DistContext) -> None:
+def barrier(ctx: DistContext, group=None) -> None:
     if ctx.active:
-        dist.barrier()
+        dist.barrier(group=group)
+
+
+def patient_group(ctx: DistContext, hours: float = 24.0):
+    """A CPU (gloo) group whose barrier waits up to `hours`, for ranks that wait while rank 0 works alone for
+    longer than NCCL's watchdog allows a pending collective (10 minutes), e.g. fine-tuning on labels. Made on
+    every rank while they are in step; None for a single process."""
+    if not ctx.active:
+        return None
+    import datetime
+
+    return dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=hours))
 
 
 def gather_objects(obj, ctx: DistContext) -> list:

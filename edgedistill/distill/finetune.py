@@ -135,7 +135,8 @@ def finetune(model: nn.Module, head: nn.Module, split: LabelledSplit, data_confi
     optimizer = torch.optim.AdamW(parameter_groups(model, head, settings), lr=settings.lr,
                                   **({"fused": True} if device.type == "cuda" else {}))
     # each group's own rate is its peak (timm's scheduler reads it per group); the floor and the start are the backbone's
-    scheduler = CosineLRScheduler(optimizer, t_initial=settings.steps, warmup_t=min(settings.warmup_steps, settings.steps - 1),
+    warmup = min(settings.warmup_steps, settings.steps - 1)
+    scheduler = CosineLRScheduler(optimizer, t_initial=settings.steps, warmup_t=warmup,
                                   warmup_lr_init=settings.lr * 0.01, lr_min=settings.lr * 0.01, t_in_epochs=False)
     before = held_out_accuracy(model, split, data_config, device, autocast, settings.batch_size, workers)
     dataset = _Labelled(split, split.train, train_transform(data_config, data_cfg.auto_augment, data_cfg.scale_min),
@@ -145,12 +146,13 @@ def finetune(model: nn.Module, head: nn.Module, split: LabelledSplit, data_confi
                         generator=generator, num_workers=workers, persistent_workers=workers > 0)
     criterion = nn.CrossEntropyLoss(label_smoothing=LABEL_SMOOTHING, ignore_index=-1)
     batches = itertools.chain.from_iterable(itertools.repeat(loader))  # epochs back to back, each reshuffled
-    losses = []
+    losses, idle = [], 0
     with progress_bar() as bar:
         task = bar.add_task(label, total=settings.steps, info="")
         for step, (views, labels) in zip(range(settings.steps), batches):
             if bool((labels < 0).all()):
-                continue  # every image of the batch unreadable: nothing to learn from
+                idle += 1  # every image of the batch unreadable: nothing to learn from
+                continue
             with autocast:
                 loss = criterion(model(views.to(device, non_blocking=True)).float(), labels.to(device))
             optimizer.zero_grad(set_to_none=True)
@@ -165,7 +167,8 @@ def finetune(model: nn.Module, head: nn.Module, split: LabelledSplit, data_confi
     model.eval()
     after = held_out_accuracy(model, split, data_config, device, autocast, settings.batch_size, workers)
     record = {"labels": str(Path(split.images.source).resolve()), "classes": split.classes, "train_images": len(split.train),
-              "held_out_images": len(split.held_out), "steps": settings.steps, "batch_size": settings.batch_size,
+              "held_out_images": len(split.held_out), "steps": settings.steps, "steps_without_a_readable_image": idle,
+              "warmup_steps": warmup, "batch_size": settings.batch_size,
               "lr": settings.lr, "head_lr_scale": HEAD_LR_SCALE, "label_smoothing": LABEL_SMOOTHING, "seed": settings.seed,
               "final_loss": round(float(np.mean(losses[-10:])), 4) if losses else None,
               "held_out_top1_before": _rounded(before), "held_out_top1_after": _rounded(after)}

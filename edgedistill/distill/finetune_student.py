@@ -33,8 +33,9 @@ class _Logits(nn.Module):
 
 def settings_of(cfg: BuildConfig) -> FinetuneSettings:
     d = cfg.distill
+    # its own warm-up (FinetuneSettings'), not distillation's: thousands of warm-up steps there would leave step 3 rising all run
     return FinetuneSettings(steps=d.finetune_steps, batch_size=d.batch_size, lr=d.finetune_lr, weight_decay=d.weight_decay,
-                            warmup_steps=min(d.warmup_steps, d.finetune_steps - 1), holdout=d.finetune_holdout, seed=d.seed)
+                            holdout=d.finetune_holdout, seed=d.seed)
 
 
 def check_labels(cfg: BuildConfig, classifier: nn.Module | None, teacher_name: str) -> LabelledSplit:

@@ -31,7 +31,7 @@ from . import distributed
 from .masking import masked_rows
 from .module import DistillModule
 from .standardize import TargetStandardizer, TeacherNorms
-from .distilled import StudentParts, distilled_student, keep_distilled
+from .distilled import StudentParts, discard_distilled, distilled_student, keep_distilled
 from .state_files import FINETUNE_SETTINGS, FINISHED, NOT_HASHED, STATE_DIR, dime_fm_on, inert_settings
 from .targets import CachedTargets, OnlineTargets
 from .text_embeddings import check_width, hash_stamp, open_text_embeddings
@@ -291,8 +291,9 @@ def _finished_student(job, final: Path, ctx: distributed.DistContext) -> dict | 
 def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step, keep_state: bool = False) -> Artifact:
     prepared = prepare(cfg, workdir, ctx, on_step)
     job = prepared.job
-    if not cfg.distill.resume and job.state_dir.exists() and ctx.is_main:
-        shutil.rmtree(job.state_dir)
+    if not cfg.distill.resume and ctx.is_main:
+        shutil.rmtree(job.state_dir, ignore_errors=True)
+        discard_distilled(workdir)
     distributed.barrier(ctx)
     final = Path(workdir) / "student"
     finished = _finished_student(job, final, ctx)
@@ -303,9 +304,10 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
         return _record(cfg, workdir, final, job, finished["train"], finished.get("finetune"), finished.get("classes"))
     if ctx.is_main:
         (job.state_dir / FINISHED).unlink(missing_ok=True)  # student/ is about to be replaced: that mark no longer describes it
-    kept = distilled_student(workdir, job, ctx) if prepared.finetune is not None else None
+    kept = distilled_student(workdir, job, ctx)
     parts = kept or _train(cfg, prepared, ctx)
     spec = parts.spec
+    waiting = distributed.patient_group(ctx) if prepared.finetune is not None else None  # the others wait out step 3
     if ctx.is_main:
         if prepared.finetune is not None:  # step 3, on the deployed parts: the token head in the teacher's space and its classifier
             from .finetune_student import finetune_student
@@ -325,7 +327,7 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
             write_json_atomic(job.state_dir / FINISHED, _finished_mark(job, ctx))
         else:
             shutil.rmtree(job.state_dir, ignore_errors=True)  # the student is safe; checkpoints are no longer needed
-    distributed.barrier(ctx)
+    distributed.barrier(ctx, waiting)
     spec = distributed.gather_objects(spec, ctx)[0]  # rank 0's, which step 3 and the class names were added to
     distributed.shutdown(ctx)
     return _record(cfg, workdir, final, job, spec["train"], spec.get("finetune"), spec.get("classes"))
@@ -399,8 +401,11 @@ def _teacher_classes(cfg: BuildConfig, classifier) -> list[str] | None:
 
 def _finished_mark(job, ctx: distributed.DistContext) -> dict:
     """What a finished student was made with: the training (resume hash and world) and, when step 3 ran, its
-    settings, which the resume hash leaves out (a student fine-tuned otherwise is not kept)."""
+    settings and labelled images by content, which the resume hash leaves out (a student fine-tuned otherwise is not kept)."""
+    from ..data.source_stamp import source_stamp
+
     mark = {"config_hash": job.config_hash, "world": ctx.world}
     if job.cfg.finetune_labels:
-        mark["finetune"] = {k: getattr(job.cfg, k) for k in sorted(FINETUNE_SETTINGS)}
+        mark["finetune"] = {**{k: getattr(job.cfg, k) for k in sorted(FINETUNE_SETTINGS)},
+                            "labels_stamp": source_stamp(str(Path(job.cfg.finetune_labels).expanduser()))}
     return mark
