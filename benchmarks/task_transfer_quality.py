@@ -5,7 +5,8 @@ Task: Fashion-MNIST's ten classes with few labels, LABELLED per class from the t
 ones). Scored: top-1 accuracy of each model's class output on TEST test-split images (default 2000).
 - Step 1: the offline ImageNet EfficientNet-Lite0 teacher fine-tuned on the labels (`edgedistill finetune-teacher`).
 - Labels alone: the student (a 4-block ViT-Tiny, /8 at 64 px) trained on the labels from random weights,
-  with the fine-tuning loop and the steps step 3 uses, at the distillation's learning rate (1e-3).
+  with the fine-tuning loop, steps and batch step 3 uses, at the distillation's learning rate (1e-3: from
+  random weights, step 3's 1e-4 would barely move it).
 - Step 2: the student distilled from the fine-tuned teacher on the transfer set (teacher cache K=2), with the
   Proteus levels plus its task outputs (distill.logit_weight=1); scored through its deployed `logits` output.
 - Step 2 without task outputs: Proteus levels alone, the same classifier on the token head.
@@ -48,6 +49,7 @@ from transfer_quality import write_images  # noqa: E402
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 START, END = "<!-- task-transfer-quality:start -->", "<!-- task-transfer-quality:end -->"
 STUDENT = ["student.name=vit_tiny_patch16_224", "student.img_size=64", "student.model_args={depth: 4, patch_size: 8}"]
+BATCH = 64  # distillation's and step 3's batch (distill.batch_size), and the labels-alone student's
 STEP_2 = {"Proteus + task outputs (logit_weight=1)": ["distill.logit_weight=1"], "Proteus alone": []}
 
 
@@ -73,7 +75,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4000, help="unlabelled Fashion-MNIST training images in the transfer set")
     parser.add_argument("--test", type=int, default=2000, help="Fashion-MNIST test images scored")
     parser.add_argument("--steps", type=int, default=300, help="distillation steps (of 64)")
-    parser.add_argument("--finetune-steps", type=int, default=300, help="fine-tuning steps (of 32) in steps 1 and 3 and for labels alone")
+    parser.add_argument("--finetune-steps", type=int, default=300, help="fine-tuning steps in steps 1 and 3 and for labels alone")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -109,12 +111,13 @@ def main() -> None:
     scratch = timm.create_model("vit_tiny_patch16_224", img_size=64, depth=4, patch_size=8, num_classes=10)
     data_config = resolve_data_config(scratch, 64)
     finetune(scratch, scratch.get_classifier(), split_labelled(labels_dir, 0), data_config,
-             FinetuneSettings(steps=args.finetune_steps, lr=1e-3), cfg.data, torch.device("cpu"), autocast_for(cfg.distill, torch.device("cpu")))
+             FinetuneSettings(steps=args.finetune_steps, batch_size=BATCH, lr=1e-3), cfg.data, torch.device("cpu"),
+             autocast_for(cfg.distill, torch.device("cpu")))
     row("student: labels alone (random init, no teacher)", top1(scratch.eval(), *test, data_config), time.perf_counter() - clock)
 
     # steps 2 and 3: one teacher cache of the fine-tuned teacher serves every student
     base = distill_settings(teacher_file.resolve(), stamp)[:-1] + STUDENT + [  # its --set lines, less logit_weight
-        "data.scale_min=0.35", f"data.source={transfer}", f"distill.steps={args.steps}", "distill.batch_size=64",
+        "data.scale_min=0.35", f"data.source={transfer}", f"distill.steps={args.steps}", f"distill.batch_size={BATCH}",
         f"distill.warmup_steps={args.steps // 10}", "distill.lr=1e-3", "distill.checkpoint_every=0", "distill.log_every=50"]
     clock = time.perf_counter()
     cache = cache_teacher(load_config(None, base), args.out / "cache", augmentations=2)
@@ -135,7 +138,8 @@ def main() -> None:
              f"torch {torch.__version__}, timm {timm.__version__}, Python {platform.python_version()}; {time.perf_counter() - started:.0f} s in all "
              f"(teacher cache {cache_seconds:.0f} s)",
              f"- Labels: {args.labelled} Fashion-MNIST training images per class ({len(labelled)} in all); transfer set: {len(unlabelled)} other "
-             f"training images, unlabelled, teacher cache K=2; distillation {args.steps} steps of 64; fine-tuning {args.finetune_steps} steps of 32; "
+             f"training images, unlabelled, teacher cache K=2; distillation {args.steps} steps of {BATCH}; fine-tuning {args.finetune_steps} steps "
+             f"(of 32 for the teacher, of {BATCH} for the students); "
              f"scored on {len(test[1])} Fashion-MNIST test images",
              f"- Command: `EDGEDISTILL_NO_PROGRESS=1 PYTHONPATH=. python {' '.join(['benchmarks/task_transfer_quality.py', *sys.argv[1:]])}`",
              "", "| model | test top-1 | seconds |", "|---|---:|---:|"]

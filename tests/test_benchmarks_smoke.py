@@ -59,6 +59,15 @@ def test_dime_fm_quality_benchmark_scores_the_four_runs(tmp_path):
     assert result["logit_scale"] > 1 and all(0 <= r["logits_top1"] <= 1 and r["kl"] >= 0 for r in result["rows"])
 
 
+@pytest.mark.skipif(not FMNIST_PRESENT, reason="Fashion-MNIST is not installed here")
+def test_task_transfer_quality_benchmark_scores_all_three_steps(tmp_path):
+    run = _run("task_transfer_quality.py", "--labelled", "3", "--images", "60", "--test", "40", "--steps", "2", "--finetune-steps", "2",
+               "--no-doc", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads((tmp_path / "task_transfer_quality.json").read_text())["rows"]
+    assert len(rows) == 6 and rows[0]["model"].startswith("teacher:") and all(0 <= r["test_top1"] <= 1 for r in rows)
+
+
 def test_view_decode_benchmark_compares_the_same_views(tmp_path):
     run = _run("view_decode.py", "--count", "2", "--views", "2", "--size", "32", "--repeats", "1", "--out", str(tmp_path))
     assert run.returncode == 0, run.stderr[-3000:]
