@@ -58,15 +58,15 @@ class LabelledSplit:
     held_out: list[int]
 
 
-def split_labelled(root: str | Path, holdout: float) -> LabelledSplit:
+def split_labelled(root: str | Path, holdout: float, setting: str = "the labelled folder") -> LabelledSplit:
     """The folder's images (ImageFolder layout), with `holdout` of each class, evenly spaced in name
-    order (the same ones every run), kept apart for scoring. Every class keeps one training image."""
-    paths, labels, classes = list_labelled(root, setting="the labelled folder")
+    order (the same ones every run), kept apart for scoring. Every class keeps one training image and,
+    with a holdout above 0, gives at least one. `setting` names the folder in errors."""
+    paths, labels, classes = list_labelled(root, setting=setting)
     train, held_out = [], []
     for label in range(len(classes)):
-        members = np.flatnonzero(labels == label).tolist()
-        count = min(len(members) - 1, round(len(members) * holdout)) if holdout > 0 else 0
-        count = max(count, 1) if holdout > 0 else 0
+        members = np.flatnonzero(labels == label).tolist()  # 2 or more (list_labelled)
+        count = max(1, min(len(members) - 1, round(len(members) * holdout))) if holdout > 0 else 0
         picked = {members[round((i + 0.5) * len(members) / count)] for i in range(count)} if count else set()
         held_out += sorted(picked)
         train += [m for m in members if m not in picked]

@@ -41,7 +41,7 @@ def settings_of(cfg: BuildConfig) -> FinetuneSettings:
 def check_labels(cfg: BuildConfig, classifier: nn.Module | None, teacher_name: str) -> LabelledSplit:
     """Before training: the folder is a labelled folder whose classes the teacher's classifier scores."""
     labels = cfg.distill.finetune_labels
-    split = split_labelled(Path(labels).expanduser(), cfg.distill.finetune_holdout)
+    split = split_labelled(Path(labels).expanduser(), cfg.distill.finetune_holdout, "distill.finetune_labels")
     if classifier is None:
         raise EdgedistillError(f"distill.finetune_labels is set, but teacher '{teacher_name}' has no classifier to fine-tune with the student",
                                STEP_1_FIX)

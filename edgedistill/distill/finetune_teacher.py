@@ -35,7 +35,7 @@ def finetune_teacher(cfg: BuildConfig, labels: Path, out: Path, settings: Finetu
     if teacher.name.startswith(PREFIX):
         raise EdgedistillError(f"open_clip teacher '{teacher.name}' has no classifier to fine-tune (its head is the image-text projection)",
                                "fine-tune a timm model (e.g. vit_base_patch16_clip_224.openai), or distil its text similarities with distill.text_embeddings")
-    split = split_labelled(labels, settings.holdout)  # before the model: a bad folder fails in seconds, not after a download
+    split = split_labelled(labels, settings.holdout, "LABELS")  # before the model: a bad folder fails in seconds, not after a download
     check_output(out, labels, teacher)  # after: it creates OUT's folder, which a refused folder must not leave behind
     if cfg.teacher.extra:
         console.print(f"finetune-teacher fine-tunes the primary teacher {teacher.name}; teacher.extra is not used")

@@ -185,7 +185,7 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
     if cfg.distill.finetune_labels:  # a folder that is no labelled folder fails before any model is built too
         from .finetune import split_labelled
 
-        split_labelled(Path(cfg.distill.finetune_labels).expanduser(), cfg.distill.finetune_holdout)
+        split_labelled(Path(cfg.distill.finetune_labels).expanduser(), cfg.distill.finetune_holdout, "distill.finetune_labels")
     backbone, data_config = create_student(cfg.student)
     probe = probe_student(backbone, data_config["input_size"][-1], cfg.student)
     dataset, targets, teachers, classifier = _teacher_sources(cfg, data_config)
