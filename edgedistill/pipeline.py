@@ -317,8 +317,11 @@ class Pipeline:
             return _key(cfg.section_hash("teacher", "student", "data", "distill", ignore=ignore), stamps)
 
         def work():
+            from .distill.distilled import discard_distilled
             from .distill.stage import run
 
+            if self.force and is_first_rank():  # a forced distill distils again, not only step 3 on the kept student
+                discard_distilled(self.workdir)
             return [run(self.cfg, {}, self.workdir, keep_state=True)]
 
         weights = self.workdir / "student" / "student.safetensors"

@@ -234,3 +234,14 @@ def test_step_3_warms_up_on_its_own_schedule_not_distillations():
 
     settings = settings_of(load_config(None, ["distill.warmup_steps=2000", "distill.steps=100000", "distill.finetune_steps=300"]))
     assert settings.warmup_steps == FinetuneSettings().warmup_steps == 20
+
+
+@installed
+def test_a_forced_distill_stage_distils_again_rather_than_taking_the_kept_student(labels, tmp_path, monkeypatch):
+    trained = []
+    real = trainer.train
+    monkeypatch.setattr(stage, "train", lambda job: trained.append(1) or real(job))
+    target = load_target("x86-cpu")
+    Pipeline(_config(labels), target, tmp_path / "build").distill()
+    Pipeline(_config(labels), target, tmp_path / "build", force=True).distill()
+    assert trained == [1, 1]
