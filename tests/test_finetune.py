@@ -102,8 +102,8 @@ def test_a_second_run_replaces_its_own_file_only(two_classes, tmp_path):
 @installed
 @pytest.mark.parametrize("case, match", [
     ("suffix", "must be a .safetensors file"),
-    ("foreign", "is no fine-tuned teacher, so it is not replaced"),
-    ("checkpoint", "is an input"),
+    ("foreign", "exists and holds no fine-tuned teacher, so it is not replaced"),
+    ("checkpoint", "is teacher.checkpoint, which it would replace"),
     ("open_clip", "has no classifier to fine-tune"),
     ("labels", "needs at least 2 class subfolders"),
 ])

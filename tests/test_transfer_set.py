@@ -140,7 +140,7 @@ def test_pool_embeddings_never_replace_a_file_that_holds_none(photo_pool, tmp_pa
     monkeypatch.setattr("edgedistill.models.teacher.create_primary_teacher", lambda cfg: pytest.fail("the teacher ran first"))
     with pytest.raises(EdgedistillError, match="holds no pool embeddings"):
         build_transfer_set(load_config(), str(pool), str(targets), 3, tmp_path / "t.txt", kept)
-    with pytest.raises(EdgedistillError, match="the list, pool or targets"):
+    with pytest.raises(EdgedistillError, match="is the transfer set, which it would replace"):
         build_transfer_set(load_config(), str(pool), str(targets), 3, tmp_path / "t.txt", tmp_path / "t.txt")
     assert kept.read_bytes() == before and not (tmp_path / "t.txt").exists()
 

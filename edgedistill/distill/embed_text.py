@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,16 +85,9 @@ def check_sentences_file(sentences: Path) -> None:
 def check_output(out: Path, sentences: Path) -> None:
     """Before any model is built: OUT is replaced only when it is missing or holds text embeddings (a typo
     naming the sentences or a model's .safetensors must not be overwritten), in a folder that takes files."""
-    from .transfer_set import check_writable
+    from ..output_files import check_replaceable, check_writable
 
-    if out.is_dir():
-        raise EdgedistillError(f"text embeddings '{out}' is a folder", "pass a file path, e.g. runs/text.safetensors")
-    if os.path.realpath(out) == os.path.realpath(sentences):
-        raise EdgedistillError(f"text embeddings '{out}' is the sentences file, which it would replace",
-                               "write the embeddings to another path, e.g. runs/text.safetensors")
-    if out.exists() and not read_stamp(out):
-        raise EdgedistillError(f"text embeddings '{out}' exists and holds no text embeddings, so it is not replaced",
-                               "pass a new path, or delete the file if it is a damaged text-embeddings file")
+    check_replaceable(out, "text embeddings", {"the sentences file": sentences}, lambda p: bool(read_stamp(p)), "runs/text.safetensors")
     check_writable(out, "the text embeddings")
 
 

@@ -7,7 +7,6 @@ set to the class count. Distilling with `distill.logit_weight` then transfers it
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -86,19 +85,12 @@ def read_stamp(path: Path) -> dict | None:
 
 def check_output(out: Path, labels: Path, teacher: TeacherConfig) -> None:
     """Before any model is built: OUT is a .safetensors path that is not an input, and replaces only a file this command wrote."""
-    from .transfer_set import check_writable
+    from ..output_files import check_replaceable, check_writable
 
     if out.suffix != ".safetensors":
         raise EdgedistillError(f"fine-tuned teacher '{out}' must be a .safetensors file", f"name it {out.with_suffix('.safetensors').name}")
-    if out.is_dir():
-        raise EdgedistillError(f"fine-tuned teacher '{out}' is a folder", "pass a file path, e.g. runs/teacher_ft.safetensors")
-    inputs = [p for p in (teacher.checkpoint, labels) if p]
-    if any(os.path.realpath(out) == os.path.realpath(Path(p).expanduser()) for p in inputs):
-        raise EdgedistillError(f"fine-tuned teacher '{out}' is an input (teacher.checkpoint or the labelled folder), which it would replace",
-                               "write it to another path, e.g. runs/teacher_ft.safetensors")
-    if out.exists() and read_stamp(out) is None:
-        raise EdgedistillError(f"'{out}' exists and is no fine-tuned teacher, so it is not replaced",
-                               "pass a new path, or delete the file if it is a damaged fine-tuned teacher")
+    check_replaceable(out, "fine-tuned teacher", {"teacher.checkpoint": teacher.checkpoint, "the labelled folder": labels},
+                      lambda p: read_stamp(p) is not None, "runs/teacher_ft.safetensors")
     check_writable(out, "the fine-tuned teacher")
 
 

@@ -14,7 +14,6 @@ import numpy as np
 
 from ..artifacts import atomic_output, save_safetensors
 from ..data.images import ImageSource
-from ..errors import EdgedistillError
 
 FORMAT = "edgedistill.pool-embeddings/1"
 
@@ -27,15 +26,13 @@ def stamp_of(teacher_config, pool: ImageSource) -> dict:
     return {"format": FORMAT, "teacher": teacher_identity(teacher_config), "images": pool.fingerprint(), "files": where, "count": len(pool)}
 
 
-def check_replaceable(path: Path, inputs: list) -> None:
+def check_replaceable(path: Path, transfer_set: Path, pool: str, targets: str) -> None:
     """`path` may be replaced only when it is missing or holds pool embeddings: a typo naming the pool list or a
     model's .safetensors would otherwise be overwritten. Readable is enough here; load_matching says if it fits."""
-    if path.is_dir() or any(os.path.realpath(path) == os.path.realpath(p) for p in inputs):
-        raise EdgedistillError(f"--pool-embeddings '{path}' is a folder, or the list, pool or targets",
-                               "pass a file path of its own, e.g. runs/pool.safetensors")
-    if path.exists() and _stored_stamp(path).get("format") != FORMAT:
-        raise EdgedistillError(f"--pool-embeddings '{path}' exists and holds no pool embeddings edgedistill can read, so it is not replaced",
-                               "pass a new path, or delete the file if it is a damaged embeddings file")
+    from ..output_files import check_replaceable as check
+
+    check(path, "pool embeddings", {"the transfer set": transfer_set, "the pool": pool, "the targets": targets},
+          lambda p: _stored_stamp(p).get("format") == FORMAT, "runs/pool.safetensors")
 
 
 def _stored_stamp(path: Path) -> dict:

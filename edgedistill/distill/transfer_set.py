@@ -15,6 +15,7 @@ from ..artifacts import write_bytes_atomic
 from ..config import BuildConfig
 from ..data.images import ImageSource
 from ..errors import EdgedistillError, MissingBackendError
+from ..output_files import check_replaceable, check_writable
 
 
 DEFAULT_PER_TARGET = 100
@@ -68,16 +69,13 @@ def import_faiss():
     return faiss
 
 
-def check_output(out: Path, inputs: tuple[str, ...] = ()) -> None:
+def check_output(out: Path, pool: str | None = None, targets: str | None = None) -> None:
     """OUT must be a .txt file (what data.source reads as a list) that is none of the input lists."""
-    if any(os.path.realpath(out) == os.path.realpath(given) for given in inputs):
-        raise EdgedistillError(f"transfer set '{out}' is an input list (--pool or --targets), which it would replace",
-                               "write the transfer set to another path")
+    check_replaceable(out, "transfer set", {"an input list (--pool)": pool, "an input list (--targets)": targets}, None,
+                      "runs/transfer.txt")
     if out.suffix.lower() != ".txt":
         raise EdgedistillError(f"transfer set '{out}' must be a .txt file: data.source reads image lists by that suffix",
                                f"name it {out.with_suffix('.txt').name}")
-    if out.is_dir():
-        raise EdgedistillError(f"transfer set '{out}' is a folder", "pass a .txt file path to write the image list to")
 
 
 def build_transfer_set(cfg: BuildConfig, pool: str, targets: str, per_target: int | None, out: Path,
@@ -96,7 +94,7 @@ def build_transfer_set(cfg: BuildConfig, pool: str, targets: str, per_target: in
     for option, value in (("--per-target", per_target), ("--size", size)):
         if value is not None and value < 1:
             raise EdgedistillError(f"{option} must be at least 1, got {value}", f"pass {option} N with N >= 1")
-    check_output(out, (pool, targets))
+    check_output(out, pool, targets)
     pool_images, target_images = _images("--pool", pool), _images("--targets", targets)
     if pool_images.tars is not None:
         raise EdgedistillError(f"pool '{pool}' is tar shards, and a transfer set is written as a list of image files",
@@ -107,7 +105,7 @@ def build_transfer_set(cfg: BuildConfig, pool: str, targets: str, per_target: in
     if pool_embeddings is not None:
         from . import pool_embeddings as kept
 
-        kept.check_replaceable(Path(pool_embeddings), inputs=[out, pool, targets])
+        kept.check_replaceable(Path(pool_embeddings), out, pool, targets)
         check_writable(Path(pool_embeddings), "--pool-embeddings")
     check_writable(out, "the transfer set")
     import_faiss()
@@ -172,19 +170,6 @@ def _distinct_files(pool_images: ImageSource) -> ImageSource:
             seen.add(identity)
             paths.append(path)
     return pool_images if len(paths) == len(pool_images) else ImageSource(pool_images.source, paths=paths)
-
-
-def check_writable(path: Path, what: str) -> None:
-    """Try a file beside `path` now: a folder that cannot hold it failed only once the pool was embedded."""
-    import tempfile
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name[:200]}.probe-"):
-            pass
-    except OSError as exc:
-        raise EdgedistillError(f"cannot write {what} '{path}': {exc.strerror or type(exc).__name__}",
-                               "pass a path in a folder you can write to") from None
 
 
 def _images(option: str, source: str) -> ImageSource:
