@@ -164,12 +164,14 @@ def test_a_compatible_addition_at_its_old_behaviour_leaves_every_hash_as_it_was(
     sections = ("teacher", "student", "data", "distill")
     before = {name: dataclasses.asdict(getattr(cfg, name)) for name in sections}  # the hash before these fields existed
     del before["teacher"]["dtype"], before["distill"]["compile_mode"], before["distill"]["overlap_teacher"]
-    for token_term in ("text_embeddings", "vl_weight", "pvl_weight", "vl_texts", "vl_temperature", "logit_weight", "logit_temperature"):
+    for token_term in ("text_embeddings", "vl_weight", "pvl_weight", "vl_texts", "vl_temperature", "logit_weight", "logit_temperature",
+                       "finetune_labels", "finetune_steps", "finetune_lr", "finetune_holdout"):
         del before["distill"][token_term]
     assert COMPATIBLE_ADDITIONS == {"teacher.dtype": "fp32", "distill.compile_mode": "default", "distill.overlap_teacher": False,
                                     "distill.text_embeddings": None, "distill.vl_weight": 1.0, "distill.pvl_weight": 1.0,
                                     "distill.vl_texts": 4096, "distill.vl_temperature": 0.0, "distill.logit_weight": 0.0,
-                                    "distill.logit_temperature": 1.0, "quantize.fallback_refine": 0}
+                                    "distill.logit_temperature": 1.0, "distill.finetune_labels": None, "distill.finetune_steps": 300,
+                                    "distill.finetune_lr": 1e-4, "distill.finetune_holdout": 0.2, "quantize.fallback_refine": 0}
     assert cfg.section_hash(*sections) == hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
     bf16 = load_config(None, ["teacher.dtype=bf16"])
     assert bf16.section_hash(*sections) != cfg.section_hash(*sections)  # a distilled student depends on it
