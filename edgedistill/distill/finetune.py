@@ -162,7 +162,7 @@ def finetune(model: nn.Module, head: nn.Module, split: LabelledSplit, data_confi
             scheduler.step_update(step + 1)
             losses.append(float(loss.detach()))
             if not math.isfinite(losses[-1]):
-                raise EdgedistillError(f"fine-tuning diverged at step {step} (loss {losses[-1]})", "lower the learning rate (--lr)")
+                raise EdgedistillError(f"fine-tuning diverged at step {step} (loss {losses[-1]})", "lower the learning rate (finetune-teacher --lr, or distill.finetune_lr)")
             bar.update(task, advance=1, info=f"loss {losses[-1]:.3f}")
     model.eval()
     after = held_out_accuracy(model, split, data_config, device, autocast, settings.batch_size, workers)
