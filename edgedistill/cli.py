@@ -252,7 +252,7 @@ def compile_command(path, target, config_path, overrides, force):
 @click.option("--batch-sizes", help="Throughput sweep, e.g. 1,4,8.")
 @click.option("--threads", type=int, help="Runtime threads.")
 @click.option("--pin-cpus", help="Pin the process to these CPUs while timing, e.g. 0-3.")
-@click.option("--eval-dir", type=click.Path(exists=True, file_okay=False), help="Labelled folder (one subfolder per class) for kNN / linear-probe accuracy.")
+@click.option("--eval-dir", type=click.Path(exists=True, file_okay=False), help="Labelled folder (one subfolder per class) for kNN / linear-probe accuracy, and task top-1 when the student names its classes.")
 @click.option("--efficiency-from", multiple=True, type=click.Path(exists=True), help="Measured bench.json, or a build folder holding one, to learn the estimator's efficiency from (repeatable).")
 def bench(build_dir, target, config_path, overrides, force, iterations, warmup, time_budget, batch_sizes, threads, pin_cpus, eval_dir, efficiency_from):
     """Time every artifact that runs here and measure its fidelity: BUILD_DIR/bench/bench.json.

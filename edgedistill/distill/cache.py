@@ -230,7 +230,7 @@ def check_teachers(cache_dir, meta: dict, configs: list) -> None:
                                    "re-create the cache with this teacher config, or unset distill.cache")
 
 
-def _timm_shell(c):
+def timm_shell(c):
     """The timm model a teacher config names, built on the meta device (no weights, no download), to
     tell what the cache's teacher was like; None for the offline and open_clip teachers, which are no
     timm names, and False when it cannot be built there."""
@@ -252,7 +252,7 @@ def _norms_only_its_summary(c) -> bool:
     cannot be built on the meta device counts as such (its format-1 cache is refused)."""
     from ..models.teacher import pooled_only_norm
 
-    model = _timm_shell(c)
+    model = timm_shell(c)
     return model is False or (model is not None and pooled_only_norm(model) is not None)
 
 
@@ -261,7 +261,7 @@ def _head_is_a_projection(c) -> bool:
     built on the meta device keeps what the cache holds."""
     from ..models.teacher import classifier_from_token
 
-    model = _timm_shell(c)
+    model = timm_shell(c)
     return model is not None and model is not False and getattr(model, "num_classes", 0) > 0 and classifier_from_token(model, c.model_args) is None
 
 

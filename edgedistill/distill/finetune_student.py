@@ -14,6 +14,7 @@ from torch import nn
 from ..config import BuildConfig
 from ..errors import EdgedistillError
 from ..models.deploy import DeployModel
+from .class_names import finetuned_classes
 from .finetune import FinetuneSettings, LabelledSplit, finetune, split_labelled
 
 STEP_1_FIX = ("fine-tune the teacher on that folder first (edgedistill finetune-teacher LABELS OUT.safetensors) and distil from it, "
@@ -49,20 +50,11 @@ def check_labels(cfg: BuildConfig, classifier: nn.Module | None, teacher_name: s
     if out != len(split.classes):
         raise EdgedistillError(f"teacher '{teacher_name}' scores {out} classes, but distill.finetune_labels '{labels}' holds {len(split.classes)}",
                                STEP_1_FIX)
-    recorded = teacher_classes(cfg)
+    recorded = finetuned_classes(cfg)
     if recorded is not None and recorded != split.classes:
         raise EdgedistillError(f"the teacher was fine-tuned on classes {_names(recorded)}, but distill.finetune_labels '{labels}' holds "
                                f"{_names(split.classes)}", "fine-tune the student on the teacher's classes (the same class subfolders)")
     return split
-
-
-def teacher_classes(cfg: BuildConfig) -> list[str] | None:
-    """The class names a teacher from `edgedistill finetune-teacher` was fine-tuned on; None for any other teacher."""
-    from .finetune_teacher import read_stamp
-
-    checkpoint = cfg.teacher.checkpoint
-    stamp = read_stamp(Path(checkpoint).expanduser()) if checkpoint else None
-    return stamp.get("classes") if stamp else None
 
 
 def finetune_student(cfg: BuildConfig, split: LabelledSplit, backbone: nn.Module, token_head: nn.Module, classifier: nn.Module,

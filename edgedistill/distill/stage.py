@@ -31,6 +31,7 @@ from . import distributed
 from .masking import masked_rows
 from .module import DistillModule
 from .standardize import TargetStandardizer, TeacherNorms
+from .class_names import classifier_classes
 from .distilled import StudentParts, discard_distilled, distilled_student, keep_distilled
 from .state_files import FINETUNE_SETTINGS, FINISHED, NOT_HASHED, STATE_DIR, dime_fm_on, inert_settings
 from .targets import CachedTargets, OnlineTargets
@@ -316,7 +317,7 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
                 keep_distilled(workdir, parts, prepared.classifier, job, ctx)
             spec["finetune"] = finetune_student(cfg, prepared.finetune, parts.backbone, parts.heads.token, prepared.classifier,
                                                 job.student_data_config, job.device)
-        classes = spec["finetune"]["classes"] if "finetune" in spec else _teacher_classes(cfg, prepared.classifier)
+        classes = spec["finetune"]["classes"] if "finetune" in spec else classifier_classes(cfg, prepared.classifier)
         if classes:  # what each of the `logits` output's columns is, so bench can score it on a labelled folder
             spec["classes"] = classes
         with atomic_output(final) as tmp:
@@ -389,14 +390,6 @@ def _record(cfg: BuildConfig, workdir: Path, final: Path, job, train_info: dict,
         extra={"architecture": cfg.student.name, "train": train_info, "weights_sha256": weights_digest(final),
                **({"finetune": finetune} if finetune else {}), **({"classes": classes} if classes else {})},
     )
-
-
-def _teacher_classes(cfg: BuildConfig, classifier) -> list[str] | None:
-    """The class names of a teacher fine-tuned by finetune-teacher, when its classifier is the one deployed."""
-    from .finetune_student import teacher_classes
-
-    names = teacher_classes(cfg) if classifier is not None else None
-    return names if names and len(names) == classifier[-1].out_features else None
 
 
 def _finished_mark(job, ctx: distributed.DistContext) -> dict:
