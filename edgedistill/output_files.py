@@ -17,11 +17,11 @@ def check_replaceable(out: Path, what: str, inputs: dict, holds_ours: Callable[[
     if out.is_dir():
         raise EdgedistillError(f"{what} '{out}' is a folder", f"pass a file path, e.g. {example}")
     for name, given in inputs.items():
-        if given is not None and os.path.realpath(out) == os.path.realpath(Path(given).expanduser()):
+        if given is not None and os.path.realpath(out) == os.path.realpath(os.path.expanduser(str(given))):  # never raises
             raise EdgedistillError(f"{what} '{out}' is {name}, which it would replace", f"write it to another path, e.g. {example}")
     if holds_ours is not None and out.exists() and not holds_ours(out):
         raise EdgedistillError(f"{what} '{out}' exists and holds no {what}, so it is not replaced",
-                               f"pass a new path, or delete the file if it is damaged {what}")
+                               f"pass a new path, or delete the file if it is a damaged {what} file")
 
 
 def check_writable(path: Path, what: str) -> None:

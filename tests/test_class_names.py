@@ -30,6 +30,11 @@ def test_published_imagenet_weights_name_their_synsets_and_other_weights_none(tm
     for unknown in (["teacher.checkpoint=" + str(tmp_path / "mine.safetensors")], ["teacher.pretrained=false"]):
         assert classifier_classes(load_config(None, ["teacher.name=vit_tiny_patch16_224", *unknown]), head(1000)) is None
     assert classifier_classes(hub, head(10)) is None  # another width than the subset's: not those classes
+    # an in21k head resized to 1000 by model_args is timm's new random head, not ImageNet-1k's classes
+    resized = load_config(None, ["teacher.name=vit_tiny_patch16_224.augreg_in21k", "teacher.model_args={num_classes: 1000}"])
+    assert classifier_classes(resized, head(1000)) is None
+    in21k = classifier_classes(load_config(None, ["teacher.name=vit_tiny_patch16_224.augreg_in21k"]), head(21843))
+    assert len(in21k) == 21843 and in21k == sorted(in21k)  # timm's synset list, in the head's (sorted) order
     assert classifier_classes(hub, None) is None
 
 

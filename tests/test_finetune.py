@@ -134,3 +134,13 @@ def test_a_refused_labels_folder_leaves_no_output_folder(tmp_path):
     with pytest.raises(EdgedistillError, match="is not a folder"):
         finetune_teacher(load_config(None, TINY_TEACHER), tmp_path / "missing", tmp_path / "new" / "t.safetensors", FinetuneSettings())
     assert not (tmp_path / "new").exists()
+
+
+def test_an_input_under_an_unknown_users_home_is_compared_not_crashed_on(tmp_path):
+    from edgedistill.output_files import check_replaceable
+
+    check_replaceable(tmp_path / "out.txt", "transfer set", {"the pool": "~no_such_user_here/pool"}, None, "runs/t.txt")  # no RuntimeError
+    (tmp_path / "x.safetensors").write_bytes(b"x")
+    with pytest.raises(EdgedistillError, match="holds no fine-tuned teacher") as raised:
+        check_replaceable(tmp_path / "x.safetensors", "fine-tuned teacher", {}, lambda p: False, "runs/t.safetensors")
+    assert raised.value.fix == "pass a new path, or delete the file if it is a damaged fine-tuned teacher file"

@@ -72,8 +72,8 @@ def _plan(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, targe
 
 
 def logits_columns(student: Artifact | None, classes: list[str], labels: np.ndarray) -> np.ndarray | None:
-    """Each labelled image's column in the `logits` output, when the student recorded its class names (a
-    teacher from finetune-teacher, or step 3) and they include every class of the folder; else None."""
+    """Each labelled image's column in the `logits` output, when the student recorded its class names
+    (distill/class_names.py, or step 3's folder) and they include every class of the folder; else None."""
     named = (student.extra.get("classes") if student is not None else None) or []
     if not named or not set(classes) <= set(named):
         return None

@@ -49,5 +49,7 @@ def imagenet_classes(teacher: TeacherConfig) -> list[str] | None:
         return None  # other weights: whatever they were trained on
     else:
         shell = timm_shell(teacher)
-        subset = infer_imagenet_subset(shell) if shell else None
+        published = (getattr(shell, "pretrained_cfg", None) or {}).get("num_classes") if shell else None
+        # a head resized by model_args is timm's new, random one: its columns are no published classes
+        subset = infer_imagenet_subset({"num_classes": published}) if published and shell.num_classes == published else None
     return list(ImageNetInfo(subset).label_names()) if subset else None
