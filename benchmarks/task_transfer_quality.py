@@ -10,7 +10,9 @@ ones). Scored: top-1 accuracy of each model's class output on TEST test-split im
 - Step 2: the student distilled from the fine-tuned teacher on the transfer set (teacher cache K=2), with the
   Proteus levels plus its task outputs (distill.logit_weight=1); scored through its deployed `logits` output.
 - Step 2 without task outputs: Proteus levels alone, the same classifier on the token head.
-- Steps 2 + 3: each of those, then fine-tuned on the labels (distill.finetune_labels).
+- Steps 2 + 3: each of those, then fine-tuned on the labels (distill.finetune_labels). The first of them is
+  made by `edgedistill build` (export, int8 quantization, OpenVINO, bench): each deployed artifact's task top-1
+  on the same test images, as bench scores it (bench.eval_dir), is a row too.
 Needs the Debian package dataset-fashion-mnist.
 
   EDGEDISTILL_NO_PROGRESS=1 PYTHONPATH=. python benchmarks/task_transfer_quality.py   # CPU, about 15 min
@@ -68,6 +70,19 @@ def top1(model_logits, images, labels, data_config) -> float:
     return float((logits.argmax(1) == labels).mean())
 
 
+def seconds(row: dict) -> str:
+    return "—" if row["seconds"] is None else f"{row['seconds']:.0f}"
+
+
+def build(workdir: Path, sets: list[str], test_dir: Path) -> None:
+    """`edgedistill build` for x86-cpu, benched on every test image (no cap) for task top-1; few timing runs."""
+    from edgedistill.cli import main as edgedistill
+
+    overrides = [*sets, f"bench.eval_dir={test_dir}", "bench.eval_max_images=100000", "bench.iterations=20", "bench.warmup=2"]
+    if edgedistill(["build", "--target", "x86-cpu", "--out", str(workdir), *(a for s in overrides for a in ("--set", s))]) != 0:
+        raise SystemExit(f"edgedistill build {workdir} failed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/task_transfer_quality"))
@@ -76,6 +91,7 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=2000, help="Fashion-MNIST test images scored")
     parser.add_argument("--steps", type=int, default=300, help="distillation steps (of 64)")
     parser.add_argument("--finetune-steps", type=int, default=300, help="fine-tuning steps in steps 1 and 3 and for labels alone")
+    parser.add_argument("--no-deploy", action="store_true", help="skip the build of the deployed artifacts")
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -88,10 +104,15 @@ def main() -> None:
     transfer = args.out / "transfer"
     write_images(transfer, train_images[unlabelled], [f"{i:05d}.png" for i in unlabelled])
     test = to_pil(test_images[:args.test]), test_labels[:args.test]
+    test_dir = args.out / "test"  # the same images as class folders, for bench.eval_dir
+    shutil.rmtree(test_dir, ignore_errors=True)
+    for cls in range(10):
+        picked = np.flatnonzero(test[1] == cls)
+        write_images(test_dir / f"class_{cls}", test_images[picked], [f"{i:05d}.png" for i in picked])
     rows = []
 
-    def row(name: str, accuracy: float, seconds: float, **extra) -> None:
-        rows.append({"model": name, "test_top1": accuracy, "seconds": round(seconds, 1), **extra})
+    def row(name: str, accuracy: float, seconds: float | None, **extra) -> None:
+        rows.append({"model": name, "test_top1": accuracy, "seconds": None if seconds is None else round(seconds, 1), **extra})
         print(json.dumps(rows[-1]), flush=True)
 
     # step 1: the teacher, fine-tuned on the labels
@@ -128,11 +149,19 @@ def main() -> None:
             workdir = args.out / f"build_{len(rows)}"
             shutil.rmtree(workdir, ignore_errors=True)
             tune = [f"distill.finetune_labels={labels_dir}", f"distill.finetune_steps={args.finetune_steps}", "distill.finetune_holdout=0"]
-            stage.run(load_config(None, base + extra + [f"distill.cache={cache}"] + (tune if step_3 else [])), {}, workdir)
+            sets = base + extra + [f"distill.cache={cache}"] + (tune if step_3 else [])
+            deploy = step_3 and extra and not args.no_deploy  # the whole build once: the deployed artifacts' task top-1
+            if deploy:
+                build(workdir, sets, test_dir)
+            else:
+                stage.run(load_config(None, sets), {}, workdir)
             model, spec = load_deploy_model(workdir / "student")
             logits = lambda x, m=model: m(x)[1]  # noqa: E731
             label = f"student: {name}" + (", then fine-tuned on the labels (steps 2 + 3)" if step_3 else " (step 2)")
             row(label, top1(logits, *test, spec["data_config"]), time.perf_counter() - clock)
+            if deploy:
+                for artifact in json.loads((workdir / "bench" / "bench.json").read_text())["artifacts"]:
+                    row(f"... deployed: {artifact['name']} (bench's task top-1)", artifact["fidelity"]["task_top1"], None)
 
     lines = [f"- Date: {dt.date.today().isoformat()}; CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads); "
              f"torch {torch.__version__}, timm {timm.__version__}, Python {platform.python_version()}; {time.perf_counter() - started:.0f} s in all "
@@ -142,8 +171,10 @@ def main() -> None:
              f"(of 32 for the teacher, of {BATCH} for the students); "
              f"scored on {len(test[1])} Fashion-MNIST test images",
              f"- Command: `EDGEDISTILL_NO_PROGRESS=1 PYTHONPATH=. python {' '.join(['benchmarks/task_transfer_quality.py', *sys.argv[1:]])}`",
+             "- The build row's seconds include its export, quantization and bench; its deployed rows are bench's `task_top1` on "
+             "the same test images",
              "", "| model | test top-1 | seconds |", "|---|---:|---:|"]
-    lines += [f"| {r['model']} | {r['test_top1']:.1%} | {r['seconds']:.0f} |" for r in rows]
+    lines += [f"| {r['model']} | {r['test_top1']:.1%} | {seconds(r)} |" for r in rows]
     table = "\n".join(lines)
     (args.out / "task_transfer_quality.json").write_text(json.dumps({"rows": rows}, indent=2) + "\n")
     print(table)

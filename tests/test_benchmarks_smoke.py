@@ -65,7 +65,9 @@ def test_task_transfer_quality_benchmark_scores_all_three_steps(tmp_path):
                "--no-doc", "--out", str(tmp_path))
     assert run.returncode == 0, run.stderr[-3000:]
     rows = json.loads((tmp_path / "task_transfer_quality.json").read_text())["rows"]
-    assert len(rows) == 6 and rows[0]["model"].startswith("teacher:") and all(0 <= r["test_top1"] <= 1 for r in rows)
+    assert rows[0]["model"].startswith("teacher:") and all(0 <= r["test_top1"] <= 1 for r in rows)
+    deployed = [r["model"] for r in rows if r["model"].startswith("... deployed")]
+    assert len(rows) == 6 + len(deployed) and any("onnxruntime-int8" in name for name in deployed)
 
 
 def test_view_decode_benchmark_compares_the_same_views(tmp_path):
