@@ -46,7 +46,7 @@ from edgedistill.models.student import summary_token
 from edgedistill.models.teacher import create_teacher, teacher_configs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distill_quality import features, probe, read_idx, to_pil  # noqa: E402
+from distill_quality import fashion_mnist, features, probe, to_pil  # noqa: E402
 from doc_markers import replace_between  # noqa: E402
 from transfer_quality import write_images  # noqa: E402
 
@@ -93,8 +93,7 @@ def main() -> None:
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
-    train_images, train_labels = read_idx("train-images-idx3-ubyte.gz"), read_idx("train-labels-idx1-ubyte.gz")
-    test_images, test_labels = read_idx("t10k-images-idx3-ubyte.gz"), read_idx("t10k-labels-idx1-ubyte.gz")
+    train_images, train_labels, test_images, test_labels = fashion_mnist()
     transfer = args.out / "transfer"
     write_images(transfer, train_images[:args.images], [f"{i:05d}.png" for i in range(args.images)])
     for path in bundled_photo_paths():

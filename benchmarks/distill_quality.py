@@ -51,6 +51,12 @@ def read_idx(name: str) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=8)
 
 
+def fashion_mnist() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(training images, their labels, test images, their labels) of the Debian package's Fashion-MNIST."""
+    return (read_idx("train-images-idx3-ubyte.gz"), read_idx("train-labels-idx1-ubyte.gz"),
+            read_idx("t10k-images-idx3-ubyte.gz"), read_idx("t10k-labels-idx1-ubyte.gz"))
+
+
 def to_pil(images: np.ndarray) -> list[Image.Image]:
     return [Image.fromarray(img).convert("RGB") for img in images]
 
@@ -88,8 +94,7 @@ def main():
     args.store_views = args.store_views or args.large
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.out.mkdir(parents=True, exist_ok=True)
-    train_images, train_labels = read_idx("train-images-idx3-ubyte.gz"), read_idx("train-labels-idx1-ubyte.gz")
-    test_images, test_labels = read_idx("t10k-images-idx3-ubyte.gz"), read_idx("t10k-labels-idx1-ubyte.gz")
+    train_images, train_labels, test_images, test_labels = fashion_mnist()
     transfer_dir = args.out / "transfer"
     shutil.rmtree(transfer_dir, ignore_errors=True)
     transfer_dir.mkdir()

@@ -44,7 +44,7 @@ from edgedistill.models.deploy import load_deploy_model
 from edgedistill.models.preprocess import resolve_data_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distill_quality import features, read_idx, to_pil  # noqa: E402
+from distill_quality import fashion_mnist, features, to_pil  # noqa: E402
 from doc_markers import replace_between  # noqa: E402
 from transfer_quality import write_images  # noqa: E402
 
@@ -95,8 +95,7 @@ def main() -> None:
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
-    train_images, train_labels = read_idx("train-images-idx3-ubyte.gz"), read_idx("train-labels-idx1-ubyte.gz")
-    test_images, test_labels = read_idx("t10k-images-idx3-ubyte.gz"), read_idx("t10k-labels-idx1-ubyte.gz")
+    train_images, train_labels, test_images, test_labels = fashion_mnist()
     labels_dir = args.out / "labelled"
     shutil.rmtree(labels_dir, ignore_errors=True)
     labelled = write_labelled(labels_dir, train_images, train_labels, args.labelled)

@@ -37,7 +37,7 @@ from edgedistill.distill.transfer_set import build_transfer_set
 from edgedistill.models.student import create_backbone, load_student, summary_token
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distill_quality import features, probe, read_idx, to_pil  # noqa: E402
+from distill_quality import fashion_mnist, features, probe, to_pil  # noqa: E402
 from doc_markers import replace_between  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -63,8 +63,7 @@ def main() -> None:
     parser.add_argument("--no-doc", action="store_true")
     args = parser.parse_args()
     started = time.perf_counter()
-    train_images, train_labels = read_idx("train-images-idx3-ubyte.gz"), read_idx("train-labels-idx1-ubyte.gz")
-    test_images, test_labels = read_idx("t10k-images-idx3-ubyte.gz"), read_idx("t10k-labels-idx1-ubyte.gz")
+    train_images, train_labels, test_images, test_labels = fashion_mnist()
     in_task = np.isin(train_labels, list(TASK))
     pool_dir = args.out / "pool"
     write_images(pool_dir, train_images[:args.pool], [f"{i:05d}.png" for i in range(args.pool)])

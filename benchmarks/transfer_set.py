@@ -35,7 +35,7 @@ from edgedistill.distill.transfer_set import nearest_pool_images
 from edgedistill.models.teacher import create_primary_teacher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from distill_quality import read_idx  # noqa: E402
+from distill_quality import fashion_mnist  # noqa: E402
 from doc_markers import replace_between  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,8 +64,7 @@ def main() -> None:
     if not (FMNIST / "t10k-images-idx3-ubyte.gz").is_file():
         raise SystemExit(f"Fashion-MNIST is not installed ({FMNIST}): apt-get install dataset-fashion-mnist")
     cfg = load_config(None, args.overrides)
-    test_images, test_labels = read_idx("t10k-images-idx3-ubyte.gz"), read_idx("t10k-labels-idx1-ubyte.gz")
-    train_images, train_labels = read_idx("train-images-idx3-ubyte.gz"), read_idx("train-labels-idx1-ubyte.gz")
+    train_images, train_labels, test_images, test_labels = fashion_mnist()
     picks = np.asarray(spread_subset(list(range(len(test_images))), args.pool))
     pool_labels = np.concatenate([test_labels[picks], np.full(len(bundled_photo_paths()), -1)])  # -1: an off-task photo
     device = pick_device(cfg.distill.device)

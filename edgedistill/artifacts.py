@@ -252,6 +252,19 @@ def os_error_in(message: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def safetensors_stamp(path: Path, key: str) -> dict:
+    """The JSON object stored under `key` in a .safetensors file's metadata; {} for any other file (missing,
+    damaged, not safetensors, no such key, or not an object)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            stamp = json.loads((f.metadata() or {}).get(key, "{}"))
+    except (SafetensorError, OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
+
+
 def save_safetensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
     """safetensors' save_file, readable as a plain open() would leave it. Its OS errors are worded in a
     SafetensorError that names no file: they become the OSError any other write gives, naming `path`."""

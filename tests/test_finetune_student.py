@@ -10,6 +10,7 @@ import torch
 from edgedistill.config import load_config
 from edgedistill.distill import stage, trainer
 from edgedistill.distill.finetune import held_out_accuracy, split_labelled
+from edgedistill.distill.finetune_student import _Logits
 from edgedistill.errors import EdgedistillError
 from edgedistill.models.deploy import load_deploy_model
 from edgedistill.pipeline import Pipeline
@@ -46,7 +47,7 @@ def test_the_saved_student_is_the_fine_tuned_one_and_records_the_run(labels, tmp
     assert saved["classes"] == artifact.extra["classes"] == record["classes"]  # what bench scores the `logits` columns as
     # the deployed model as saved scores the held-out images as the run said it did after fine-tuning
     model, spec = load_deploy_model(tmp_path / "tuned" / "student")
-    logits = type("Logits", (torch.nn.Module,), {"forward": lambda self, x: model(x)[1]})()
+    logits = _Logits(model)  # the deployed `logits` output alone
     accuracy = held_out_accuracy(logits, split_labelled(labels, 0.25), spec["data_config"], torch.device("cpu"),
                                  torch.autocast("cpu", enabled=False), 8, 0)
     assert accuracy == pytest.approx(record["held_out_top1_after"], abs=1e-4)

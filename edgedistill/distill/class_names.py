@@ -17,14 +17,13 @@ from ..config import OFFLINE_TEACHER, BuildConfig, TeacherConfig
 
 
 def classifier_classes(cfg: BuildConfig, classifier: nn.Module | None) -> list[str] | None:
-    """The names of the primary teacher classifier's columns, in order; None when unknown."""
+    """The names of the primary teacher classifier's (canonical: norm, Linear) columns, in order; None when unknown."""
     from ..models.teacher import teacher_configs
 
     if classifier is None:
         return None
-    width = classifier[-1].out_features if isinstance(classifier, nn.Sequential) else getattr(classifier, "out_features", None)
     names = finetuned_classes(cfg) or imagenet_classes(teacher_configs(cfg.teacher)[0])
-    return names if names and len(names) == width else None
+    return names if names and len(names) == classifier[-1].out_features else None
 
 
 def finetuned_classes(cfg: BuildConfig) -> list[str] | None:

@@ -36,13 +36,19 @@ class StudentParts:
     train_log: Path | None  # train_log.csv of the training
 
 
-def keep_distilled(workdir: Path, parts: StudentParts, classifier: nn.Module | None, job, ctx) -> None:
-    """Write the student as distilled, before step 3 changes it (rank 0)."""
-    with atomic_output(Path(workdir) / DISTILLED) as tmp:
-        save_student(tmp, parts.backbone, parts.heads, classifier, parts.spec, parts.extra)
+def write_student(folder: Path, parts: StudentParts, classifier: nn.Module | None, spec: dict, made_by: dict | None = None) -> None:
+    """A student folder, whole or not at all: its three files, the training's train_log.csv, and `made_by` when given."""
+    with atomic_output(folder) as tmp:
+        save_student(tmp, parts.backbone, parts.heads, classifier, spec, parts.extra)
         if parts.train_log is not None and parts.train_log.is_file():
             shutil.copy(parts.train_log, tmp / "train_log.csv")
-        write_json_atomic(tmp / MADE_BY, _made_by(job, ctx))
+        if made_by is not None:
+            write_json_atomic(tmp / MADE_BY, made_by)
+
+
+def keep_distilled(workdir: Path, parts: StudentParts, classifier: nn.Module | None, job, ctx) -> None:
+    """Write the student as distilled, before step 3 changes it (rank 0)."""
+    write_student(Path(workdir) / DISTILLED, parts, classifier, parts.spec, _made_by(job, ctx))
 
 
 def distilled_student(workdir: Path, job, ctx) -> StudentParts | None:
@@ -54,9 +60,8 @@ def distilled_student(workdir: Path, job, ctx) -> StudentParts | None:
         matches = recorded == _made_by(job, ctx)
     if not all(distributed.gather_objects(matches, ctx)):
         return None
-    spec = json.loads((folder / "student.json").read_text())
     if not ctx.is_main:
-        return StudentParts(None, None, {}, spec, None)
+        return StudentParts(None, None, {}, json.loads((folder / "student.json").read_text()), None)
     console.print(f"distill: taking the student kept in {folder}, which these training settings distilled (no new distillation)")
     backbone, heads, _, spec = load_student(folder)  # the classifier is the teacher's, which the run has already
     extra = {k: v for k, v in load_file(str(folder / HEADS_WEIGHTS)).items() if k.startswith("extra_heads.")}

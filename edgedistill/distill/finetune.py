@@ -178,8 +178,9 @@ def finetune(model: nn.Module, head: nn.Module, split: LabelledSplit, data_confi
 
 
 def parameter_groups(model: nn.Module, head: nn.Module, settings: FinetuneSettings) -> list[dict]:
-    """AdamW groups: the classifier at HEAD_LR_SCALE times the rate; no weight decay on norms, biases and
-    tokens (any tensor of one dimension or less, timm's rule)."""
+    """AdamW groups: the classifier at HEAD_LR_SCALE times the rate; no weight decay on tensors of one dimension
+    or less (norms, biases). Unlike timm's param_groups_weight_decay, a ViT's cls_token and pos_embed (3-d,
+    listed by its no_weight_decay()) do decay here; the figures in docs/benchmarks.md were measured so."""
     head_ids = {id(p) for p in head.parameters()}
     if not head_ids or not head_ids <= {id(p) for p in model.parameters()}:
         raise EdgedistillError("the classifier to fine-tune is not part of the model", "pass the classifier module the model applies")

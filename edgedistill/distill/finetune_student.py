@@ -6,7 +6,6 @@ a teacher fine-tuned on that folder (`edgedistill finetune-teacher`, step 1) has
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -15,7 +14,7 @@ from ..config import BuildConfig
 from ..errors import EdgedistillError
 from ..models.deploy import DeployModel
 from .class_names import finetuned_classes
-from .finetune import FinetuneSettings, LabelledSplit, finetune, split_labelled
+from .finetune import FinetuneSettings, LabelledSplit, finetune
 
 STEP_1_FIX = ("fine-tune the teacher on that folder first (edgedistill finetune-teacher LABELS OUT.safetensors) and distil from it, "
               "or unset distill.finetune_labels")
@@ -39,14 +38,13 @@ def settings_of(cfg: BuildConfig) -> FinetuneSettings:
                             holdout=d.finetune_holdout, seed=d.seed)
 
 
-def check_labels(cfg: BuildConfig, classifier: nn.Module | None, teacher_name: str) -> LabelledSplit:
-    """Before training: the folder is a labelled folder whose classes the teacher's classifier scores."""
+def check_labels(cfg: BuildConfig, split: LabelledSplit, classifier: nn.Module | None, teacher_name: str) -> None:
+    """Before training: the teacher's classifier (canonical: norm, Linear) scores the labelled folder's classes."""
     labels = cfg.distill.finetune_labels
-    split = split_labelled(Path(labels).expanduser(), cfg.distill.finetune_holdout, "distill.finetune_labels")
     if classifier is None:
         raise EdgedistillError(f"distill.finetune_labels is set, but teacher '{teacher_name}' has no classifier to fine-tune with the student",
                                STEP_1_FIX)
-    out = classifier[-1].out_features if isinstance(classifier, nn.Sequential) else getattr(classifier, "out_features", None)
+    out = classifier[-1].out_features
     if out != len(split.classes):
         raise EdgedistillError(f"teacher '{teacher_name}' scores {out} classes, but distill.finetune_labels '{labels}' holds {len(split.classes)}",
                                STEP_1_FIX)
@@ -54,7 +52,6 @@ def check_labels(cfg: BuildConfig, classifier: nn.Module | None, teacher_name: s
     if recorded is not None and recorded != split.classes:
         raise EdgedistillError(f"the teacher was fine-tuned on classes {_names(recorded)}, but distill.finetune_labels '{labels}' holds "
                                f"{_names(split.classes)}", "fine-tune the student on the teacher's classes (the same class subfolders)")
-    return split
 
 
 def finetune_student(cfg: BuildConfig, split: LabelledSplit, backbone: nn.Module, token_head: nn.Module, classifier: nn.Module,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import atomic_output, save_safetensors
+from ..artifacts import atomic_output, safetensors_stamp, save_safetensors
 from ..config import OFFLINE_TEACHER, BuildConfig, TeacherConfig
 from ..errors import EdgedistillError
 from ..progress import console
@@ -73,14 +73,7 @@ def _build(teacher: TeacherConfig):
 
 def read_stamp(path: Path) -> dict | None:
     """The fine-tune stamp of a checkpoint this command wrote; None for any other file."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            stamp = json.loads((f.metadata() or {}).get(STAMP_KEY, "null"))
-    except (SafetensorError, OSError, ValueError):
-        return None
-    return stamp if isinstance(stamp, dict) else None
+    return safetensors_stamp(path, STAMP_KEY) or None
 
 
 def check_output(out: Path, labels: Path, teacher: TeacherConfig) -> None:

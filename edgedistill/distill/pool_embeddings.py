@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import atomic_output, save_safetensors
+from ..artifacts import atomic_output, safetensors_stamp, save_safetensors
 from ..data.images import ImageSource
 
 FORMAT = "edgedistill.pool-embeddings/1"
@@ -36,13 +36,7 @@ def check_replaceable(path: Path, transfer_set: Path, pool: str, targets: str) -
 
 
 def _stored_stamp(path: Path) -> dict:
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            return json.loads((f.metadata() or {}).get("edgedistill", "{}"))
-    except (SafetensorError, OSError, ValueError):
-        return {}
+    return safetensors_stamp(path, "edgedistill")
 
 
 def load_matching(path: Path, stamp: dict) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..artifacts import Artifact, atomic_output, file_digest, write_json_atomic
+from ..artifacts import Artifact, file_digest, write_json_atomic
 from ..config import BuildConfig, DataConfig, short_hash
 from ..data.augment import AugmentedViews, view_size_for
 from ..data.images import ImageSource
 from ..errors import EdgedistillError
 from ..models.heads import ProteusHeads, canonical_classifier
-from ..models.student import constructor_img_size, create_student, probe_student, save_student, weights_digest
+from ..models.student import constructor_img_size, create_student, probe_student, weights_digest
 from ..models.teacher import create_teachers, hold_for_distillation, teacher_configs
 from ..models.own_args import without_own_keys
 from ..progress import console
@@ -32,7 +32,7 @@ from .masking import masked_rows
 from .module import DistillModule
 from .standardize import TargetStandardizer, TeacherNorms
 from .class_names import classifier_classes
-from .distilled import StudentParts, discard_distilled, distilled_student, keep_distilled
+from .distilled import StudentParts, discard_distilled, distilled_student, keep_distilled, write_student
 from .state_files import FINETUNE_SETTINGS, FINISHED, NOT_HASHED, STATE_DIR, dime_fm_on, inert_settings
 from .targets import CachedTargets, OnlineTargets
 from .text_embeddings import check_width, hash_stamp, open_text_embeddings
@@ -183,10 +183,11 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
         device = torch.device("cuda", ctx.local_rank)
     texts = _text_embeddings(cfg)  # before any model is built: a wrong file fails in a second, not after the teacher loads
     _check_task_outputs(cfg)
+    split = None
     if cfg.distill.finetune_labels:  # a folder that is no labelled folder fails before any model is built too
         from .finetune import split_labelled
 
-        split_labelled(Path(cfg.distill.finetune_labels).expanduser(), cfg.distill.finetune_holdout, "distill.finetune_labels")
+        split = split_labelled(Path(cfg.distill.finetune_labels).expanduser(), cfg.distill.finetune_holdout, "distill.finetune_labels")
     backbone, data_config = create_student(cfg.student)
     probe = probe_student(backbone, data_config["input_size"][-1], cfg.student)
     dataset, targets, teachers, classifier = _teacher_sources(cfg, data_config)
@@ -216,11 +217,10 @@ def prepare(cfg: BuildConfig, workdir: Path | None, ctx: distributed.DistContext
         if classifier is None:
             raise _no_classifier(cfg, teachers[0]["name"])
         job.logits = TeacherLogits(classifier, cfg.distill.logit_temperature)
-    split = None
-    if cfg.distill.finetune_labels:  # the classifier's classes are known now: checked before any step is trained
+    if split is not None:  # the classifier's classes are known now: checked before any step is trained
         from .finetune_student import check_labels
 
-        split = check_labels(cfg, classifier, teachers[0]["name"])
+        check_labels(cfg, split, classifier, teachers[0]["name"])
     return Prepared(job, teachers, classifier, probe, split)
 
 
@@ -320,10 +320,7 @@ def _run(cfg: BuildConfig, workdir: Path, ctx: distributed.DistContext, on_step,
         classes = spec["finetune"]["classes"] if "finetune" in spec else classifier_classes(cfg, prepared.classifier)
         if classes:  # what each of the `logits` output's columns is, so bench can score it on a labelled folder
             spec["classes"] = classes
-        with atomic_output(final) as tmp:
-            save_student(tmp, parts.backbone, parts.heads, prepared.classifier, spec, parts.extra)
-            if parts.train_log is not None and parts.train_log.is_file():
-                shutil.copy(parts.train_log, tmp / "train_log.csv")
+        write_student(final, parts, prepared.classifier, spec)
         if keep_state:  # until the caller records the student, a re-run takes it rather than training again
             write_json_atomic(job.state_dir / FINISHED, _finished_mark(job, ctx))
         else:

@@ -85,6 +85,11 @@ def _reserve(f, size: int, path: Path) -> None:
 def read_stamp(path: Path) -> dict:
     """The stamp, or {} when `path` holds no text embeddings edgedistill can read: a stamp of the wrong types,
     or one the tensor header does not match (another dtype, another shape), counts as none."""
+    return _stamp_and_offset(path)[0]
+
+
+def _stamp_and_offset(path: Path) -> tuple[dict, int]:
+    """(read_stamp's stamp, the byte offset of the rows: 8 + the header's length), from one read of the header."""
     try:
         with open(path, "rb") as f:
             (size,) = struct.unpack("<Q", f.read(8))
@@ -92,11 +97,11 @@ def read_stamp(path: Path) -> dict:
         stamp = json.loads(header.get("__metadata__", {}).get("edgedistill", "{}"))
         tensor = header.get(TENSOR, {})
     except (OSError, ValueError, TypeError, struct.error, AttributeError):
-        return {}
+        return {}, 0
     if not _well_formed(stamp) or not isinstance(tensor, dict):
-        return {}
+        return {}, 0
     matches = tensor.get("dtype") == "F16" and tensor.get("shape") == [stamp["count"], stamp["dim"]]
-    return stamp if matches else {}
+    return (stamp, 8 + size) if matches else ({}, 0)
 
 
 def _well_formed(stamp) -> bool:
@@ -142,7 +147,7 @@ def _open(file: Path, path: str, teacher: dict, teacher_dim: int, key: str) -> T
     make = _remake(path)
     if not file.is_file():
         raise EdgedistillError(f"{key} '{path}' does not exist or is not a file", make)
-    stamp = read_stamp(file)
+    stamp, head = _stamp_and_offset(file)
     if not stamp:
         raise EdgedistillError(f"{key} '{path}' holds no text embeddings edgedistill can read", make)
     from .cache import comparable_identities
@@ -153,8 +158,6 @@ def _open(file: Path, path: str, teacher: dict, teacher_dim: int, key: str) -> T
                                f"({_differs(made_by, wanted)}), not this job's primary teacher {wanted.get('name')!r}", make)
     if teacher_dim is not None:
         check_width(stamp, teacher_dim, path, key)
-    with open(file, "rb") as f:
-        head = 8 + struct.unpack("<Q", f.read(8))[0]
     expected = head + stamp["count"] * stamp["dim"] * 2
     if file.stat().st_size != expected:
         raise EdgedistillError(f"{key} '{path}' is {file.stat().st_size} bytes, its header promises {expected} (cut short?)", make)
