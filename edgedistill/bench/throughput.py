@@ -52,14 +52,15 @@ def timed_async(queue, feeds: dict[str, np.ndarray], warmup: int = 10, iteration
     at warmup=0, as the sync loop)."""
     floor = max(MIN_BUDGET_REQUESTS, queue.nireq)
     warm = max(warmup, queue.nireq) if warmup else 0
+    queue.fill(feeds)
     with pinned(cpus):
         for _ in range(warm):
-            queue.start(feeds)
+            queue.start()
         queue.wait()
         done = 0
         started = time.perf_counter()
         while done < iterations:
-            queue.start(feeds)
+            queue.start()
             done += 1
             if time_budget_s is not None and done >= floor and time.perf_counter() - started >= time_budget_s:
                 break
