@@ -45,16 +45,21 @@ def test_the_held_out_share_is_stratified_spread_and_the_same_every_run(two_clas
     assert len(split_labelled(small, 0.9).train) == 2
 
 
-def test_the_classifier_learns_ten_times_faster_and_nothing_one_dimensional_decays():
+def test_the_classifier_learns_ten_times_faster_and_decay_spares_what_timm_spares():
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, depth=1, num_classes=3)
     groups = parameter_groups(model, model.get_classifier(), FinetuneSettings(lr=1e-4, weight_decay=0.05))
     head = {id(p) for p in model.get_classifier().parameters()}
+    spared = {id(model.cls_token), id(model.pos_embed)}  # 3-d, listed by the ViT's no_weight_decay()
     for group in groups:
         in_head = {id(p) in head for p in group["params"]}
         assert len(in_head) == 1  # no group mixes the classifier with the backbone
         assert group["lr"] == pytest.approx(1e-3 if in_head == {True} else 1e-4)
-        assert all((p.ndim > 1) == (group["weight_decay"] > 0) for p in group["params"])
+        assert all((p.ndim > 1 and id(p) not in spared) == (group["weight_decay"] > 0) for p in group["params"])
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    # wrapped, as step 3's deployed student wraps its backbone: the names still reach the wrapped ViT's tensors
+    wrapped = torch.nn.Sequential(model)
+    decayed = {id(p) for g in parameter_groups(wrapped, model.get_classifier(), FinetuneSettings()) if g["weight_decay"] for p in g["params"]}
+    assert decayed and not decayed & spared
     with pytest.raises(EdgedistillError, match="not part of the model"):
         parameter_groups(model, torch.nn.Linear(2, 2), FinetuneSettings())
 

@@ -10,6 +10,7 @@ the labelled folder is scored before and after, so the run says whether it helpe
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 import math
 from dataclasses import dataclass
@@ -178,18 +179,31 @@ def finetune(model: nn.Module, head: nn.Module, split: LabelledSplit, data_confi
 
 
 def parameter_groups(model: nn.Module, head: nn.Module, settings: FinetuneSettings) -> list[dict]:
-    """AdamW groups: the classifier at HEAD_LR_SCALE times the rate; no weight decay on tensors of one dimension
-    or less (norms, biases). Unlike timm's param_groups_weight_decay, a ViT's cls_token and pos_embed (3-d,
-    listed by its no_weight_decay()) do decay here; the figures in docs/benchmarks.md were measured so."""
+    """AdamW groups: the classifier at HEAD_LR_SCALE times the rate. Weight decay as timm's
+    param_groups_weight_decay gives it (what distillation's create_optimizer_v2 uses): none on tensors of one
+    dimension or less, on biases, nor on what a module's no_weight_decay() lists (a ViT's cls_token and
+    pos_embed), whichever submodule it sits in (the deployed student wraps its backbone)."""
     head_ids = {id(p) for p in head.parameters()}
     if not head_ids or not head_ids <= {id(p) for p in model.parameters()}:
         raise EdgedistillError("the classifier to fine-tune is not part of the model", "pass the classifier module the model applies")
+    exempt = no_weight_decay_patterns(model)
     groups: dict[tuple[bool, bool], list] = {}
-    for p in model.parameters():
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            groups.setdefault((id(p) in head_ids, p.ndim > 1), []).append(p)
+            decays = p.ndim > 1 and not name.endswith(".bias") and not any(fnmatch.fnmatch(name, e) for e in exempt)
+            groups.setdefault((id(p) in head_ids, decays), []).append(p)
     return [{"params": params, "lr": settings.lr * (HEAD_LR_SCALE if in_head else 1.0),
              "weight_decay": settings.weight_decay if decays else 0.0} for (in_head, decays), params in groups.items()]
+
+
+def no_weight_decay_patterns(model: nn.Module) -> set[str]:
+    """Every submodule's no_weight_decay() names (fnmatch patterns in timm), as full parameter names of `model`."""
+    patterns = set()
+    for prefix, module in model.named_modules():
+        listed = getattr(module, "no_weight_decay", None)
+        if callable(listed):
+            patterns |= {f"{prefix}.{name}" if prefix else name for name in listed()}
+    return patterns
 
 
 def _rounded(value: float | None) -> float | None:
