@@ -287,7 +287,8 @@ def bench(build_dir, target, config_path, overrides, force, iterations, warmup, 
 @click.option("--min-cosine", type=SHARE, help="Gate: fail if the selected artifact's cosine vs fp32 is below this.")
 @click.option("--max-size-mb", type=POSITIVE, help="Gate: fail if the selected artifact is larger than this.")
 @click.option("--min-task-top1", type=SHARE, help="Gate: fail if the selected artifact's task top-1 on bench.eval_dir (a share, e.g. 0.85) is below this.")
-def report(paths, out, max_latency_ms, min_cosine, max_size_mb, min_task_top1):
+@click.option("--min-zero-shot-top1", type=SHARE, help="Gate: fail if the selected artifact's zero-shot top-1 (bench.zero_shot_head on bench.eval_dir) is below this.")
+def report(paths, out, max_latency_ms, min_cosine, max_size_mb, min_task_top1, min_zero_shot_top1):
     """Merge builds and bench.json files into one comparison; print Markdown; apply CI gates.
 
     \b
@@ -311,9 +312,10 @@ def report(paths, out, max_latency_ms, min_cosine, max_size_mb, min_task_top1):
     if out:
         _refuse_a_builds_own_report(out, paths, doc)
         write_report(doc, out)
-    gates = {"max latency ms": max_latency_ms, "min cosine": min_cosine, "max size MB": max_size_mb, "min task top-1": min_task_top1}
+    gates = {"max latency ms": max_latency_ms, "min cosine": min_cosine, "max size MB": max_size_mb, "min task top-1": min_task_top1,
+             "min zero-shot top-1": min_zero_shot_top1}
     violations = check_gates(doc, max_latency_ms=max_latency_ms, min_cosine=min_cosine, max_size_mb=max_size_mb,
-                             min_task_top1=min_task_top1)
+                             min_task_top1=min_task_top1, min_zero_shot_top1=min_zero_shot_top1)
     if unfinished and any(g is not None for g in gates.values()):
         violations = unfinished + violations  # a report.json left by an earlier run must not pass CI for a broken build
     # stdout only, so `>> $GITHUB_STEP_SUMMARY` gets clean Markdown, with the gates' verdict in it
@@ -471,6 +473,38 @@ def embed_text_command(sentences, out, batch_size, config_path, overrides):
     stamp = embed_sentences(load_config(config_path, overrides), sentences, out, batch_size)
     console.print(escape(f"wrote {stamp['count']} text embeddings ({stamp['dim']}-d, teacher {stamp['teacher']['name']}, "
                          f"logit scale {stamp['logit_scale']:.4g}) -> {out}"), soft_wrap=True)
+
+
+@cli.command(name="zero-shot-head", context_settings=CONTEXT)
+@click.argument("classes", type=click.Path(path_type=Path))  # no click checks: read_classes says what is wrong in one line
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--template", "templates", multiple=True, metavar="TEXT",
+              help="A prompt with {} for the class name (repeatable); CLIP's 80 ImageNet prompts when none is given.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (its primary teacher's text tower embeds the prompts).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable), e.g. teacher.name=...")
+def zero_shot_head_command(classes, out, templates, config_path, overrides):
+    """Make the open_clip teacher's zero-shot classifier for a set of classes, to score students' zero-shot top-1.
+
+    CLASSES is a labelled folder (one subfolder per class, as bench.eval_dir) or a UTF-8 text file with one class
+    name per line (optionally NAME<TAB>what the prompts call it). Folder names that are ImageNet synsets (n01440764)
+    are prompted with CLIP's ImageNet class names; others with underscores as spaces. OUT is a .safetensors file of
+    one unit row per class (the prompts' text embeddings averaged, as open_clip's zero-shot classifier), stamped with
+    the teacher; bench refuses it for another teacher.
+
+    \b
+    Examples:
+      edgedistill zero-shot-head data/val runs/head.safetensors --set teacher.name=open_clip:ViT-B-16/laion2b_s34b_b88k
+      edgedistill build --out runs/exp --set bench.eval_dir=data/val --set bench.zero_shot_head=runs/head.safetensors ...
+    """
+    from .config import load_config
+    from .distill.zero_shot_head import build_zero_shot_head
+    from .progress import console
+
+    stamp = build_zero_shot_head(load_config(config_path, overrides), classes, out, tuple(templates))
+    console.print(escape(f"wrote zero-shot head ({len(stamp['classes'])} classes x {len(stamp['templates'])} prompts, {stamp['dim']}-d, "
+                         f"teacher {stamp['teacher']['name']}) -> {out}"), soft_wrap=True)
+    console.print(escape(f"bench with it: --set bench.zero_shot_head={shlex.quote(str(out))} --set bench.eval_dir=LABELLED_FOLDER"),
+                  soft_wrap=True)
 
 
 @cli.command(name="finetune-teacher", context_settings=CONTEXT)

@@ -170,6 +170,8 @@ class BenchConfig:
     eval_dir: str | None = None
     eval_max_images: int = 1000
     knn_k: int = 5
+    # A zero-shot head (`edgedistill zero-shot-head`) of the open_clip teacher: zero-shot top-1 on eval_dir.
+    zero_shot_head: str | None = None
     # Measured bench.json files to learn the estimator's efficiency factor from (e.g. a Jetson's).
     efficiency_from: tuple = ()
 
@@ -223,7 +225,7 @@ COMPATIBLE_ADDITIONS = {"teacher.dtype": "fp32", "distill.compile_mode": "defaul
                         "distill.logit_temperature": 1.0,
                         "distill.finetune_labels": None, "distill.finetune_steps": 300, "distill.finetune_lr": 1e-4,
                         "distill.finetune_holdout": 0.2,
-                        "quantize.fallback_refine": 0}
+                        "quantize.fallback_refine": 0, "bench.zero_shot_head": None}
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -392,7 +394,7 @@ REQUIRED = {
 }
 
 # Settings that name files or folders: a name the file system cannot hold is reported as that setting, not as a failed write.
-PATH_SETTINGS = {"data.source", "teacher.checkpoint", "distill.cache", "quantize.calibration", "bench.eval_dir"}
+PATH_SETTINGS = {"data.source", "teacher.checkpoint", "distill.cache", "quantize.calibration", "bench.eval_dir", "bench.zero_shot_head"}
 
 
 def _check_value(where: str, value) -> None:

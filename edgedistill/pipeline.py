@@ -468,6 +468,8 @@ class Pipeline:
 
         named = [Path(p) for p in self.cfg.bench.efficiency_from] if files_only else map(bench_json, self.cfg.bench.efficiency_from)
         digests = [sha256_file(path) for path in named if path.is_file()]
+        if self.cfg.bench.zero_shot_head and Path(self.cfg.bench.zero_shot_head).expanduser().is_file():  # absent from older keys: unset then
+            digests.append(sha256_file(Path(self.cfg.bench.zero_shot_head).expanduser()))
         if self.cfg.bench.eval_dir and Path(self.cfg.bench.eval_dir).is_dir():
             root = Path(self.cfg.bench.eval_dir)
             digests.append(sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file()) if before
@@ -538,6 +540,10 @@ class Pipeline:
         load_samples(self.cfg.bench.efficiency_from)
         if self.cfg.bench.eval_dir:
             list_labelled(self.cfg.bench.eval_dir, self.cfg.bench.eval_max_images)
+        if self.cfg.bench.zero_shot_head:
+            from .bench.zero_shot import check_zero_shot_head
+
+            check_zero_shot_head(self.cfg)
         require_usable(parse_cpus(self.cfg.bench.pin_cpus))
 
     def build(self) -> dict:

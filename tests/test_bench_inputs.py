@@ -103,14 +103,15 @@ def _no_stage_runs(monkeypatch):
         monkeypatch.setattr(Pipeline, name, lambda self, name=name: pytest.fail(f"{name} ran before bench's settings were checked"))
 
 
-@pytest.mark.parametrize("setting", ["efficiency_from", "efficiency_from_folder", "eval_dir", "pin_cpus"])
+@pytest.mark.parametrize("setting", ["efficiency_from", "efficiency_from_folder", "eval_dir", "pin_cpus", "zero_shot_head"])
 def test_a_bad_bench_input_is_refused_before_the_first_stage(tmp_path, monkeypatch, setting):
     _no_stage_runs(monkeypatch)
     (tmp_path / "not a build").mkdir()
     override = {"efficiency_from": f"bench.efficiency_from=[{tmp_path / 'missing.json'}]",
                 "efficiency_from_folder": f"bench.efficiency_from=[{tmp_path / 'not a build'}]",
                 "eval_dir": f"bench.eval_dir={tmp_path / 'nonexistent'}",
-                "pin_cpus": f"bench.pin_cpus=[{max(os.sched_getaffinity(0)) + 1}]"}[setting]
+                "pin_cpus": f"bench.pin_cpus=[{max(os.sched_getaffinity(0)) + 1}]",
+                "zero_shot_head": f"bench.zero_shot_head={tmp_path / 'head.safetensors'}"}[setting]
     with pytest.raises(EdgedistillError, match=f"bench.{setting.removesuffix('_folder')}"):
         Pipeline(load_config(overrides=[override]), load_target("x86-cpu"), tmp_path / "b").build()
 

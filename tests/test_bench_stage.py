@@ -15,6 +15,7 @@ from edgedistill.artifacts import Artifact
 from edgedistill.backends.openvino_backend import convert_to_ir
 from edgedistill.bench import stage
 from edgedistill.config import QuantizeConfig, load_config
+from edgedistill.errors import EdgedistillError
 from edgedistill.quantize.ort_static import quantize_ort_static
 from edgedistill.report import make_report, merge_reports
 from edgedistill.targets import load_target
@@ -306,3 +307,70 @@ def test_logits_columns_need_every_class_of_the_folder_named():
     assert stage.logits_columns(student, ["a", "z"], np.array([0, 1])) is None  # a class the logits do not score
     unnamed = Artifact(kind="student", name="student", path="student", sha256="", size=0, extra={})
     assert stage.logits_columns(unnamed, ["a", "b"], np.array([0])) is None and stage.logits_columns(None, ["a"], np.array([0])) is None
+
+
+def _head(root, cfg, classes: list[str], rows: np.ndarray, teacher=None):
+    """A zero-shot head file as zero-shot-head writes one, here from given rows (no text tower offline)."""
+    import torch
+
+    from edgedistill.distill.cache import teacher_identity
+    from edgedistill.distill.zero_shot_head import write_head
+    from edgedistill.models.teacher import teacher_configs
+
+    path = root / f"head-{len(classes)}-{rows.shape[1]}.safetensors"
+    write_head(path, torch.from_numpy(rows), teacher or teacher_identity(teacher_configs(cfg.teacher)[0]), classes)
+    return path
+
+
+def test_zero_shot_top1_is_the_nearest_class_row_to_each_embedding(build):
+    """Each artifact's `embedding` is classified by its highest-cosine row of the zero-shot head, each image's row found by
+    its class name (the head's own order, a class the folder lacks too), and scored against the folder's labels."""
+    import onnxruntime as ort
+
+    from edgedistill.bench.labelled import load_labelled
+    from edgedistill.report.content import columns_for
+
+    root, arts = build
+    labelled = _labelled(root)
+    x, y, classes = load_labelled(labelled, DATA_CONFIG)
+    embedding = ort.InferenceSession(str(root / "model.onnx")).run(["embedding"], {"input": x})[0]
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((3, embedding.shape[1])).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)  # unit rows as the command writes; random, so some images miss
+    base = ["bench.warmup=1", "bench.iterations=2", f"bench.eval_dir={labelled}"]
+    head = _head(root, load_config(overrides=base), ["zebra", "light", "dark"], rows)
+    cfg = load_config(overrides=[*base, f"bench.zero_shot_head={head}"])
+    stage.run(cfg, arts, root, load_target("x86-cpu"))
+    bench_rows = {r["name"]: r for r in json.loads((root / "bench" / "bench.json").read_text())["artifacts"]}
+    predicted = (embedding @ rows.T).argmax(1)
+    expected = float((predicted == np.array([2, 1])[y]).mean())  # dark -> row 2, light -> row 1
+    assert 0 < expected < 1  # the check can tell a right mapping from a wrong one
+    assert bench_rows["onnx-fp32"]["fidelity"]["zero_shot_top1"] == round(expected, 4)
+    assert all("zero_shot_top1" in r["fidelity"] for r in bench_rows.values() if r["status"] == "measured")
+    assert "zero-shot top-1" in [c.header for c in columns_for(list(bench_rows.values()))]
+
+
+def test_a_zero_shot_head_that_cannot_score_this_build_is_refused(build):
+    from edgedistill.bench.zero_shot import check_zero_shot_head, load_zero_shot
+
+    root, _ = build
+    labelled = _labelled(root)
+    base = [f"bench.eval_dir={labelled}"]
+    cfg = load_config(overrides=base)
+    unit = np.eye(2, 32, dtype=np.float32)
+    other = _head(root, cfg, ["dark", "light"], unit, teacher={"name": "open_clip:ViT-B-32", "pretrained": False})
+    with pytest.raises(EdgedistillError, match="was made by teacher 'open_clip:ViT-B-32', not this build's primary teacher"):
+        check_zero_shot_head(load_config(overrides=[*base, f"bench.zero_shot_head={other}"]))
+    head = _head(root, cfg, ["dark", "light"], unit)
+    with pytest.raises(EdgedistillError, match="needs labelled images to score"):
+        check_zero_shot_head(load_config(overrides=[f"bench.zero_shot_head={head}"]))
+    with pytest.raises(EdgedistillError, match="holds no zero-shot head"):
+        check_zero_shot_head(load_config(overrides=[*base, f"bench.zero_shot_head={root / 'model.onnx'}"]))
+    with pytest.raises(EdgedistillError, match="does not exist"):
+        check_zero_shot_head(load_config(overrides=[*base, f"bench.zero_shot_head={root / 'missing.safetensors'}"]))
+    with_head = load_config(overrides=[*base, f"bench.zero_shot_head={head}"])
+    with pytest.raises(EdgedistillError, match="holds 32-d rows, the student's embedding is 16-d"):
+        load_zero_shot(with_head, ["dark", "light"], np.array([0, 1]), 16)
+    with pytest.raises(EdgedistillError, match="has no row for 1 class"):
+        load_zero_shot(with_head, ["dark", "light", "grey"], np.array([0, 2]), 32)
+    assert load_zero_shot(with_head, ["light", "dark"], np.array([0, 1, 1]), 32).rows.tolist() == [1, 0, 0]

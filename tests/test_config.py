@@ -171,7 +171,8 @@ def test_a_compatible_addition_at_its_old_behaviour_leaves_every_hash_as_it_was(
                                     "distill.text_embeddings": None, "distill.vl_weight": 1.0, "distill.pvl_weight": 1.0,
                                     "distill.vl_texts": 4096, "distill.vl_temperature": 0.0, "distill.logit_weight": 0.0,
                                     "distill.logit_temperature": 1.0, "distill.finetune_labels": None, "distill.finetune_steps": 300,
-                                    "distill.finetune_lr": 1e-4, "distill.finetune_holdout": 0.2, "quantize.fallback_refine": 0}
+                                    "distill.finetune_lr": 1e-4, "distill.finetune_holdout": 0.2, "quantize.fallback_refine": 0,
+                                    "bench.zero_shot_head": None}
     assert cfg.section_hash(*sections) == hashlib.sha256(json.dumps(before, sort_keys=True, default=str).encode()).hexdigest()[:16]
     bf16 = load_config(None, ["teacher.dtype=bf16"])
     assert bf16.section_hash(*sections) != cfg.section_hash(*sections)  # a distilled student depends on it
@@ -180,6 +181,9 @@ def test_a_compatible_addition_at_its_old_behaviour_leaves_every_hash_as_it_was(
     quantize = dataclasses.asdict(cfg.quantize)
     del quantize["fallback_refine"]
     assert sqnr_only == hashlib.sha256(json.dumps({"quantize": quantize}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    bench = dataclasses.asdict(cfg.bench)
+    del bench["zero_shot_head"]  # unset, bench's key is as before: upgrading does not re-run every build's bench
+    assert cfg.section_hash("bench") == hashlib.sha256(json.dumps({"bench": bench}, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def test_extra_teachers_follow_the_primary_teachers_choices():

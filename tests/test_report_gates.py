@@ -174,13 +174,18 @@ def test_a_value_just_past_its_limit_is_shown_past_it():
     assert "size 6.2001 MB > 6.2 MB" in size[0]
 
 
-def test_task_top1_gate_checks_the_class_output_and_refuses_a_row_without_one(report):
-    """The sample rows have no task top-1 (no student classes): the gate cannot pass quietly; with one it compares."""
-    missing = check_gates(report, **gates(min_task_top1=0.5))
-    assert len(missing) == 1 and "task top-1 gate (>= 0.5) not checked: no task top-1" in missing[0]
+@pytest.mark.parametrize("key,option,what", [("task_top1", "min_task_top1", "task top-1"),
+                                              ("zero_shot_top1", "min_zero_shot_top1", "zero-shot top-1")])
+def test_labelled_top1_gates_check_their_figure_and_refuse_a_row_without_one(report, key, option, what):
+    """The sample rows have no task or zero-shot top-1 (no student classes, no zero-shot head): the gate cannot pass
+    quietly; with one it compares."""
+    missing = check_gates(report, **gates(**{option: 0.5}))
+    assert len(missing) == 1 and f"{what} gate (>= 0.5) not checked: no {what}" in missing[0]
     scored = json.loads(json.dumps(report))
     for row in scored["artifacts"]:
-        row.setdefault("fidelity", {})["task_top1"] = 0.8125
-    assert check_gates(scored, **gates(min_task_top1=0.8)) == []
-    below = check_gates(scored, **gates(min_task_top1=0.85))
-    assert len(below) == 1 and "onnxruntime-int8" in below[0] and "task top-1 0.8125 < 0.85" in below[0]
+        row.setdefault("fidelity", {})[key] = 0.8125
+    assert check_gates(scored, **gates(**{option: 0.8})) == []
+    below = check_gates(scored, **gates(**{option: 0.85}))
+    assert len(below) == 1 and "onnxruntime-int8" in below[0] and f"{what} 0.8125 < 0.85" in below[0]
+    other = "min_zero_shot_top1" if option == "min_task_top1" else "min_task_top1"
+    assert len(check_gates(scored, **gates(**{option: 0.8, other: 0.5}))) == 1  # each gate reads its own figure

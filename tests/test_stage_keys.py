@@ -106,3 +106,25 @@ def test_other_class_names_of_the_students_logits_re_run_a_bench_with_an_eval_di
     manifest.save()
     assert len({unnamed, named, stage_keys(monkeypatch, build, "bench", overrides=with_dir)[0]}) == 3
     assert stage_keys(monkeypatch, build, "bench")[0] == without_dir  # no eval_dir: the names score nothing
+
+
+def test_a_remade_zero_shot_head_at_the_same_path_re_runs_bench(build, tmp_path, monkeypatch):
+    """bench keys the head by its content: new prompts or another teacher's text tower under the same file name re-score."""
+    import torch
+
+    from edgedistill.distill.zero_shot_head import write_head
+
+    root = tmp_path / "labelled"
+    for label, shade in (("cat", 40), ("dog", 200)):
+        (root / label).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (32, 32), (shade + i,) * 3).save(root / label / f"{i}.png")
+    head = tmp_path / "head.safetensors"
+    write_head(head, torch.eye(2, 8), {"name": "open_clip:ViT-B-32"}, ["cat", "dog"], templates=["a photo of a {}."])
+    with_dir = [f"bench.eval_dir={root}"]
+    without_head = stage_keys(monkeypatch, build, "bench", overrides=with_dir)[0]
+    first = stage_keys(monkeypatch, build, "bench", overrides=[*with_dir, f"bench.zero_shot_head={head}"])[0]
+    write_head(head, torch.eye(2, 8), {"name": "open_clip:ViT-B-32"}, ["cat", "dog"], templates=["a drawing of a {}."])
+    again = stage_keys(monkeypatch, build, "bench", overrides=[*with_dir, f"bench.zero_shot_head={head}"])[0]
+    assert len({without_head, first, again}) == 3
+    assert stage_keys(monkeypatch, build, "bench", overrides=with_dir)[0] == without_head  # unset: the key as before

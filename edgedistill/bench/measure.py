@@ -36,6 +36,7 @@ class Plan:
     cpus: set[int] = field(default_factory=set)
     labelled: tuple | None = None  # (inputs, labels) from bench.eval_dir
     task_labels: np.ndarray | None = None  # each labelled image's column in `logits`, when the classes are the student's
+    zero_shot: object | None = None  # zero_shot.ZeroShot from bench.zero_shot_head
     knn_k: int = 5
 
     def timing(self) -> dict:
@@ -119,6 +120,8 @@ def measure(artifact: Artifact, workdir: Path, device: str, plan: Plan, timed: b
                 row["fidelity"].update(probe_accuracy(labelled["embedding"], plan.labelled[1], k=plan.knn_k))
                 if plan.task_labels is not None and "logits" in labelled:  # the deployed class output against the true labels
                     row["fidelity"]["task_top1"] = round(float((labelled["logits"].argmax(1) == plan.task_labels).mean()), 4)
+                if plan.zero_shot is not None:  # the embedding against the teacher's text tower's class rows
+                    row["fidelity"]["zero_shot_top1"] = plan.zero_shot.top1(labelled["embedding"])
             row["runtime_settings"] = runner.runtime_settings()
             row["threads"] = effective_threads(artifact.backend, plan.threads, row["runtime_settings"])
             if timed:

@@ -28,6 +28,7 @@ from .host import describe_host
 from .labelled import load_labelled
 from .measure import Plan, measure
 from .throughput import batch_sizes
+from .zero_shot import load_zero_shot
 
 BENCH_JSON = Path("bench") / "bench.json"
 # With bench.time_budget_s and no bench.iterations the budget decides; this only stops a tiny model
@@ -58,17 +59,20 @@ def _plan(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, targe
     ref_path = artifacts["onnx-fp32"].abspath(workdir)
     with get_backend("onnxruntime").runner(ref_path, threads=threads) as ref_runner:
         reference = ref_runner.infer_all(inputs)
-    labelled = task_labels = None
+    labelled = task_labels = zero_shot = None
     if cfg.bench.eval_dir:
         x, y, classes = load_labelled(cfg.bench.eval_dir, artifacts["onnx-fp32"].data_config, cfg.bench.eval_max_images)
         labelled = (x, y)
         task_labels = logits_columns(artifacts.get("student"), classes, y)
+        if cfg.bench.zero_shot_head:
+            zero_shot = load_zero_shot(cfg, classes, y, reference["embedding"].shape[1])
     return Plan(inputs, reference, np.load(logits) if logits.is_file() else None,
                 warmup=cfg.bench.warmup if cfg.bench.warmup is not None else target.bench_warmup,
                 iterations=bench_iterations(cfg.bench.iterations, cfg.bench.time_budget_s, target.bench_iterations),
                 time_budget_s=cfg.bench.time_budget_s, batch=cfg.bench.batch,
                 batch_sizes=batch_sizes(cfg.bench.batch_sizes, cfg.bench.batch, target.batch_opt, target.batch_max),
-                threads=threads, cpus=cpus, labelled=labelled, knn_k=cfg.bench.knn_k, task_labels=task_labels)
+                threads=threads, cpus=cpus, labelled=labelled, knn_k=cfg.bench.knn_k, task_labels=task_labels,
+                zero_shot=zero_shot)
 
 
 def logits_columns(student: Artifact | None, classes: list[str], labels: np.ndarray) -> np.ndarray | None:

@@ -63,14 +63,14 @@ def embed_sentences(cfg: BuildConfig, sentences: Path, out: Path, batch_size: in
     return writer.stamp
 
 
-def check_text_teacher(teacher: TeacherConfig) -> None:
+def check_text_teacher(teacher: TeacherConfig, purpose: str = "DIME-FM") -> None:
     """Only open_clip teachers bring a text tower; the settings create_teacher refuses for them are refused here too,
     so a file made here always belongs to a teacher that distillation can build."""
     from ..models.open_clip_teacher import PREFIX
     from ..models.teacher import check_open_clip_settings
 
     if not teacher.name.startswith(PREFIX):
-        raise EdgedistillError(f"DIME-FM needs a teacher with a text tower, and teacher '{teacher.name}' has none",
+        raise EdgedistillError(f"{purpose} needs a teacher with a text tower, and teacher '{teacher.name}' has none",
                                f"use an open_clip teacher, e.g. {TEXT_TOWER_EXAMPLE}")
     check_open_clip_settings(teacher)
 

@@ -152,7 +152,7 @@ def _open(file: Path, path: str, teacher: dict, teacher_dim: int, key: str) -> T
         raise EdgedistillError(f"{key} '{path}' holds no text embeddings edgedistill can read", make)
     from .cache import comparable_identities
 
-    made_by, wanted = comparable_identities(_text_side(stamp["teacher"]), _text_side(teacher))
+    made_by, wanted = comparable_identities(text_side(stamp["teacher"]), text_side(teacher))
     if made_by != wanted:
         raise EdgedistillError(f"{key} '{path}' was made by teacher {made_by.get('name')!r} "
                                f"({_differs(made_by, wanted)}), not this job's primary teacher {wanted.get('name')!r}", make)
@@ -184,7 +184,7 @@ def _differs(stored: dict, wanted: dict) -> str:
     return f"differing in {', '.join(keys)}" if keys else "another"
 
 
-def _text_side(identity: dict) -> dict:
+def text_side(identity: dict) -> dict:
     """A teacher identity less how the image teacher is held while distilling (teacher.dtype): embed in fp32 on
     one machine, distil with a bf16 teacher on another, and the text rows are the same rows."""
     return {k: v for k, v in identity.items() if k != "dtype"}
@@ -195,5 +195,5 @@ def hash_stamp(path: str) -> dict:
     stamp = read_stamp(Path(path).expanduser())
     if not stamp:
         return {"path": path}
-    return {"sentences_sha256": stamp["sentences_sha256"], "teacher": _text_side(stamp["teacher"]),
+    return {"sentences_sha256": stamp["sentences_sha256"], "teacher": text_side(stamp["teacher"]),
             "logit_scale": stamp["logit_scale"], "count": stamp["count"]}

@@ -291,6 +291,8 @@ KNN = Column("kNN top-1", lambda r: fidelity_pct(fid(r, "knn_top1")), True, shor
 PROBE = Column("linear probe top-1", lambda r: fidelity_pct(fid(r, "linear_probe_top1")), True, short="probe")
 # the `logits` output's top-1 against the folder's labels, when the student's classes are the folder's
 TASK = Column("task top-1", lambda r: fidelity_pct(fid(r, "task_top1")), True, short="task")
+# the `embedding` output's zero-shot top-1 against the folder's labels, through the open_clip teacher's class prompts
+ZERO_SHOT = Column("zero-shot top-1", lambda r: fidelity_pct(fid(r, "zero_shot_top1")), True, short="0-shot")
 # The memory fields are MiB (2**20 bytes, as nvidia-smi's figures are); size_mb is SI MB (10**6 bytes).
 MEMORY = Column("peak mem MiB", peak_memory, True, short="mem MiB")
 # Shown only when a table's rows differ in them: p50s of two devices or two batch sizes side by side
@@ -326,7 +328,7 @@ def columns_for(rows: list[dict], origin: bool = False) -> list[Column]:
     own, by_batch = throughput_columns(rows)
     at = next(i for i, c in enumerate(cols) if c.header == "img/s")
     cols[at] = by_batch if any(len(sweep(r)) > 1 for r in rows) else own
-    cols += [c for c, key in ((TASK, "task_top1"), (KNN, "knn_top1"), (PROBE, "linear_probe_top1"))
+    cols += [c for c, key in ((TASK, "task_top1"), (ZERO_SHOT, "zero_shot_top1"), (KNN, "knn_top1"), (PROBE, "linear_probe_top1"))
              if any(fid(r, key) is not None for r in rows)]
     if any(peak_memory(r) != DASH for r in rows):
         cols.append(MEMORY)

@@ -21,7 +21,8 @@ def _who(row: dict) -> str:
 
 
 _GATE_TEXT = {"_latency": "latency gate (p50 <= {:g} ms)", "_cosine": "cosine gate (>= {:g})",
-              "_size": "size gate (<= {:g} MB)", "_task": "task top-1 gate (>= {:g})"}
+              "_size": "size gate (<= {:g} MB)", "_task_top1": "task top-1 gate (>= {:g})",
+              "_zero_shot_top1": "zero-shot top-1 gate (>= {:g})"}
 
 
 def _gated_rows(doc: dict, artifact: str | None, gates: list) -> tuple[list[dict], list[str]]:
@@ -80,17 +81,26 @@ def _cosine(row: dict, limit: float, target: dict) -> str | None:
     return None
 
 
-def _task(row: dict, limit: float, target: dict) -> str | None:
-    """The class output's top-1 against bench.eval_dir's labels: absent unless the student named its classes."""
-    top1 = fidelity_of(row, "task_top1")
-    if top1 is None:
-        return (f"{_who(row)}: task top-1 gate (>= {limit:g}) not checked: no task top-1 (bench it with bench.eval_dir set to "
-                "labelled images of the student's classes)")
-    if not math.isfinite(top1):
-        return f"{_who(row)}: task top-1 is {top1}, not finite, so it fails the task top-1 gate (>= {limit:g})"
-    if top1 < limit:
-        return f"{_who(row)}: task top-1 {beside_limit(top1, limit, '.4f')} < {limit:g}"
-    return None
+def _labelled_top1(key: str, what: str, how: str):
+    """A gate on a top-1 against bench.eval_dir's labels (fidelity[key]), which a row has only when benched so (`how`)."""
+    def gate(row: dict, limit: float, target: dict) -> str | None:
+        top1 = fidelity_of(row, key)
+        if top1 is None:
+            return f"{_who(row)}: {what} gate (>= {limit:g}) not checked: no {what} ({how})"
+        if not math.isfinite(top1):
+            return f"{_who(row)}: {what} is {top1}, not finite, so it fails the {what} gate (>= {limit:g})"
+        if top1 < limit:
+            return f"{_who(row)}: {what} {beside_limit(top1, limit, '.4f')} < {limit:g}"
+        return None
+
+    gate.__name__ = f"_{key}"
+    return gate
+
+
+# the class output's top-1: absent unless the student named its classes
+_task = _labelled_top1("task_top1", "task top-1", "bench it with bench.eval_dir set to labelled images of the student's classes")
+# the embedding against the open_clip teacher's class prompts
+_zero_shot = _labelled_top1("zero_shot_top1", "zero-shot top-1", "bench it with bench.eval_dir and bench.zero_shot_head set")
 
 
 def _size(row: dict, limit: float, target: dict) -> str | None:
@@ -105,10 +115,11 @@ def _size(row: dict, limit: float, target: dict) -> str | None:
 
 
 def check_gates(report_or_comparison: dict, *, max_latency_ms: float | None, min_cosine: float | None,
-                max_size_mb: float | None, artifact: str | None = None, min_task_top1: float | None = None) -> list[str]:
+                max_size_mb: float | None, artifact: str | None = None, min_task_top1: float | None = None,
+                min_zero_shot_top1: float | None = None) -> list[str]:
     """One line per violation; an empty list means every requested gate passed."""
     gates = [(fn, float(limit)) for fn, limit in ((_latency, max_latency_ms), (_cosine, min_cosine), (_size, max_size_mb),
-                                                  (_task, min_task_top1)) if limit is not None]
+                                                  (_task, min_task_top1), (_zero_shot, min_zero_shot_top1)) if limit is not None]
     if not gates:
         return []
     doc = to_comparison(report_or_comparison)
