@@ -501,10 +501,11 @@ def zero_shot_head_command(classes, out, templates, config_path, overrides):
     from .progress import console
 
     stamp = build_zero_shot_head(load_config(config_path, overrides), classes, out, tuple(templates))
-    console.print(escape(f"wrote zero-shot head ({len(stamp['classes'])} classes x {len(stamp['templates'])} prompts, {stamp['dim']}-d, "
+    prompts = len(stamp["templates"])
+    console.print(escape(f"wrote zero-shot head ({len(stamp['classes'])} classes x {prompts} prompt{'s' * (prompts != 1)}, {stamp['dim']}-d, "
                          f"teacher {stamp['teacher']['name']}) -> {out}"), soft_wrap=True)
-    console.print(escape(f"bench with it: --set bench.zero_shot_head={shlex.quote(str(out))} --set bench.eval_dir=LABELLED_FOLDER"),
-                  soft_wrap=True)
+    labelled = shlex.quote(str(classes)) if classes.is_dir() else "LABELLED_FOLDER"
+    console.print(escape(f"bench with it: --set bench.zero_shot_head={shlex.quote(str(out))} --set bench.eval_dir={labelled}"), soft_wrap=True)
 
 
 @cli.command(name="finetune-teacher", context_settings=CONTEXT)
