@@ -313,11 +313,11 @@ def _head(root, cfg, classes: list[str], rows: np.ndarray, teacher=None):
     """A zero-shot head file as zero-shot-head writes one, here from given rows (no text tower offline)."""
     import torch
 
-    from edgedistill.distill.cache import teacher_identity
+    from edgedistill.teacher_identity import teacher_identity
     from edgedistill.distill.zero_shot_head import write_head
     from edgedistill.models.teacher import teacher_configs
 
-    path = root / f"head-{len(classes)}-{rows.shape[1]}.safetensors"
+    path = root / f"head-{'-'.join(classes)}-{rows.shape[1]}{'-other' if teacher else ''}.safetensors"
     write_head(path, torch.from_numpy(rows), teacher or teacher_identity(teacher_configs(cfg.teacher)[0]), classes)
     return path
 
@@ -371,6 +371,21 @@ def test_a_zero_shot_head_that_cannot_score_this_build_is_refused(build):
     with_head = load_config(overrides=[*base, f"bench.zero_shot_head={head}"])
     with pytest.raises(EdgedistillError, match="holds 32-d rows, the student's embedding is 16-d"):
         load_zero_shot(with_head, ["dark", "light"], np.array([0, 1]), 16)
-    with pytest.raises(EdgedistillError, match="has no row for 1 class"):
-        load_zero_shot(with_head, ["dark", "light", "grey"], np.array([0, 2]), 32)
+    lacking = _head(root, cfg, ["dark", "grey"], unit)
+    with pytest.raises(EdgedistillError, match="has no row for 1 class.* of bench.eval_dir: light"):
+        check_zero_shot_head(load_config(overrides=[*base, f"bench.zero_shot_head={lacking}"]))
+    cut = root / "cut.safetensors"
+    cut.write_bytes(head.read_bytes()[:-40])  # the rows cut short: safetensors refuses the whole file
+    with pytest.raises(EdgedistillError, match="holds no zero-shot head"):
+        check_zero_shot_head(load_config(overrides=[*base, f"bench.zero_shot_head={cut}"]))
+    import torch
+    from safetensors import safe_open
+
+    from edgedistill.artifacts import save_safetensors
+
+    renamed = root / "renamed.safetensors"
+    with safe_open(str(head), framework="numpy") as f:
+        save_safetensors({"rows": torch.from_numpy(unit)}, renamed, metadata=f.metadata())  # the stamp kept, the tensor renamed
+    with pytest.raises(EdgedistillError, match="cannot be read"):
+        load_zero_shot(load_config(overrides=[*base, f"bench.zero_shot_head={renamed}"]), ["dark", "light"], np.array([0, 1]), 32)
     assert load_zero_shot(with_head, ["light", "dark"], np.array([0, 1, 1]), 32).rows.tolist() == [1, 0, 0]

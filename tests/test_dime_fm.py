@@ -13,7 +13,7 @@ from torch.utils.data import default_collate
 from edgedistill.config import load_config
 from edgedistill.distill import cache as cache_mod
 from edgedistill.distill import stage
-from edgedistill.distill.cache import teacher_identity
+from edgedistill.teacher_identity import teacher_identity
 from edgedistill.distill.phi_s import PhiSNorm
 from edgedistill.distill.standardize import TargetNorm
 from edgedistill.distill.text_embeddings import TextEmbeddingsWriter, make_stamp, open_text_embeddings, read_stamp

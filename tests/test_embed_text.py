@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from edgedistill.cli import main
 from edgedistill.config import load_config
-from edgedistill.distill.cache import teacher_identity
+from edgedistill.teacher_identity import teacher_identity
 from edgedistill.distill.embed_text import embed_sentences
 from edgedistill.distill.text_embeddings import FORMAT, TextEmbeddingsWriter, make_stamp, open_text_embeddings, read_stamp
 from edgedistill.errors import EdgedistillError

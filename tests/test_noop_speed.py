@@ -61,6 +61,28 @@ def test_noop_build_and_stage_commands_import_no_torch(finished):
     assert json.loads((finished / "manifest.json").read_text())["status"] == "complete"
 
 
+def test_the_zero_shot_head_preflight_imports_no_torch(tmp_path):
+    """A build checks bench.zero_shot_head before its first stage, every run: that must stay cheap too."""
+    import torch
+
+    from edgedistill.config import load_config
+    from edgedistill.distill.zero_shot_head import write_head
+    from edgedistill.teacher_identity import teacher_identity
+
+    from PIL import Image
+
+    for shade, label in enumerate(("cat", "dog")):
+        (tmp_path / "val" / label).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (16, 16), (100 * shade + i,) * 3).save(tmp_path / "val" / label / f"{i}.png")
+    settings = [f"bench.eval_dir={tmp_path / 'val'}", f"bench.zero_shot_head={tmp_path / 'head.safetensors'}"]
+    write_head(tmp_path / "head.safetensors", torch.eye(2, 8), teacher_identity(load_config(None, settings).teacher), ["cat", "dog"])
+    code = ("import json, sys; from edgedistill.config import load_config; from edgedistill.bench.zero_shot import check_zero_shot_head; "
+            f"check_zero_shot_head(load_config(None, {settings!r})); print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and json.loads(done.stdout.strip().splitlines()[-1]) == [], done.stderr[-2000:]
+
+
 def test_default_op_types_are_not_checked_against_onnx():
     code = ("import sys; from edgedistill.config import load_config; "
             "load_config(None, ['quantize.op_types=[MatMul, Conv]']); print('onnx' in sys.modules)")

@@ -77,9 +77,8 @@ def test_bad_input_is_refused_before_any_model_is_built(tmp_path, monkeypatch, c
     assert "names cat more than once" in _refused(tmp_path, tmp_path / "twice.txt")
     (tmp_path / "latin1.txt").write_bytes("caf\xe9\ndog\n".encode("latin-1"))
     assert "is not UTF-8" in _refused(tmp_path, tmp_path / "latin1.txt")
-    assert "as one {}" in _refused(tmp_path, names, templates=("a photo of a cat",))
-    assert "as one {}" in _refused(tmp_path, names, templates=("a {} in {}",))
-    assert "as one {}" in _refused(tmp_path, names, templates=("a {} {x}",))
+    for template in ("a photo of a cat", "a {} in {}", "a {} {x}", "a photo of a {{}}.", "a {"):
+        assert "must hold the class name's place as {}" in _refused(tmp_path, names, templates=(template,)), template
     assert "must be a .safetensors file" in _refused(tmp_path, names, out=tmp_path / "head.pt")
     foreign = tmp_path / "model.safetensors"
     foreign.write_bytes(b"not ours")

@@ -27,12 +27,13 @@ class ZeroShot:
 
 
 def check_zero_shot_head(cfg: BuildConfig) -> dict:
-    """The head's stamp, checked before any model is made: a head needs labelled images to score, and a head of
-    another teacher's text tower scores an embedding space the student never learned."""
-    from ..distill.cache import comparable_identities, teacher_identity
+    """The head's stamp, checked before any model is made (and without torch, so a build with nothing to do stays
+    cheap): a head needs labelled images to score, a row for each of their classes, and the build's own teacher (a
+    head of another text tower scores an embedding space the student never learned)."""
     from ..distill.text_embeddings import text_side
     from ..distill.zero_shot_head import read_stamp
-    from ..models.teacher import teacher_configs
+    from ..teacher_identity import comparable_identities, teacher_identity
+    from .labelled import list_labelled
 
     path = cfg.bench.zero_shot_head
     make = f"make one with `edgedistill zero-shot-head {cfg.bench.eval_dir or 'LABELLED_FOLDER'} {path}` (the same teacher config)"
@@ -45,10 +46,15 @@ def check_zero_shot_head(cfg: BuildConfig) -> dict:
         stamp = read_stamp(file)
     if not stamp:
         raise EdgedistillError(f"{KEY} '{path}' holds no zero-shot head edgedistill can read", make)
-    made_by, wanted = comparable_identities(text_side(stamp["teacher"]), text_side(teacher_identity(teacher_configs(cfg.teacher)[0])))
+    made_by, wanted = comparable_identities(text_side(stamp["teacher"]), text_side(teacher_identity(cfg.teacher)))  # the primary teacher
     if made_by != wanted:
         raise EdgedistillError(f"{KEY} '{path}' was made by teacher {made_by.get('name')!r}, not this build's primary teacher "
                                f"{wanted.get('name')!r}", make)
+    classes = list_labelled(cfg.bench.eval_dir, cfg.bench.eval_max_images)[2]
+    missing = [c for c in classes if c not in stamp["classes"]]
+    if missing:
+        raise EdgedistillError(f"{KEY} '{path}' has no row for {len(missing)} class(es) of bench.eval_dir: {', '.join(missing[:5])}",
+                               f"make it from the same folder: edgedistill zero-shot-head {cfg.bench.eval_dir} {path}")
     return stamp
 
 
@@ -60,16 +66,16 @@ def load_zero_shot(cfg: BuildConfig, classes: list[str], labels: np.ndarray, emb
 
     stamp = check_zero_shot_head(cfg)
     path = cfg.bench.zero_shot_head
-    weights = load_file(str(Path(path).expanduser()))[TENSOR]
+    try:
+        weights = load_file(str(Path(path).expanduser()))[TENSOR]
+    except Exception as exc:  # a header that reads, with its data cut short or its tensor renamed
+        raise EdgedistillError(f"{KEY} '{path}' cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
+                               "make it again with edgedistill zero-shot-head") from exc
     if weights.shape != (len(stamp["classes"]), stamp.get("dim")):
         raise EdgedistillError(f"{KEY} '{path}' holds weights of shape {list(weights.shape)}, its stamp promises "
                                f"[{len(stamp['classes'])}, {stamp.get('dim')}]", "make it again with edgedistill zero-shot-head")
     if weights.shape[1] != embedding_dim:
         raise EdgedistillError(f"{KEY} '{path}' holds {weights.shape[1]}-d rows, the student's embedding is {embedding_dim}-d",
                                "make the head with the teacher this build distilled from")
-    missing = [c for c in classes if c not in stamp["classes"]]
-    if missing:
-        raise EdgedistillError(f"{KEY} '{path}' has no row for {len(missing)} class(es) of bench.eval_dir: {', '.join(missing[:5])}",
-                               f"make it from the same folder: edgedistill zero-shot-head {cfg.bench.eval_dir} {path}")
     columns = np.asarray([stamp["classes"].index(name) for name in classes], dtype=np.int64)
     return ZeroShot(weights.astype(np.float32), columns[labels])

@@ -24,8 +24,9 @@ import torch
 from safetensors import safe_open
 from torch.utils.data import DataLoader, Dataset
 
-from ..artifacts import atomic_output, file_digest, restore_interrupted, save_safetensors
+from ..artifacts import atomic_output, restore_interrupted, save_safetensors
 from ..folder_lock import FolderLock
+from ..teacher_identity import comparable_identities, teacher_identity
 from ..config import CACHE_DTYPES, COMPATIBLE_ADDITIONS, BuildConfig
 from ..data.augment import AugmentedViews, unit_interval, view_seed, view_size_for
 from ..data.images import ImageSource
@@ -184,27 +185,6 @@ def read_cache(cache_dir: str | Path) -> dict:
     if missing:
         raise EdgedistillError(f"teacher cache '{cache_dir}' lacks {len(missing)} of its {len(meta['shards'])} shards ({missing[0]} first)", DAMAGED_FIX)
     return meta
-
-
-def teacher_identity(c) -> dict:
-    """What makes a teacher's outputs what they are (its loss weight does not), as JSON would store it.
-    A checkpoint counts by its content: a teacher fine-tuned and saved under the same path is another teacher."""
-    identity = {"name": c.name, "checkpoint": c.checkpoint, "pretrained": c.pretrained,
-                "img_size": c.img_size, "model_args": dict(c.model_args), "dtype": c.dtype}
-    if c.checkpoint and Path(c.checkpoint).expanduser().is_file():
-        identity["checkpoint_sha256"] = file_digest(Path(c.checkpoint).expanduser())  # a ViT-L checkpoint takes seconds: read once
-    return json.loads(json.dumps(identity))
-
-
-def comparable_identities(recorded: dict, current: dict) -> tuple[dict, dict]:
-    """Two teacher_identity records as they compare: by the checkpoint's content when both hashed it (the same
-    file at another path, a copy or a relative spelling, is the same teacher), else by its path (older records
-    did not hash it, and training from a cache or from text embeddings needs no teacher file on this machine)."""
-    recorded, current = dict(recorded), dict(current)
-    both_hashed = "checkpoint_sha256" in recorded and "checkpoint_sha256" in current
-    for record in (recorded, current):
-        record.pop("checkpoint" if both_hashed else "checkpoint_sha256", None)
-    return recorded, current
 
 
 def check_teachers(cache_dir, meta: dict, configs: list) -> None:

@@ -32,7 +32,7 @@ def embed_sentences(cfg: BuildConfig, sentences: Path, out: Path, batch_size: in
     """Write the primary teacher's unit text embeddings of every sentence in `sentences` to `out`, in file
     order; returns the file's stamp (teacher, logit_scale, sentences_sha256, count, dim)."""
     from ..models.teacher import check_dtype_runs, teacher_configs
-    from .cache import teacher_identity
+    from ..teacher_identity import teacher_identity
     from .trainer import autocast_for, pick_device, uses_bf16
 
     sentences, out = Path(sentences), Path(out)

@@ -26,7 +26,7 @@ def finetune_teacher(cfg: BuildConfig, labels: Path, out: Path, settings: Finetu
     from ..models.open_clip_teacher import PREFIX
     from ..models.preprocess import resolve_data_config
     from ..models.teacher import teacher_configs, teacher_seed
-    from .cache import teacher_identity
+    from ..teacher_identity import teacher_identity
     from .trainer import autocast_for, pick_device
 
     settings.check()

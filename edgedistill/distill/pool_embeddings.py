@@ -1,5 +1,5 @@
 """Pool embeddings kept between transfer-set runs: embedding a large pool is the slow part, and one pool serves
-many tasks. A file is reused only for the same teacher (cache.teacher_identity: name, weights, size, model_args,
+many tasks. A file is reused only for the same teacher (teacher_identity.teacher_identity: name, weights, size, model_args,
 dtype) and the same images in the same order at the same byte sizes (ImageSource.fingerprint); otherwise the
 pool is embedded again and the file replaced. float32, 4·D bytes per image, so a reused run gives the same list."""
 
@@ -19,7 +19,7 @@ FORMAT = "edgedistill.pool-embeddings/1"
 
 
 def stamp_of(teacher_config, pool: ImageSource) -> dict:
-    from .cache import teacher_identity
+    from ..teacher_identity import teacher_identity
 
     # fingerprint: names relative to the pool and sizes (an edit); where: the absolute files (another folder of the same names)
     where = hashlib.sha256("\n".join(os.path.abspath(p) for p in pool.paths).encode(errors="surrogateescape")).hexdigest()[:16]

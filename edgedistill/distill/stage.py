@@ -253,7 +253,7 @@ def _no_classifier(cfg: BuildConfig, name: str) -> EdgedistillError:
 def _text_embeddings(cfg: BuildConfig):
     if not dime_fm_on(cfg.distill):  # a file no term reads is not opened
         return None
-    from .cache import teacher_identity
+    from ..teacher_identity import teacher_identity
 
     return open_text_embeddings(cfg.distill.text_embeddings, teacher_identity(teacher_configs(cfg.teacher)[0]), None)
 

@@ -2,7 +2,7 @@
 
 `edgedistill embed-text` writes them once; distillation reads them at every step and never runs a text
 tower. A safetensors file holding one float16 tensor `embeddings` [S, D] of L2-normalised rows, and a
-stamp in its metadata: the teacher (cache.teacher_identity), its logit scale (CLIP's exp(logit_scale),
+stamp in its metadata: the teacher (teacher_identity.teacher_identity), its logit scale (CLIP's exp(logit_scale),
 1/temperature), the sentence file's sha256, and S and D. The rows are written and read in place (numpy
 memmap), so tens of millions of sentences need neither the RAM nor a second copy on disk.
 Only the stamp is read without numpy and torch: the pipeline keys the distill stage by it.
@@ -150,7 +150,7 @@ def _open(file: Path, path: str, teacher: dict, teacher_dim: int, key: str) -> T
     stamp, head = _stamp_and_offset(file)
     if not stamp:
         raise EdgedistillError(f"{key} '{path}' holds no text embeddings edgedistill can read", make)
-    from .cache import comparable_identities
+    from ..teacher_identity import comparable_identities
 
     made_by, wanted = comparable_identities(text_side(stamp["teacher"]), text_side(teacher))
     if made_by != wanted:

@@ -5,9 +5,9 @@ output in the teacher's image space, so the same rows classify its images: bench
 each deployed artifact's zero-shot top-1 on bench.eval_dir (bench/zero_shot.py).
 
 The file is a safetensors file with one float32 tensor `weights` [C, D] of unit rows and a stamp under
-the metadata key STAMP_KEY: the teacher (cache.teacher_identity), the class names (as the labelled
+the metadata key STAMP_KEY: the teacher (teacher_identity.teacher_identity), the class names (as the labelled
 folder's subfolders are named: bench maps images to rows by them), the names the prompts used, and
-the prompt templates.
+the prompt templates. Reading the stamp needs no torch: a build with nothing to do checks the head cheaply.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-
-import torch
 
 from ..artifacts import atomic_output, safetensors_stamp, save_safetensors
 from ..config import BuildConfig
@@ -34,7 +32,7 @@ def build_zero_shot_head(cfg: BuildConfig, classes_from: Path, out: Path, templa
     """Write the primary teacher's zero-shot classifier for the classes `classes_from` names to `out`; `templates`
     are format strings with one {} ("a photo of a {}."), CLIP's 80 ImageNet prompts when empty. Returns the stamp."""
     from ..models.teacher import check_dtype_runs, teacher_configs
-    from .cache import teacher_identity
+    from ..teacher_identity import teacher_identity
     from .embed_text import build_text_tower, check_text_teacher
     from .trainer import autocast_for, pick_device, uses_bf16
 
@@ -54,7 +52,7 @@ def build_zero_shot_head(cfg: BuildConfig, classes_from: Path, out: Path, templa
                       logit_scale=logit_scale)
 
 
-def write_head(out: Path, weights: torch.Tensor, teacher: dict, classes: list[str], **made_with) -> dict:
+def write_head(out: Path, weights: "torch.Tensor", teacher: dict, classes: list[str], **made_with) -> dict:
     """Write `weights` [C, D] (unit rows, one per class) atomically with their stamp; returns the stamp."""
     stamp = {"format": FORMAT, "teacher": teacher, "classes": list(classes), "dim": int(weights.shape[1]), **made_with}
     with atomic_output(out) as tmp:
@@ -62,12 +60,12 @@ def write_head(out: Path, weights: torch.Tensor, teacher: dict, classes: list[st
     return stamp
 
 
-@torch.no_grad()
-def class_weights(model, tokenizer, names: list[str], templates: tuple[str, ...], device, autocast) -> torch.Tensor:
+def class_weights(model, tokenizer, names: list[str], templates: tuple[str, ...], device, autocast) -> "torch.Tensor":
     """[C, D] float32 unit rows: each class's prompts through the text tower, as open_clip builds its zero-shot classifier."""
+    import torch
     from open_clip import build_zero_shot_classifier
 
-    with autocast:
+    with torch.no_grad(), autocast:
         columns = build_zero_shot_classifier(model, tokenizer, names, templates, num_classes_per_batch=10, device=device)
     return torch.nn.functional.normalize(columns.T.float(), dim=-1).cpu().contiguous()
 
@@ -80,9 +78,14 @@ def default_templates() -> tuple[str, ...]:
 
 
 def check_templates(templates: tuple[str, ...]) -> tuple[str, ...]:
+    """Each template must put the class name in its prompt: one {} as str.format fills it ('{{}}' is a literal pair of braces)."""
     for template in templates:
-        if template.count("{}") != 1 or re.search(r"\{(?!\})|(?<!\{)\}", template.replace("{}", "")):
-            raise EdgedistillError(f"prompt template {template!r} must hold the class name's place as one {{}} and no other braces",
+        try:
+            names_it = template.format("\x00") != template.format("\x01")
+        except (IndexError, KeyError, ValueError):
+            names_it = False
+        if not names_it:
+            raise EdgedistillError(f"prompt template {template!r} must hold the class name's place as {{}} and no other braces",
                                    "pass e.g. --template 'a photo of a {}.'")
     return tuple(templates)
 
