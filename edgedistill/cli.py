@@ -483,7 +483,7 @@ def embed_text_command(sentences, out, batch_size, config_path, overrides):
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (its primary teacher's text tower embeds the prompts).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable), e.g. teacher.name=...")
 def zero_shot_head_command(classes, out, templates, config_path, overrides):
-    """Make the open_clip teacher's zero-shot classifier for a set of classes, to score students' zero-shot top-1.
+    """Make the open_clip teacher's zero-shot classifier for a set of classes, to score students' zero-shot classification.
 
     CLASSES is a labelled folder (one subfolder per class, as bench.eval_dir) or a UTF-8 text file with one class
     name per line (optionally NAME<TAB>what the prompts call it). Folder names that are ImageNet synsets (n01440764)
@@ -504,8 +504,8 @@ def zero_shot_head_command(classes, out, templates, config_path, overrides):
     prompts = len(stamp["templates"])
     console.print(escape(f"wrote zero-shot head ({len(stamp['classes'])} classes x {prompts} prompt{'s' * (prompts != 1)}, {stamp['dim']}-d, "
                          f"teacher {stamp['teacher']['name']}) -> {out}"), soft_wrap=True)
-    labelled = shlex.quote(str(classes)) if classes.is_dir() else "LABELLED_FOLDER"
-    console.print(escape(f"bench with it: --set bench.zero_shot_head={shlex.quote(str(out))} --set bench.eval_dir={labelled}"), soft_wrap=True)
+    labelled = f" (and --set bench.eval_dir={shlex.quote(str(classes))} for zero-shot top-1)" if classes.is_dir() else ""
+    console.print(escape(f"bench with it: --set bench.zero_shot_head={shlex.quote(str(out))}{labelled}"), soft_wrap=True)
 
 
 @cli.command(name="finetune-teacher", context_settings=CONTEXT)

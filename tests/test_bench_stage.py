@@ -322,9 +322,10 @@ def _head(root, cfg, classes: list[str], rows: np.ndarray, teacher=None):
     return path
 
 
-def test_zero_shot_top1_is_the_nearest_class_row_to_each_embedding(build):
-    """Each artifact's `embedding` is classified by its highest-cosine row of the zero-shot head, each image's row found by
-    its class name (the head's own order, a class the folder lacks too), and scored against the folder's labels."""
+def test_zero_shot_classes_are_the_nearest_head_row_to_each_embedding(build):
+    """Each artifact's `embedding` is classified by its highest-cosine row of the zero-shot head. On the evaluation set
+    its class is compared with the fp32 model's and the teacher's; on bench.eval_dir, each image's row is found by its
+    class name (the head's own order, a class the folder lacks too) and scored against the folder's labels."""
     import onnxruntime as ort
 
     from edgedistill.bench.labelled import load_labelled
@@ -333,21 +334,42 @@ def test_zero_shot_top1_is_the_nearest_class_row_to_each_embedding(build):
     root, arts = build
     labelled = _labelled(root)
     x, y, classes = load_labelled(labelled, DATA_CONFIG)
-    embedding = ort.InferenceSession(str(root / "model.onnx")).run(["embedding"], {"input": x})[0]
+    session = ort.InferenceSession(str(root / "model.onnx"))
+    embedding = session.run(["embedding"], {"input": x})[0]
     rng = np.random.default_rng(3)
     rows = rng.standard_normal((3, embedding.shape[1])).astype(np.float32)
     rows /= np.linalg.norm(rows, axis=1, keepdims=True)  # unit rows as the command writes; random, so some images miss
-    base = ["bench.warmup=1", "bench.iterations=2", f"bench.eval_dir={labelled}"]
-    head = _head(root, load_config(overrides=base), ["zebra", "light", "dark"], rows)
-    cfg = load_config(overrides=[*base, f"bench.zero_shot_head={head}"])
-    stage.run(cfg, arts, root, load_target("x86-cpu"))
-    bench_rows = {r["name"]: r for r in json.loads((root / "bench" / "bench.json").read_text())["artifacts"]}
+    teacher = rng.standard_normal((12, embedding.shape[1])).astype(np.float32)
+    np.save(root / "eval" / "teacher_embedding.npy", teacher)
+    try:
+        base = ["bench.warmup=1", "bench.iterations=2"]
+        head = _head(root, load_config(overrides=base), ["zebra", "light", "dark"], rows)
+        stage.run(load_config(overrides=[*base, f"bench.zero_shot_head={head}"]), arts, root, load_target("x86-cpu"))
+        unlabelled = {r["name"]: r for r in json.loads((root / "bench" / "bench.json").read_text())["artifacts"]}
+        stage.run(load_config(overrides=[*base, f"bench.eval_dir={labelled}", f"bench.zero_shot_head={head}"]), arts, root, load_target("x86-cpu"))
+        bench_rows = {r["name"]: r for r in json.loads((root / "bench" / "bench.json").read_text())["artifacts"]}
+    finally:
+        (root / "eval" / "teacher_embedding.npy").unlink()
+    # the evaluation set, no labels needed: int8's zero-shot class against fp32's and the teacher's
+    int8 = ort.InferenceSession(str(root / "quantized" / "model.int8.qdq.onnx"))
+    eval_inputs = np.load(root / "eval" / "inputs.npy")
+    predicted_int8 = (int8.run(["embedding"], {"input": eval_inputs})[0] @ rows.T).argmax(1)
+    fp32 = (session.run(["embedding"], {"input": eval_inputs})[0] @ rows.T).argmax(1)
+    versus_teacher = float((predicted_int8 == (teacher @ rows.T).argmax(1)).mean())
+    assert 0 < versus_teacher < 1  # the check can tell agreement from its absence
+    for measured in (unlabelled, bench_rows):
+        assert measured["onnx-fp32"]["fidelity"]["zero_shot_agreement_vs_fp32"] == 1.0
+        assert measured["onnxruntime-int8"]["fidelity"]["zero_shot_agreement_vs_fp32"] == pytest.approx(float((predicted_int8 == fp32).mean()))
+        assert measured["onnxruntime-int8"]["fidelity"]["zero_shot_agreement_vs_teacher"] == pytest.approx(versus_teacher)
+    assert not any("zero_shot_top1" in r["fidelity"] for r in unlabelled.values())
+    # bench.eval_dir: the true labels
     predicted = (embedding @ rows.T).argmax(1)
     expected = float((predicted == np.array([2, 1])[y]).mean())  # dark -> row 2, light -> row 1
     assert 0 < expected < 1  # the check can tell a right mapping from a wrong one
     assert bench_rows["onnx-fp32"]["fidelity"]["zero_shot_top1"] == round(expected, 4)
     assert all("zero_shot_top1" in r["fidelity"] for r in bench_rows.values() if r["status"] == "measured")
-    assert "zero-shot top-1" in [c.header for c in columns_for(list(bench_rows.values()))]
+    headers = [c.header for c in columns_for(list(bench_rows.values()))]
+    assert {"zero-shot top-1", "zero-shot vs fp32", "zero-shot vs teacher"} <= set(headers)
 
 
 def test_a_zero_shot_head_that_cannot_score_this_build_is_refused(build):
@@ -362,15 +384,14 @@ def test_a_zero_shot_head_that_cannot_score_this_build_is_refused(build):
     with pytest.raises(EdgedistillError, match="was made by teacher 'open_clip:ViT-B-32', not this build's primary teacher"):
         check_zero_shot_head(load_config(overrides=[*base, f"bench.zero_shot_head={other}"]))
     head = _head(root, cfg, ["dark", "light"], unit)
-    with pytest.raises(EdgedistillError, match="needs labelled images to score"):
-        check_zero_shot_head(load_config(overrides=[f"bench.zero_shot_head={head}"]))
+    assert check_zero_shot_head(load_config(overrides=[f"bench.zero_shot_head={head}"]))["classes"] == ["dark", "light"]  # no labels: agreements only
     with pytest.raises(EdgedistillError, match="holds no zero-shot head"):
         check_zero_shot_head(load_config(overrides=[*base, f"bench.zero_shot_head={root / 'model.onnx'}"]))
     with pytest.raises(EdgedistillError, match="does not exist"):
         check_zero_shot_head(load_config(overrides=[*base, f"bench.zero_shot_head={root / 'missing.safetensors'}"]))
     with_head = load_config(overrides=[*base, f"bench.zero_shot_head={head}"])
     with pytest.raises(EdgedistillError, match="holds 32-d rows, the student's embedding is 16-d"):
-        load_zero_shot(with_head, ["dark", "light"], np.array([0, 1]), 16)
+        load_zero_shot(with_head, np.zeros((3, 16), np.float32))
     lacking = _head(root, cfg, ["dark", "grey"], unit)
     with pytest.raises(EdgedistillError, match="has no row for 1 class.* of bench.eval_dir: light"):
         check_zero_shot_head(load_config(overrides=[*base, f"bench.zero_shot_head={lacking}"]))
@@ -387,5 +408,6 @@ def test_a_zero_shot_head_that_cannot_score_this_build_is_refused(build):
     with safe_open(str(head), framework="numpy") as f:
         save_safetensors({"rows": torch.from_numpy(unit)}, renamed, metadata=f.metadata())  # the stamp kept, the tensor renamed
     with pytest.raises(EdgedistillError, match="cannot be read"):
-        load_zero_shot(load_config(overrides=[*base, f"bench.zero_shot_head={renamed}"]), ["dark", "light"], np.array([0, 1]), 32)
-    assert load_zero_shot(with_head, ["light", "dark"], np.array([0, 1, 1]), 32).rows.tolist() == [1, 0, 0]
+        load_zero_shot(load_config(overrides=[*base, f"bench.zero_shot_head={renamed}"]), np.zeros((3, 32), np.float32))
+    found = load_zero_shot(with_head, np.zeros((3, 32), np.float32), np.zeros((3, 16), np.float32), (["light", "dark"], np.array([0, 1, 1])))
+    assert found.rows.tolist() == [1, 0, 0] and found.teacher is None  # a teacher embedding of another width compares nothing

@@ -34,7 +34,7 @@ def test_the_rows_are_each_class_prompts_embedded_averaged_and_normalised(tmp_pa
                  *[a for s in RANDOM_CLIP for a in ("--set", s)]]) == 0
     err = capsys.readouterr().err
     assert f"wrote zero-shot head (2 classes x 2 prompts, 512-d, teacher open_clip:ViT-B-32) -> {out}" in err
-    assert f"--set bench.zero_shot_head={out} --set bench.eval_dir={folder}" in err
+    assert f"--set bench.zero_shot_head={out} (and --set bench.eval_dir={folder} for zero-shot top-1)" in err
 
     stamp = read_stamp(out)
     assert stamp["format"] == FORMAT and stamp["classes"] == ["golden_retriever", "n01440764"]  # the folder's names, sorted as bench lists them

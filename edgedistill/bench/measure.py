@@ -115,12 +115,14 @@ def measure(artifact: Artifact, workdir: Path, device: str, plan: Plan, timed: b
                     memory.sample_gpu()
             outputs = runner.infer_all(plan.inputs)
             row["fidelity"] = fidelity(outputs, plan.reference, plan.teacher_logits)
+            if plan.zero_shot is not None:  # the embedding's zero-shot class against the fp32 model's and the teacher's
+                row["fidelity"].update(plan.zero_shot.agreement(outputs["embedding"]))
             if plan.labelled is not None:
                 labelled = runner.infer_all(plan.labelled[0])
                 row["fidelity"].update(probe_accuracy(labelled["embedding"], plan.labelled[1], k=plan.knn_k))
                 if plan.task_labels is not None and "logits" in labelled:  # the deployed class output against the true labels
                     row["fidelity"]["task_top1"] = round(float((labelled["logits"].argmax(1) == plan.task_labels).mean()), 4)
-                if plan.zero_shot is not None:  # the embedding against the teacher's text tower's class rows
+                if plan.zero_shot is not None:  # the embedding's zero-shot class against the true labels
                     row["fidelity"]["zero_shot_top1"] = plan.zero_shot.top1(labelled["embedding"])
             row["runtime_settings"] = runner.runtime_settings()
             row["threads"] = effective_threads(artifact.backend, plan.threads, row["runtime_settings"])

@@ -59,13 +59,14 @@ def _plan(cfg: BuildConfig, artifacts: dict[str, Artifact], workdir: Path, targe
     ref_path = artifacts["onnx-fp32"].abspath(workdir)
     with get_backend("onnxruntime").runner(ref_path, threads=threads) as ref_runner:
         reference = ref_runner.infer_all(inputs)
-    labelled = task_labels = zero_shot = None
+    labelled = task_labels = zero_shot = named = None
     if cfg.bench.eval_dir:
         x, y, classes = load_labelled(cfg.bench.eval_dir, artifacts["onnx-fp32"].data_config, cfg.bench.eval_max_images)
-        labelled = (x, y)
+        labelled, named = (x, y), (classes, y)
         task_labels = logits_columns(artifacts.get("student"), classes, y)
-        if cfg.bench.zero_shot_head:
-            zero_shot = load_zero_shot(cfg, classes, y, reference["embedding"].shape[1])
+    if cfg.bench.zero_shot_head:
+        teacher = evalset / "teacher_embedding.npy"
+        zero_shot = load_zero_shot(cfg, reference["embedding"], np.load(teacher) if teacher.is_file() else None, named)
     return Plan(inputs, reference, np.load(logits) if logits.is_file() else None,
                 warmup=cfg.bench.warmup if cfg.bench.warmup is not None else target.bench_warmup,
                 iterations=bench_iterations(cfg.bench.iterations, cfg.bench.time_budget_s, target.bench_iterations),

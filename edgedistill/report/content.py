@@ -293,6 +293,10 @@ PROBE = Column("linear probe top-1", lambda r: fidelity_pct(fid(r, "linear_probe
 TASK = Column("task top-1", lambda r: fidelity_pct(fid(r, "task_top1")), True, short="task")
 # the `embedding` output's zero-shot top-1 against the folder's labels, through the open_clip teacher's class prompts
 ZERO_SHOT = Column("zero-shot top-1", lambda r: fidelity_pct(fid(r, "zero_shot_top1")), True, short="0-shot")
+# with a zero-shot head: on the evaluation set, the share of images whose zero-shot class is the fp32 model's / the teacher's
+ZERO_SHOT_FP32 = Column("zero-shot vs fp32", lambda r: fidelity_pct(fid(r, "zero_shot_agreement_vs_fp32")), True, short="0-shot fp32")
+ZERO_SHOT_TEACHER = Column("zero-shot vs teacher", lambda r: fidelity_pct(fid(r, "zero_shot_agreement_vs_teacher")), True,
+                           short="0-shot teacher")
 # The memory fields are MiB (2**20 bytes, as nvidia-smi's figures are); size_mb is SI MB (10**6 bytes).
 MEMORY = Column("peak mem MiB", peak_memory, True, short="mem MiB")
 # Shown only when a table's rows differ in them: p50s of two devices or two batch sizes side by side
@@ -328,7 +332,8 @@ def columns_for(rows: list[dict], origin: bool = False) -> list[Column]:
     own, by_batch = throughput_columns(rows)
     at = next(i for i, c in enumerate(cols) if c.header == "img/s")
     cols[at] = by_batch if any(len(sweep(r)) > 1 for r in rows) else own
-    cols += [c for c, key in ((TASK, "task_top1"), (ZERO_SHOT, "zero_shot_top1"), (KNN, "knn_top1"), (PROBE, "linear_probe_top1"))
+    cols += [c for c, key in ((ZERO_SHOT_FP32, "zero_shot_agreement_vs_fp32"), (ZERO_SHOT_TEACHER, "zero_shot_agreement_vs_teacher"),
+                              (TASK, "task_top1"), (ZERO_SHOT, "zero_shot_top1"), (KNN, "knn_top1"), (PROBE, "linear_probe_top1"))
              if any(fid(r, key) is not None for r in rows)]
     if any(peak_memory(r) != DASH for r in rows):
         cols.append(MEMORY)
