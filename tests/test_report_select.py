@@ -72,6 +72,23 @@ def test_null_fidelity_does_not_disqualify_but_is_reported():
     assert "not computed" in sel["reason"] and "cosine" in sel["reason"]
 
 
+def test_without_a_classifier_the_zero_shot_agreement_meets_the_top1_budget():
+    """A CLIP student has no logits; benched with a zero-shot head, its zero-shot class's agreement with fp32 is checked."""
+    bench = load("sample")
+    for row in bench["artifacts"]:
+        row["fidelity"].update(top1_agreement_vs_fp32=None, cosine_vs_fp32=0.999, zero_shot_agreement_vs_fp32=1.0)
+    art(bench, "openvino-int8")["fidelity"]["zero_shot_agreement_vs_fp32"] = 0.875  # the fastest changes CLIP's decisions
+    sel = select_artifact(bench)
+    assert sel["artifact"] != "openvino-int8" and "not computed" not in sel["reason"]
+    bench["target"]["min_top1_agreement"] = 1.01
+    assert "zero-shot agreement 0.875 < 1.01" in select_artifact(bench)["reason"]
+    for row in bench["artifacts"]:
+        row["fidelity"]["zero_shot_agreement_vs_fp32"] = None  # no head: nothing checks the decisions, and the reason says so
+    bench["target"]["min_top1_agreement"] = 0.99
+    sel = select_artifact(bench)
+    assert sel["artifact"] == "openvino-int8" and "top-1 agreement not computed for it" in sel["reason"]
+
+
 def test_only_measured_artifacts_qualify():
     bench = load("sample")
     fast = copy.deepcopy(art(bench, "onnxruntime-int8"))
