@@ -515,9 +515,11 @@ def zero_shot_head_command(classes, out, templates, config_path, overrides):
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Images per step.")
 @click.option("--lr", type=float, default=1e-4, show_default=True, help="The backbone's peak rate (AdamW, cosine); the new classifier's is 10x.")
 @click.option("--holdout", type=float, default=0.2, show_default=True, help="Share of each class held out and scored before and after (0: none).")
+@click.option("--head-init", type=click.Choice(["random", "probe"]), default="random", show_default=True,
+              help="The new classifier's start: timm's random init, or a linear probe of the frozen teacher's features (LP-FT).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (its primary teacher is fine-tuned; data.auto_augment and data.scale_min augment).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable), e.g. teacher.name=...")
-def finetune_teacher_command(labels, out, steps, batch_size, lr, holdout, config_path, overrides):
+def finetune_teacher_command(labels, out, steps, batch_size, lr, holdout, head_init, config_path, overrides):
     """Fine-tune the teacher on a few labelled images (step 1 of task-oriented transfer).
 
     LABELS is a folder with one subfolder of images per class (the ImageFolder layout). The primary teacher gets a
@@ -535,7 +537,7 @@ def finetune_teacher_command(labels, out, steps, batch_size, lr, holdout, config
     from .progress import console
 
     settings = FinetuneSettings(steps=steps, batch_size=batch_size, lr=lr, holdout=holdout)
-    stamp = finetune_teacher(load_config(config_path, overrides), labels, out, settings)
+    stamp = finetune_teacher(load_config(config_path, overrides), labels, out, settings, head_init)
     before, after = stamp["held_out_top1_before"], stamp["held_out_top1_after"]
     scored = f"; held-out top-1 {100 * before:.1f}% -> {100 * after:.1f}% on {stamp['held_out_images']} images" if after is not None else ""
     console.print(escape(f"wrote fine-tuned teacher ({len(stamp['classes'])} classes, {stamp['train_images']} training images{scored}) -> {out}"),

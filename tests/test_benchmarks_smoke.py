@@ -70,6 +70,16 @@ def test_task_transfer_quality_benchmark_scores_all_three_steps(tmp_path):
     assert len(rows) == 6 + len(deployed) and any("onnxruntime-int8" in name for name in deployed)
 
 
+@pytest.mark.skipif(not FMNIST_PRESENT, reason="Fashion-MNIST is not installed here")
+def test_head_init_quality_benchmark_scores_the_probe_and_both_starts(tmp_path):
+    run = _run("head_init_quality.py", "--labelled", "3", "--test", "40", "--steps", "2", "--no-doc", "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads((tmp_path / "head_init_quality.json").read_text())["rows"]
+    assert [r["model"].split(" (")[0] for r in rows] == ["linear probe of the frozen teacher", "fine-tuned from timm's random head",
+                                                          "fine-tuned from the linear probe"]
+    assert all(0 <= r["test_top1"] <= 1 for r in rows)
+
+
 def test_view_decode_benchmark_compares_the_same_views(tmp_path):
     run = _run("view_decode.py", "--count", "2", "--views", "2", "--size", "32", "--repeats", "1", "--out", str(tmp_path))
     assert run.returncode == 0, run.stderr[-3000:]

@@ -2,7 +2,9 @@
 optimizer's groups, `edgedistill finetune-teacher` on real Fashion-MNIST images, and its refusals."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -76,7 +78,7 @@ def test_finetune_teacher_learns_the_labels_and_writes_a_checkpoint_distillation
     """The offline ImageNet teacher, fine-tuned on 18 images of two classes, tells the 6 held-out ones apart."""
     out = tmp_path / "teacher_ft.safetensors"
     assert main(["finetune-teacher", str(two_classes), str(out), "--steps", "12", "--batch-size", "9", "--lr", "2e-4",
-                 "--holdout", "0.25", "--set", "teacher.img_size=64", "--set", "distill.device=cpu"]) == 0
+                 "--holdout", "0.25", "--head-init", "random", "--set", "teacher.img_size=64", "--set", "distill.device=cpu"]) == 0
     printed = capsys.readouterr().err  # the console writes to stderr
     with safe_open(str(out), framework="pt") as f:
         stamp = json.loads(f.metadata()[STAMP_KEY])
@@ -91,6 +93,46 @@ def test_finetune_teacher_learns_the_labels_and_writes_a_checkpoint_distillation
     model = timm.create_model("tf_efficientnet_lite0", num_classes=2)
     load_weights(model, out)  # a plain timm checkpoint
     assert torch.equal(model.get_classifier().weight, teacher.classifier.weight)
+
+
+@installed
+def test_a_probe_head_starts_from_a_linear_probe_that_already_classifies(two_classes, tmp_path):
+    """LP-FT (--head-init probe): before one fine-tuning step, the new head is a logistic regression of the frozen
+    teacher's features of the 18 training images, and it tells the 6 held-out images apart (a random head is near
+    chance: the test above)."""
+    out = tmp_path / "teacher_ft.safetensors"
+    stamp = finetune_teacher(load_config(None, ["teacher.img_size=64", "distill.device=cpu"]), two_classes, out,
+                             FinetuneSettings(steps=1, batch_size=9, lr=1e-6, holdout=0.25), head_init="probe")
+    assert stamp["head_init"] == "linear_probe" and stamp["probe_images"] == 18 and stamp["probe_c"] in (0.01, 0.1, 1.0, 10.0)
+    assert stamp["held_out_top1_before"] >= 0.83
+
+
+def test_the_probe_folds_its_standardisation_into_the_head():
+    """weight @ x + bias on raw features ranks the classes as sklearn's regression on the standardised ones, for two
+    classes (one row in sklearn) and for more."""
+    from sklearn.linear_model import LogisticRegression
+
+    from edgedistill.distill.probe_head import fit_logistic
+
+    rng = np.random.default_rng(0)
+    for classes, per_class in ((2, 2), (4, 2), (3, 6)):
+        labels = np.repeat(np.arange(classes), per_class)
+        features = (rng.normal(0, 1, (len(labels), 6)) + labels[:, None] * 0.7) * 50 + 300  # far from standard: the folding matters
+        weight, bias, c = fit_logistic(features, labels, classes)
+        assert c == 1.0 if per_class < 3 else c in (0.01, 0.1, 1.0, 10.0)  # cross-validated from 3 images a class
+        scaled = (features - features.mean(0)) / (features.std(0) + 1e-6)
+        reference = LogisticRegression(C=c, max_iter=2000).fit(scaled, labels)
+        probe = rng.normal(0, 1, (20, 6)) * 50 + 300
+        ours = probe @ weight.T + bias
+        np.testing.assert_array_equal(ours.argmax(1), reference.predict((probe - features.mean(0)) / (features.std(0) + 1e-6)))
+        softmax = np.exp(ours - ours.max(1, keepdims=True))
+        np.testing.assert_allclose(softmax / softmax.sum(1, keepdims=True),
+                                   reference.predict_proba((probe - features.mean(0)) / (features.std(0) + 1e-6)), atol=2e-3)  # CV refits to its own tolerance
+
+
+def test_an_unknown_head_init_is_refused():
+    with pytest.raises(EdgedistillError, match="head init 'zeros' is not one of random, probe"):
+        finetune_teacher(load_config(None, []), Path("unused"), Path("unused.safetensors"), FinetuneSettings(), "zeros")
 
 
 @installed

@@ -20,7 +20,10 @@ from .finetune import FinetuneSettings, finetune, split_labelled
 STAMP_KEY = "edgedistill.finetune"  # safetensors metadata: what the file was fine-tuned from and on
 
 
-def finetune_teacher(cfg: BuildConfig, labels: Path, out: Path, settings: FinetuneSettings) -> dict:
+HEAD_INITS = ("random", "probe")
+
+
+def finetune_teacher(cfg: BuildConfig, labels: Path, out: Path, settings: FinetuneSettings, head_init: str = "random") -> dict:
     """Fine-tune the config's primary teacher on `labels` (one subfolder per class); write it to `out`.
     Returns the stamp stored in the file: the timm name and model_args to build it with, and the run's record."""
     from ..models.open_clip_teacher import PREFIX
@@ -30,6 +33,8 @@ def finetune_teacher(cfg: BuildConfig, labels: Path, out: Path, settings: Finetu
     from .trainer import autocast_for, pick_device
 
     settings.check()
+    if head_init not in HEAD_INITS:
+        raise EdgedistillError(f"head init '{head_init}' is not one of {', '.join(HEAD_INITS)}", "pass --head-init random or --head-init probe")
     teacher = teacher_configs(cfg.teacher)[0]
     if teacher.name.startswith(PREFIX):
         raise EdgedistillError(f"open_clip teacher '{teacher.name}' has no classifier to fine-tune (its head is the image-text projection)",
@@ -45,10 +50,16 @@ def finetune_teacher(cfg: BuildConfig, labels: Path, out: Path, settings: Finetu
         model.reset_classifier(len(split.classes))
     size = teacher.img_size or model_args.get("img_size")
     data_config = resolve_data_config(model, size)
+    autocast = autocast_for(cfg.distill, device)
+    start = {"head_init": "random"}
+    if head_init == "probe":  # LP-FT: the new head classifies before the backbone moves (probe_head.py)
+        from .probe_head import probe_head
+
+        start = probe_head(model, split, data_config, device, autocast, settings.batch_size, cfg.distill.num_workers)
     record = finetune(model, model.get_classifier(), split, data_config, settings, cfg.data, device,
-                      autocast_for(cfg.distill, device), cfg.distill.num_workers, label="finetune-teacher")
+                      autocast, cfg.distill.num_workers, label="finetune-teacher")
     stamp = {"architecture": architecture, "img_size": teacher.img_size,
-             "model_args": {**model_args, "num_classes": len(split.classes)}, "from": teacher_identity(teacher), **record}
+             "model_args": {**model_args, "num_classes": len(split.classes)}, "from": teacher_identity(teacher), **start, **record}
     with atomic_output(out) as tmp:
         save_safetensors({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp,
                          metadata={"format": "pt", STAMP_KEY: json.dumps(stamp)})
