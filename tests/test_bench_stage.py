@@ -372,6 +372,15 @@ def test_zero_shot_classes_are_the_nearest_head_row_to_each_embedding(build):
     assert {"zero-shot top-1", "zero-shot vs fp32", "zero-shot vs teacher"} <= set(headers)
 
 
+def test_zero_shot_agreement_counts_the_images_whose_class_is_the_same():
+    from edgedistill.bench.zero_shot import ZeroShot
+
+    zero_shot = ZeroShot(np.eye(3, 4, dtype=np.float32), reference=np.array([0, 1, 2, 0]), teacher=np.array([0, 0, 2, 2]))
+    embedding = np.array([[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 3, 1], [0, 1, 0.5, 0]], np.float32)  # classes 0, 1, 2, 1
+    assert zero_shot.agreement(embedding) == {"zero_shot_agreement_vs_fp32": 0.75, "zero_shot_agreement_vs_teacher": 0.5}
+    assert ZeroShot(zero_shot.weights, reference=np.array([0, 1, 2, 1])).agreement(embedding) == {"zero_shot_agreement_vs_fp32": 1.0}
+
+
 def test_a_zero_shot_head_that_cannot_score_this_build_is_refused(build):
     from edgedistill.bench.zero_shot import check_zero_shot_head, load_zero_shot
 

@@ -80,6 +80,7 @@ def test_without_a_classifier_the_zero_shot_agreement_meets_the_top1_budget():
     art(bench, "openvino-int8")["fidelity"]["zero_shot_agreement_vs_fp32"] = 0.875  # the fastest changes CLIP's decisions
     sel = select_artifact(bench)
     assert sel["artifact"] != "openvino-int8" and "not computed" not in sel["reason"]
+    assert "zero-shot agreement >= 0.9)" in sel["reason"] and "top-1 agreement" not in sel["reason"]  # named as checked
     bench["target"]["min_top1_agreement"] = 1.01
     assert "zero-shot agreement 0.875 < 1.01" in select_artifact(bench)["reason"]
     for row in bench["artifacts"]:

@@ -108,7 +108,6 @@ def select_artifact(report: dict) -> dict:
     # A document that did not come through load_reports (the build's own report stage, the API) is checked here.
     check_latencies(report, report.get("_source") or "bench document")
     budget = _budget(report)
-    budget_text = ", ".join(f"{words} >= {limit:g}" for _, limit, words in budget) or "no fidelity budget set"
     target = report.get("target") or {}
     every = artifacts_of(report)
     arts = [a for a in every if not_a_choice(a, target) is None]
@@ -117,7 +116,8 @@ def select_artifact(report: dict) -> dict:
     within = [a for a in measured if not _failures(a, budget)]
     if within:
         best, reason = _fastest_or_tied(within, _tolerance(report))
-        reason += f" ({budget_text})"
+        # each line named as it was checked for this row: "zero-shot agreement" where it stood in for top-1 agreement
+        reason += f" ({', '.join(f'{_budget_value(best, key, words)[1]} >= {limit:g}' for key, limit, words in budget) or 'no fidelity budget set'})"
         unchecked = _unchecked(best, budget)
         if unchecked:
             reason += f"; {' and '.join(unchecked)} not computed for it, so not checked"
