@@ -24,6 +24,12 @@ def check_replaceable(out: Path, what: str, inputs: dict, holds_ours: Callable[[
                                f"pass a new path, or delete the file if it is a damaged {what} file")
 
 
+def check_suffix(out: Path, suffix: str, what: str) -> None:
+    """OUT is named as the file it will be (a checkpoint saved as .pt would be read as pickle by other tools)."""
+    if out.suffix != suffix:
+        raise EdgedistillError(f"{what} '{out}' must be a {suffix} file", f"name it {out.with_suffix(suffix).name}")
+
+
 def check_writable(path: Path, what: str) -> None:
     """Try a file beside `path` now (creating its folder): a folder that cannot hold it would otherwise fail
     only once the work is done."""

@@ -72,12 +72,18 @@ def test_a_student_retrained_to_the_same_weights_is_not_benched_again(build, mon
     assert stage_keys(monkeypatch, build, "bench")[0] == key
 
 
-def test_relabelling_the_eval_dir_with_same_size_files_re_runs_bench(build, tmp_path, monkeypatch):
+def _cats_and_dogs(tmp_path, ext: str = "png"):
+    """A labelled folder of two classes, two images each, for bench.eval_dir."""
     root = tmp_path / "labelled"
     for label, shade in (("cat", 40), ("dog", 200)):
         (root / label).mkdir(parents=True)
         for i in range(2):
-            Image.new("RGB", (32, 32), (shade + i,) * 3).save(root / label / f"{i}.bmp")  # uncompressed: every file one size
+            Image.new("RGB", (32, 32), (shade + i,) * 3).save(root / label / f"{i}.{ext}")
+    return root
+
+
+def test_relabelling_the_eval_dir_with_same_size_files_re_runs_bench(build, tmp_path, monkeypatch):
+    root = _cats_and_dogs(tmp_path, "bmp")  # uncompressed: every file one size
     overrides = [f"bench.eval_dir={root}"]
     key, older = stage_keys(monkeypatch, build, "bench", overrides=overrides)
     assert older == []  # the names-and-sizes key stands for no bench with an eval_dir: it kept relabelled figures
@@ -91,11 +97,7 @@ def test_relabelling_the_eval_dir_with_same_size_files_re_runs_bench(build, tmp_
 
 def test_other_class_names_of_the_students_logits_re_run_a_bench_with_an_eval_dir(build, tmp_path, monkeypatch):
     """task top-1 maps the eval_dir's classes to the logits' columns by the names the student recorded."""
-    root = tmp_path / "labelled"
-    for label, shade in (("cat", 40), ("dog", 200)):
-        (root / label).mkdir(parents=True)
-        for i in range(2):
-            Image.new("RGB", (32, 32), (shade + i,) * 3).save(root / label / f"{i}.png")
+    root = _cats_and_dogs(tmp_path)
     with_dir = [f"bench.eval_dir={root}"]
     unnamed, without_dir = stage_keys(monkeypatch, build, "bench", overrides=with_dir)[0], stage_keys(monkeypatch, build, "bench")[0]
     manifest = Manifest.load(build)
@@ -114,11 +116,7 @@ def test_a_remade_zero_shot_head_at_the_same_path_re_runs_bench(build, tmp_path,
 
     from edgedistill.distill.zero_shot_head import write_head
 
-    root = tmp_path / "labelled"
-    for label, shade in (("cat", 40), ("dog", 200)):
-        (root / label).mkdir(parents=True)
-        for i in range(2):
-            Image.new("RGB", (32, 32), (shade + i,) * 3).save(root / label / f"{i}.png")
+    root = _cats_and_dogs(tmp_path)
     head = tmp_path / "head.safetensors"
     write_head(head, torch.eye(2, 8), {"name": "open_clip:ViT-B-32"}, ["cat", "dog"], templates=["a photo of a {}."])
     with_dir = [f"bench.eval_dir={root}"]

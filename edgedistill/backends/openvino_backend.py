@@ -278,7 +278,7 @@ class ThroughputQueue:
         with kept_signal_stack():
             for request in self.queue:
                 for name, array in feeds.items():
-                    request.set_tensor(name, ov.Tensor(np.array(array, copy=True)))
+                    request.set_tensor(name, ov.Tensor(array))  # a copy of its own (shared_memory=False)
 
     def start(self) -> None:
         """Queue one inference on the filled inputs; blocks while every request is busy."""

@@ -20,6 +20,11 @@ from ..errors import EdgedistillError
 _RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST, "lanczos": Image.LANCZOS}
 
 
+def class_folders(root: Path) -> list[str]:
+    """The class subfolders of a labelled folder (the ImageFolder layout), sorted; hidden ones are no class."""
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
 def list_labelled(root: str | Path, max_images: int | None = None, setting: str = "bench.eval_dir") -> tuple[list[Path], np.ndarray, list[str]]:
     """(image paths, integer labels, class names); at most `max_images` in all, spread evenly over classes.
     `setting` names the folder in errors (bench.eval_dir, or a command's argument)."""
@@ -27,7 +32,7 @@ def list_labelled(root: str | Path, max_images: int | None = None, setting: str 
     if not root.is_dir():
         kept = "; bench flags are kept in the build, so on another machine clear it with --set bench.eval_dir=null" if setting == "bench.eval_dir" else ""
         raise EdgedistillError(f"{setting} '{root}' is not a folder", f"pass a folder with one subfolder of images per class{kept}")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    classes = class_folders(root)
     # walk_files follows symlinked subfolders (rglob does not before Python 3.13) and skips ._x.jpg files
     per_class = {c: sorted(p for p in walk_files(root / c) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()) for c in classes}
     per_class = {c: ps for c, ps in per_class.items() if ps}

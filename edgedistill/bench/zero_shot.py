@@ -19,19 +19,21 @@ from ..errors import EdgedistillError, input_path
 KEY = "bench.zero_shot_head"
 
 
+def nearest_rows(embedding: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Each embedding's zero-shot class: its highest-cosine row (a positive scale per image leaves each argmax as it is)."""
+    return (embedding.astype(np.float32) @ weights.T).argmax(1)
+
+
 @dataclass
 class ZeroShot:
     weights: np.ndarray  # [C, D] unit rows
-    reference: np.ndarray  # the fp32 model's prediction on each evaluation image
+    reference: np.ndarray  # the fp32 model's zero-shot class of each evaluation image
     teacher: np.ndarray | None = None  # the teacher's, from the evaluation set's teacher embeddings
     rows: np.ndarray | None = None  # each bench.eval_dir image's row of `weights`, when that folder is set
 
-    def predict(self, embedding: np.ndarray) -> np.ndarray:
-        return (embedding.astype(np.float32) @ self.weights.T).argmax(1)  # a positive scale per image leaves each argmax as it is
-
     def agreement(self, embedding: np.ndarray) -> dict:
         """On the evaluation set: the share of images whose zero-shot class is the fp32 model's, and the teacher's."""
-        predicted = self.predict(embedding)
+        predicted = nearest_rows(embedding, self.weights)
         same = {"zero_shot_agreement_vs_fp32": float((predicted == self.reference).mean())}
         if self.teacher is not None:
             same["zero_shot_agreement_vs_teacher"] = float((predicted == self.teacher).mean())
@@ -39,13 +41,14 @@ class ZeroShot:
 
     def top1(self, embedding: np.ndarray) -> float:
         """On bench.eval_dir: the share of images whose zero-shot class is their true class."""
-        return round(float((self.predict(embedding) == self.rows).mean()), 4)
+        return round(float((nearest_rows(embedding, self.weights) == self.rows).mean()), 4)
 
 
-def check_zero_shot_head(cfg: BuildConfig) -> dict:
+def check_zero_shot_head(cfg: BuildConfig, classes: list[str] | None = None) -> dict:
     """The head's stamp, checked before any model is made (and without torch, so a build with nothing to do stays
     cheap): it needs the build's own teacher (a head of another text tower scores an embedding space the student
-    never learned) and, with bench.eval_dir, a row for each of its classes."""
+    never learned) and, with bench.eval_dir, a row for each of its classes (`classes`, when the caller has listed
+    them; else listed here)."""
     from ..distill.text_embeddings import text_side
     from ..distill.zero_shot_head import read_stamp
     from ..teacher_identity import comparable_identities, teacher_identity
@@ -64,7 +67,8 @@ def check_zero_shot_head(cfg: BuildConfig) -> dict:
     if made_by != wanted:
         raise EdgedistillError(f"{KEY} '{path}' was made by teacher {made_by.get('name')!r}, not this build's primary teacher "
                                f"{wanted.get('name')!r}", make)
-    classes = list_labelled(cfg.bench.eval_dir, cfg.bench.eval_max_images)[2] if cfg.bench.eval_dir else []
+    if classes is None:
+        classes = list_labelled(cfg.bench.eval_dir, cfg.bench.eval_max_images)[2] if cfg.bench.eval_dir else []
     missing = [c for c in classes if c not in stamp["classes"]]
     if missing:
         raise EdgedistillError(f"{KEY} '{path}' has no row for {len(missing)} class(es) of bench.eval_dir: {', '.join(missing[:5])}",
@@ -80,7 +84,7 @@ def load_zero_shot(cfg: BuildConfig, reference: np.ndarray, teacher: np.ndarray 
 
     from ..distill.zero_shot_head import TENSOR
 
-    stamp = check_zero_shot_head(cfg)
+    stamp = check_zero_shot_head(cfg, labelled[0] if labelled is not None else [])
     path = cfg.bench.zero_shot_head
     try:
         weights = load_file(str(Path(path).expanduser()))[TENSOR].astype(np.float32)
@@ -93,11 +97,9 @@ def load_zero_shot(cfg: BuildConfig, reference: np.ndarray, teacher: np.ndarray 
     if weights.shape[1] != reference.shape[1]:
         raise EdgedistillError(f"{KEY} '{path}' holds {weights.shape[1]}-d rows, the student's embedding is {reference.shape[1]}-d",
                                "make the head with the teacher this build distilled from")
-    zero_shot = ZeroShot(weights, np.zeros(len(reference), dtype=np.int64))
-    zero_shot.reference = zero_shot.predict(reference)
-    if teacher is not None and teacher.shape[1:] == (weights.shape[1],):  # the teacher's summary token: its projected embedding
-        zero_shot.teacher = zero_shot.predict(teacher)
+    rows = None
     if labelled is not None:
         classes, labels = labelled
-        zero_shot.rows = np.asarray([stamp["classes"].index(name) for name in classes], dtype=np.int64)[labels]
-    return zero_shot
+        rows = np.asarray([stamp["classes"].index(name) for name in classes], dtype=np.int64)[labels]
+    comparable = teacher is not None and teacher.shape[1:] == (weights.shape[1],)  # the teacher's summary token: its projected embedding
+    return ZeroShot(weights, nearest_rows(reference, weights), nearest_rows(teacher, weights) if comparable else None, rows)

@@ -10,7 +10,6 @@ the labelled folder is scored before and after, so the run says whether it helpe
 
 from __future__ import annotations
 
-import fnmatch
 import itertools
 import math
 from dataclasses import dataclass
@@ -179,21 +178,23 @@ def finetune(model: nn.Module, head: nn.Module, split: LabelledSplit, data_confi
 
 
 def parameter_groups(model: nn.Module, head: nn.Module, settings: FinetuneSettings) -> list[dict]:
-    """AdamW groups: the classifier at HEAD_LR_SCALE times the rate. Weight decay as timm's
-    param_groups_weight_decay gives it (what distillation's create_optimizer_v2 uses): none on tensors of one
+    """AdamW groups: the classifier at HEAD_LR_SCALE times the rate. Weight decay is timm's
+    param_groups_weight_decay (what distillation's create_optimizer_v2 uses): none on tensors of one
     dimension or less, on biases, nor on what a module's no_weight_decay() lists (a ViT's cls_token and
     pos_embed), whichever submodule it sits in (the deployed student wraps its backbone)."""
+    from timm.optim import param_groups_weight_decay
+
     head_ids = {id(p) for p in head.parameters()}
     if not head_ids or not head_ids <= {id(p) for p in model.parameters()}:
         raise EdgedistillError("the classifier to fine-tune is not part of the model", "pass the classifier module the model applies")
-    exempt = no_weight_decay_patterns(model)
-    groups: dict[tuple[bool, bool], list] = {}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            decays = p.ndim > 1 and not name.endswith(".bias") and not any(fnmatch.fnmatch(name, e) for e in exempt)
-            groups.setdefault((id(p) in head_ids, decays), []).append(p)
-    return [{"params": params, "lr": settings.lr * (HEAD_LR_SCALE if in_head else 1.0),
-             "weight_decay": settings.weight_decay if decays else 0.0} for (in_head, decays), params in groups.items()]
+    groups = []
+    for group in param_groups_weight_decay(model, settings.weight_decay, no_weight_decay_list=no_weight_decay_patterns(model)):
+        for in_head in (False, True):
+            params = [p for p in group["params"] if (id(p) in head_ids) == in_head]
+            if params:
+                groups.append({"params": params, "lr": settings.lr * (HEAD_LR_SCALE if in_head else 1.0),
+                               "weight_decay": group["weight_decay"]})
+    return groups
 
 
 def no_weight_decay_patterns(model: nn.Module) -> set[str]:

@@ -89,10 +89,9 @@ def read_stamp(path: Path) -> dict | None:
 
 def check_output(out: Path, labels: Path, teacher: TeacherConfig) -> None:
     """Before any model is built: OUT is a .safetensors path that is not an input, and replaces only a file this command wrote."""
-    from ..output_files import check_replaceable, check_writable
+    from ..output_files import check_replaceable, check_suffix, check_writable
 
-    if out.suffix != ".safetensors":
-        raise EdgedistillError(f"fine-tuned teacher '{out}' must be a .safetensors file", f"name it {out.with_suffix('.safetensors').name}")
+    check_suffix(out, ".safetensors", "fine-tuned teacher")
     check_replaceable(out, "fine-tuned teacher", {"teacher.checkpoint": teacher.checkpoint, "the labelled folder": labels},
                       lambda p: read_stamp(p) is not None, "runs/teacher_ft.safetensors")
     check_writable(out, "the fine-tuned teacher")

@@ -94,7 +94,9 @@ def read_classes(source: Path) -> tuple[list[str], list[str]]:
     """(class names, the names the prompts say) from a labelled folder's subfolders (sorted, as bench.eval_dir
     reads them) or a text file, one class a line, optionally `name<TAB>prompt name`."""
     if source.is_dir():
-        classes = sorted(d.name for d in source.iterdir() if d.is_dir() and not d.name.startswith("."))
+        from ..bench.labelled import class_folders
+
+        classes = class_folders(source)  # as bench.eval_dir's classes are named
         spoken = [None] * len(classes)
     elif source.is_file():
         classes, spoken = _class_lines(source)
@@ -146,9 +148,8 @@ def read_stamp(path: Path) -> dict:
 
 def check_output(out: Path, classes_from: Path) -> None:
     """Before any model is built: OUT is a .safetensors path that is not the class list, and replaces only a head."""
-    from ..output_files import check_replaceable, check_writable
+    from ..output_files import check_replaceable, check_suffix, check_writable
 
-    if out.suffix != ".safetensors":
-        raise EdgedistillError(f"zero-shot head '{out}' must be a .safetensors file", f"name it {out.with_suffix('.safetensors').name}")
+    check_suffix(out, ".safetensors", "zero-shot head")
     check_replaceable(out, "zero-shot head", {"the classes": classes_from}, lambda p: bool(read_stamp(p)), "runs/zero_shot_head.safetensors")
     check_writable(out, "the zero-shot head")
